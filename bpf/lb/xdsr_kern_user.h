@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every structure and constant that the XDP program and the Python control
+ * side share. Python mirrors these in xdsr/dataplane/abi.py; the test
+ * tests/dataplane/test_abi.py compares that mirror with the BTF that clang
+ * emits for this header, so the two cannot drift apart silently.
+ *
+ * Bump XDSR_ABI_VERSION whenever a layout here changes: a process refuses to
+ * adopt pinned maps written with another version.
+ */
+#ifndef XDSR_KERN_USER_H
+#define XDSR_KERN_USER_H
+
+#include <linux/types.h>
+
+enum xdsr_abi {
+	XDSR_ABI_VERSION = 1,
+};
+
+/* Segment types: how the tenant network of a VIP is identified. Only VLAN is
+ * parsed today; VXLAN and Geneve get their own parsers behind the same key. */
+enum xdsr_seg_type {
+	XDSR_SEG_VLAN = 1,   /* seg_id = 802.1Q VID, 0 = untagged */
+	XDSR_SEG_VXLAN = 2,  /* seg_id = VNI (reserved) */
+	XDSR_SEG_GENEVE = 3, /* seg_id = VNI (reserved) */
+};
+
+/*
+ * First lookup: (VIP, destination port, protocol, segment) -> the service's
+ * Maglev table. IPv4 VIPs are stored IPv4-mapped (::ffff:a.b.c.d) so that one
+ * map serves both families. Port 0 is reserved: it names the table that
+ * receives every fragment of (VIP, protocol, segment), because a non-first
+ * fragment carries no port.
+ */
+struct xdsr_svc_key {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto;
+	__u8 seg_type;
+	__u32 seg_id;
+};
+
+/*
+ * A service's table is one BPF array of 64-byte elements (one cache line):
+ *   element 0                       header
+ *   elements 1 .. n_chunks          Maglev slots, XDSR_SLOTS_PER_CHUNK per element,
+ *                                   each the index of a backend in this table
+ *   elements backends_off ..        backends, XDSR_BACKENDS_PER_BLOCK per element
+ * Slots are 16-bit indexes rather than whole backends so that a table takes
+ * 2 bytes per slot: with many services the tables stay in cache.
+ */
+enum xdsr_table_layout {
+	XDSR_ELEM_SIZE = 64,
+	XDSR_SLOTS_PER_CHUNK = 32,
+	XDSR_BACKENDS_PER_BLOCK = 4,
+	XDSR_MAX_BACKENDS = 65535,
+};
+
+struct xdsr_table_hdr {
+	__u32 table_size;   /* M, a prime: number of slots */
+	__u32 stats_id;     /* index into xdsr_svc_stats */
+	__u32 backends_off; /* element index of the first backend block */
+	__u16 n_backends;   /* 0: the service exists but drops (no backend) */
+	__u8 abi_version;
+	__u8 flags;
+	__u64 digest;       /* digest of the spec that built this table */
+	__u8 reserved[40];
+};
+
+struct xdsr_backend {
+	__u8 mac[6];
+	__u16 vid;          /* 0 = send untagged */
+	__u32 weight;       /* control-plane information only */
+	__u32 reserved;
+};
+
+union xdsr_table_elem {
+	struct xdsr_table_hdr hdr;
+	__u16 slots[XDSR_SLOTS_PER_CHUNK];
+	struct xdsr_backend backends[XDSR_BACKENDS_PER_BLOCK];
+};
+
+/* Per-service counters, per CPU, indexed by the table header's stats_id. */
+struct xdsr_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Global counters, per CPU, indexed by reason. Every packet is counted once
+ * under exactly one verdict reason; XDSR_R_FRAGMENT, XDSR_R_VLAN_PUSH and
+ * XDSR_R_VLAN_POP count details of forwarded packets in addition. */
+enum xdsr_reason {
+	XDSR_R_FORWARDED = 0,   /* XDP_TX to a backend */
+	XDSR_R_NOT_FOR_US = 1,  /* XDP_PASS: destination MAC is not this interface */
+	XDSR_R_NOT_IP = 2,      /* XDP_PASS: ARP, LLDP, ... */
+	XDSR_R_NO_SERVICE = 3,  /* XDP_PASS: IP, but no service matches */
+	XDSR_R_MALFORMED = 4,   /* XDP_DROP: truncated or invalid headers */
+	XDSR_R_NO_BACKEND = 5,  /* XDP_DROP: service without backends */
+	XDSR_R_UNSUPPORTED = 6, /* XDP_DROP: IPv6 extension chain too long */
+	XDSR_R_TX_ERROR = 7,    /* XDP_DROP: could not push or pop the tag */
+	XDSR_R_FRAGMENT = 8,    /* detail: a forwarded IP fragment */
+	XDSR_R_VLAN_PUSH = 9,   /* detail: tag added */
+	XDSR_R_VLAN_POP = 10,   /* detail: tag removed */
+	XDSR_R_MAX = 11,
+};
+
+/* Written once at creation into xdsr_meta[0]: a process checks it before it
+ * adopts pinned maps. */
+struct xdsr_meta {
+	__u32 abi_version;
+	__u32 max_services;
+	__u64 reserved;
+};
+
+/* Per-attachment constants, set in .rodata by the loader before load. */
+struct xdsr_prog_cfg {
+	__u8 mac[6];        /* the interface's MAC: new source MAC, and the only
+	                       destination MAC the program acts on */
+	__u16 reserved;
+	__u32 ifindex;
+	__u32 hash_seed;    /* must be equal on every LBN of a group, or a flow
+	                       that ECMP moves between LBNs changes backend */
+	__u32 reserved2;
+};
+
+#endif /* XDSR_KERN_USER_H */

@@ -1,0 +1,63 @@
+"""`xdsr bench …`: measurements. Speed targets live here, never in tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Benchmarks (need root).", no_args_is_help=True)
+out = Console(soft_wrap=True)
+
+
+def _spread(d: dict[str, float], scale: float = 1.0, fmt: str = "{:.1f}") -> str:
+    return " / ".join(fmt.format(d[k] * scale) for k in ("min", "median", "max"))
+
+
+@app.command()
+def dataplane(
+    rounds: Annotated[int, typer.Option(help="repetitions of each measurement")] = 7,
+    repeat: Annotated[int, typer.Option(help="BPF_PROG_TEST_RUN repetitions per packet")] = 20000,
+    memory: Annotated[bool, typer.Option(help="also measure map memory at 4096 services")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write every figure to this file")] = None,
+) -> None:
+    """Per-packet cost (BPF_PROG_TEST_RUN), Maglev build time, map memory."""
+    from xdsr.bench import dataplane as bench
+
+    if bench.stats_enabled():
+        out.print("[yellow]warning: kernel.bpf_stats_enabled is on; it inflates every figure[/yellow]")
+    doc: dict[str, object] = {}
+    with out.status("per-packet cost: xdsr vs no-op XDP_TX ..."):
+        doc["per_packet"] = bench.prog_cost(rounds=rounds, repeat=repeat)
+    t = Table("scenario", "xdsr ns/pkt", "no-op XDP_TX ns/pkt", "added ns/pkt", title="min / median / max")
+    for r in doc["per_packet"].values():  # type: ignore[union-attr]
+        t.add_row(r["scenario"], _spread(r["xdsr_ns"]), _spread(r["noop_xdp_tx_ns"]), _spread(r["added_ns"]))
+    out.print(t)
+
+    with out.status("Maglev build ..."):
+        doc["maglev"] = bench.maglev_build(repeat=rounds)
+    m = doc["maglev"]
+    out.print(f"Maglev build, 65537 slots x 1000 backends: {_spread(m['seconds'], 1000, '{:.2f}')} ms")  # type: ignore[index]
+
+    if memory:
+        with out.status("map memory at 4096 services ..."):
+            doc["memory"] = bench.map_memory()
+        t = Table("services", "backends each", "table size", "tables MiB", "other maps MiB", "total MiB", "apply s")
+        for r in doc["memory"]:  # type: ignore[union-attr]
+            t.add_row(
+                str(r["services"]),
+                str(r["backends_per_service"]),
+                str(r["table_size"]),
+                f"{r['tables_bytes'] / 2**20:.1f}",
+                f"{r['fixed_maps_bytes'] / 2**20:.1f}",
+                f"{r['total_bytes'] / 2**20:.1f}",
+                f"{r['apply_seconds']:.1f}",
+            )
+        out.print(t)
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=2))
+        out.print(f"wrote {json_out}")

@@ -1,0 +1,77 @@
+"""The Python mirror (xdsr.dataplane.abi) has exactly the layout of the C
+header, as clang compiled it into the program's BTF."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+
+from xdsr.dataplane import abi
+from xdsr.paths import bpf_object
+
+# BTF types of the object that are not shared structures: the map template
+# and the anchor that makes clang emit the rest.
+NOT_SHARED = {"xdsr_table", "xdsr_abi_types"}
+
+
+@pytest.fixture(scope="module")
+def btf() -> dict[str, dict[str, Any]]:
+    if not shutil.which("bpftool"):
+        pytest.skip("bpftool is not installed")
+    out = subprocess.run(
+        ["bpftool", "-j", "btf", "dump", "file", str(bpf_object("xdsr_lb"))], check=True, capture_output=True, text=True
+    ).stdout
+    types = json.loads(out)["types"]
+    # Types only: a map variable may share its value struct's name.
+    kinds = ("STRUCT", "UNION", "ENUM")
+    return {"by_id": {t["id"]: t for t in types}, "by_name": {t["name"]: t for t in types if t["kind"] in kinds}}
+
+
+def _size(btf: dict[str, dict[str, Any]], type_id: int) -> int:
+    t = btf["by_id"][type_id]
+    kind = t["kind"]
+    if kind in ("INT", "STRUCT", "UNION", "ENUM"):
+        return int(t["size"])
+    if kind == "ARRAY":
+        return int(t["nr_elems"]) * _size(btf, t["type_id"])
+    if kind in ("TYPEDEF", "VOLATILE", "CONST"):
+        return _size(btf, t["type_id"])
+    raise AssertionError(f"unexpected BTF kind {kind}")
+
+
+@pytest.mark.parametrize("name", sorted(abi.STRUCTS))
+def test_struct_layout(btf: dict[str, dict[str, Any]], name: str) -> None:
+    py = abi.STRUCTS[name]
+    c = btf["by_name"][name]
+    assert ctypes.sizeof(py) == c["size"], f"{name}: size"
+    py_fields = [(f[0], getattr(py, f[0]).offset, getattr(py, f[0]).size) for f in py._fields_]
+    c_fields = [(m["name"], m["bits_offset"] // 8, _size(btf, m["type_id"])) for m in c["members"]]
+    assert py_fields == c_fields
+
+
+def test_every_shared_struct_is_mirrored(btf: dict[str, dict[str, Any]]) -> None:
+    shared = {
+        n for n, t in btf["by_name"].items() if t["kind"] in ("STRUCT", "UNION") and n.startswith("xdsr_")
+    } - NOT_SHARED
+    assert shared == set(abi.STRUCTS)
+
+
+@pytest.mark.parametrize("name", sorted(abi.ENUMS))
+def test_enum_values(btf: dict[str, dict[str, Any]], name: str) -> None:
+    c = {v["name"]: v["val"] for v in btf["by_name"][name]["values"]}
+    assert c == abi.ENUMS[name]
+
+
+def test_every_shared_enum_is_mirrored(btf: dict[str, dict[str, Any]]) -> None:
+    shared = {n for n, t in btf["by_name"].items() if t["kind"] == "ENUM" and n.startswith("xdsr_")}
+    assert shared == set(abi.ENUMS)
+
+
+def test_reason_verdicts_cover_every_reason() -> None:
+    assert set(abi.REASON_VERDICT) == set(abi.Reason)
+    assert len(abi.Reason) == abi.REASON_MAX

@@ -1,0 +1,73 @@
+"""`xdsr dp …` as an operator runs it: through the installed entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import needs_root
+
+pytestmark = needs_root
+
+XDSR = [sys.executable, "-m", "xdsr.cli"]
+
+
+def xdsr(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*XDSR, *args], capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"xdsr {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _cfg(n: int) -> dict[str, object]:
+    return {
+        "services": [
+            {
+                "vip": f"203.0.113.{i + 1}",
+                "port": 443,
+                "protocol": "tcp",
+                "segment": {"type": "vlan", "id": 10},
+                "backends": [{"mac": f"02:00:00:00:{i:02x}:01", "vlan": 100, "weight": 2}],
+            }
+            for i in range(n)
+        ]
+    }
+
+
+def test_apply_show_stats_and_an_invalid_file(tmp_path: Path, pin_dir: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(_cfg(3)))
+    out = xdsr("dp", "apply", str(good), "--pin-dir", str(pin_dir)).stdout
+    assert "3 created" in out
+    assert "3 unchanged" in xdsr("dp", "apply", str(good), "--pin-dir", str(pin_dir)).stdout
+
+    shown = json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout)
+    assert [s["vip"] for s in shown["services"]] == ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+    assert shown["services"][0]["backends"] == [{"mac": "02:00:00:00:00:01", "vlan": 100, "weight": 2}]
+    assert shown["max_services"] == 4096
+
+    bad = tmp_path / "bad.json"
+    cfg = _cfg(1)
+    cfg["services"][0]["backends"][0]["mac"] = "not-a-mac"  # type: ignore[index]
+    bad.write_text(json.dumps(cfg))
+    proc = xdsr("dp", "apply", str(bad), "--pin-dir", str(pin_dir), check=False)
+    assert proc.returncode == 2
+    assert "services[0].backends[0].mac" in proc.stderr and "nothing was changed" in proc.stderr
+    assert json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout) == shown
+
+    stats = json.loads(xdsr("dp", "stats", "--json", "--pin-dir", str(pin_dir)).stdout)
+    assert stats["reasons"]["forwarded"] == {"verdict": "tx", "packets": 0, "bytes": 0}
+    assert len(stats["services"]) == 3
+
+
+def test_commands_explain_a_missing_data_plane(pin_dir: Path) -> None:
+    proc = xdsr("dp", "show", "--pin-dir", str(pin_dir), check=False)
+    assert proc.returncode == 1
+    assert "no xdsr data plane is pinned" in proc.stderr
+    proc = xdsr("dp", "attach", "no-such-if0", "--pin-dir", str(pin_dir), check=False)
+    assert proc.returncode == 1
+    assert "no interface 'no-such-if0'" in proc.stderr

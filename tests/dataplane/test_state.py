@@ -1,0 +1,160 @@
+"""Applying desired state to the pinned maps: exact, idempotent, minimal,
+atomic per table, and adoptable by a new process."""
+
+from __future__ import annotations
+
+import ctypes
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import needs_root
+from xdsr.dataplane import abi
+from xdsr.dataplane.config import parse_config
+from xdsr.dataplane.loader import MAP_META, MAP_SERVICES, Dataplane, DataplaneError
+from xdsr.dataplane.model import Service, ServiceKey
+from xdsr.dataplane.state import _table_ids, apply, installed, read_stats
+from xdsr.dataplane.tables import maglev_slots
+
+pytestmark = needs_root
+
+
+def services(n: int = 4, backends: int = 5, vip: str = "203.0.113.{i}", **extra: object) -> list[Service]:
+    cfg = {
+        "services": [
+            {
+                "vip": vip.format(i=i + 1),
+                "port": 80,
+                "protocol": "tcp",
+                "segment": {"id": 10},
+                "backends": [{"mac": f"02:00:00:00:{i:02x}:{j:02x}", "vlan": 100 + j} for j in range(backends)],
+                **extra,
+            }
+            for i in range(n)
+        ]
+    }
+    return parse_config(cfg).to_services()
+
+
+def test_apply_installs_exactly_the_desired_tables(dp: Dataplane) -> None:
+    want = services()
+    report = apply(dp, want)
+    assert len(report.created) == 4 and not report.updated and not report.removed
+    got = installed(dp, with_slots=True)
+    assert [s.service for s in got] == sorted(want, key=lambda s: s.key)
+    for inst in got:
+        assert inst.slots is not None
+        np.testing.assert_array_equal(inst.slots, maglev_slots(inst.service.table_size, inst.service.backends))
+        assert inst.memlock > 0
+
+
+def test_apply_is_idempotent_and_rewrites_only_what_changed(dp: Dataplane) -> None:
+    want = services()
+    apply(dp, want)
+    ids = {s.service.key: (s.table_id, s.stats_id) for s in installed(dp)}
+
+    again = apply(dp, want)
+    assert len(again.unchanged) == 4 and not again.changed
+    assert {s.service.key: (s.table_id, s.stats_id) for s in installed(dp)} == ids
+
+    changed = list(want)
+    changed[1] = Service(want[1].key, want[1].table_size, want[1].backends[:-1])
+    report = apply(dp, changed)
+    assert report.updated == [want[1].key] and len(report.unchanged) == 3
+    after = {s.service.key: (s.table_id, s.stats_id) for s in installed(dp)}
+    for key, (tid, sid) in ids.items():
+        if key == want[1].key:
+            assert after[key][0] != tid, "the changed table must be a new map"
+            assert after[key][1] == sid, "its counters stay"
+        else:
+            assert after[key] == (tid, sid)
+
+
+def test_apply_removes_what_it_no_longer_lists(dp: Dataplane) -> None:
+    apply(dp, services(4))
+    report = apply(dp, services(2))
+    assert len(report.removed) == 2
+    assert len(installed(dp)) == 2
+    apply(dp, [])
+    assert installed(dp) == []
+    assert _table_ids(dp) == {}, "fragment entries go with their services"
+
+
+def test_fragment_entry_follows_the_lowest_port(dp: Dataplane) -> None:
+    cfg = {
+        "services": [
+            {"vip": "203.0.113.9", "port": p, "protocol": "udp", "backends": [{"mac": f"02:00:00:00:09:{p % 256:02x}"}]}
+            for p in (53, 123, 5000)
+        ]
+    }
+    svcs = parse_config(cfg).to_services()
+    apply(dp, svcs)
+    ids = _table_ids(dp)
+    frag = ServiceKey(svcs[0].key.vip, 0, socket.IPPROTO_UDP, abi.SegType.VLAN, 0)
+    assert ids[frag] == ids[svcs[0].key]
+    apply(dp, svcs[1:])
+    ids = _table_ids(dp)
+    assert ids[frag] == ids[svcs[1].key]
+
+
+def test_a_new_process_adopts_the_pinned_state(dp: Dataplane, pin_dir: Path) -> None:
+    want = services()
+    apply(dp, want)
+    before = installed(dp)
+    with Dataplane.open(pin_dir) as other:
+        assert installed(other) == before
+        report = apply(other, want[:3])
+        assert len(report.unchanged) == 3 and len(report.removed) == 1
+    assert len(installed(dp)) == 3
+
+
+def test_too_many_services_change_nothing(pin_dir: Path) -> None:
+    with Dataplane.create_or_open(pin_dir, max_services=3) as small:
+        apply(small, services(2))
+        before = installed(small)
+        with pytest.raises(DataplaneError, match="4 services do not fit"):
+            apply(small, services(4))
+        assert installed(small) == before
+
+
+def test_new_services_start_from_zero_counters(dp: Dataplane) -> None:
+    (svc,) = services(1)
+    apply(dp, [svc])
+    (inst,) = installed(dp)
+    m = dp.maps["xdsr_svc_stats"]
+    m.update(inst.stats_id.to_bytes(4, "little"), b"\x07" * m.value_size)
+    apply(dp, [])
+    (other,) = services(1, vip="198.51.100.{i}")
+    apply(dp, [other])
+    assert read_stats(dp).services[other.key].packets == 0
+
+
+def test_adoption_refuses_another_abi_or_size(dp: Dataplane, pin_dir: Path) -> None:
+    with pytest.raises(DataplaneError, match="hold 64 services, not 128"):
+        Dataplane.create_or_open(pin_dir, max_services=128)
+    meta = abi.Meta(abi_version=abi.ABI_VERSION + 1, max_services=64)
+    dp.maps[MAP_META].update(b"\0\0\0\0", bytes(meta))
+    with pytest.raises(DataplaneError, match="ABI version"):
+        Dataplane.open(pin_dir)
+
+
+def test_table_swap_is_a_single_update(dp: Dataplane) -> None:
+    """The service map's value is the table itself: one update replaces a
+    whole table, and a reader holding the old one keeps a complete table."""
+    (svc,) = services(1)
+    apply(dp, [svc])
+    (old,) = installed(dp)
+    from xdsr.dataplane import libbpf as bpf
+
+    held = bpf.Map.from_id(old.table_id)  # like a packet in flight holding the old table
+    apply(dp, [Service(svc.key, svc.table_size, svc.backends[:2])])
+    (new,) = installed(dp, with_slots=True)
+    assert new.table_id != old.table_id
+    raw = held.lookup(b"\0\0\0\0")
+    assert raw is not None
+    hdr = abi.TableHdr.from_buffer_copy(raw[: ctypes.sizeof(abi.TableHdr)])
+    assert hdr.n_backends == 5 and hdr.digest == old.digest
+    held.close()
+    assert dp.maps[MAP_SERVICES].info.type == 13  # BPF_MAP_TYPE_HASH_OF_MAPS
