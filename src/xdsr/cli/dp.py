@@ -205,3 +205,29 @@ def stats(pin_dir: PinDir = Path(DEFAULT_PIN_DIR), as_json: Annotated[bool, type
     for k, c in sorted(st.services.items()):
         t.add_row(str(k), str(c.packets), str(c.bytes))
     out.print(t)
+
+
+@app.command()
+def probe(
+    iface: Annotated[str, typer.Argument(help="interface the program is attached to")],
+    vip: Annotated[str, typer.Option(help="destination address")],
+    port: Annotated[int, typer.Option(help="destination port")],
+    protocol: Annotated[str, typer.Option(help="tcp or udp")] = "tcp",
+    vlan: Annotated[int, typer.Option(help="VLAN the packet arrives on (0 = untagged)")] = 0,
+    src: Annotated[str | None, typer.Option(help="source address")] = None,
+    sport: Annotated[int, typer.Option(help="source port")] = 40000,
+    pin_dir: PinDir = Path(DEFAULT_PIN_DIR),
+    netns: Netns = None,
+) -> None:
+    """Run the attached program on a made-up packet: where would this flow go?"""
+    from xdsr.dataplane.probe import attached_program, probe_frame, run_probe
+
+    try:
+        prog, mac = attached_program(pin_dir, iface, netns)
+    except (BpfError, LookupError, FileNotFoundError) as exc:
+        raise _fail(f"no xdsr program attached to {iface} with maps in {pin_dir}: {exc}") from None
+    res = run_probe(prog, probe_frame(mac, vip, port, protocol, vlan, src, sport))
+    if res.forwarded:
+        out.print(f"{res.verdict}: to backend {res.backend_mac} on VLAN {res.backend_vlan}")
+    else:
+        out.print(res.verdict)

@@ -9,6 +9,7 @@ import typer
 
 from xdsr.cli import bench, dp
 from xdsr.cli.demo import demo
+from xdsr.cli.operator import operator
 
 app = typer.Typer(
     help="xdsr: an XDP L2 direct-server-return load balancer and its control plane.",
@@ -18,6 +19,7 @@ app = typer.Typer(
 app.add_typer(dp.app, name="dp")
 app.add_typer(bench.app, name="bench")
 app.command()(demo)
+app.command()(operator)
 
 
 @app.callback()

@@ -146,9 +146,7 @@ class Dataplane:
     # -- programs ---------------------------------------------------------------
 
     def _prog_pin(self, ifname: str, netns: str | None) -> Path:
-        # bpffs refuses dots in names; '@' appears in neither names of
-        # interfaces nor of namespaces.
-        return self.pin_dir / (f"xdp@{ifname}@{netns}" if netns else f"xdp@{ifname}")
+        return self.pin_dir / prog_pin_name(ifname, netns)
 
     def load_program(self, mac: str, ifindex: int = 0, hash_seed: int = DEFAULT_HASH_SEED) -> bpf.Program:
         """A copy of the program bound to these maps and this interface MAC,
@@ -240,6 +238,12 @@ class Dataplane:
             raise DataplaneError(f"programs are still attached ({names}): detach them first")
         self.close()
         remove_pins(self.pin_dir)
+
+
+def prog_pin_name(ifname: str, netns: str | None) -> str:
+    """Name of the pinned program of an attachment. bpffs refuses dots in
+    names; '@' appears in neither interface nor namespace names."""
+    return f"xdp@{ifname}@{netns}" if netns else f"xdp@{ifname}"
 
 
 def remove_pins(pin_dir: str | os.PathLike[str]) -> None:

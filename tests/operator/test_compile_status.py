@@ -1,0 +1,100 @@
+"""From a load balancer to rules, and from node reports to status: pure logic."""
+
+from __future__ import annotations
+
+from xdsr.model.agent import AgentState, ServiceReport
+from xdsr.model.loadbalancer import Listener, LoadBalancer, Member, Pool
+from xdsr.operator.compile import compile_lb
+from xdsr.operator.status import NodeReport, Placement, compute
+
+NOW = "2026-11-26T00:00:00Z"
+
+
+def lb(**extra: object) -> LoadBalancer:
+    members = [
+        Member(id=f"m{i}", project_id="p", created_at=NOW, address=f"10.1.0.{11 + i}", protocol_port=80)
+        for i in range(3)
+    ]
+    members[1] = members[1].model_copy(update={"mac_address": "02:00:00:00:00:02", "weight": 5})
+    members[2] = members[2].model_copy(update={"admin_state_up": False})
+    doc = LoadBalancer(
+        id="lb1",
+        project_id="p",
+        created_at=NOW,
+        vip_address="203.0.113.10",
+        vip_segment={"type": "vlan", "id": 10},
+        generation=4,
+        listeners=[
+            Listener(id="l1", project_id="p", created_at=NOW, protocol="TCP", protocol_port=80, default_pool_id="p1"),
+            Listener(id="l2", project_id="p", created_at=NOW, protocol="UDP", protocol_port=53),
+        ],
+        pools=[
+            Pool(id="p1", project_id="p", created_at=NOW, protocol="TCP", lb_algorithm="ROUND_ROBIN", members=members)
+        ],
+    )
+    return doc.model_copy(update=extra)
+
+
+def test_compile_one_service_per_listener_with_a_pool() -> None:
+    (svc,) = compile_lb(lb())
+    assert svc.id == "lb1/l1" and svc.port == 80 and svc.protocol == "tcp" and svc.segment.id == 10
+    assert [(b.id, b.mac, b.vlan, b.weight) for b in svc.backends] == [
+        ("m0", None, 10, 1),
+        ("m1", "02:00:00:00:00:02", 10, 5),
+        ("m2", None, 10, 0),  # disabled: keeps its identity, gets no slots
+    ]
+    assert compile_lb(lb(admin_state_up=False)) == []
+    assert compile_lb(lb(deleting=True)) == []
+
+
+def _state(gen: int, ok: bool = True, unresolved: list[str] | None = None) -> AgentState:
+    return AgentState(
+        name="n",
+        generation=gen,
+        services=[
+            ServiceReport(
+                id="lb1/l1", ok=ok, error=None if ok else "full", unresolved=unresolved or [], packets=7, bytes=700
+            )
+        ],
+    )
+
+
+def test_active_only_when_every_live_node_applied() -> None:
+    doc = lb()
+    place = Placement("g1", generation=4, needed_revision=100)
+    nodes = [NodeReport("a", True, _state(100), None), NodeReport("b", True, _state(99), None)]
+    st = compute(doc, place, nodes, None)
+    assert st.observed_generation == 0, "one node is behind"
+    nodes[1] = NodeReport("b", True, _state(100), None)
+    st = compute(doc, place, nodes, None)
+    assert st.observed_generation == 4 and st.provisioning_status == "ACTIVE"
+    assert st.listeners["l1"].operating_status == "ONLINE"
+    assert st.listeners["l2"].operating_status == "OFFLINE"  # no pool
+    assert st.stats["l1"].packets == 14
+    # a dead node does not hold the others back
+    nodes.append(NodeReport("c", False, None, "gone"))
+    assert compute(doc, place, nodes, None).observed_generation == 4
+
+
+def test_unresolved_member_and_failed_service() -> None:
+    doc = lb()
+    place = Placement("g1", generation=4, needed_revision=10)
+    st = compute(doc, place, [NodeReport("a", True, _state(10, unresolved=["m0"]), None)], None)
+    assert st.members["m0"].operating_status == "ERROR"
+    assert st.members["m1"].operating_status == "ONLINE"
+    assert st.members["m2"].operating_status == "OFFLINE"
+    assert st.pools["p1"].operating_status == "DEGRADED"
+    assert st.operating_status == "DEGRADED"
+    st = compute(doc, place, [NodeReport("a", True, _state(10, ok=False), None)], None)
+    assert st.provisioning_status == "ERROR" and "full" in (st.error or "")
+    assert st.listeners["l1"].operating_status == "ERROR"
+
+
+def test_refused_listener_and_no_nodes() -> None:
+    doc = lb()
+    st = compute(doc, Placement(None, 0, 0, "no group of LB nodes can take it"), [], None)
+    assert st.observed_generation == 0 and "no group" in (st.error or "")
+    place = Placement("g1", 4, 10, "203.0.113.10:80/tcp is already served by load balancer x", frozenset({"l1"}))
+    st = compute(doc, place, [NodeReport("a", True, _state(10), None)], None)
+    assert st.provisioning_status == "ERROR"
+    assert st.listeners["l1"].provisioning_status == "ERROR"
