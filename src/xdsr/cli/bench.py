@@ -61,3 +61,41 @@ def dataplane(
     if json_out:
         json_out.write_text(json.dumps(doc, indent=2))
         out.print(f"wrote {json_out}")
+
+
+from xdsr.cli.bench_rfc2544 import rfc2544  # noqa: E402
+
+app.command("rfc2544")(rfc2544)
+
+
+@app.command("control-plane")
+def control_plane(
+    runs: Annotated[int, typer.Option(help="single load balancers created one after another")] = 20,
+    members: Annotated[int, typer.Option(help="members of each single load balancer")] = 255,
+    bulk: Annotated[int, typer.Option(help="load balancers created at once for the convergence figure")] = 1000,
+    bulk_members: Annotated[int, typer.Option(help="members of each of those")] = 10,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write every figure to this file")] = None,
+) -> None:
+    """Time from the API call until all 3 LB nodes forward; convergence of many load balancers."""
+    from xdsr.bench import controlplane
+
+    with out.status(f"control plane: {runs} x 1 LB of {members} members, then {bulk} LBs of {bulk_members} ..."):
+        doc = controlplane.run(runs=runs, members=members, bulk=bulk, bulk_members=bulk_members)
+    s = doc["single"]
+    t = Table("measure", "n", "min", "median", "p99", "max", title="seconds")
+    for label, key in (
+        ("API call returns", "api_call_s"),
+        ("all 3 LB nodes forward", "until_all_nodes_forward_s"),
+        ("provisioning_status ACTIVE", "until_provisioning_active_s"),
+    ):
+        r = s[key]  # type: ignore[index]
+        t.add_row(label, str(r["n"]), *(f"{r[k] * 1000:.1f} ms" for k in ("min", "median", "p99", "max")))
+    out.print(t)
+    b = doc["bulk"]
+    out.print(
+        f"{b['load_balancers']} load balancers x {b['members_each']} members: API calls done in "  # type: ignore[index]
+        f"{b['api_calls_done_s']:.2f} s, every node forwards every VIP after {b['until_all_nodes_forward_all_s']:.2f} s"  # type: ignore[index]
+    )
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=2))
+        out.print(f"wrote {json_out}")

@@ -8,10 +8,17 @@ import typer
 
 
 def demo(
-    lbns: Annotated[int, typer.Option(help="LB nodes behind the ECMP route")] = 3,
     conns: Annotated[int, typer.Option(help="TCP connections per run")] = 60,
+    dataplane: Annotated[
+        bool, typer.Option("--dataplane", help="the data plane alone, configured directly (no control plane)")
+    ] = False,
 ) -> None:
-    """Build a fabric, load balance real traffic, print what happened, clean up."""
-    from xdsr.demo.dataplane_demo import run
+    """Build a small cloud, create load balancers through the API, send real traffic, print what happened, clean up."""
+    if dataplane:
+        from xdsr.demo.dataplane_demo import run as run_dataplane
 
-    run(n_lbns=lbns, conns=conns)
+        run_dataplane(conns=conns)
+        return
+    from xdsr.demo.cloud_demo import run
+
+    run(conns=conns)

@@ -8,8 +8,11 @@ from typing import Annotated
 import typer
 
 from xdsr.cli import bench, dp
+from xdsr.cli.agent import agent
+from xdsr.cli.apiserver import apiserver
 from xdsr.cli.demo import demo
 from xdsr.cli.operator import operator
+from xdsr.cli.up import up
 
 app = typer.Typer(
     help="xdsr: an XDP L2 direct-server-return load balancer and its control plane.",
@@ -19,7 +22,10 @@ app = typer.Typer(
 app.add_typer(dp.app, name="dp")
 app.add_typer(bench.app, name="bench")
 app.command()(demo)
+app.command()(apiserver)
 app.command()(operator)
+app.command()(agent)
+app.command()(up)
 
 
 @app.callback()

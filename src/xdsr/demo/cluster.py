@@ -115,6 +115,7 @@ class LocalCluster:
         group_size: int = 3,
         resync: float = 2.0,
         workdir: Path | None = None,
+        subnets: list[dict[str, object]] | None = None,
     ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="xdsr-cluster-"))
         self._own_workdir = workdir is None
@@ -132,13 +133,15 @@ class LocalCluster:
         agent_token.chmod(0o600)
         tokens_file.chmod(0o600)
 
+        networks_file = self.workdir / "networks.yaml"
+        networks_file.write_text(yaml.safe_dump({"subnets": subnets or []}))
         self.etcd = EtcdServer(self.workdir / "etcd")
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.apiserver = Component(
             "apiserver",
             _xdsr("apiserver", "--store", self.etcd.endpoint, "--listen", f"127.0.0.1:{self.api_port}",
-                  "--tokens-file", str(tokens_file)),
+                  "--tokens-file", str(tokens_file), "--networks-file", str(networks_file)),
             self.workdir / "apiserver.log",
             health_url=self.api_url + "/",
         )  # fmt: skip
@@ -160,7 +163,8 @@ class LocalCluster:
                 f"agent {name}",
                 _xdsr("-v", "agent", "--iface", iface, "--netns", netns, "--name", name,
                       "--listen", f"127.0.0.1:{port}", "--store", self.etcd.endpoint,
-                      "--token-file", str(agent_token), "--pin-dir", str(pin)),
+                      "--token-file", str(agent_token), "--pin-dir", str(pin),
+                      "--state-dir", str(self.workdir / "agent-state")),
                 self.workdir / f"agent-{name}.log",
                 health_url=f"http://127.0.0.1:{port}/healthz",
             )  # fmt: skip

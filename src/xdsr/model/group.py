@@ -23,16 +23,20 @@ class LbnRecord(_Model):
 
 
 class PlacedLoadBalancer(_Model):
+    """The rules of one load balancer on its group (keys.rules_key)."""
+
     generation: int  # the LoadBalancer.generation these rules were compiled from
     project_id: str
     services: list[RuleService] = []
 
 
 class Group(_Model):
-    """One resource per LBN group, as in the paper: its members and the rules
-    of every load balancer placed on it. Its store revision is the
-    generation pushed to the group's agents."""
+    """An LBN group: its nodes. With the PlacedLoadBalancer documents under
+    keys.rules_key(name, ...) it is the paper's one resource per group. The
+    generation pushed to the group's agents is the highest store revision
+    among all of them; `epoch` is bumped when rules are deleted, so that a
+    deletion raises it too."""
 
     name: str
     lbns: list[str] = []
-    loadbalancers: dict[str, PlacedLoadBalancer] = {}
+    epoch: int = 0

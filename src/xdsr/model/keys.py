@@ -12,6 +12,7 @@ ROOT = "/xdsr/"
 LB_PREFIX = ROOT + "lb/"
 STATUS_PREFIX = ROOT + "status/"
 GROUP_PREFIX = ROOT + "groups/"
+RULES_PREFIX = ROOT + "rules/"
 LBN_PREFIX = ROOT + "lbns/"
 
 
@@ -25,6 +26,16 @@ def status_key(lb_id: str) -> str:
 
 def group_key(name: str) -> str:
     return GROUP_PREFIX + name
+
+
+def rules_key(group: str, lb_id: str) -> str:
+    return f"{RULES_PREFIX}{group}/{lb_id}"
+
+
+def rules_parts(key: str) -> tuple[str, str]:
+    """(group, lb id) of a rules key."""
+    group, lb_id = key[len(RULES_PREFIX) :].split("/", 1)
+    return group, lb_id
 
 
 def lbn_key(name: str) -> str:

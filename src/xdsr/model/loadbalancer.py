@@ -89,6 +89,7 @@ class Listener(_Object):
 class LoadBalancer(_Object):
     vip_address: IPvAnyAddress
     vip_segment: Segment = Segment()  # xdsr: where the VIP's traffic arrives (e.g. its VLAN)
+    lbn_group: str | None = None  # xdsr: place it on this group of LB nodes (None: the operator chooses)
     vip_network_id: str | None = None
     vip_subnet_id: str | None = None
     vip_port_id: str | None = None
@@ -125,6 +126,7 @@ class ListenerStats(_Doc):
 class LoadBalancerStatus(_Doc):
     id: str
     observed_generation: int = 0  # LoadBalancer.generation made real on every node of the group
+    computed_for: int = 0  # LoadBalancer.generation this status judges: an ERROR here is current even if not observed
     group: str | None = None
     provisioning_status: ProvisioningStatus = "ACTIVE"
     operating_status: OperatingStatus = "ONLINE"

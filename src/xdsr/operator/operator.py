@@ -70,14 +70,16 @@ class Operator:
         self.settings = settings or Settings()
         self.agents = AgentClient(token)
         self._kick = asyncio.Event()
-        self.lbs = Informer(store, keys.LB_PREFIX, LoadBalancer, on_change=lambda *_: self._kick.set())
+        kick = lambda *_: self._kick.set()  # noqa: E731
+        self.lbs = Informer(store, keys.LB_PREFIX, LoadBalancer, on_change=kick)
         self.statuses = Informer(store, keys.STATUS_PREFIX, LoadBalancerStatus)
-        self.groups = Informer(store, keys.GROUP_PREFIX, Group, on_change=lambda *_: self._kick.set())
+        self.groups = Informer(store, keys.GROUP_PREFIX, Group, on_change=kick)
+        self.rules = Informer(store, keys.RULES_PREFIX, PlacedLoadBalancer, on_change=kick)
         self.lbns = Informer(store, keys.LBN_PREFIX, LbnRecord, on_change=self._lbn_changed)
         self.nodes: dict[str, Node] = {}
-        # Group revision holding each load balancer's latest change, and the
-        # one from which a deleted load balancer is gone. Unknown after a
-        # restart: then the group's current revision is used (conservative).
+        # Group generation holding each load balancer's latest change, and
+        # the one from which a deleted load balancer is gone. Unknown after a
+        # restart: then the group's current generation is used (conservative).
         self._needed: dict[str, int] = {}
         self._removed: dict[str, tuple[str, int]] = {}
         self._stats_written: dict[str, float] = {}
@@ -87,8 +89,8 @@ class Operator:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        for inf in (self.lbs, self.statuses, self.groups, self.lbns):
-            self._tasks.append(asyncio.create_task(inf.run(), name=f"informer {inf.prefix}"))
+        for inf in self._informers():
+            inf.start()
         self._tasks.append(asyncio.create_task(self._loop(), name="reconcile"))
 
     async def stop(self) -> None:
@@ -99,6 +101,8 @@ class Operator:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+        for inf in self._informers():
+            await inf.stop()
         await self.agents.close()
 
     async def run(self) -> None:
@@ -108,8 +112,8 @@ class Operator:
         finally:
             await self.stop()
 
-    def _lbn_changed(self, key: str, record: LbnRecord | None) -> None:
-        name = keys.last_part(key)
+    def _lbn_changed(self, name: str, _old: object, record: object) -> None:
+        assert record is None or isinstance(record, LbnRecord)
         node = self.nodes.get(name)
         if record is not None and (node is None or node.record is None or node.record.started_at != record.started_at):
             # A new or restarted node: it knows nothing until told.
@@ -122,9 +126,13 @@ class Operator:
             node.kick.set()
         self._kick.set()
 
+    def _informers(self) -> tuple[Informer, ...]:  # type: ignore[type-arg]
+        return (self.lbs, self.statuses, self.groups, self.rules, self.lbns)
+
     async def _loop(self) -> None:
-        for inf in (self.lbs, self.statuses, self.groups, self.lbns):
-            await inf.synced.wait()
+        for inf in self._informers():
+            while not await inf.wait_synced(60):
+                log.warning("waiting for the store (%s)", inf.prefix)
         next_poll = 0.0
         while True:
             try:
@@ -147,10 +155,25 @@ class Operator:
     # -- one pass ----------------------------------------------------------------
 
     def _group_docs(self) -> dict[str, tuple[Group, int]]:
-        return {keys.last_part(k): v for k, v in self.groups.items.items()}
+        return self.groups.entries()
+
+    def _placed(self) -> dict[str, dict[str, tuple[PlacedLoadBalancer, int]]]:
+        """group -> lb id -> (its rules, revision)."""
+        out: dict[str, dict[str, tuple[PlacedLoadBalancer, int]]] = {}
+        for name, value in self.rules.entries().items():
+            group, lb_id = name.split("/", 1)
+            out.setdefault(group, {})[lb_id] = value
+        return out
+
+    def _generation(self, group: str, placed: dict[str, tuple[PlacedLoadBalancer, int]] | None = None) -> int:
+        """What the group's nodes must reach: the latest change to the group
+        or any of its rules (a deletion bumps the group document)."""
+        doc = self._group_docs().get(group)
+        revs = [rev for _, rev in (placed if placed is not None else self._placed().get(group, {})).values()]
+        return max([doc[1] if doc else 0, *revs])
 
     def _live(self) -> dict[str, LbnRecord]:
-        return {keys.last_part(k): rec for k, (rec, _) in self.lbns.items.items()}
+        return {name: rec for name, (rec, _) in self.lbns.entries().items()}
 
     async def reconcile(self) -> None:
         self.passes += 1
@@ -196,101 +219,130 @@ class Operator:
             log.info("LB node %s joined group %s", name, wanted)
 
     def _placement_index(self) -> dict[str, str]:
-        return {lb: g for g, (doc, _) in self._group_docs().items() for lb in doc.loadbalancers}
+        return {lb: g for g, lbs in self._placed().items() for lb in lbs}
 
-    def _choose_group(self, load: dict[str, int], capacity: dict[str, int], needs: int) -> str | None:
+    def _choose_group(
+        self, load: dict[str, int], capacity: dict[str, int], needs: int, wanted: str | None = None
+    ) -> str | None:
         live = self._live()
         candidates = []
         for g, (doc, _) in self._group_docs().items():
+            if wanted is not None and g != wanted:
+                continue
             members = [n for n in doc.lbns if n in live]
             if not members:
                 continue
             if load.get(g, 0) + needs > capacity[g]:
                 continue
-            candidates.append((len(doc.loadbalancers), g))
+            candidates.append((load.get(g, 0), g))
         return min(candidates)[1] if candidates else None
 
     async def _place(self) -> None:
-        """Bring every group document in line with the load balancers."""
+        """Bring every group's rules in line with the load balancers."""
         groups = self._group_docs()
+        placed_all = self._placed()
         where = self._placement_index()
         live = self._live()
-        load = {g: sum(len(p.services) for p in doc.loadbalancers.values()) for g, (doc, _) in groups.items()}
+        load = {g: sum(len(p.services) for p, _ in lbs.values()) for g, lbs in placed_all.items()}
         capacity = {
             g: min((live[n].max_services for n in doc.lbns if n in live), default=0) for g, (doc, _) in groups.items()
         }
         # Every service key served anywhere, by the load balancer serving it:
         # two load balancers cannot share a VIP, port, protocol and segment.
         owner: dict[ServiceKey, str] = {}
-        for doc, _ in groups.values():
-            for lb_id, placed in sorted(doc.loadbalancers.items()):
+        for lbs in placed_all.values():
+            for lb_id, (placed, _) in sorted(lbs.items()):
                 for s in placed.services:
                     owner.setdefault(service_key(s), lb_id)
 
-        changes: dict[str, dict[str, PlacedLoadBalancer | None]] = {}
-        lbs = sorted((lb for lb, _ in self.lbs.items.values()), key=lambda lb: (lb.created_at, lb.id))
-        present = {lb.id for lb in lbs}
-        for lb in lbs:
+        writes: list[tuple[str, str, PlacedLoadBalancer | None]] = []  # (group, lb id, rules or None)
+        lbs_sorted = sorted(self.lbs.values(), key=lambda lb: (lb.created_at, lb.id))
+        present = {lb.id for lb in lbs_sorted}
+        for lb in lbs_sorted:
             group = where.get(lb.id)
             if lb.deleting:
                 if group is not None:
-                    changes.setdefault(group, {})[lb.id] = None
+                    writes.append((group, lb.id, None))
                 continue
-            placed = groups[group][0].loadbalancers[lb.id] if group else None
-            if placed is not None and placed.generation == lb.generation:
+            current = placed_all[group][lb.id][0] if group else None
+            if current is not None and current.generation == lb.generation:
                 continue
             # A service another load balancer already serves is left out;
             # the status says why (see _refusal).
             services = [s for s in compile_lb(lb) if owner.get(service_key(s), lb.id) == lb.id]
             if group is None:
-                group = self._choose_group(load, capacity, len(services))
+                group = self._choose_group(load, capacity, len(services), lb.lbn_group)
                 if group is None:
                     continue
                 load[group] = load.get(group, 0) + len(services)
             for s in services:
                 owner[service_key(s)] = lb.id
-            changes.setdefault(group, {})[lb.id] = PlacedLoadBalancer(
-                generation=lb.generation, project_id=lb.project_id, services=services
+            writes.append(
+                (
+                    group,
+                    lb.id,
+                    PlacedLoadBalancer(generation=lb.generation, project_id=lb.project_id, services=services),
+                )
             )
         # Load balancers whose documents are gone (deleted by hand) leave too.
         for lb_id, g in where.items():
             if lb_id not in present:
-                changes.setdefault(g, {})[lb_id] = None
+                writes.append((g, lb_id, None))
 
-        for g, delta in changes.items():
-
-            def apply(doc: Group | None, delta: dict[str, PlacedLoadBalancer | None] = delta, g: str = g) -> Group:
-                doc = doc or Group(name=g)
-                lbs = dict(doc.loadbalancers)
-                for lb_id, placed in delta.items():
-                    if placed is None:
-                        lbs.pop(lb_id, None)
-                    else:
-                        lbs[lb_id] = placed
-                return doc.model_copy(update={"loadbalancers": lbs})
-
-            _, rev = await update_doc(self.store, keys.group_key(g), Group, apply)
-            for lb_id, placed in delta.items():
-                if placed is None:
-                    self._removed[lb_id] = (g, rev)
-                    self._needed.pop(lb_id, None)
+        deleted_from: set[str] = set()
+        last_rule = last_group = 0
+        for g, lb_id, rules in writes:
+            key = keys.rules_key(g, lb_id)
+            known = self.rules.entries().get(f"{g}/{lb_id}")
+            expect = known[1] if known else 0
+            try:
+                if rules is None:
+                    last_rule = max(last_rule, await self.store.delete(key, expect=expect))
+                    deleted_from.add(g)
                 else:
-                    self._needed[lb_id] = rev
-            await self.groups.wait_for(rev)
-            log.debug("group %s now at revision %d (%d changes)", g, rev, len(delta))
+                    last_rule = await self.store.put(key, dump(rules), expect=expect)
+                    self._needed[lb_id] = last_rule
+            except Conflict:
+                # Someone else wrote it (another operator?): the next pass
+                # sees their version and decides again.
+                self._kick.set()
+        # A deletion must raise the group's generation too: bump the group.
+        for g in sorted(deleted_from):
+
+            def bump(doc: Group | None, g: str = g) -> Group:
+                doc = doc or Group(name=g)
+                return doc.model_copy(update={"epoch": doc.epoch + 1})
+
+            _, last_group = await update_doc(self.store, keys.group_key(g), Group, bump)
+            for gg, lb_id, rules in writes:
+                if gg == g and rules is None:
+                    self._removed[lb_id] = (g, last_group)
+                    self._needed.pop(lb_id, None)
+        # Let the caches catch up with what was just written, so the pushes
+        # below carry it.
+        if last_rule:
+            await self.rules.wait_for(last_rule)
+        if last_group:
+            await self.groups.wait_for(last_group)
+        if writes:
+            log.debug("placed: %d rule changes in %d groups", len(writes), len({g for g, _, _ in writes}))
 
     # -- pushing to nodes --------------------------------------------------------
 
     def _push_all(self) -> None:
         live = self._live()
-        for doc, rev in self._group_docs().values():
-            services: list[RuleService] = [s for p in doc.loadbalancers.values() for s in p.services]
-            wanted = DesiredState(generation=rev, services=services)
+        placed_all = self._placed()
+        for g, (doc, _) in self._group_docs().items():
+            placed = placed_all.get(g, {})
+            services: list[RuleService] = [
+                s for p, _ in sorted(placed.values(), key=lambda x: x[1]) for s in p.services
+            ]
+            wanted = DesiredState(generation=self._generation(g, placed), services=services)
             for name in doc.lbns:
                 node = self.nodes.get(name)
                 if node is None or name not in live:
                     continue
-                if node.wanted is None or node.wanted.generation != rev:
+                if node.wanted is None or node.wanted.generation != wanted.generation:
                     node.wanted = wanted
                     node.kick.set()
 
@@ -358,25 +410,27 @@ class Operator:
         return out
 
     async def _write_statuses(self) -> None:
-        groups = self._group_docs()
         where = self._placement_index()
         now = time.monotonic()
+        placed_all = self._placed()
         owner = {
             service_key(s): lb_id
-            for doc, _ in groups.values()
-            for lb_id, placed in doc.loadbalancers.items()
+            for lbs in placed_all.values()
+            for lb_id, (placed, _) in lbs.items()
             for s in placed.services
         }
-        for lb, _ in list(self.lbs.items.values()):
+        for lb in self.lbs.values():
             if lb.deleting:
                 continue
             group = where.get(lb.id)
-            placed = groups[group][0].loadbalancers.get(lb.id) if group else None
-            needed = self._needed.get(lb.id) or (groups[group][1] if group else 0)
+            placed = placed_all[group][lb.id][0] if group else None
+            needed = self._needed.get(lb.id) or (self._generation(group) if group else 0)
             reason, refused = self._refusal(lb, placed, owner)
             placement = Placement(group, placed.generation if placed else 0, needed, reason, refused)
-            prev = self.statuses.get(keys.status_key(lb.id))
+            prev = self.statuses.get(lb.id)
             new = compute(lb, placement, self._reports(group), prev)
+            if prev is None and new.observed_generation == 0 and new.error is None:
+                continue  # nothing to tell yet: the API shows PENDING_CREATE either way
             recently = now - self._stats_written.get(lb.id, 0) < self.settings.stats_interval
             if prev is not None and same_but_stats(prev, new) and (prev.stats == new.stats or recently):
                 continue
@@ -406,6 +460,8 @@ class Operator:
         """Why (part of) a load balancer is not placed, derived from the group
         documents alone so that it survives an operator restart."""
         if placed is None:
+            if lb.lbn_group is not None:
+                return f"LB node group {lb.lbn_group!r} cannot take it (no live node, or full)", frozenset()
             return "no group of LB nodes can take it (none registered, or all full)", frozenset()
         if placed.generation != lb.generation:
             return None, frozenset()
@@ -425,12 +481,13 @@ class Operator:
         where = self._placement_index()
         groups = self._group_docs()
         live = self._live()
-        for key, (lb, rev) in list(self.lbs.items.items()):
+        for lb_id, (lb, rev) in self.lbs.entries().items():
+            key = keys.lb_key(lb_id)
             if not lb.deleting or lb.id in where:
                 continue
             group, needed = self._removed.get(lb.id, (None, 0))
             if group is not None and group in groups:
-                needed = needed or groups[group][1]
+                needed = needed or self._generation(group)
                 pending = [
                     n
                     for n in groups[group][0].lbns

@@ -151,6 +151,7 @@ def compute(
     return LoadBalancerStatus(
         id=lb.id,
         observed_generation=observed,
+        computed_for=lb.generation,
         group=placement.group,
         provisioning_status=provisioning,
         operating_status=lb_op,

@@ -79,8 +79,9 @@ class Store(Protocol):
         """
         ...
 
-    async def delete(self, key: str, *, expect: int | None = None) -> bool:
-        """Delete key (conditionally, as put); False if it did not exist."""
+    async def delete(self, key: str, *, expect: int | None = None) -> int:
+        """Delete key (conditionally, as put); the revision of the deletion,
+        or 0 if the key did not exist."""
         ...
 
     def watch(self, prefix: str, start_revision: int) -> AsyncIterator[Event]:

@@ -115,11 +115,11 @@ class EtcdStore:
             raise await self._txn_failed(key, expect, out)
         return int(out["header"]["revision"])
 
-    async def delete(self, key: str, *, expect: int | None = None) -> bool:
+    async def delete(self, key: str, *, expect: int | None = None) -> int:
         req = {"key": _b64(key)}
         if expect is None:
             out = await self._call("/v3/kv/deleterange", req)
-            return int(out.get("deleted", 0)) > 0
+            return int(out["header"]["revision"]) if int(out.get("deleted", 0)) else 0
         out = await self._call(
             "/v3/kv/txn",
             {
@@ -131,7 +131,7 @@ class EtcdStore:
         if not out.get("succeeded"):
             raise await self._txn_failed(key, expect, out)
         resp = (out.get("responses") or [{}])[0].get("response_delete_range") or {}
-        return int(resp.get("deleted", 0)) > 0
+        return int(out["header"]["revision"]) if int(resp.get("deleted", 0)) else 0
 
     async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[Event]:  # type: ignore[override]
         body = {

@@ -1,4 +1,4 @@
-"""The demo runs start to finish and shows what it claims."""
+"""The demos run start to finish, show what they claim, and leave nothing behind."""
 
 from __future__ import annotations
 
@@ -12,18 +12,31 @@ from xdsr.lab import lab_namespaces
 pytestmark = needs_root
 
 
-def test_dataplane_demo_runs_and_cleans_up() -> None:
-    from xdsr.demo.dataplane_demo import run
+def test_cloud_demo() -> None:
+    from xdsr.demo.cloud_demo import run
 
     buf = io.StringIO()
     findings = run(console=Console(file=buf, width=200), conns=30)
     text = buf.getvalue()
-    assert findings["broken"] == 0
+    assert "all 3 LB nodes forward after" in text
+    assert findings["broken"] == 0 and findings["udp_unanswered"] == 0
     assert set(findings["blue"]) == {f"blue-be{i}" for i in range(4)}  # type: ignore[arg-type]
     assert set(findings["red"]) <= {f"red-be{i}" for i in range(3)}  # type: ignore[arg-type]
     assert findings["router"]["replies-via-lbns"] == 0  # type: ignore[index]
     assert findings["router"]["replies-direct"] > 0  # type: ignore[index]
     assert sum(1 for n in findings["per_lbn"] if n > 0) >= 2  # type: ignore[union-attr]
     assert findings["withdraw_broken"] == 0 and findings["withdraw_switched"] == 0
-    assert "cleaned up lab" in text
+    assert lab_namespaces("xdsr-demo") == []
+
+
+def test_dataplane_demo() -> None:
+    from xdsr.demo.dataplane_demo import run
+
+    buf = io.StringIO()
+    findings = run(console=Console(file=buf, width=200), conns=30)
+    assert findings["broken"] == 0
+    assert set(findings["blue"]) == {f"blue-be{i}" for i in range(4)}  # type: ignore[arg-type]
+    assert findings["router"]["replies-via-lbns"] == 0  # type: ignore[index]
+    assert findings["withdraw_broken"] == 0 and findings["withdraw_switched"] == 0
+    assert "cleaned up lab" in buf.getvalue()
     assert lab_namespaces("xdsr-demo") == []

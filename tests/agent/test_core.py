@@ -1,0 +1,164 @@
+"""The Agent's state machine against a fake kernel and a fake network: what
+is applied when, what a failed apply leaves, and the re-apply when a MAC
+appears. No root needed (the end-to-end tests cover the real thing)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Collection
+from typing import Any
+
+import pytest
+
+from xdsr.agent import core
+from xdsr.agent.core import Agent, AgentConfig
+from xdsr.agent.resolver import NeighborKey
+from xdsr.dataplane.loader import DataplaneError
+from xdsr.dataplane.model import Service
+from xdsr.dataplane.state import ApplyReport, CounterValue, InstalledService, Stats
+from xdsr.model.agent import DesiredState
+
+MEMBER_IP = ipaddress.ip_address("10.1.0.12")
+KEY = (100, MEMBER_IP)
+
+
+class FakeKernel:
+    """apply/installed/read_stats of xdsr.dataplane.state, in memory."""
+
+    def __init__(self) -> None:
+        self.services: list[Service] = []
+        self.applies: list[list[Service]] = []
+        self.fail: Exception | None = None
+        self.max_services = 64
+
+    def apply(self, dp: Any, services: list[Service]) -> ApplyReport:
+        if self.fail is not None:
+            raise self.fail
+        self.applies.append(services)
+        self.services = services
+        return ApplyReport(created=[s.key for s in services], seconds=0.001)
+
+    def installed(self, dp: Any) -> list[InstalledService]:
+        return [InstalledService(s, i, s.digest(), 100 + i, 4096) for i, s in enumerate(self.services)]
+
+    def read_stats(self, dp: Any, services: list[InstalledService]) -> Stats:
+        return Stats({}, {s.service.key: CounterValue(10, 1000) for s in services})
+
+    def close(self) -> None:
+        pass
+
+
+class FakeResolver:
+    def __init__(self) -> None:
+        self.macs: dict[NeighborKey, str] = {}
+        self.asked: list[set[NeighborKey]] = []
+        self.probes_sent = {"ipv4": 0, "ipv6": 0}
+
+    async def resolve(self, keys: Collection[NeighborKey], timeout: float = 0.5) -> dict[NeighborKey, str]:
+        self.asked.append(set(keys))
+        return {k: self.macs[k] for k in keys if k in self.macs}
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def kernel(monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
+    k = FakeKernel()
+    monkeypatch.setattr(core, "apply", k.apply)
+    monkeypatch.setattr(core, "installed", k.installed)
+    monkeypatch.setattr(core, "read_stats", k.read_stats)
+    return k
+
+
+def desired(generation: int, *, with_member: bool = True) -> DesiredState:
+    backends: list[dict[str, Any]] = [{"id": "m1", "mac": "02:00:00:00:00:01", "vlan": 100}]
+    if with_member:
+        backends.append({"id": "m2", "address": str(MEMBER_IP), "vlan": 100})
+    svc = {"id": "lb/l", "vip": "203.0.113.10", "port": 80, "protocol": "tcp", "segment": {"id": 10}}
+    return DesiredState.model_validate({"generation": generation, "services": [{**svc, "backends": backends}]})
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def make_agent(kernel: FakeKernel, resolver: FakeResolver) -> Agent:
+    return Agent(AgentConfig(name="n", iface="trunk"), kernel, resolver)  # type: ignore[arg-type]
+
+
+def test_generations_and_a_failed_apply(kernel: FakeKernel) -> None:
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+        status, st = await a.put(desired(2))
+        assert status == 200 and st.generation == 2 and len(kernel.applies) == 1
+        assert (await a.put(desired(2)))[0] == 200 and len(kernel.applies) == 1  # no-op
+        status, st = await a.put(desired(1))
+        assert status == 409 and st.generation == 2 and len(kernel.applies) == 1
+
+        kernel.fail = DataplaneError("no memory for the table")
+        status, st = await a.put(desired(3, with_member=False))
+        assert status == 500 and st.generation == 2 and "no memory" in (st.error or "")
+        assert a.desired == desired(2)  # the failed state is not taken for applied
+        kernel.fail = None
+        status, st = await a.put(desired(3, with_member=False))  # the retry goes through
+        assert status == 200 and st.generation == 3 and st.error is None
+        await a.stop()
+
+    run(body())
+
+
+def test_unresolved_member_is_left_out_then_added_without_a_put(kernel: FakeKernel) -> None:
+    async def body() -> None:
+        resolver = FakeResolver()
+        a = make_agent(kernel, resolver)
+        status, st = await a.put(desired(1))
+        assert status == 200
+        assert resolver.asked == [{KEY}]
+        assert st.services[0].unresolved == ["m2"] and st.services[0].active_backends == 1
+        assert [b.id for b in kernel.services[0].backends] == ["m1"]
+
+        # Another PUT does not wait for an address already being retried.
+        await a.put(desired(2))
+        assert resolver.asked == [{KEY}]
+
+        # The member comes up; the next round finds it and re-applies.
+        resolver.macs[KEY] = "02:00:00:00:00:02"
+        a.neighbors.entries[KEY].next_probe = 0
+        await a._resolve_round()
+        assert [(b.id, b.mac) for b in kernel.services[0].backends] == [
+            ("m1", "02:00:00:00:00:01"),
+            ("m2", "02:00:00:00:00:02"),
+        ]
+        st = await a.state()
+        assert st.generation == 2 and st.services[0].unresolved == [] and st.services[0].packets == 10
+        applies = len(kernel.applies)
+        # Confirmed unchanged: nothing to apply.
+        a.neighbors.entries[KEY].next_probe = 0
+        await a._resolve_round()
+        assert len(kernel.applies) == applies
+        await a.stop()
+
+    run(body())
+
+
+def test_a_failed_reapply_is_retried(kernel: FakeKernel) -> None:
+    async def body() -> None:
+        resolver = FakeResolver()
+        a = make_agent(kernel, resolver)
+        await a.put(desired(1))
+        resolver.macs[KEY] = "02:00:00:00:00:02"
+        a.neighbors.entries[KEY].next_probe = 0
+        kernel.fail = DataplaneError("boom")
+        with pytest.raises(DataplaneError):
+            await a._resolve_round()
+        kernel.fail = None
+        await a._resolve_round()  # nothing is due, but the re-apply is still pending
+        assert len(kernel.services[0].backends) == 2
+        await a.stop()
+
+    run(body())
