@@ -170,11 +170,16 @@ class LocalCluster:
             )  # fmt: skip
 
     def start(self) -> LocalCluster:
-        self.etcd.start()
-        self.apiserver.start()
-        self.operator.start()
-        for a in self.agents.values():
-            a.start()
+        try:
+            self.etcd.start()
+            self.apiserver.start()
+            self.operator.start()
+            for a in self.agents.values():
+                a.start()
+        except BaseException:
+            # `with` never calls __exit__ when __enter__ raises: clean up here.
+            self.close()
+            raise
         return self
 
     def close(self) -> None:

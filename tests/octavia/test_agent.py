@@ -1,0 +1,258 @@
+"""The provider agent against a real xdsr API server (on a real etcd), with
+a stand-in for Octavia's DriverLibrary and for the operator: it makes xdsr
+hold what Octavia's committed tree holds, whatever the change, sends only
+differences, waits for commits, and reports statuses. No root, no Octavia."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tests.apiserver.helpers import TOKEN_ADMIN, FakeOperator, ServerThread, eventually, observe
+from xdsr.octavia.agent import Agent
+from xdsr.octavia.xdsr_api import XdsrClient
+from xdsr.store.server import EtcdServer
+
+
+def uid() -> str:
+    return str(uuid.uuid4())
+
+
+class FakeLibrary:
+    """Octavia's committed state, as DriverLibrary would show it."""
+
+    def __init__(self) -> None:
+        self.trees: dict[str, dict[str, Any]] = {}
+        self.reports: list[dict[str, Any]] = []
+        self.stats: list[dict[str, Any]] = []
+
+    def get_loadbalancer(self, lb_id: str) -> dict[str, Any] | None:
+        t = self.trees.get(lb_id)
+        return copy.deepcopy(t) if t else None
+
+    def get_pool(self, pool_id: str) -> Any:
+        for lb_id, t in self.trees.items():
+            if any(p["pool_id"] == pool_id for p in t["pools"]):
+                return SimpleNamespace(loadbalancer_id=lb_id)
+        return None
+
+    def update_loadbalancer_status(self, status: dict[str, Any]) -> None:
+        self.reports.append(copy.deepcopy(status))
+
+    def update_listener_statistics(self, stats: dict[str, Any]) -> None:
+        self.stats.append(stats)
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[ServerThread]:
+    if not shutil.which("etcd"):
+        pytest.skip("etcd is not installed (Debian package etcd-server)")
+    with EtcdServer() as etcd:
+        server = ServerThread(etcd.endpoint).start()
+        try:
+            yield server
+        finally:
+            server.close()
+
+
+@pytest.fixture
+def agent(api: ServerThread, tmp_path: Path) -> Iterator[Agent]:
+    lib = FakeLibrary()
+    a = Agent(
+        lib,
+        XdsrClient(api.url, lambda: TOKEN_ADMIN),
+        tmp_path / "spool",
+        apply_timeout=1.0,
+        commit_timeout=0.5,
+        observe_timeout=10.0,
+    )
+    yield a
+    a.xdsr.close()
+
+
+def member(pool_id: str, last: int, **kw: Any) -> dict[str, Any]:
+    return {"member_id": uid(), "pool_id": pool_id, "address": f"10.9.0.{last}", "protocol_port": 80, "weight": 1, **kw}
+
+
+def octavia_tree(vip_last: int) -> dict[str, Any]:
+    lb, li, pool, hm = uid(), uid(), uid(), uid()
+    return {
+        "loadbalancer_id": lb,
+        "project_id": "project-a",
+        "name": "web",
+        "vip_address": f"198.51.100.{vip_last}",
+        "admin_state_up": True,
+        "listeners": [
+            {
+                "listener_id": li,
+                "loadbalancer_id": lb,
+                "name": "l80",
+                "protocol": "TCP",
+                "protocol_port": 80,
+                "default_pool_id": pool,
+                "timeout_client_data": 50000,
+            }
+        ],
+        "pools": [
+            {
+                "pool_id": pool,
+                "loadbalancer_id": lb,
+                "listener_id": li,
+                "name": "p",
+                "protocol": "TCP",
+                "lb_algorithm": "ROUND_ROBIN",
+                "members": [member(pool, 1), member(pool, 2)],
+                "healthmonitor": {
+                    "healthmonitor_id": hm,
+                    "pool_id": pool,
+                    "type": "TCP",
+                    "delay": 5,
+                    "timeout": 3,
+                    "max_retries": 3,
+                },
+            }
+        ],
+    }
+
+
+def xdsr_view(agent: Agent, lb_id: str) -> dict[str, Any]:
+    t = agent.xdsr.tree(lb_id)
+    assert t is not None
+    return {
+        "listeners": {k: v["default_pool_id"] for k, v in t.listeners.items()},
+        "pools": set(t.pools),
+        "members": {k: (p, m["weight"]) for k, (p, m) in t.members.items()},
+        "healthmonitors": {k: v["delay"] for k, v in t.healthmonitors.items()},
+    }
+
+
+def test_sync_converges_on_octavias_tree(agent: Agent) -> None:
+    lb = octavia_tree(1)
+    lb_id = lb["loadbalancer_id"]
+    pool = lb["pools"][0]
+    agent.sync(lb)
+    v = xdsr_view(agent, lb_id)
+    assert v["pools"] == {pool["pool_id"]}
+    assert set(v["members"]) == {m["member_id"] for m in pool["members"]}
+    assert v["listeners"] == {lb["listeners"][0]["listener_id"]: pool["pool_id"]}
+
+    # Nothing changed in Octavia: nothing is written to xdsr.
+    calls: list[tuple[str, str]] = []
+    real = agent.xdsr.request
+
+    def spy(method: str, path: str, **kw: Any) -> Any:
+        calls.append((method, path))
+        return real(method, path, **kw)
+
+    agent.xdsr.request = spy  # type: ignore[method-assign]
+    agent.sync(lb)
+    assert [c for c in calls if c[0] != "GET"] == []
+
+    # Many changes at once: a member's weight, a new member, the monitor's
+    # delay, a second pool that becomes the listener's default, the first
+    # pool deleted (skip), a second listener.
+    pool["members"][0]["weight"] = 0
+    pool["members"].append(member(pool["pool_id"], 3))
+    pool["healthmonitor"]["delay"] = 9
+    new_pool = {
+        "pool_id": uid(),
+        "loadbalancer_id": lb_id,
+        "protocol": "TCP",
+        "lb_algorithm": "SOURCE_IP_PORT",
+        "members": [],
+    }
+    new_pool["members"] = [member(new_pool["pool_id"], 7)]
+    lb["pools"].append(new_pool)
+    agent.sync(lb)
+    v = xdsr_view(agent, lb_id)
+    assert v["members"][pool["members"][0]["member_id"]][1] == 0
+    assert pool["members"][2]["member_id"] in v["members"]
+    assert v["healthmonitors"] == {pool["healthmonitor"]["healthmonitor_id"]: 9}
+
+    lb["listeners"][0]["default_pool_id"] = new_pool["pool_id"]
+    udp_li = {"listener_id": uid(), "loadbalancer_id": lb_id, "protocol": "UDP", "protocol_port": 53}
+    lb["listeners"].append(udp_li)
+    agent.sync(lb, skip=frozenset({pool["pool_id"]}))  # the old pool is being deleted
+    v = xdsr_view(agent, lb_id)
+    assert v["pools"] == {new_pool["pool_id"]}
+    assert v["listeners"] == {lb["listeners"][0]["listener_id"]: new_pool["pool_id"], udp_li["listener_id"]: None}
+    assert set(v["members"]) == {new_pool["members"][0]["member_id"]}
+
+    # A listener deleted, the monitor gone with its pool.
+    agent.sync(lb, skip=frozenset({pool["pool_id"], udp_li["listener_id"]}))
+    v = xdsr_view(agent, lb_id)
+    assert set(v["listeners"]) == {lb["listeners"][0]["listener_id"]}
+    assert v["healthmonitors"] == {}
+
+    # The default pool of a listener deleted (Octavia's tree still names it
+    # until the delete is reported): detached first, then deleted.
+    agent.sync(lb, skip=frozenset({pool["pool_id"], udp_li["listener_id"], new_pool["pool_id"]}))
+    v = xdsr_view(agent, lb_id)
+    assert v["pools"] == set() and v["listeners"] == {lb["listeners"][0]["listener_id"]: None}
+
+
+def test_process_waits_for_the_commit_and_reports(api: ServerThread, agent: Agent) -> None:
+    lib: FakeLibrary = agent.lib
+    lb = octavia_tree(2)
+    lb_id = lb["loadbalancer_id"]
+    lib.trees[lb_id] = lb
+    with FakeOperator(api.endpoint):
+        agent.process({"op": "loadbalancer_create", "lb_id": lb_id, "object": lb})
+        (report,) = lib.reports
+        assert report["loadbalancers"] == [{"id": lb_id, "provisioning_status": "ACTIVE", "operating_status": "ONLINE"}]
+        assert {e["id"] for e in report["members"]} == {m["member_id"] for m in lb["pools"][0]["members"]}
+
+        # A member create Octavia never committed (rolled back): dropped, nothing reported.
+        ghost = member(lb["pools"][0]["pool_id"], 9)
+        agent.process({"op": "member_create", "object": ghost})
+        assert len(lib.reports) == 1
+        assert ghost["member_id"] not in {k for k in agent.xdsr.tree(lb_id).members}  # type: ignore[union-attr]
+
+        # A member delete: DELETED, and its pool, listener and load balancer reported back.
+        gone = lb["pools"][0]["members"][1]
+        agent.process({"op": "member_delete", "object": gone})
+        report = lib.reports[-1]
+        assert {"id": gone["member_id"], "provisioning_status": "DELETED"} in report["members"]
+        assert report["pools"][0]["provisioning_status"] == "ACTIVE"
+        assert report["listeners"][0]["provisioning_status"] == "ACTIVE"
+
+        # The load balancer deleted in cascade: DELETED for everything, gone from xdsr.
+        agent.process({"op": "loadbalancer_delete", "lb_id": lb_id, "object": lb, "cascade": True})
+        report = lib.reports[-1]
+        assert report["loadbalancers"] == [{"id": lb_id, "provisioning_status": "DELETED"}]
+        assert agent.xdsr.tree(lb_id) is None
+
+
+def test_follow_reports_changes_only(api: ServerThread, agent: Agent) -> None:
+    lib: FakeLibrary = agent.lib
+    lb = octavia_tree(3)
+    lb_id = lb["loadbalancer_id"]
+    lib.trees[lb_id] = lb
+    agent.sync(lb)
+    li = lb["listeners"][0]["listener_id"]
+    observe(api.endpoint, lb_id, operating="DEGRADED", stats={li: (10, 1500)})
+
+    def followed() -> None:
+        agent.follow(stats=True)
+        assert lib.stats  # the API server's cache follows etcd by a watch: not at once
+
+    eventually(followed)
+    assert lib.reports[-1]["loadbalancers"] == [{"id": lb_id, "operating_status": "DEGRADED"}]
+    assert lib.stats[-1]["listeners"][0]["bytes_in"] == 1500
+    n_reports, n_stats = len(lib.reports), len(lib.stats)
+    agent.follow(stats=True)
+    assert (len(lib.reports), len(lib.stats)) == (n_reports, n_stats)  # nothing changed: nothing sent
+
+    # A load balancer Octavia does not have is none of Octavia's business.
+    other = octavia_tree(4)
+    agent.sync(other)
+    observe(api.endpoint, other["loadbalancer_id"])
+    agent.follow(stats=True)
+    assert all(r["loadbalancers"][0]["id"] != other["loadbalancer_id"] for r in lib.reports if "loadbalancers" in r)

@@ -1,0 +1,309 @@
+"""The driver's pure parts, without Octavia or root: what is refused and why,
+Octavia objects → xdsr bodies, the spool, the status payloads, Neutron
+lookups against a stand-in."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from xdsr.octavia import mapping, spool, validate
+from xdsr.octavia.agent import deleting, failure_payload, split_op, status_payload, tree_ids
+from xdsr.octavia.neutron import Neutron, NeutronLookupError
+
+
+def uid() -> str:
+    return str(uuid.uuid4())
+
+
+def tree() -> dict[str, Any]:
+    """An Octavia load balancer as DriverLibrary.get_loadbalancer gives it (as a dict)."""
+    lb, li, pool, m1, m2, hm = (uid() for _ in range(6))
+    members = [
+        {"member_id": m, "pool_id": pool, "address": f"10.1.0.{i}", "protocol_port": 80, "weight": 1}
+        for i, m in ((11, m1), (12, m2))
+    ]
+    p = {
+        "pool_id": pool,
+        "loadbalancer_id": lb,
+        "listener_id": li,
+        "protocol": "TCP",
+        "lb_algorithm": "ROUND_ROBIN",
+        "name": None,
+        "members": members,
+        "healthmonitor": {
+            "healthmonitor_id": hm,
+            "pool_id": pool,
+            "type": "TCP",
+            "delay": 5,
+            "timeout": 3,
+            "max_retries": 3,
+        },
+    }
+    return {
+        "loadbalancer_id": lb,
+        "project_id": "p",
+        "name": "web",
+        "vip_address": "203.0.113.10",
+        "vip_subnet_id": uid(),
+        "admin_state_up": True,
+        "listeners": [
+            {
+                "listener_id": li,
+                "loadbalancer_id": lb,
+                "protocol": "TCP",
+                "protocol_port": 80,
+                "default_pool_id": pool,
+                "connection_limit": -1,
+                "timeout_client_data": 50000,
+                "tls_versions": ["TLSv1.2"],  # Octavia's defaults, on every listener
+                "tls_ciphers": "ECDHE",
+                "insert_headers": {},
+                "client_authentication": "NONE",
+            }
+        ],
+        "pools": [p],
+    }
+
+
+# --- refusals ---
+
+
+def test_a_plain_tcp_tree_passes() -> None:
+    validate.loadbalancer(tree())
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "words"),
+    [
+        ({"protocol": "HTTP"}, "listener.protocol", "HTTP is not supported"),
+        ({"protocol": "TERMINATED_HTTPS"}, "listener.protocol", "TLS must end on the members"),
+        ({"protocol": "SCTP"}, "listener.protocol", "SCTP is not supported"),
+        ({"default_tls_container_ref": "ref"}, "listener.default_tls_container_ref", "TLS is not supported"),
+        ({"l7policies": [{"l7policy_id": "x"}]}, "listener.l7policies", "L7 policies are not supported"),
+        ({"insert_headers": {"X-Forwarded-For": "true"}}, "listener.insert_headers", "unchanged"),
+        ({"allowed_cidrs": ["10.0.0.0/8"]}, "listener.allowed_cidrs", "do not filter"),
+        ({"connection_limit": 100}, "listener.connection_limit", "cannot count connections"),
+        ({"client_authentication": "MANDATORY"}, "listener.client_authentication", "TLS"),
+    ],
+)
+def test_listener_refusals(change: dict[str, Any], where: str, words: str) -> None:
+    with pytest.raises(validate.Refused) as err:
+        validate.listener({**tree()["listeners"][0], **change})
+    assert str(err.value).startswith(where + ":") and words in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "words"),
+    [
+        ({"lb_algorithm": "LEAST_CONNECTIONS"}, "pool.lb_algorithm", "no per-connection state"),
+        ({"lb_algorithm": "SOURCE_IP"}, "pool.lb_algorithm", "5-tuple"),
+        ({"protocol": "PROXY"}, "pool.protocol", "PROXY protocol header"),
+        ({"session_persistence": {"type": "HTTP_COOKIE"}}, "pool.session_persistence", "stateless hash"),
+        ({"tls_enabled": True}, "pool.tls_enabled", "TLS is not supported"),
+    ],
+)
+def test_pool_refusals(change: dict[str, Any], where: str, words: str) -> None:
+    with pytest.raises(validate.Refused) as err:
+        validate.pool({**tree()["pools"][0], **change})
+    assert str(err.value).startswith(where + ":") and words in str(err.value)
+
+
+def test_member_and_monitor_refusals() -> None:
+    with pytest.raises(validate.Refused, match="backup members are not supported"):
+        validate.member({"address": "10.1.0.1", "protocol_port": 80, "backup": True})
+    with pytest.raises(validate.Refused, match="does not translate ports"):
+        validate.member_port({"protocol_port": 8080}, 80)
+    validate.member_port({"protocol_port": 8080}, None)  # a pool no listener uses: anything goes
+    with pytest.raises(validate.Refused, match="differs from the listener's protocol_port 80"):
+        lb = tree()
+        lb["pools"][0]["members"][0]["protocol_port"] = 81
+        validate.loadbalancer(lb)
+    with pytest.raises(validate.Refused, match="exceeds delay"):
+        validate.healthmonitor({"type": "TCP", "delay": 1, "timeout": 5})
+    with pytest.raises(validate.Refused, match="the pool is UDP"):
+        validate.healthmonitor({"type": "HTTPS", "delay": 5, "timeout": 1}, pool_protocol="UDP")
+    with pytest.raises(validate.Refused, match="http_version and domain_name"):
+        validate.healthmonitor({"type": "HTTP", "http_version": 1.1})
+
+
+def test_loadbalancer_refusals() -> None:
+    with pytest.raises(validate.Refused, match="additional VIPs"):
+        validate.loadbalancer({**tree(), "additional_vips": [{"ip_address": "203.0.113.11"}]})
+    with pytest.raises(validate.Refused, match="vip_address is required"):
+        validate.loadbalancer({**tree(), "vip_address": None})
+    with pytest.raises(validate.Refused, match="VIP security groups"):
+        validate.loadbalancer({**tree(), "vip_sg_ids": [uid()]})
+
+
+def test_flavor_and_zone_metadata() -> None:
+    assert validate.flavor_metadata({"lbn_group": "edge-1"}) == "edge-1"
+    assert validate.flavor_metadata({}) is None
+    with pytest.raises(validate.Refused, match="knows only: lbn_group"):
+        validate.flavor_metadata({"loadbalancer_topology": "ACTIVE_STANDBY"})
+    with pytest.raises(validate.Refused, match="not an xdsr LB node group name"):
+        validate.flavor_metadata({"lbn_group": "Edge_1"})
+    with pytest.raises(validate.Refused, match="not an xdsr LB node group name"):
+        validate.az_metadata({"lbn_group": "-edge"})
+    lb = {**tree(), "flavor": {"lbn_group": "a"}, "availability_zone": {"lbn_group": "b"}}
+    with pytest.raises(validate.Refused, match="availability zone is group 'b'"):
+        validate.lbn_group(lb)
+    assert validate.lbn_group({**lb, "availability_zone": "zone-name"}) == "a"
+    assert validate.lbn_group({**lb, "flavor": {}}) == "b"
+
+
+# --- mapping ---
+
+
+def test_fully_populated_body_keeps_octavia_ids() -> None:
+    lb = tree()
+    extra = {"10.1.0.11": ("02:00:00:00:00:11", {"type": "vlan", "id": 100})}
+    body = mapping.loadbalancer(
+        lb,
+        lbn_group="g1",
+        vip_segment={"type": "vlan", "id": 10},
+        member_extra=lambda m: extra.get(m["address"], (None, None)),
+    )
+    assert body["id"] == lb["loadbalancer_id"] and body["lbn_group"] == "g1"
+    assert body["vip_segment"] == {"type": "vlan", "id": 10}
+    (li,) = body["listeners"]
+    (pool,) = body["pools"]
+    assert li["id"] == lb["listeners"][0]["listener_id"] and li["default_pool_id"] == pool["id"]
+    assert "tls_versions" not in li and "connection_limit" not in li
+    m11, m12 = pool["members"]
+    assert m11["mac_address"] == "02:00:00:00:00:11" and m11["segment"] == {"type": "vlan", "id": 100}
+    assert "mac_address" not in m12 and "segment" not in m12  # resolved by the LB nodes
+    assert pool["healthmonitor"]["id"] == lb["pools"][0]["healthmonitor"]["healthmonitor_id"]
+    assert "http_method" not in pool["healthmonitor"]  # not on a TCP monitor
+    # Objects being deleted stay out; a listener loses a default pool that is.
+    skipped = mapping.loadbalancer(lb, skip=frozenset({lb["pools"][0]["pool_id"]}))
+    assert "pools" not in skipped and "default_pool_id" not in skipped["listeners"][0]
+
+
+def test_differs_compares_as_xdsr_renders() -> None:
+    want = mapping.member_attrs({"name": None, "weight": 0, "admin_state_up": True})
+    have = {"name": "", "weight": 1, "admin_state_up": True, "monitor_address": None, "monitor_port": None}
+    assert mapping.differs(want, have) == {"weight": 0}
+
+
+# --- spool ---
+
+
+def test_spool_round_trip(tmp_path: Path) -> None:
+    d = tmp_path / "spool"
+    wake = spool.wake_socket(d)
+    try:
+        first = spool.put(d, {"op": "member_create", "object": {"member_id": "1"}})
+        spool.put(d, {"op": "member_delete", "object": {"member_id": "1"}})
+        assert wake.recv(8) == b"!"  # the agent is poked
+        (d / "0-broken.json").write_text("{not json")
+        got = spool.pending(d)
+        assert [e.op["op"] for e in got] == ["member_create", "member_delete"]  # queueing order
+        assert got[0].path == first and "queued_at" in got[0].op
+        assert (d / "0-broken.bad").exists()  # set aside, not retried forever
+        spool.done(got[0])
+        assert [e.op["op"] for e in spool.pending(d)] == ["member_delete"]
+    finally:
+        wake.close()
+    spool.poke(tmp_path / "nowhere")  # no agent listening: no error
+
+
+# --- status payloads ---
+
+
+def test_status_payload_reports_known_objects_and_deletions() -> None:
+    lb = tree()
+    pool = lb["pools"][0]
+    m1, m2 = (m["member_id"] for m in pool["members"])
+    op = {"op": "member_delete", "lb_id": lb["loadbalancer_id"], "object": pool["members"][1]}
+    gone = deleting(op, lb)
+    assert gone == {"members": {m2}}
+    st = {
+        "id": lb["loadbalancer_id"],
+        "provisioning_status": "ACTIVE",
+        "operating_status": "ONLINE",
+        "listeners": [
+            {"id": lb["listeners"][0]["listener_id"], "provisioning_status": "ACTIVE", "operating_status": "ONLINE"}
+        ],
+        "pools": [{"id": pool["pool_id"], "provisioning_status": "ACTIVE", "operating_status": "ONLINE"}],
+        "members": [
+            {"id": m1, "provisioning_status": "PENDING_UPDATE", "operating_status": "ONLINE"},
+            {"id": "not-octavias", "provisioning_status": "ACTIVE", "operating_status": "ONLINE"},
+        ],
+        "healthmonitors": [],
+    }
+    payload = status_payload(st, lb, gone)
+    assert payload["members"] == [
+        {"id": m1, "provisioning_status": "ERROR", "operating_status": "ONLINE"},  # still pending: did not happen
+        {"id": m2, "provisioning_status": "DELETED"},
+    ]
+    assert payload["loadbalancers"][0]["provisioning_status"] == "ACTIVE"
+    assert "healthmonitors" not in payload
+
+
+def test_failure_payload_unlocks_the_parents() -> None:
+    lb = tree()
+    lb_id, pool = lb["loadbalancer_id"], lb["pools"][0]
+    member = {"member_id": uid(), "pool_id": pool["pool_id"]}
+    payload = failure_payload({"op": "member_create", "lb_id": lb_id, "object": member}, lb)
+    assert payload["members"] == [{"id": member["member_id"], "provisioning_status": "ERROR"}]
+    assert payload["pools"] == [{"id": pool["pool_id"], "provisioning_status": "ACTIVE"}]
+    assert payload["listeners"] == [{"id": lb["listeners"][0]["listener_id"], "provisioning_status": "ACTIVE"}]
+    assert payload["loadbalancers"] == [{"id": lb_id, "provisioning_status": "ACTIVE"}]
+    created = failure_payload({"op": "loadbalancer_create", "lb_id": lb_id, "object": lb}, None)
+    assert created["loadbalancers"][0]["provisioning_status"] == "ERROR"
+    assert {e["id"] for e in created["members"]} == tree_ids(lb)["members"]
+    assert split_op("health_monitor_update") == ("health_monitor", "update")
+    assert split_op("member_batch_update") == ("member", "batch_update")
+    batch = {"op": "member_batch_update", "lb_id": lb_id, "pool_id": pool["pool_id"], "members": [pool["members"][0]]}
+    assert deleting(batch, lb) == {"members": {pool["members"][1]["member_id"]}}
+
+
+# --- Neutron ---
+
+
+class FakeNetwork:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.port = SimpleNamespace(
+            mac_address="fa:16:3e:00:00:01",
+            network_id="net-1",
+            fixed_ips=[{"subnet_id": "sub-1", "ip_address": "10.1.0.11"}],
+        )
+
+    def ports(self, fixed_ips: list[str]) -> list[Any]:
+        self.calls += 1
+        return [self.port] if "ip_address=10.1.0.11" in fixed_ips else []
+
+    def get_subnet(self, subnet_id: str) -> Any:
+        return SimpleNamespace(segment_id=None, network_id={"sub-1": "net-1", "sub-2": "net-2"}[subnet_id])
+
+    def get_network(self, network_id: str) -> Any:
+        kinds = {"net-1": ("vlan", 100), "net-2": ("vxlan", 5000)}
+        t, seg = kinds[network_id]
+        return SimpleNamespace(provider_network_type=t, provider_segmentation_id=seg)
+
+
+def test_neutron_lookups() -> None:
+    net = FakeNetwork()
+    n = Neutron(SimpleNamespace(network=net))
+    assert n.member("10.1.0.11", "sub-1") == ("fa:16:3e:00:00:01", {"type": "vlan", "id": 100})
+    assert n.member("10.1.0.11", None) == ("fa:16:3e:00:00:01", {"type": "vlan", "id": 100})
+    n.member("10.1.0.11", "sub-1")
+    assert net.calls == 2  # the second lookup of the same member came from the cache
+    assert n.vip_segment("sub-1", None) == {"type": "vlan", "id": 100}
+    with pytest.raises(NeutronLookupError, match=r"no Neutron port has address 10\.1\.0\.99"):
+        n.member("10.1.0.99", "sub-1")
+    with pytest.raises(NeutronLookupError, match="vxlan network"):
+        n.subnet_segment("sub-2")
+
+
+def test_ops_are_json() -> None:
+    # What the driver queues must survive JSON (it crosses processes as a file).
+    lb = tree()
+    assert json.loads(json.dumps({"op": "loadbalancer_create", "object": lb}))["object"] == lb
