@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The flow hash: Bob Jenkins' lookup3 hashword() over 32-bit words, and the
- * mapping of a hash onto a Maglev slot. xdsr/dataplane/flowhash.py computes
- * the same values in Python; the packet tests check the two agree.
+ * Hashes of the packet path, and the mapping of a hash onto a Maglev slot.
+ * xdsr/dataplane/flowhash.py computes the same values in Python; the packet
+ * tests check the two agree.
  *
- * Input words, loaded from the packet as they lie in memory:
- *   IPv4: saddr, daddr, ports, vid << 16 | proto            (4 words)
- *   IPv6: saddr[4], daddr[4], ports, vid << 16 | proto      (10 words)
+ * 64-bit multiply-xorshift mixing (the constants of splitmix64's finalizer):
+ * BPF has no rotate instruction, so a rotate-based hash such as lookup3
+ * costs several times the instructions for no better spread.
+ *
+ * Flow hash input, 64-bit words loaded from the packet as they lie in memory:
+ *   IPv4: saddr | daddr << 32, ports | (vid << 16 | proto) << 32   (2 words)
+ *   IPv6: saddr (2 words), daddr (2 words), ports | (vid << 16 | proto) << 32
  * "ports" is the first 32 bits of the TCP/UDP header, or 0 for fragments and
  * other protocols, so that every fragment of a datagram lands on one backend.
  */
@@ -15,60 +19,52 @@
 
 #include <linux/types.h>
 
-static __always_inline __u32 rol32(__u32 x, int k)
+#define XDSR_MIX_K1 0xbf58476d1ce4e5b9ULL
+#define XDSR_MIX_K2 0x94d049bb133111ebULL
+/* Seed of the index hash. The index is private to a node, so any constant
+ * does; the flow hash's seed is configured (it must match across nodes). */
+#define XDSR_INDEX_SEED 0x2545f4914f6cdd1dULL
+
+static __always_inline __u64 mix64(__u64 h, __u64 v)
 {
-	return (x << k) | (x >> (32 - k));
+	v *= XDSR_MIX_K1;
+	v ^= v >> 31;
+	h ^= v;
+	h *= XDSR_MIX_K2;
+	return h;
 }
 
-#define LOOKUP3_MIX(a, b, c)                     \
-	do {                                     \
-		a -= c; a ^= rol32(c, 4);  c += b; \
-		b -= a; b ^= rol32(a, 6);  a += c; \
-		c -= b; c ^= rol32(b, 8);  b += a; \
-		a -= c; a ^= rol32(c, 16); c += b; \
-		b -= a; b ^= rol32(a, 19); a += c; \
-		c -= b; c ^= rol32(b, 4);  b += a; \
-	} while (0)
-
-#define LOOKUP3_FINAL(a, b, c)                    \
-	do {                                      \
-		c ^= b; c -= rol32(b, 14);        \
-		a ^= c; a -= rol32(c, 11);        \
-		b ^= a; b -= rol32(a, 25);        \
-		c ^= b; c -= rol32(b, 16);        \
-		a ^= c; a -= rol32(c, 4);         \
-		b ^= a; b -= rol32(a, 14);        \
-		c ^= b; c -= rol32(b, 24);        \
-	} while (0)
-
-/* hashword() for exactly 4 words. */
-static __always_inline __u32 flow_hash4(const __u32 *k, __u32 seed)
+static __always_inline __u32 finish64(__u64 h)
 {
-	__u32 a, b, c;
-
-	a = b = c = 0xdeadbeef + (4 << 2) + seed;
-	a += k[0]; b += k[1]; c += k[2];
-	LOOKUP3_MIX(a, b, c);
-	a += k[3];
-	LOOKUP3_FINAL(a, b, c);
-	return c;
+	h ^= h >> 32;
+	h *= XDSR_MIX_K1;
+	h ^= h >> 29;
+	return h >> 32;
 }
 
-/* hashword() for exactly 10 words. */
-static __always_inline __u32 flow_hash10(const __u32 *k, __u32 seed)
+static __always_inline __u32 flow_hash(const __u64 *w, __u32 n_words, __u32 seed)
 {
-	__u32 a, b, c;
+	__u64 h = seed;
 
-	a = b = c = 0xdeadbeef + (10 << 2) + seed;
-	a += k[0]; b += k[1]; c += k[2];
-	LOOKUP3_MIX(a, b, c);
-	a += k[3]; b += k[4]; c += k[5];
-	LOOKUP3_MIX(a, b, c);
-	a += k[6]; b += k[7]; c += k[8];
-	LOOKUP3_MIX(a, b, c);
-	a += k[9];
-	LOOKUP3_FINAL(a, b, c);
-	return c;
+	h = mix64(h, w[0]);
+	h = mix64(h, w[1]);
+	if (n_words == 5) {
+		h = mix64(h, w[2]);
+		h = mix64(h, w[3]);
+		h = mix64(h, w[4]);
+	}
+	return finish64(h);
+}
+
+/* Bucket of a service key in the index (the key is 3 aligned words). */
+static __always_inline __u32 index_hash(const __u64 *k)
+{
+	__u64 h = XDSR_INDEX_SEED;
+
+	h = mix64(h, k[0]);
+	h = mix64(h, k[1]);
+	h = mix64(h, k[2]);
+	return finish64(h);
 }
 
 /* Map a 32-bit hash onto [0, table_size) with a multiply instead of a

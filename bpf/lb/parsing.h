@@ -33,9 +33,13 @@ struct vlan_hdr {
 
 /* What the program needs to know about a packet once it is parsed. */
 struct xdsr_pkt {
-	struct xdsr_svc_key key; /* destination side: VIP, port, proto, segment */
-	__u32 hash_words[10];    /* flow-hash input, see hashing.h */
-	__u32 n_words;           /* 4 for IPv4, 10 for IPv6 */
+	union {
+		struct xdsr_svc_key key; /* destination side: VIP, port, proto, segment */
+		__u64 key_words[3];      /* the same, as the index hashes and compares it */
+	};
+	__u64 hash_words[5];     /* flow-hash input, see hashing.h */
+	__u32 n_words;           /* 2 for IPv4, 5 for IPv6 */
+	__u32 ports;             /* first 32 bits of TCP/UDP, 0 if none */
 	__u16 tci;               /* host order, valid when tagged */
 	__u8 tagged;
 	__u8 fragment;
@@ -64,14 +68,13 @@ static __always_inline int l4_min_len(__u8 proto)
  * hash input. Other protocols are looked up with port 0 and hashed on
  * addresses and protocol only.
  */
-static __always_inline int parse_l4(void *l4, void *data_end, struct xdsr_pkt *pkt,
-				    __u32 ports_word)
+static __always_inline int parse_l4(void *l4, void *data_end, struct xdsr_pkt *pkt)
 {
 	__u8 proto = pkt->key.proto;
 
 	if (pkt->fragment || (proto != IPPROTO_TCP && proto != IPPROTO_UDP)) {
 		pkt->key.port = 0;
-		pkt->hash_words[ports_word] = 0;
+		pkt->ports = 0;
 		return XDSR_PARSE_OK;
 	}
 	if (proto == IPPROTO_TCP) {
@@ -89,7 +92,7 @@ static __always_inline int parse_l4(void *l4, void *data_end, struct xdsr_pkt *p
 	}
 	/* Source and destination port sit in the same place in both headers. */
 	pkt->key.port = ((struct udphdr *)l4)->dest;
-	pkt->hash_words[ports_word] = *(__u32 *)l4;
+	pkt->ports = *(__u32 *)l4;
 	return XDSR_PARSE_OK;
 }
 
@@ -116,10 +119,9 @@ static __always_inline int parse_ipv4(void *l3, void *data_end, struct xdsr_pkt 
 	pkt->key.proto = iph->protocol;
 	pkt->fragment = (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)) != 0;
 
-	pkt->hash_words[0] = iph->saddr;
-	pkt->hash_words[1] = iph->daddr;
-	pkt->n_words = 4;
-	return parse_l4(l3 + hdr_len, data_end, pkt, 2);
+	pkt->hash_words[0] = (__u64)iph->saddr | (__u64)iph->daddr << 32;
+	pkt->n_words = 2;
+	return parse_l4(l3 + hdr_len, data_end, pkt);
 }
 
 #ifndef NEXTHDR_HOP
@@ -193,9 +195,9 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct xdsr_pkt 
 	__builtin_memcpy(pkt->key.addr, &ip6h->daddr, 16);
 	pkt->key.proto = nexthdr;
 	__builtin_memcpy(&pkt->hash_words[0], &ip6h->saddr, 16);
-	__builtin_memcpy(&pkt->hash_words[4], &ip6h->daddr, 16);
-	pkt->n_words = 10;
-	return parse_l4(pos, data_end, pkt, 8);
+	__builtin_memcpy(&pkt->hash_words[2], &ip6h->daddr, 16);
+	pkt->n_words = 5;
+	return parse_l4(pos, data_end, pkt);
 }
 
 /*

@@ -14,7 +14,7 @@
 #include <linux/types.h>
 
 enum xdsr_abi {
-	XDSR_ABI_VERSION = 1,
+	XDSR_ABI_VERSION = 2,
 };
 
 /* Segment types: how the tenant network of a VIP is identified. Only VLAN is
@@ -26,11 +26,11 @@ enum xdsr_seg_type {
 };
 
 /*
- * First lookup: (VIP, destination port, protocol, segment) -> the service's
- * Maglev table. IPv4 VIPs are stored IPv4-mapped (::ffff:a.b.c.d) so that one
- * map serves both families. Port 0 is reserved: it names the table that
- * receives every fragment of (VIP, protocol, segment), because a non-first
- * fragment carries no port.
+ * What identifies a service: (VIP, destination port, protocol, segment).
+ * IPv4 VIPs are stored IPv4-mapped (::ffff:a.b.c.d) so that one index serves
+ * both families. Port 0 is reserved: it names the table that receives every
+ * fragment of (VIP, protocol, segment), because a non-first fragment carries
+ * no port. 24 bytes: compared as three 64-bit words.
  */
 struct xdsr_svc_key {
 	__u8 addr[16];
@@ -40,31 +40,43 @@ struct xdsr_svc_key {
 	__u32 seg_id;
 };
 
-/*
- * A service's table is one BPF array of 64-byte elements (one cache line):
- *   element 0                       header
- *   elements 1 .. n_chunks          Maglev slots, XDSR_SLOTS_PER_CHUNK per element,
- *                                   each the index of a backend in this table
- *   elements backends_off ..        backends, XDSR_BACKENDS_PER_BLOCK per element
- * Slots are 16-bit indexes rather than whole backends so that a table takes
- * 2 bytes per slot: with many services the tables stay in cache.
- */
-enum xdsr_table_layout {
-	XDSR_ELEM_SIZE = 64,
-	XDSR_SLOTS_PER_CHUNK = 32,
-	XDSR_BACKENDS_PER_BLOCK = 4,
-	XDSR_MAX_BACKENDS = 65535,
+enum xdsr_layout {
+	XDSR_CHUNK_SIZE = 64,      /* bytes of slots per element of xdsr_slots: a cache line */
+	XDSR_INDEX_PROBES = 8,     /* a key sits at most this many buckets from its home */
+	XDSR_MAX_BACKENDS = 65535, /* per service; 0xffff marks a slot without backend */
+	XDSR_MAX_NARROW = 255,     /* up to this many backends, slots are 1 byte (0xff: none) */
 };
 
-struct xdsr_table_hdr {
+enum xdsr_svc_flags {
+	XDSR_SVC_USED = 1,   /* the bucket holds a service */
+	XDSR_SVC_NARROW = 2, /* 1-byte slots (else 2-byte) */
+};
+
+/*
+ * One bucket of the service index: an open-addressed hash table of
+ * cache-line-sized entries, probed linearly from the key's home bucket. It
+ * carries everything the packet path needs to find the service's Maglev slots
+ * and backends in the global arrays, so a packet costs one index line, one
+ * slot line and one backend entry.
+ */
+struct xdsr_svc_entry {
+	struct xdsr_svc_key key;
+	__u32 slot_base;    /* first element of the service's slots in xdsr_slots */
 	__u32 table_size;   /* M, a prime: number of slots */
-	__u32 stats_id;     /* index into xdsr_svc_stats */
-	__u32 backends_off; /* element index of the first backend block */
+	__u32 backend_base; /* first entry of the service's backends in xdsr_backends */
 	__u16 n_backends;   /* 0: the service exists but drops (no backend) */
-	__u8 abi_version;
-	__u8 flags;
-	__u64 digest;       /* digest of the spec that built this table */
-	__u8 reserved[40];
+	__u8 flags;         /* enum xdsr_svc_flags */
+	__u8 reserved0;
+	__u32 stats_id;     /* index into xdsr_svc_stats */
+	__u32 reserved1;
+	__u64 digest;       /* digest of the service's spec: key and table (control side) */
+	__u64 table_digest; /* digest of the table alone: services with equal tables share it */
+};
+
+/* Slots: the index of the backend, relative to the service's backend_base. */
+union xdsr_slot_chunk {
+	__u8 narrow[XDSR_CHUNK_SIZE];
+	__u16 wide[XDSR_CHUNK_SIZE / 2];
 };
 
 struct xdsr_backend {
@@ -74,13 +86,7 @@ struct xdsr_backend {
 	__u32 reserved;
 };
 
-union xdsr_table_elem {
-	struct xdsr_table_hdr hdr;
-	__u16 slots[XDSR_SLOTS_PER_CHUNK];
-	struct xdsr_backend backends[XDSR_BACKENDS_PER_BLOCK];
-};
-
-/* Per-service counters, per CPU, indexed by the table header's stats_id. */
+/* Per-service counters, per CPU, indexed by the entry's stats_id. */
 struct xdsr_counter {
 	__u64 packets;
 	__u64 bytes;
@@ -104,12 +110,15 @@ enum xdsr_reason {
 	XDSR_R_MAX = 11,
 };
 
-/* Written once at creation into xdsr_meta[0]: a process checks it before it
- * adopts pinned maps. */
+/* Written once at creation into xdsr_meta[0]: the sizes the maps were made
+ * with. A process checks it before it adopts pinned maps. */
 struct xdsr_meta {
 	__u32 abi_version;
 	__u32 max_services;
-	__u64 reserved;
+	__u32 index_size;    /* buckets of the service index, a power of two */
+	__u32 slot_chunks;   /* elements of xdsr_slots */
+	__u32 backend_slots; /* entries of xdsr_backends */
+	__u32 reserved;
 };
 
 /* Per-attachment constants, set in .rodata by the loader before load. */
@@ -120,7 +129,7 @@ struct xdsr_prog_cfg {
 	__u32 ifindex;
 	__u32 hash_seed;    /* must be equal on every LBN of a group, or a flow
 	                       that ECMP moves between LBNs changes backend */
-	__u32 reserved2;
+	__u32 index_mask;   /* index_size - 1 */
 };
 
 #endif /* XDSR_KERN_USER_H */

@@ -2,12 +2,17 @@
 /*
  * The LBN core: stateless L2 direct server return in XDP.
  *
- * For a frame addressed to this interface: parse it, look up the service by
- * (VIP, destination port, protocol, segment), hash the flow onto a slot of
- * the service's Maglev table, and send the frame back out (XDP_TX) with the
- * backend's MAC and VLAN. Every LBN of a group holds identical tables, so
- * the router's ECMP may hand a flow to any of them. Anything that is not a
- * service's traffic goes to the host's stack untouched.
+ * For a frame addressed to this interface: parse it, find the service by
+ * (VIP, destination port, protocol, segment) in the service index, hash the
+ * flow onto a slot of the service's Maglev table, and send the frame back out
+ * (XDP_TX) with the backend's MAC and VLAN. Every LBN of a group holds
+ * identical tables, so the router's ECMP may hand a flow to any of them.
+ * Anything that is not a service's traffic goes to the host's stack
+ * untouched.
+ *
+ * Every map lookup here is one the verifier inlines into a few loads, and the
+ * data a packet touches is three cache lines (index entry, slot chunk,
+ * backend): see maps.h and docs/dataplane.md.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -26,17 +31,20 @@ const volatile struct xdsr_prog_cfg xdsr_cfg = {};
 
 /*
  * Never read. Referencing every shared type from one variable makes clang
- * emit their complete BTF: libbpf needs the table element's size for the
- * inner map template, and tests/dataplane/test_abi.py checks the Python
- * mirror against it. libbpf skips the section, so it costs no map.
+ * emit their complete BTF: libbpf needs the index entry's size for the inner
+ * map template, and tests/dataplane/test_abi.py checks the Python mirror
+ * against it. libbpf skips the section, so it costs no map.
  */
 struct xdsr_abi_types {
-	union xdsr_table_elem elem;
+	struct xdsr_svc_entry entry;
+	union xdsr_slot_chunk chunk;
+	struct xdsr_backend backend;
 	struct xdsr_counter counter;
 	struct xdsr_meta meta;
 	enum xdsr_abi abi;
 	enum xdsr_seg_type seg_type;
-	enum xdsr_table_layout layout;
+	enum xdsr_layout layout;
+	enum xdsr_svc_flags flags;
 	enum xdsr_reason reason;
 };
 struct xdsr_abi_types xdsr_abi_anchor SEC(".xdsr_abi");
@@ -56,51 +64,72 @@ static __always_inline int verdict(__u32 reason, __u64 bytes)
 	}
 }
 
-static __always_inline const struct xdsr_backend *pick_backend(void *table, struct xdsr_pkt *pkt,
-							       __u32 *stats_id, int *reason)
+static __always_inline int key_equal(const struct xdsr_svc_entry *e, const __u64 *k)
 {
-	const union xdsr_table_elem *hdr_elem, *chunk, *block;
-	__u32 idx = 0, hash, slot, b;
+	const __u64 *ek = (const __u64 *)&e->key;
 
-	hdr_elem = bpf_map_lookup_elem(table, &idx);
-	if (!hdr_elem) {
-		*reason = XDSR_R_NO_BACKEND;
-		return 0;
-	}
-	*stats_id = hdr_elem->hdr.stats_id;
-	if (hdr_elem->hdr.n_backends == 0) {
-		*reason = XDSR_R_NO_BACKEND;
-		return 0;
-	}
+	return ek[0] == k[0] && ek[1] == k[1] && ek[2] == k[2];
+}
 
-	if (pkt->n_words == 4) {
-		pkt->hash_words[3] = (pkt->key.seg_id << 16) | pkt->key.proto;
-		hash = flow_hash4(pkt->hash_words, xdsr_cfg.hash_seed);
+/* The service's entry, or NULL: linear probing from the key's home bucket
+ * until the key, an empty bucket, or the probe limit the control side
+ * guarantees every key is within. */
+static __always_inline const struct xdsr_svc_entry *find_service(const struct xdsr_pkt *pkt)
+{
+	const struct xdsr_svc_entry *e;
+	__u32 zero = 0, bucket;
+	void *index;
+
+	index = bpf_map_lookup_elem(&xdsr_index, &zero);
+	if (!index)
+		return 0;
+	bucket = index_hash(pkt->key_words) & xdsr_cfg.index_mask;
+#pragma unroll
+	for (int i = 0; i < XDSR_INDEX_PROBES; i++) {
+		e = bpf_map_lookup_elem(index, &bucket);
+		if (!e || !(e->flags & XDSR_SVC_USED))
+			return 0;
+		if (key_equal(e, pkt->key_words))
+			return e;
+		bucket = (bucket + 1) & xdsr_cfg.index_mask;
+	}
+	return 0;
+}
+
+static __always_inline const struct xdsr_backend *pick_backend(const struct xdsr_svc_entry *e,
+							       struct xdsr_pkt *pkt)
+{
+	const union xdsr_slot_chunk *chunk;
+	__u32 hash, slot, idx, b;
+	__u64 proto_vid;
+
+	/* Fragments and other protocols hash without ports (pkt->ports is 0). */
+	proto_vid = (__u64)((pkt->key.seg_id << 16) | pkt->key.proto) << 32;
+	if (pkt->n_words == 2)
+		pkt->hash_words[1] = pkt->ports | proto_vid;
+	else
+		pkt->hash_words[4] = pkt->ports | proto_vid;
+	hash = flow_hash(pkt->hash_words, pkt->n_words, xdsr_cfg.hash_seed);
+	slot = hash_to_slot(hash, e->table_size);
+
+	if (e->flags & XDSR_SVC_NARROW) {
+		idx = e->slot_base + slot / XDSR_CHUNK_SIZE;
+		chunk = bpf_map_lookup_elem(&xdsr_slots, &idx);
+		if (!chunk)
+			return 0;
+		b = chunk->narrow[slot % XDSR_CHUNK_SIZE];
 	} else {
-		pkt->hash_words[9] = (pkt->key.seg_id << 16) | pkt->key.proto;
-		hash = flow_hash10(pkt->hash_words, xdsr_cfg.hash_seed);
+		idx = e->slot_base + slot / (XDSR_CHUNK_SIZE / 2);
+		chunk = bpf_map_lookup_elem(&xdsr_slots, &idx);
+		if (!chunk)
+			return 0;
+		b = chunk->wide[slot % (XDSR_CHUNK_SIZE / 2)];
 	}
-	slot = hash_to_slot(hash, hdr_elem->hdr.table_size);
-
-	idx = 1 + slot / XDSR_SLOTS_PER_CHUNK;
-	chunk = bpf_map_lookup_elem(table, &idx);
-	if (!chunk) {
-		*reason = XDSR_R_NO_BACKEND;
+	/* An empty table (every backend drained) holds the "none" marker. */
+	if (b >= e->n_backends)
 		return 0;
-	}
-	b = chunk->slots[slot % XDSR_SLOTS_PER_CHUNK];
-	if (b >= hdr_elem->hdr.n_backends) {
-		*reason = XDSR_R_NO_BACKEND;
-		return 0;
-	}
-
-	idx = hdr_elem->hdr.backends_off + b / XDSR_BACKENDS_PER_BLOCK;
-	block = bpf_map_lookup_elem(table, &idx);
-	if (!block) {
-		*reason = XDSR_R_NO_BACKEND;
-		return 0;
-	}
-	return &block->backends[b % XDSR_BACKENDS_PER_BLOCK];
+	idx = e->backend_base + b;
+	return bpf_map_lookup_elem(&xdsr_backends, &idx);
 }
 
 SEC("xdp")
@@ -109,34 +138,28 @@ int xdsr_lb(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u64 bytes = data_end - data;
+	const struct xdsr_svc_entry *svc;
 	const struct xdsr_backend *be;
 	struct xdsr_pkt pkt;
-	__u32 stats_id = 0;
-	void *table;
 	int reason, detail;
 
 	reason = parse_packet(data, data_end, xdsr_cfg.mac, &pkt);
 	if (reason != XDSR_PARSE_OK)
 		return verdict(reason, bytes);
 
-	table = bpf_map_lookup_elem(&xdsr_services, &pkt.key);
-	if (!table && pkt.fragment) {
-		/* Unreachable with a consistent control side, which always adds
-		 * the port-0 entry; kept so a fragment is never misrouted. */
-		return verdict(XDSR_R_NO_SERVICE, bytes);
-	}
-	if (!table)
+	svc = find_service(&pkt);
+	if (!svc)
 		return verdict(XDSR_R_NO_SERVICE, bytes);
 
-	be = pick_backend(table, &pkt, &stats_id, &reason);
+	be = pick_backend(svc, &pkt);
 	if (!be)
-		return verdict(reason, bytes);
+		return verdict(XDSR_R_NO_BACKEND, bytes);
 
 	reason = rewrite_l2(ctx, &pkt, be, xdsr_cfg.mac, &detail);
 	if (reason != XDSR_PARSE_OK)
 		return verdict(reason, bytes);
 
-	count(&xdsr_svc_stats, stats_id, bytes);
+	count(&xdsr_svc_stats, svc->stats_id, bytes);
 	if (pkt.fragment)
 		count_reason(XDSR_R_FRAGMENT, bytes);
 	if (detail >= 0)

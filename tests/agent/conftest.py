@@ -155,7 +155,7 @@ class AgentProcess:
             }
 
     def table_ids(self) -> dict[tuple[str, int, str], int]:
-        return {(s["vip"], s["port"], s["protocol"]): s["table_map_id"] for s in self.dp_show()["services"]}
+        return {(s["vip"], s["port"], s["protocol"]): s["table_offset"] for s in self.dp_show()["services"]}
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -68,14 +68,14 @@ def test_restart_of_the_controlling_process(tmp_path: Path) -> None:
 
                 # A new process adopts the maps and changes them: it drains a
                 # backend of the UDP service and leaves the TCP one alone.
-                tables = {s["protocol"]: s["table_map_id"] for s in show(pin)["services"]}  # type: ignore[index]
+                tables = {s["protocol"]: s["table_offset"] for s in show(pin)["services"]}  # type: ignore[index]
                 udp = next(s for s in state["services"] if s["protocol"] == "udp")
                 drained = udp["backends"][0]["mac"]
                 udp["backends"][0]["weight"] = 0
                 cfg.write_text(yaml.safe_dump(state))
                 out = xdsr("dp", "apply", str(cfg), "--pin-dir", str(pin))
                 assert "0 created, 1 updated, 1 unchanged, 0 removed" in out
-                now = {s["protocol"]: s["table_map_id"] for s in show(pin)["services"]}  # type: ignore[index]
+                now = {s["protocol"]: s["table_offset"] for s in show(pin)["services"]}  # type: ignore[index]
                 assert now["tcp"] == tables["tcp"] and now["udp"] != tables["udp"]
                 replies = fab.udp_client("t", flows=100)
                 assert not replies.unanswered

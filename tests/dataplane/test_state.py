@@ -3,7 +3,7 @@ atomic per table, and adoptable by a new process."""
 
 from __future__ import annotations
 
-import ctypes
+import ipaddress
 import socket
 from pathlib import Path
 
@@ -13,9 +13,9 @@ import pytest
 from tests.conftest import needs_root
 from xdsr.dataplane import abi
 from xdsr.dataplane.config import parse_config
-from xdsr.dataplane.loader import MAP_META, MAP_SERVICES, Dataplane, DataplaneError
-from xdsr.dataplane.model import Service, ServiceKey
-from xdsr.dataplane.state import _table_ids, apply, installed, read_stats
+from xdsr.dataplane.loader import MAP_META, MAP_SERVICES, Dataplane, DataplaneError, Limits
+from xdsr.dataplane.model import Backend, Service, ServiceKey
+from xdsr.dataplane.state import apply, installed, read_index, read_stats
 from xdsr.dataplane.tables import maglev_slots
 
 pytestmark = needs_root
@@ -47,26 +47,26 @@ def test_apply_installs_exactly_the_desired_tables(dp: Dataplane) -> None:
     for inst in got:
         assert inst.slots is not None
         np.testing.assert_array_equal(inst.slots, maglev_slots(inst.service.table_size, inst.service.backends))
-        assert inst.memlock > 0
+        assert inst.memory > 0
 
 
 def test_apply_is_idempotent_and_rewrites_only_what_changed(dp: Dataplane) -> None:
     want = services()
     apply(dp, want)
-    ids = {s.service.key: (s.table_id, s.stats_id) for s in installed(dp)}
+    ids = {s.service.key: (s.table_offset, s.stats_id) for s in installed(dp)}
 
     again = apply(dp, want)
     assert len(again.unchanged) == 4 and not again.changed
-    assert {s.service.key: (s.table_id, s.stats_id) for s in installed(dp)} == ids
+    assert {s.service.key: (s.table_offset, s.stats_id) for s in installed(dp)} == ids
 
     changed = list(want)
     changed[1] = Service(want[1].key, want[1].table_size, want[1].backends[:-1])
     report = apply(dp, changed)
     assert report.updated == [want[1].key] and len(report.unchanged) == 3
-    after = {s.service.key: (s.table_id, s.stats_id) for s in installed(dp)}
+    after = {s.service.key: (s.table_offset, s.stats_id) for s in installed(dp)}
     for key, (tid, sid) in ids.items():
         if key == want[1].key:
-            assert after[key][0] != tid, "the changed table must be a new map"
+            assert after[key][0] != tid, "the changed table is written into new space"
             assert after[key][1] == sid, "its counters stay"
         else:
             assert after[key] == (tid, sid)
@@ -79,7 +79,7 @@ def test_apply_removes_what_it_no_longer_lists(dp: Dataplane) -> None:
     assert len(installed(dp)) == 2
     apply(dp, [])
     assert installed(dp) == []
-    assert _table_ids(dp) == {}, "fragment entries go with their services"
+    assert read_index(dp) == {}, "fragment entries go with their services"
 
 
 def test_fragment_entry_follows_the_lowest_port(dp: Dataplane) -> None:
@@ -91,12 +91,12 @@ def test_fragment_entry_follows_the_lowest_port(dp: Dataplane) -> None:
     }
     svcs = parse_config(cfg).to_services()
     apply(dp, svcs)
-    ids = _table_ids(dp)
+    index = read_index(dp)
     frag = ServiceKey(svcs[0].key.vip, 0, socket.IPPROTO_UDP, abi.SegType.VLAN, 0)
-    assert ids[frag] == ids[svcs[0].key]
+    assert index[frag].slot_base == index[svcs[0].key].slot_base
     apply(dp, svcs[1:])
-    ids = _table_ids(dp)
-    assert ids[frag] == ids[svcs[1].key]
+    index = read_index(dp)
+    assert index[frag].slot_base == index[svcs[1].key].slot_base
 
 
 def test_a_new_process_adopts_the_pinned_state(dp: Dataplane, pin_dir: Path) -> None:
@@ -132,7 +132,7 @@ def test_new_services_start_from_zero_counters(dp: Dataplane) -> None:
 
 
 def test_adoption_refuses_another_abi_or_size(dp: Dataplane, pin_dir: Path) -> None:
-    with pytest.raises(DataplaneError, match="hold 64 services, not 128"):
+    with pytest.raises(DataplaneError, match=r"max_services=64.* not .*max_services=128"):
         Dataplane.create_or_open(pin_dir, max_services=128)
     meta = abi.Meta(abi_version=abi.ABI_VERSION + 1, max_services=64)
     dp.maps[MAP_META].update(b"\0\0\0\0", bytes(meta))
@@ -141,20 +141,59 @@ def test_adoption_refuses_another_abi_or_size(dp: Dataplane, pin_dir: Path) -> N
 
 
 def test_table_swap_is_a_single_update(dp: Dataplane) -> None:
-    """The service map's value is the table itself: one update replaces a
-    whole table, and a reader holding the old one keeps a complete table."""
+    """The index is replaced whole with one update of a one-entry map of
+    maps: a reader holding the old index keeps a complete, consistent view,
+    because the new table went into space the old index does not use."""
     (svc,) = services(1)
     apply(dp, [svc])
+    old_index = int.from_bytes(dp.maps[MAP_SERVICES].lookup(b"\0\0\0\0"), "little")  # type: ignore[arg-type]
     (old,) = installed(dp)
     from xdsr.dataplane import libbpf as bpf
 
-    held = bpf.Map.from_id(old.table_id)  # like a packet in flight holding the old table
+    held = bpf.Map.from_id(old_index)  # like a packet in flight holding the old index
     apply(dp, [Service(svc.key, svc.table_size, svc.backends[:2])])
     (new,) = installed(dp, with_slots=True)
-    assert new.table_id != old.table_id
-    raw = held.lookup(b"\0\0\0\0")
-    assert raw is not None
-    hdr = abi.TableHdr.from_buffer_copy(raw[: ctypes.sizeof(abi.TableHdr)])
-    assert hdr.n_backends == 5 and hdr.digest == old.digest
+    assert new.table_offset != old.table_offset
+    mm = held.mmap(writable=False)
+    entries = [abi.SvcEntry.from_buffer_copy(mm, i * 64) for i in range(dp.index_size)]
+    mm.close()
+    (e,) = [e for e in entries if e.flags & abi.SvcFlags.USED and ServiceKey.unpack(bytes(e.key)) == svc.key]
+    assert e.n_backends == 5 and e.digest == old.digest and e.slot_base == old.table_offset
     held.close()
-    assert dp.maps[MAP_SERVICES].info.type == 13  # BPF_MAP_TYPE_HASH_OF_MAPS
+    assert dp.maps[MAP_SERVICES].info.type == 12  # BPF_MAP_TYPE_ARRAY_OF_MAPS
+
+
+def test_equal_tables_are_shared(dp: Dataplane) -> None:
+    cfg = {
+        "services": [
+            {"vip": "203.0.113.7", "port": 53, "protocol": p, "backends": [{"mac": "02:00:00:00:07:01"}]}
+            for p in ("udp", "tcp")
+        ]
+    }
+    report = apply(dp, parse_config(cfg).to_services())
+    assert report.tables_written == 1, "UDP and TCP with the same pool share one table"
+    a, b = installed(dp)
+    assert a.table_offset == b.table_offset
+
+
+def test_space_of_replaced_tables_is_reused_and_running_out_changes_nothing(pin_dir: Path) -> None:
+    # 8 chunks of slots: a 101-slot table with one backend takes 2, and its
+    # next version needs 2 more while the old one still serves.
+    limits = Limits(max_services=8, table_memory=8 * abi.CHUNK_SIZE, max_backends=16)
+    with Dataplane.create_or_open(pin_dir, limits=limits) as small:
+        key = ServiceKey(ipaddress.ip_address("203.0.113.8"), 80, socket.IPPROTO_TCP)
+        for i in range(20):
+            apply(small, [Service(key, 101, (Backend(f"02:00:00:00:08:{i:02x}", 100),))])
+        (inst,) = installed(small)
+        assert inst.service.backends[0].mac == "02:00:00:00:08:13"
+        big = Service(key, 1009, (Backend("02:00:00:00:08:ff", 100),))
+        with pytest.raises(DataplaneError, match="no room for 16 more slot chunks"):
+            apply(small, [big])
+        assert installed(small) == [inst]
+
+
+def test_an_apply_that_changes_nothing_does_not_touch_the_kernel(dp: Dataplane) -> None:
+    want = services()
+    assert apply(dp, want).index_swapped
+    again = apply(dp, want)
+    assert not again.index_swapped and again.tables_written == 0

@@ -46,14 +46,13 @@ def dataplane(
     if memory:
         with out.status("map memory at 4096 services ..."):
             doc["memory"] = bench.map_memory()
-        t = Table("services", "backends each", "table size", "tables MiB", "other maps MiB", "total MiB", "apply s")
+        t = Table("services", "backends each", "table size", "tables use MiB", "all maps MiB", "apply s")
         for r in doc["memory"]:  # type: ignore[union-attr]
             t.add_row(
                 str(r["services"]),
                 str(r["backends_per_service"]),
                 str(r["table_size"]),
                 f"{r['tables_bytes'] / 2**20:.1f}",
-                f"{r['fixed_maps_bytes'] / 2**20:.1f}",
                 f"{r['total_bytes'] / 2**20:.1f}",
                 f"{r['apply_seconds']:.1f}",
             )

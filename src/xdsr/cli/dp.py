@@ -17,7 +17,7 @@ from rich.table import Table
 from xdsr.dataplane import abi
 from xdsr.dataplane.config import ConfigError, load_config
 from xdsr.dataplane.libbpf import BpfError
-from xdsr.dataplane.loader import DEFAULT_PIN_DIR, Dataplane, DataplaneError
+from xdsr.dataplane.loader import DEFAULT_LIMITS, DEFAULT_PIN_DIR, Dataplane, DataplaneError, Limits
 from xdsr.dataplane.state import ApplyReport, InstalledService, Stats, apply, installed, read_stats
 
 app = typer.Typer(help="Attach, configure and inspect the XDP data plane of this LB node.", no_args_is_help=True)
@@ -41,13 +41,20 @@ def attach(
     netns: Netns = None,
     mode: Annotated[str, typer.Option(help="native (in the driver) or generic (skb, slow)")] = "native",
     max_services: Annotated[
-        int | None, typer.Option(help="size the maps for this many services when creating them (default 4096)")
-    ] = None,
+        int, typer.Option(help="when creating the maps: how many services they hold")
+    ] = DEFAULT_LIMITS.max_services,
+    table_memory: Annotated[
+        int, typer.Option(help="when creating the maps: MiB of Maglev slots, for all tables together")
+    ] = DEFAULT_LIMITS.table_memory >> 20,
+    max_backends: Annotated[
+        int, typer.Option(help="when creating the maps: backends of all services together")
+    ] = DEFAULT_LIMITS.max_backends,
     force: Annotated[bool, typer.Option(help="replace an XDP program that is not xdsr's")] = False,
 ) -> None:
     """Load the XDP program onto IFACE, creating or adopting the pinned maps."""
     try:
-        with Dataplane.create_or_open(pin_dir, max_services) as dp:
+        limits = Limits(max_services, table_memory << 20, max_backends)
+        with Dataplane.create_or_open(pin_dir, limits=limits) as dp:
             a = dp.attach(iface, netns=netns, mode=mode, force=force)
     except (DataplaneError, BpfError, LookupError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
@@ -137,8 +144,8 @@ def _service_json(s: InstalledService) -> dict[str, object]:
         "segment": {"type": k.seg_type.name.lower(), "id": k.seg_id},
         "table_size": s.service.table_size,
         "backends": [{"mac": b.mac, "vlan": b.vlan, "weight": b.weight} for b in s.service.backends],
-        "table_map_id": s.table_id,
-        "memory_bytes": s.memlock,
+        "table_offset": s.table_offset,
+        "memory_bytes": s.memory,
         "stats_id": s.stats_id,
     }
 
@@ -173,7 +180,7 @@ def show(pin_dir: PinDir = Path(DEFAULT_PIN_DIR), as_json: Annotated[bool, typer
     t = Table("service", "table", "backends (mac vlan weight)", "memory")
     for s in svcs:
         bl = "\n".join(f"{b.mac} {b.vlan} {b.weight}" for b in s.service.backends) or "(none: drops)"
-        t.add_row(str(s.service.key), str(s.service.table_size), bl, f"{s.memlock / 1024:.1f} KiB")
+        t.add_row(str(s.service.key), str(s.service.table_size), bl, f"{s.memory / 1024:.1f} KiB")
     out.print(t)
 
 

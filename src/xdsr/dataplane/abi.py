@@ -10,12 +10,12 @@ from __future__ import annotations
 import ctypes
 import enum
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
-ELEM_SIZE = 64
-SLOTS_PER_CHUNK = 32
-BACKENDS_PER_BLOCK = 4
+CHUNK_SIZE = 64
+INDEX_PROBES = 8
 MAX_BACKENDS = 65535
+MAX_NARROW = 255
 
 
 class SegType(enum.IntEnum):
@@ -57,6 +57,11 @@ REASON_VERDICT = {
 }
 
 
+class SvcFlags(enum.IntFlag):
+    USED = 1
+    NARROW = 2
+
+
 class SvcKey(ctypes.Structure):
     _fields_ = [
         ("addr", ctypes.c_uint8 * 16),
@@ -67,16 +72,26 @@ class SvcKey(ctypes.Structure):
     ]
 
 
-class TableHdr(ctypes.Structure):
+class SvcEntry(ctypes.Structure):
     _fields_ = [
+        ("key", SvcKey),
+        ("slot_base", ctypes.c_uint32),
         ("table_size", ctypes.c_uint32),
-        ("stats_id", ctypes.c_uint32),
-        ("backends_off", ctypes.c_uint32),
+        ("backend_base", ctypes.c_uint32),
         ("n_backends", ctypes.c_uint16),
-        ("abi_version", ctypes.c_uint8),
         ("flags", ctypes.c_uint8),
+        ("reserved0", ctypes.c_uint8),
+        ("stats_id", ctypes.c_uint32),
+        ("reserved1", ctypes.c_uint32),
         ("digest", ctypes.c_uint64),
-        ("reserved", ctypes.c_uint8 * 40),
+        ("table_digest", ctypes.c_uint64),
+    ]
+
+
+class SlotChunk(ctypes.Union):
+    _fields_ = [
+        ("narrow", ctypes.c_uint8 * CHUNK_SIZE),
+        ("wide", ctypes.c_uint16 * (CHUNK_SIZE // 2)),
     ]
 
 
@@ -89,14 +104,6 @@ class Backend(ctypes.Structure):
     ]
 
 
-class TableElem(ctypes.Union):
-    _fields_ = [
-        ("hdr", TableHdr),
-        ("slots", ctypes.c_uint16 * SLOTS_PER_CHUNK),
-        ("backends", Backend * BACKENDS_PER_BLOCK),
-    ]
-
-
 class Counter(ctypes.Structure):
     _fields_ = [("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64)]
 
@@ -105,7 +112,10 @@ class Meta(ctypes.Structure):
     _fields_ = [
         ("abi_version", ctypes.c_uint32),
         ("max_services", ctypes.c_uint32),
-        ("reserved", ctypes.c_uint64),
+        ("index_size", ctypes.c_uint32),
+        ("slot_chunks", ctypes.c_uint32),
+        ("backend_slots", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
     ]
 
 
@@ -115,16 +125,16 @@ class ProgCfg(ctypes.Structure):
         ("reserved", ctypes.c_uint16),
         ("ifindex", ctypes.c_uint32),
         ("hash_seed", ctypes.c_uint32),
-        ("reserved2", ctypes.c_uint32),
+        ("index_mask", ctypes.c_uint32),
     ]
 
 
 # Every mirrored type, by its C name, for the ABI test.
 STRUCTS: dict[str, type[ctypes.Structure] | type[ctypes.Union]] = {
     "xdsr_svc_key": SvcKey,
-    "xdsr_table_hdr": TableHdr,
+    "xdsr_svc_entry": SvcEntry,
+    "xdsr_slot_chunk": SlotChunk,
     "xdsr_backend": Backend,
-    "xdsr_table_elem": TableElem,
     "xdsr_counter": Counter,
     "xdsr_meta": Meta,
     "xdsr_prog_cfg": ProgCfg,
@@ -133,11 +143,12 @@ STRUCTS: dict[str, type[ctypes.Structure] | type[ctypes.Union]] = {
 ENUMS: dict[str, dict[str, int]] = {
     "xdsr_abi": {"XDSR_ABI_VERSION": ABI_VERSION},
     "xdsr_seg_type": {f"XDSR_SEG_{s.name}": s.value for s in SegType},
-    "xdsr_table_layout": {
-        "XDSR_ELEM_SIZE": ELEM_SIZE,
-        "XDSR_SLOTS_PER_CHUNK": SLOTS_PER_CHUNK,
-        "XDSR_BACKENDS_PER_BLOCK": BACKENDS_PER_BLOCK,
+    "xdsr_layout": {
+        "XDSR_CHUNK_SIZE": CHUNK_SIZE,
+        "XDSR_INDEX_PROBES": INDEX_PROBES,
         "XDSR_MAX_BACKENDS": MAX_BACKENDS,
+        "XDSR_MAX_NARROW": MAX_NARROW,
     },
+    "xdsr_svc_flags": {"XDSR_SVC_USED": SvcFlags.USED, "XDSR_SVC_NARROW": SvcFlags.NARROW},
     "xdsr_reason": {**{f"XDSR_R_{r.name}": r.value for r in Reason}, "XDSR_R_MAX": REASON_MAX},
 }

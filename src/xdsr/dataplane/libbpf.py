@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import errno
 import logging
+import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ BPF_EXIST = 2
 BPF_F_NO_PREALLOC = 1 << 0
 BPF_F_RDONLY_PROG = 1 << 8
 BPF_F_INNER_MAP = 1 << 12
+BPF_F_MMAPABLE = 1 << 10
 
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 
@@ -151,6 +153,7 @@ def _load() -> ctypes.CDLL:
         "bpf_map__set_pin_path": (ci, [vp, cs]),
         "bpf_map__set_max_entries": (ci, [vp, cu]),
         "bpf_map__set_initial_value": (ci, [vp, vp, ctypes.c_size_t]),
+        "bpf_map__set_inner_map_fd": (ci, [vp, ci]),
         "bpf_map__fd": (ci, [vp]),
         "bpf_program__fd": (ci, [vp]),
         "bpf_program__set_autoload": (ci, [vp, ctypes.c_bool]),
@@ -361,6 +364,14 @@ class Map(Fd):
             f"batch delete from {self.info.name} ({count} elements)",
         )
 
+    def mmap(self, writable: bool = True) -> mmap.mmap:
+        """The values of a BPF_F_MMAPABLE array, mapped into this process."""
+        elem = (self.info.value_size + 7) // 8 * 8
+        page = mmap.PAGESIZE
+        length = (self.info.max_entries * elem + page - 1) // page * page
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        return mmap.mmap(self.fd, length, flags=mmap.MAP_SHARED, prot=prot)
+
     def memlock(self) -> int:
         """Bytes the kernel charges for this map (from /proc/self/fdinfo)."""
         with open(f"/proc/self/fdinfo/{self.fd}") as f:
@@ -488,6 +499,10 @@ class BpfObject:
 
     def set_max_entries(self, map_name: str, n: int) -> None:
         _check(_lib.bpf_map__set_max_entries(self._map(map_name), n), f"max_entries of {map_name}")
+
+    def set_inner_map_fd(self, map_name: str, fd: int) -> None:
+        """The inner map template of a map of maps (needed to create it)."""
+        _check(_lib.bpf_map__set_inner_map_fd(self._map(map_name), fd), f"inner map of {map_name}")
 
     def set_initial_value(self, map_name: str, data: bytes) -> None:
         buf = ctypes.create_string_buffer(data, len(data))

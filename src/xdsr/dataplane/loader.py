@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import mmap
 import os
 import subprocess
 from dataclasses import dataclass
@@ -28,13 +29,49 @@ from xdsr.paths import bpf_object
 log = logging.getLogger("xdsr.dataplane")
 
 DEFAULT_PIN_DIR = "/sys/fs/bpf/xdsr"
-DEFAULT_MAX_SERVICES = 4096
 PROG_NAME = "xdsr_lb"
-MAP_SERVICES = "xdsr_services"
+MAP_SERVICES = "xdsr_index"  # the service index: a one-entry map of maps
+MAP_SLOTS = "xdsr_slots"
+MAP_BACKENDS = "xdsr_backends"
 MAP_SVC_STATS = "xdsr_svc_stats"
 MAP_STATS = "xdsr_stats"
 MAP_META = "xdsr_meta"
-ALL_MAPS = (MAP_SERVICES, MAP_SVC_STATS, MAP_STATS, MAP_META)
+ALL_MAPS = (MAP_SERVICES, MAP_SLOTS, MAP_BACKENDS, MAP_SVC_STATS, MAP_STATS, MAP_META)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How big the data plane is, fixed when its maps are created.
+
+    The slot and backend arrays are preallocated: a table takes 1 byte per
+    slot (up to 255 backends) or 2, rounded up to 64-byte chunks, and needs
+    room for its new copy while the old one still serves; a backend takes 16
+    bytes. See docs/dataplane.md.
+    """
+
+    max_services: int = 4096
+    table_memory: int = 32 << 20  # bytes of Maglev slots
+    max_backends: int = 262144  # backend entries, all services together
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_services <= 1 << 20:
+            raise DataplaneError(f"max_services {self.max_services} is outside 1..{1 << 20}")
+        if self.table_memory < abi.CHUNK_SIZE or self.table_memory > 1 << 34:
+            raise DataplaneError(f"table_memory {self.table_memory} is outside 64 bytes..16 GiB")
+        if not 1 <= self.max_backends <= 1 << 28:
+            raise DataplaneError(f"max_backends {self.max_backends} is outside 1..{1 << 28}")
+
+    @property
+    def index_size(self) -> int:
+        """Four buckets per service: with its fragment entry, at most half full."""
+        return 1 << max(4, (4 * self.max_services - 1).bit_length())
+
+    @property
+    def slot_chunks(self) -> int:
+        return self.table_memory // abi.CHUNK_SIZE
+
+
+DEFAULT_LIMITS = Limits()
 
 MODES = {"native": bpf.XDP_FLAGS_DRV_MODE, "generic": bpf.XDP_FLAGS_SKB_MODE}
 
@@ -84,6 +121,28 @@ class Dataplane:
         self.pin_dir = Path(pin_dir)
         self.maps = maps
         self.max_services = int(meta.max_services)
+        self.index_size = int(meta.index_size)
+        self.slot_chunks = int(meta.slot_chunks)
+        self.backend_slots = int(meta.backend_slots)
+        self._slots: mmap.mmap | None = None
+        self._backends: mmap.mmap | None = None
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_services, self.slot_chunks * abi.CHUNK_SIZE, self.backend_slots)
+
+    @property
+    def slots(self) -> mmap.mmap:
+        """The global slot array, mapped (tables are written through it)."""
+        if self._slots is None:
+            self._slots = self.maps[MAP_SLOTS].mmap()
+        return self._slots
+
+    @property
+    def backends(self) -> mmap.mmap:
+        if self._backends is None:
+            self._backends = self.maps[MAP_BACKENDS].mmap()
+        return self._backends
 
     # -- creation and adoption ------------------------------------------------
 
@@ -109,31 +168,47 @@ class Dataplane:
 
     @classmethod
     def create_or_open(
-        cls, pin_dir: str | os.PathLike[str] = DEFAULT_PIN_DIR, max_services: int | None = None
+        cls,
+        pin_dir: str | os.PathLike[str] = DEFAULT_PIN_DIR,
+        max_services: int | None = None,
+        limits: Limits | None = None,
     ) -> Dataplane:
-        """Adopt the pinned maps, or create and pin them sized for max_services."""
+        """Adopt the pinned maps, or create and pin them with these limits
+        (max_services alone overrides the default limits' service count)."""
+        if limits is None and max_services is not None:
+            limits = Limits(max_services=max_services)
         pin = Path(pin_dir)
         if cls.exists(pin):
             dp = cls.open(pin)
-            if max_services is not None and max_services != dp.max_services:
+            if limits is not None and limits != dp.limits:
                 raise DataplaneError(
-                    f"the maps pinned in {pin} hold {dp.max_services} services, not {max_services}: "
+                    f"the maps pinned in {pin} were made for {dp.limits}, not {limits}: "
                     "resizing needs a purge (xdsr dp purge) and a new attach"
                 )
             return dp
         ensure_bpffs(pin)
         pin.mkdir(parents=True, exist_ok=True)
-        n = max_services or DEFAULT_MAX_SERVICES
-        with _open_object(pin, n) as obj:
+        lim = limits or DEFAULT_LIMITS
+        with _open_object(pin, lim) as obj:
             obj.set_autoload(PROG_NAME, False)
             obj.load()
             maps = {name: obj.map(name) for name in ALL_MAPS}
-        meta = abi.Meta(abi_version=abi.ABI_VERSION, max_services=n)
+        meta = abi.Meta(
+            abi_version=abi.ABI_VERSION,
+            max_services=lim.max_services,
+            index_size=lim.index_size,
+            slot_chunks=lim.slot_chunks,
+            backend_slots=lim.max_backends,
+        )
         maps[MAP_META].update(b"\0\0\0\0", bytes(meta))
-        log.info("created data plane maps in %s for %d services", pin, n)
+        log.info("created data plane maps in %s: %s", pin, lim)
         return cls(pin, maps, meta)
 
     def close(self) -> None:
+        for mm in (self._slots, self._backends):
+            if mm is not None:
+                mm.close()
+        self._slots = self._backends = None
         for m in self.maps.values():
             m.close()
 
@@ -151,9 +226,9 @@ class Dataplane:
     def load_program(self, mac: str, ifindex: int = 0, hash_seed: int = DEFAULT_HASH_SEED) -> bpf.Program:
         """A copy of the program bound to these maps and this interface MAC,
         not attached anywhere (attach() and BPF_PROG_TEST_RUN use it)."""
-        cfg = abi.ProgCfg(ifindex=ifindex, hash_seed=hash_seed)
+        cfg = abi.ProgCfg(ifindex=ifindex, hash_seed=hash_seed, index_mask=self.index_size - 1)
         ctypes.memmove(cfg.mac, mac_bytes(mac), 6)
-        with _open_object(self.pin_dir, self.max_services) as obj:
+        with _open_object(self.pin_dir, self.limits) as obj:
             obj.set_initial_value(".rodata", bytes(cfg))
             obj.load()
             return obj.program(PROG_NAME)
@@ -257,15 +332,27 @@ def remove_pins(pin_dir: str | os.PathLike[str]) -> None:
 
 
 @contextlib.contextmanager
-def _open_object(pin: Path, max_services: int):  # type: ignore[no-untyped-def]
+def _open_object(pin: Path, limits: Limits):  # type: ignore[no-untyped-def]
     obj = bpf.BpfObject(str(bpf_object(PROG_NAME)))
+    template = None
     try:
         for name in ALL_MAPS:
             obj.set_pin_path(name, str(pin / name))
-        # Room for every service plus the port-0 fragment entry of each
-        # (VIP, protocol, segment), which in the worst case is one per service.
-        obj.set_max_entries(MAP_SERVICES, 2 * max_services)
-        obj.set_max_entries(MAP_SVC_STATS, max_services)
+        obj.set_max_entries(MAP_SLOTS, limits.slot_chunks)
+        obj.set_max_entries(MAP_BACKENDS, limits.max_backends)
+        obj.set_max_entries(MAP_SVC_STATS, limits.max_services)
+        # Only needed when the map of maps is created rather than adopted.
+        template = new_index_map(limits.index_size)
+        obj.set_inner_map_fd(MAP_SERVICES, template.fd)
         yield obj
     finally:
         obj.close()
+        if template is not None:
+            template.close()
+
+
+def new_index_map(index_size: int) -> bpf.Map:
+    """An empty service index: an array of index_size entries, mappable."""
+    return bpf.Map.create(
+        bpf.BPF_MAP_TYPE_ARRAY, "xdsr_index_v", 4, ctypes.sizeof(abi.SvcEntry), index_size, flags=bpf.BPF_F_MMAPABLE
+    )

@@ -1,30 +1,45 @@
 """Applying desired state to the pinned maps, and reading it back.
 
-The kernel is the source of truth: every apply starts by reading what is
-installed, so a new process adopts whatever an earlier one left. Each
-service's table carries a digest of the spec that built it; an apply
-rewrites only tables whose digest changed, and each rewrite is one atomic
-swap of the table in the service map.
+The kernel is the source of truth: every apply starts by reading the live
+service index, so a new process adopts whatever an earlier one left, and
+the space the live tables use is known from the index alone.
+
+An apply writes each new or changed table into space no live index entry
+references (services with identical tables share one), builds a complete new
+index, and swaps it in with one update of the one-entry map of maps. The
+kernel returns from that update only once no program can still be reading
+the old index, so the space only the old index referenced is free for the
+next apply. Unchanged tables are never rewritten, and an apply that changes
+nothing does not touch the kernel at all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
+import hashlib
 import logging
+import os
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from xdsr.dataplane import abi, tables
 from xdsr.dataplane import libbpf as bpf
-from xdsr.dataplane.loader import MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, Dataplane, DataplaneError
-from xdsr.dataplane.model import Backend, Service, ServiceKey
+from xdsr.dataplane.flowhash import index_hash
+from xdsr.dataplane.loader import MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, Dataplane, DataplaneError, new_index_map
+from xdsr.dataplane.model import Service, ServiceKey
 
 log = logging.getLogger("xdsr.dataplane")
 
 _ZERO_KEY = b"\0\0\0\0"
+ENTRY_SIZE = ctypes.sizeof(abi.SvcEntry)
+_FLAGS_OFFSET = abi.SvcEntry.flags.offset
+LOCK_DIR = "/run/xdsr/locks"
 
 
 def _u32(i: int) -> bytes:
@@ -36,8 +51,8 @@ class InstalledService:
     service: Service
     stats_id: int
     digest: int
-    table_id: int  # kernel id of the table map: it changes exactly when the table is rewritten
-    memlock: int  # bytes the kernel charges for the table
+    table_offset: int  # first slot chunk of its table: it changes exactly when the table is rewritten
+    memory: int  # bytes its table takes in the kernel's arrays
     slots: np.ndarray | None = None
 
 
@@ -48,49 +63,169 @@ class ApplyReport:
     unchanged: list[ServiceKey] = field(default_factory=list)
     removed: list[ServiceKey] = field(default_factory=list)
     fragment_entries: int = 0
+    tables_written: int = 0
+    index_swapped: bool = False
     seconds: float = 0.0
 
     @property
     def changed(self) -> bool:
-        return bool(self.created or self.updated or self.removed or self.fragment_entries)
+        return self.index_swapped
 
 
-def _table_ids(dp: Dataplane) -> dict[ServiceKey, int]:
-    """Every entry of the service map (fragment entries included) -> table map id."""
-    svc = dp.maps[MAP_SERVICES]
-    out = {}
-    for raw in svc.keys():  # noqa: SIM118 - a BPF map, not a dict
-        val = svc.lookup(raw)
-        if val is not None:
-            out[ServiceKey.unpack(raw)] = int.from_bytes(val, "little")
-    return out
+@contextlib.contextmanager
+def _locked(dp: Dataplane) -> Iterator[None]:
+    """One apply at a time per data plane, across processes: two writers
+    could otherwise hand out the same free space."""
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    name = hashlib.sha256(str(dp.pin_dir.resolve()).encode()).hexdigest()[:16]
+    with open(os.path.join(LOCK_DIR, f"{name}.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _read_table(table_id: int, with_slots: bool) -> tuple[abi.TableHdr, tuple[Backend, ...], np.ndarray | None, int]:
-    with bpf.Map.from_id(table_id) as m:
-        hdr_raw = m.lookup(_ZERO_KEY)
-        assert hdr_raw is not None
-        hdr = tables.decode_header(hdr_raw)
-        n_blocks = -(-hdr.n_backends // abi.BACKENDS_PER_BLOCK)
-        raw = b"".join(m.lookup(_u32(hdr.backends_off + i)) or b"" for i in range(n_blocks))
-        backends = tables.decode_backends(hdr, raw, hdr.n_backends)
-        slots = None
-        if with_slots:
-            raw = b"".join(m.lookup(_u32(1 + i)) or b"" for i in range(tables.n_chunks(hdr.table_size)))
-            slots = tables.decode_slots(hdr, raw)
-        return hdr, backends, slots, m.memlock()
+def read_index(dp: Dataplane) -> dict[ServiceKey, abi.SvcEntry]:
+    """Every used bucket of the live index (fragment entries included)."""
+    val = dp.maps[MAP_SERVICES].lookup(_ZERO_KEY)
+    if val is None:
+        return {}
+    index_id = int.from_bytes(val, "little")
+    if not index_id:
+        return {}
+    with bpf.Map.from_id(index_id) as m:
+        mm = m.mmap(writable=False)
+        try:
+            raw = np.frombuffer(mm, dtype=np.uint8, count=dp.index_size * ENTRY_SIZE).reshape(-1, ENTRY_SIZE)
+            used = np.flatnonzero(raw[:, _FLAGS_OFFSET] & abi.SvcFlags.USED)
+            out = {}
+            for b in used.tolist():
+                e = abi.SvcEntry.from_buffer_copy(raw[b].tobytes())
+                out[ServiceKey.unpack(bytes(e.key))] = e
+            del raw
+            return out
+        finally:
+            mm.close()
 
 
-def installed(dp: Dataplane, with_slots: bool = False) -> list[InstalledService]:
-    """The services in the kernel, rebuilt from the maps alone."""
-    out = []
-    for key, table_id in sorted(_table_ids(dp).items()):
-        if key.port == 0:
-            continue  # fragment entries mirror a real service's table
-        hdr, backends, slots, memlock = _read_table(table_id, with_slots)
-        svc = Service(key, int(hdr.table_size), backends)
-        out.append(InstalledService(svc, int(hdr.stats_id), int(hdr.digest), table_id, memlock, slots))
-    return out
+class _Space:
+    """Free space of one global array, from the extents live entries use."""
+
+    def __init__(self, capacity: int, what: str) -> None:
+        self.capacity = capacity
+        self.what = what
+        self.used: set[tuple[int, int]] = set()
+        self._cursor = 0
+        self._sorted: list[tuple[int, int]] | None = None
+
+    def reserve(self, start: int, length: int) -> None:
+        if length:
+            self.used.add((start, length))
+            self._sorted = None
+
+    def alloc(self, length: int) -> int:
+        """First fit from where the last allocation ended (then from 0)."""
+        if length == 0:
+            return 0
+        if self._sorted is None:
+            self._sorted = sorted(self.used)
+        for origin in (self._cursor, 0):
+            pos = origin
+            for s, n in self._sorted:
+                if s + n <= pos:
+                    continue
+                if s >= pos + length:
+                    break
+                pos = max(pos, s + n)
+            if pos + length <= self.capacity:
+                self.reserve(pos, length)
+                self._cursor = pos + length
+                return pos
+        free = self.capacity - sum(n for _, n in self.used)
+        raise DataplaneError(
+            f"no room for {length} more {self.what} ({free} of {self.capacity} free, maybe not in one piece): "
+            "raise the limit when creating the maps (xdsr dp attach --table-memory / --max-backends)"
+        )
+
+
+def _entry(
+    key: ServiceKey,
+    slot_base: int,
+    table_size: int,
+    backend_base: int,
+    n_backends: int,
+    stats_id: int,
+    digest: int,
+    tdigest: int,
+) -> abi.SvcEntry:
+    flags = abi.SvcFlags.USED | (abi.SvcFlags.NARROW if tables.narrow(n_backends) else 0)
+    e = abi.SvcEntry(
+        slot_base=slot_base,
+        table_size=table_size,
+        backend_base=backend_base,
+        n_backends=n_backends,
+        flags=int(flags),
+        stats_id=stats_id,
+        digest=digest,
+        table_digest=tdigest,
+    )
+    ctypes.memmove(ctypes.addressof(e.key), key.pack(), ctypes.sizeof(abi.SvcKey))
+    return e
+
+
+def _with_key(e: abi.SvcEntry, key: ServiceKey) -> abi.SvcEntry:
+    copy = abi.SvcEntry.from_buffer_copy(bytes(e))
+    ctypes.memmove(ctypes.addressof(copy.key), key.pack(), ctypes.sizeof(abi.SvcKey))
+    return copy
+
+
+def _build_index(entries: list[tuple[ServiceKey, abi.SvcEntry]], size: int) -> bytes:
+    """Open addressing with linear probing, in key order so that the same
+    services always give the same bytes."""
+    buf = bytearray(size * ENTRY_SIZE)
+    taken = bytearray(size)
+    mask = size - 1
+    for key, e in sorted(entries, key=lambda x: x[0]):
+        b = index_hash(key.pack()) & mask
+        for _ in range(abi.INDEX_PROBES):
+            if not taken[b]:
+                break
+            b = (b + 1) & mask
+        else:
+            raise DataplaneError(
+                f"the service index has no bucket within {abi.INDEX_PROBES} of {key}'s: "
+                "create the maps for more services (xdsr dp attach --max-services)"
+            )
+        taken[b] = 1
+        buf[b * ENTRY_SIZE : (b + 1) * ENTRY_SIZE] = bytes(e)
+    return bytes(buf)
+
+
+def _current_index_bytes(dp: Dataplane) -> bytes | None:
+    val = dp.maps[MAP_SERVICES].lookup(_ZERO_KEY)
+    if val is None or not int.from_bytes(val, "little"):
+        return None
+    with bpf.Map.from_id(int.from_bytes(val, "little")) as m:
+        mm = m.mmap(writable=False)
+        try:
+            return bytes(mm[: dp.index_size * ENTRY_SIZE])
+        finally:
+            mm.close()
+
+
+def _swap_index(dp: Dataplane, data: bytes) -> None:
+    """Publish a complete new index with one update."""
+    new = new_index_map(dp.index_size)
+    try:
+        mm = new.mmap()
+        try:
+            mm[: len(data)] = data
+        finally:
+            mm.close()
+        dp.maps[MAP_SERVICES].update(_ZERO_KEY, _u32(new.fd))
+    finally:
+        new.close()  # the map of maps holds its own reference
 
 
 def _fragment_targets(services: list[Service]) -> dict[ServiceKey, ServiceKey]:
@@ -111,102 +246,117 @@ def _zero_counters(dp: Dataplane, stats_id: int) -> None:
     m.update(_u32(stats_id), bytes(m.value_size))
 
 
-def _build_table(svc: Service, stats_id: int) -> bpf.Map:
-    """A new table map holding the service's whole table, not yet visible."""
-    data = tables.encode(svc.table_size, svc.backends, stats_id, svc.digest())
-    n = len(data) // abi.ELEM_SIZE
-    inner = bpf.Map.create(bpf.BPF_MAP_TYPE_ARRAY, "xdsr_table", 4, abi.ELEM_SIZE, n, flags=bpf.BPF_F_INNER_MAP)
-    try:
-        inner.update_batch(np.arange(n, dtype="<u4").tobytes(), data, n)
-    except BaseException:
-        inner.close()
-        raise
-    return inner
-
-
 def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
-    """Make the kernel hold exactly these services. Idempotent.
-
-    Changed tables are built completely in new maps first; then one batch
-    update swaps them all into the service map and one batch delete removes
-    what is gone. Each swap is atomic for the packets, and the kernel makes
-    each batch wait for one RCU grace period instead of one per service.
-    """
+    """Make the kernel hold exactly these services. Idempotent."""
     t0 = time.perf_counter()
     report = ApplyReport()
     if len(services) > dp.max_services:
         raise DataplaneError(
             f"{len(services)} services do not fit: the data plane in {dp.pin_dir} holds {dp.max_services}"
         )
-    desired = {s.key: s for s in services}
-    current_ids = _table_ids(dp)
-    current: dict[ServiceKey, tuple[int, int]] = {}  # key -> (digest, stats_id)
-    for key, tid in current_ids.items():
-        if key.port:
-            with bpf.Map.from_id(tid) as m:
-                raw = m.lookup(_ZERO_KEY)
-            if raw is not None:
-                hdr = tables.decode_header(raw)
-                current[key] = (int(hdr.digest), int(hdr.stats_id))
+    for s in services:
+        if len(s.backends) > abi.MAX_BACKENDS:
+            raise DataplaneError(f"{s.key}: {len(s.backends)} backends, at most {abi.MAX_BACKENDS}")
+    with _locked(dp):
+        current = read_index(dp)
+        desired = {s.key: s for s in services}
 
-    # New services take counters nobody uses; those of services this apply
-    # removes come last, as their tables still count packets until deleted.
-    in_use = {sid for _, sid in current.values()}
-    leaving = [sid for key, (_, sid) in current.items() if key not in desired]
-    free = iter([*(i for i in range(dp.max_services) if i not in in_use), *leaving])
+        # Space the live index references stays untouched until the swap.
+        slots_space = _Space(dp.slot_chunks, "slot chunks")
+        backends_space = _Space(dp.backend_slots, "backends")
+        shared: dict[int, abi.SvcEntry] = {}  # table digest -> an entry holding that table
+        for e in current.values():
+            slots_space.reserve(e.slot_base, tables.slot_chunks(e.table_size, e.n_backends))
+            backends_space.reserve(e.backend_base, e.n_backends)
+            shared.setdefault(e.table_digest, e)
 
-    new_tables: dict[ServiceKey, bpf.Map] = {}
-    try:
+        # New services take counters nobody uses; those of services this
+        # apply removes come last, as they still count until the swap.
+        real = {k: e for k, e in current.items() if k.port}
+        in_use = {e.stats_id for e in real.values()}
+        leaving = [e.stats_id for k, e in real.items() if k not in desired]
+        free_ids = iter([*(i for i in range(dp.max_services) if i not in in_use), *leaving])
+
+        entries: dict[ServiceKey, abi.SvcEntry] = {}
         for key, svc in sorted(desired.items()):
-            if key in current:
-                digest, stats_id = current[key]
-                if digest == svc.digest():
-                    report.unchanged.append(key)
-                    continue
+            digest = svc.digest()
+            old = real.get(key)
+            if old is not None and old.digest == digest:
+                entries[key] = old
+                report.unchanged.append(key)
+                continue
+            if old is not None:
+                stats_id = old.stats_id
                 report.updated.append(key)
             else:
-                stats_id = next(free)
+                stats_id = next(free_ids)
                 _zero_counters(dp, stats_id)
                 report.created.append(key)
-            new_tables[key] = _build_table(svc, stats_id)
-
-        # Fragment entries point at the very table of their target service.
-        writes: list[tuple[ServiceKey, bpf.Map]] = list(new_tables.items())
-        targets = _fragment_targets(services)
-        for fkey, target in sorted(targets.items()):
-            if target in new_tables:
-                writes.append((fkey, new_tables[target]))
-            elif current_ids.get(fkey) != current_ids[target]:
-                writes.append((fkey, bpf.Map.from_id(current_ids[target])))
+            tdigest = tables.table_digest(svc)
+            n = len(svc.backends)
+            if tdigest in shared:
+                slot_base, backend_base = shared[tdigest].slot_base, shared[tdigest].backend_base
             else:
-                continue
-            report.fragment_entries += 1
-        svc_map = dp.maps[MAP_SERVICES]
-        if writes:
-            keys = b"".join(k.pack() for k, _ in writes)
-            values = b"".join(_u32(m.fd) for _, m in writes)
-            svc_map.update_batch(keys, values, len(writes))
-    finally:
-        for m in new_tables.values():
-            m.close()  # the service map holds its own references
+                chunks = tables.slot_chunks(svc.table_size, n)
+                slot_base = slots_space.alloc(chunks)
+                backend_base = backends_space.alloc(n)
+                slots = tables.maglev_slots(svc.table_size, svc.backends)
+                data = tables.encode_slots(svc.table_size, n, slots)
+                dp.slots[slot_base * abi.CHUNK_SIZE : slot_base * abi.CHUNK_SIZE + len(data)] = data
+                data = tables.encode_backends(svc.backends)
+                start = backend_base * tables.BACKEND_SIZE
+                dp.backends[start : start + len(data)] = data
+                report.tables_written += 1
+            entries[key] = _entry(key, slot_base, svc.table_size, backend_base, n, stats_id, digest, tdigest)
+            shared.setdefault(tdigest, entries[key])
 
-    gone = [k for k in current_ids if (k.port == 0 and k not in targets) or (k.port and k not in desired)]
-    report.removed = sorted(k for k in gone if k.port)
-    report.fragment_entries += sum(1 for k in gone if not k.port)
-    if gone:
-        svc_map.delete_batch(b"".join(k.pack() for k in gone), len(gone))
+        for fkey, target in _fragment_targets(services).items():
+            entries[fkey] = _with_key(entries[target], fkey)
+            if fkey not in current or bytes(current[fkey]) != bytes(entries[fkey]):
+                report.fragment_entries += 1
+        report.fragment_entries += sum(1 for k in current if not k.port and k not in entries)
+        report.removed = sorted(k for k in real if k not in desired)
+
+        index = _build_index(list(entries.items()), dp.index_size)
+        if index != _current_index_bytes(dp):
+            _swap_index(dp, index)
+            report.index_swapped = True
 
     report.seconds = time.perf_counter() - t0
     log.info(
-        "applied %d services: %d created, %d updated, %d unchanged, %d removed in %.1f ms",
+        "applied %d services: %d created, %d updated, %d unchanged, %d removed, %d tables written in %.1f ms",
         len(services),
         len(report.created),
         len(report.updated),
         len(report.unchanged),
         len(report.removed),
+        report.tables_written,
         report.seconds * 1000,
     )
     return report
+
+
+def installed(dp: Dataplane, with_slots: bool = False) -> list[InstalledService]:
+    """The services in the kernel, rebuilt from the maps alone."""
+    out = []
+    for key, e in sorted(read_index(dp).items()):
+        if key.port == 0:
+            continue  # fragment entries mirror a real service's table
+        n = e.n_backends
+        start = e.backend_base * tables.BACKEND_SIZE
+        backends = tables.decode_backends(dp.backends[start : start + n * tables.BACKEND_SIZE], n)
+        slots = None
+        if with_slots:
+            begin = e.slot_base * abi.CHUNK_SIZE
+            raw = dp.slots[begin : begin + tables.slot_chunks(e.table_size, n) * abi.CHUNK_SIZE]
+            slots = tables.decode_slots(raw, e.table_size, n)
+        svc = Service(key, int(e.table_size), backends)
+        out.append(
+            InstalledService(
+                svc, int(e.stats_id), int(e.digest), int(e.slot_base), tables.table_bytes(e.table_size, n), slots
+            )
+        )
+    return out
 
 
 @dataclass(frozen=True)

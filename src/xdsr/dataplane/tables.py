@@ -1,35 +1,50 @@
-"""Encoding of a service's Maglev table into the kernel's layout, and back.
+"""How a service's table is laid out in the kernel's global arrays, and back.
 
-The layout is described in bpf/lb/xdsr_kern_user.h: one array of 64-byte
-elements holding a header, the slots (16-bit backend indexes, 32 per
-element) and the backends (4 per element).
+The layout is described in bpf/lb/xdsr_kern_user.h: a service's Maglev slots
+are a run of 64-byte chunks in xdsr_slots holding backend indexes (1 byte
+each up to 255 backends, 2 bytes beyond), and its backends a run of 16-byte
+entries in xdsr_backends.
 """
 
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+import hashlib
+import json
 
 import numpy as np
 
 from xdsr.dataplane import abi
-from xdsr.dataplane.model import Backend, mac_bytes, mac_str
+from xdsr.dataplane.model import Backend, Service, mac_bytes, mac_str
 from xdsr.maglev import MaglevBackend, build_table
 
-E = abi.ELEM_SIZE
+BACKEND_SIZE = ctypes.sizeof(abi.Backend)
 
 
-def n_chunks(table_size: int) -> int:
-    return -(-table_size // abi.SLOTS_PER_CHUNK)
+def narrow(n_backends: int) -> bool:
+    """1-byte slots: half the cache footprint of 2-byte ones."""
+    return n_backends <= abi.MAX_NARROW
 
 
-def n_elements(table_size: int, n_backends: int) -> int:
-    return 1 + n_chunks(table_size) + -(-max(n_backends, 1) // abi.BACKENDS_PER_BLOCK)
+def slot_chunks(table_size: int, n_backends: int) -> int:
+    per_chunk = abi.CHUNK_SIZE if narrow(n_backends) else abi.CHUNK_SIZE // 2
+    return -(-table_size // per_chunk)
 
 
 def table_bytes(table_size: int, n_backends: int) -> int:
-    """Bytes of table data a service takes in the kernel (without the map's own overhead)."""
-    return n_elements(table_size, n_backends) * E
+    """Bytes of kernel memory a service's table takes: its slots and backends."""
+    return slot_chunks(table_size, n_backends) * abi.CHUNK_SIZE + n_backends * BACKEND_SIZE
+
+
+def table_digest(svc: Service) -> int:
+    """What the table depends on (not which service it serves): services with
+    equal digests can share one table."""
+    doc = {
+        "m": svc.table_size,
+        "b": [[b.identity, b.mac, b.vlan, b.weight] for b in svc.backends],
+    }
+    h = hashlib.blake2b(json.dumps(doc, sort_keys=True).encode(), digest_size=8)
+    return int.from_bytes(h.digest(), "little")
 
 
 def maglev_slots(table_size: int, backends: tuple[Backend, ...]) -> np.ndarray:
@@ -39,66 +54,37 @@ def maglev_slots(table_size: int, backends: tuple[Backend, ...]) -> np.ndarray:
     return build_table([MaglevBackend(b.identity, b.weight) for b in backends], table_size)
 
 
-def encode(
-    table_size: int, backends: tuple[Backend, ...], stats_id: int, digest: int, slots: np.ndarray | None = None
-) -> bytes:
-    """The whole table as bytes, element after element, ready for a batch write."""
-    if slots is None:
-        slots = maglev_slots(table_size, backends)
-    chunks = n_chunks(table_size)
-    backends_off = 1 + chunks
-    out = bytearray(n_elements(table_size, len(backends)) * E)
+def encode_slots(table_size: int, n_backends: int, slots: np.ndarray) -> bytes:
+    """The slot chunks: every slot's backend index, padded to whole chunks.
+    With no backend taking traffic, every slot holds the "none" marker (an
+    index past the end), which the program counts as no backend and drops."""
+    wide = not narrow(n_backends)
+    dtype, none = ("<u2", 0xFFFF) if wide else ("u1", 0xFF)
+    per_chunk = abi.CHUNK_SIZE // (2 if wide else 1)
+    out = np.full(slot_chunks(table_size, n_backends) * per_chunk, none, dtype=dtype)
+    out[: len(slots)] = slots
+    return out.tobytes()
 
-    hdr = abi.TableHdr(
-        table_size=table_size,
-        stats_id=stats_id,
-        backends_off=backends_off,
-        n_backends=len(backends),
-        abi_version=abi.ABI_VERSION,
-        flags=0,
-        digest=digest,
-    )
-    out[:E] = bytes(hdr)
 
-    # With no backend taking traffic every slot holds an index past the end,
-    # which the program counts as "no backend" and drops.
-    padded = np.full(chunks * abi.SLOTS_PER_CHUNK, abi.MAX_BACKENDS, dtype="<u2")
-    padded[: len(slots)] = slots
-    out[E : backends_off * E] = padded.tobytes()
-
+def encode_backends(backends: tuple[Backend, ...]) -> bytes:
+    out = bytearray(len(backends) * BACKEND_SIZE)
     be = abi.Backend()
     for i, b in enumerate(backends):
         ctypes.memmove(be.mac, mac_bytes(b.mac), 6)
         be.vid = b.vlan
         be.weight = b.weight
-        off = backends_off * E + i * ctypes.sizeof(abi.Backend)
-        out[off : off + ctypes.sizeof(abi.Backend)] = bytes(be)
+        out[i * BACKEND_SIZE : (i + 1) * BACKEND_SIZE] = bytes(be)
     return bytes(out)
 
 
-@dataclass(frozen=True)
-class DecodedTable:
-    table_size: int
-    stats_id: int
-    digest: int
-    backends: tuple[Backend, ...]
-    slots: np.ndarray | None  # only when the slot elements were read
-
-
-def decode_header(elem: bytes) -> abi.TableHdr:
-    return abi.TableHdr.from_buffer_copy(elem[: ctypes.sizeof(abi.TableHdr)])
-
-
-def decode_backends(hdr: abi.TableHdr, raw: bytes, n_backends: int) -> tuple[Backend, ...]:
-    """raw starts at element hdr.backends_off."""
-    size = ctypes.sizeof(abi.Backend)
+def decode_backends(raw: bytes, n_backends: int) -> tuple[Backend, ...]:
     out = []
     for i in range(n_backends):
-        be = abi.Backend.from_buffer_copy(raw[i * size : (i + 1) * size])
+        be = abi.Backend.from_buffer_copy(raw, i * BACKEND_SIZE)
         out.append(Backend(mac_str(bytes(be.mac)), be.vid, be.weight))
     return tuple(out)
 
 
-def decode_slots(hdr: abi.TableHdr, raw: bytes) -> np.ndarray:
-    """raw starts at element 1."""
-    return np.frombuffer(raw, dtype="<u2", count=hdr.table_size).copy()
+def decode_slots(raw: bytes, table_size: int, n_backends: int) -> np.ndarray:
+    dtype = "u1" if narrow(n_backends) else "<u2"
+    return np.frombuffer(raw, dtype=dtype, count=table_size).astype(np.uint16)
