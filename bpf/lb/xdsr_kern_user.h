@@ -42,7 +42,7 @@ struct xdsr_svc_key {
 
 enum xdsr_layout {
 	XDSR_CHUNK_SIZE = 64,      /* bytes of slots per element of xdsr_slots: a cache line */
-	XDSR_INDEX_PROBES = 8,     /* a key sits at most this many buckets from its home */
+	XDSR_INDEX_PROBES = 32,    /* a key sits at most this many buckets from its home */
 	XDSR_MAX_BACKENDS = 65535, /* per service; 0xffff marks a slot without backend */
 	XDSR_MAX_NARROW = 255,     /* up to this many backends, slots are 1 byte (0xff: none) */
 };

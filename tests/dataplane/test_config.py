@@ -97,3 +97,24 @@ def test_yaml_and_json_files(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="No such file"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_the_index_places_a_full_data_plane() -> None:
+    """4096 services, each with its fragment entry, fit the default index
+    within the probe limit the program walks (pure: no kernel needed)."""
+    import ipaddress
+    import socket
+
+    from xdsr.dataplane import abi
+    from xdsr.dataplane.loader import DEFAULT_LIMITS
+    from xdsr.dataplane.model import ServiceKey
+    from xdsr.dataplane.state import _build_index
+
+    keys = [
+        ServiceKey(ipaddress.ip_address(f"10.{i >> 8}.{i & 255}.1"), 80, socket.IPPROTO_TCP, abi.SegType.VLAN, 0)
+        for i in range(DEFAULT_LIMITS.max_services)
+    ]
+    keys += [k.fragment_key() for k in keys]
+    entries = [(k, abi.SvcEntry(flags=abi.SvcFlags.USED)) for k in keys]
+    index = _build_index(entries, DEFAULT_LIMITS.index_size)
+    assert len(index) == DEFAULT_LIMITS.index_size * 64

@@ -15,6 +15,7 @@ nothing does not touch the kernel at all.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import ctypes
 import fcntl
@@ -115,34 +116,37 @@ class _Space:
     def __init__(self, capacity: int, what: str) -> None:
         self.capacity = capacity
         self.what = what
-        self.used: set[tuple[int, int]] = set()
+        self._extents: list[tuple[int, int]] = []  # (start, length), sorted, no duplicates
         self._cursor = 0
-        self._sorted: list[tuple[int, int]] | None = None
 
     def reserve(self, start: int, length: int) -> None:
         if length:
-            self.used.add((start, length))
-            self._sorted = None
+            i = bisect.bisect_left(self._extents, (start, length))
+            if i == len(self._extents) or self._extents[i] != (start, length):
+                self._extents.insert(i, (start, length))
+
+    def _fits(self, pos: int, length: int) -> int | None:
+        """The first position >= pos where length fits, or None."""
+        i = max(0, bisect.bisect_left(self._extents, (pos, 0)) - 1)
+        for s, n in self._extents[i:]:
+            if s + n <= pos:
+                continue
+            if s >= pos + length:
+                break
+            pos = s + n
+        return pos if pos + length <= self.capacity else None
 
     def alloc(self, length: int) -> int:
-        """First fit from where the last allocation ended (then from 0)."""
+        """First fit from where the last allocation ended, then from 0."""
         if length == 0:
             return 0
-        if self._sorted is None:
-            self._sorted = sorted(self.used)
         for origin in (self._cursor, 0):
-            pos = origin
-            for s, n in self._sorted:
-                if s + n <= pos:
-                    continue
-                if s >= pos + length:
-                    break
-                pos = max(pos, s + n)
-            if pos + length <= self.capacity:
+            pos = self._fits(origin, length)
+            if pos is not None:
                 self.reserve(pos, length)
                 self._cursor = pos + length
                 return pos
-        free = self.capacity - sum(n for _, n in self.used)
+        free = self.capacity - sum(n for _, n in self._extents)
         raise DataplaneError(
             f"no room for {length} more {self.what} ({free} of {self.capacity} free, maybe not in one piece): "
             "raise the limit when creating the maps (xdsr dp attach --table-memory / --max-backends)"
