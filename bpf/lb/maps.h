@@ -6,15 +6,18 @@
  * creates them.
  *
  * Every lookup on the packet path is an array lookup the verifier inlines:
- *   xdsr_index[0]               -> the current service index (an array)
- *   index[bucket]               -> the service's entry (probed linearly)
+ *   xdsr_sel[0]                 -> which of the two service indexes is live
+ *   xdsr_index0/1[bucket]       -> the service's entry (probed linearly)
  *   xdsr_slots[base + slot/..]  -> the slot: a backend index
  *   xdsr_backends[base + b]     -> the backend's MAC and VLAN
+ *
  * Updates are atomic because the index is replaced whole: the control side
- * writes changed tables into free space of the global arrays, builds a new
- * index, and swaps it in with one update of xdsr_index, after which the
- * kernel guarantees no program still reads the old index, so the space of
- * the tables it alone referenced can be reused.
+ * writes changed tables into free space of the global arrays, writes a
+ * complete new index into the index that is not live, and flips xdsr_sel
+ * with one 4-byte write. Before it touches that index (or space only it
+ * referenced) again, it waits for an RCU grace period — an update of
+ * xdsr_barrier, a map of maps, makes the kernel wait for one — so no
+ * program still reads it.
  */
 #ifndef XDSR_MAPS_H
 #define XDSR_MAPS_H
@@ -25,19 +28,43 @@
 #include "consts.h"
 #include "xdsr_kern_user.h"
 
-/* The current service index: an array of struct xdsr_svc_entry, every one
- * the same size (no BPF_F_INNER_MAP), which is what lets the verifier inline
- * lookups into it, and memory-mappable, so that the control side writes and
- * reads it without a syscall per bucket. The loader gives the kernel its
- * template when it creates this map (libbpf 1.1 cannot resize a template
- * declared here). */
+/* The two service indexes: arrays of struct xdsr_svc_entry, memory-mappable
+ * so that the control side writes and reads them without a syscall per
+ * bucket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XDSR_INDEX_SIZE);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct xdsr_svc_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdsr_index0 SEC(".maps"), xdsr_index1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xdsr_sel);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdsr_sel SEC(".maps");
+
+/* Never used by the program: updating it is how the control side waits for
+ * an RCU grace period (the kernel waits for one after every update of a map
+ * of maps from user space). */
+struct xdsr_barrier_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} xdsr_index SEC(".maps");
+	__array(values, struct xdsr_barrier_inner);
+} xdsr_barrier SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -73,6 +73,13 @@ struct xdsr_svc_entry {
 	__u64 table_digest; /* digest of the table alone: services with equal tables share it */
 };
 
+/* Which service index is live (xdsr_index0 or xdsr_index1), and how many
+ * times the control side has flipped it. */
+struct xdsr_sel {
+	__u32 live;
+	__u32 seq;
+};
+
 /* Slots: the index of the backend, relative to the service's backend_base. */
 union xdsr_slot_chunk {
 	__u8 narrow[XDSR_CHUNK_SIZE];

@@ -37,6 +37,7 @@ const volatile struct xdsr_prog_cfg xdsr_cfg = {};
  */
 struct xdsr_abi_types {
 	struct xdsr_svc_entry entry;
+	struct xdsr_sel sel;
 	union xdsr_slot_chunk chunk;
 	struct xdsr_backend backend;
 	struct xdsr_counter counter;
@@ -71,29 +72,40 @@ static __always_inline int key_equal(const struct xdsr_svc_entry *e, const __u64
 	return ek[0] == k[0] && ek[1] == k[1] && ek[2] == k[2];
 }
 
-/* The service's entry, or NULL: linear probing from the key's home bucket
- * until the key, an empty bucket, or the probe limit the control side
- * guarantees every key is within. */
+/* Probe one index: linear probing from the key's home bucket until the key,
+ * an empty bucket, or the probe limit the control side guarantees every key
+ * is within. A macro rather than a function so that each index map gets
+ * call sites of its own, which the verifier can inline. */
+#define PROBE_INDEX(map, key_words, bucket, found)                             \
+	do {                                                                   \
+		_Pragma("unroll") for (int i = 0; i < XDSR_INDEX_PROBES; i++) {  \
+			const struct xdsr_svc_entry *e_ = bpf_map_lookup_elem(map, &bucket); \
+			if (!e_ || !(e_->flags & XDSR_SVC_USED))               \
+				break;                                         \
+			if (key_equal(e_, key_words)) {                        \
+				found = e_;                                    \
+				break;                                         \
+			}                                                      \
+			bucket = (bucket + 1) & xdsr_cfg.index_mask;           \
+		}                                                              \
+	} while (0)
+
+/* The service's entry in the live index, or NULL. */
 static __always_inline const struct xdsr_svc_entry *find_service(const struct xdsr_pkt *pkt)
 {
-	const struct xdsr_svc_entry *e;
+	const struct xdsr_svc_entry *found = 0;
+	const struct xdsr_sel *sel;
 	__u32 zero = 0, bucket;
-	void *index;
 
-	index = bpf_map_lookup_elem(&xdsr_index, &zero);
-	if (!index)
+	sel = bpf_map_lookup_elem(&xdsr_sel, &zero);
+	if (!sel)
 		return 0;
 	bucket = index_hash(pkt->key_words) & xdsr_cfg.index_mask;
-#pragma unroll
-	for (int i = 0; i < XDSR_INDEX_PROBES; i++) {
-		e = bpf_map_lookup_elem(index, &bucket);
-		if (!e || !(e->flags & XDSR_SVC_USED))
-			return 0;
-		if (key_equal(e, pkt->key_words))
-			return e;
-		bucket = (bucket + 1) & xdsr_cfg.index_mask;
-	}
-	return 0;
+	if (sel->live)
+		PROBE_INDEX(&xdsr_index1, pkt->key_words, bucket, found);
+	else
+		PROBE_INDEX(&xdsr_index0, pkt->key_words, bucket, found);
+	return found;
 }
 
 static __always_inline const struct xdsr_backend *pick_backend(const struct xdsr_svc_entry *e,

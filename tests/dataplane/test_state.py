@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import needs_root
 from xdsr.dataplane import abi
 from xdsr.dataplane.config import parse_config
-from xdsr.dataplane.loader import MAP_META, MAP_SERVICES, Dataplane, DataplaneError, Limits
+from xdsr.dataplane.loader import MAP_INDEXES, MAP_META, MAP_SEL, Dataplane, DataplaneError, Limits
 from xdsr.dataplane.model import Backend, Service, ServiceKey
 from xdsr.dataplane.state import apply, installed, read_index, read_stats
 from xdsr.dataplane.tables import maglev_slots
@@ -140,27 +140,27 @@ def test_adoption_refuses_another_abi_or_size(dp: Dataplane, pin_dir: Path) -> N
         Dataplane.open(pin_dir)
 
 
-def test_table_swap_is_a_single_update(dp: Dataplane) -> None:
-    """The index is replaced whole with one update of a one-entry map of
-    maps: a reader holding the old index keeps a complete, consistent view,
-    because the new table went into space the old index does not use."""
+def test_an_update_is_one_flip_and_the_old_state_stays_whole(dp: Dataplane) -> None:
+    """The new index is written complete into the index that is not live and
+    made live with one write; the old index, with the old table it points
+    to, stays exactly as it was for packets still reading it."""
     (svc,) = services(1)
     apply(dp, [svc])
-    old_index = int.from_bytes(dp.maps[MAP_SERVICES].lookup(b"\0\0\0\0"), "little")  # type: ignore[arg-type]
-    (old,) = installed(dp)
-    from xdsr.dataplane import libbpf as bpf
-
-    held = bpf.Map.from_id(old_index)  # like a packet in flight holding the old index
+    sel0 = abi.Sel.from_buffer_copy(dp.maps[MAP_SEL].lookup(b"\0\0\0\0"))  # type: ignore[arg-type]
+    (old,) = installed(dp, with_slots=True)
     apply(dp, [Service(svc.key, svc.table_size, svc.backends[:2])])
-    (new,) = installed(dp, with_slots=True)
-    assert new.table_offset != old.table_offset
-    mm = held.mmap(writable=False)
+    sel1 = abi.Sel.from_buffer_copy(dp.maps[MAP_SEL].lookup(b"\0\0\0\0"))  # type: ignore[arg-type]
+    assert (sel1.live, sel1.seq) == (1 - sel0.live, sel0.seq + 1)
+    (new,) = installed(dp)
+    assert new.table_offset != old.table_offset, "the new table went into free space"
+    mm = dp.maps[MAP_INDEXES[sel0.live]].mmap(writable=False)
     entries = [abi.SvcEntry.from_buffer_copy(mm, i * 64) for i in range(dp.index_size)]
     mm.close()
     (e,) = [e for e in entries if e.flags & abi.SvcFlags.USED and ServiceKey.unpack(bytes(e.key)) == svc.key]
     assert e.n_backends == 5 and e.digest == old.digest and e.slot_base == old.table_offset
-    held.close()
-    assert dp.maps[MAP_SERVICES].info.type == 12  # BPF_MAP_TYPE_ARRAY_OF_MAPS
+    start = old.table_offset * abi.CHUNK_SIZE
+    table = np.frombuffer(dp.slots[start : start + svc.table_size], dtype=np.uint8)
+    np.testing.assert_array_equal(table, old.slots)
 
 
 def test_equal_tables_are_shared(dp: Dataplane) -> None:

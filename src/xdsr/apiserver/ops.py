@@ -45,18 +45,22 @@ def new_id(chosen: uuid.UUID | None = None) -> str:
 def requested_ids(body: BaseModel, kind: str, where: str) -> list[tuple[str, str, str]]:
     """(kind, id, field) of every id the client chose in a create body,
     nested objects included (a fully populated create, inline pools)."""
+    # Only the fields the model has: asking a pydantic model for one it has
+    # not raises internally, which for hundreds of members costs milliseconds.
+    fields = type(body).model_fields
     out: list[tuple[str, str, str]] = []
-    chosen = getattr(body, "id", None)
+    chosen = body.id if "id" in fields else None  # type: ignore[attr-defined]
     if chosen is not None:
         out.append((kind, str(chosen), f"{where}.id"))
-    nested = {"listeners": "listener", "pools": "pool", "members": "member"}
-    for attr, sub in nested.items():
-        for i, child in enumerate(getattr(body, attr, None) or []):
-            out += requested_ids(child, sub, f"{where}.{attr}[{i}]")
+    for attr, sub in (("listeners", "listener"), ("pools", "pool"), ("members", "member")):
+        if attr in fields:
+            for i, child in enumerate(getattr(body, attr) or []):
+                out += requested_ids(child, sub, f"{where}.{attr}[{i}]")
     for attr, sub in (("default_pool", "pool"), ("healthmonitor", "healthmonitor")):
-        child = getattr(body, attr, None)
-        if isinstance(child, BaseModel):
-            out += requested_ids(child, sub, f"{where}.{attr}")
+        if attr in fields:
+            child = getattr(body, attr)
+            if isinstance(child, BaseModel):
+                out += requested_ids(child, sub, f"{where}.{attr}")
     return out
 
 

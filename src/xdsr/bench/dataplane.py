@@ -27,7 +27,7 @@ from scapy.packet import Raw
 from xdsr.bench.scenarios import FRONTEND_VLAN, PORT, SCENARIOS, Scenario
 from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane.config import parse_config
-from xdsr.dataplane.loader import MAP_SERVICES, Dataplane, ensure_bpffs, remove_pins
+from xdsr.dataplane.loader import Dataplane, ensure_bpffs, remove_pins
 from xdsr.dataplane.state import apply, installed
 from xdsr.maglev.maglev import bench_build
 from xdsr.paths import bpf_object
@@ -136,9 +136,6 @@ def map_memory(n_services: int = 4096, backends_per_service: tuple[int, ...] = (
                 took = time.perf_counter() - t0
                 used = sum(s.memory for s in installed(dp))
                 maps = sum(m.memlock() for m in dp.maps.values())
-                index_id = int.from_bytes(dp.maps[MAP_SERVICES].lookup(b"\0\0\0\0") or b"\0\0\0\0", "little")
-                with bpf.Map.from_id(index_id) as index:
-                    maps += index.memlock()
                 limits = dp.limits
             out.append(
                 {

@@ -88,6 +88,10 @@ class SvcEntry(ctypes.Structure):
     ]
 
 
+class Sel(ctypes.Structure):
+    _fields_ = [("live", ctypes.c_uint32), ("seq", ctypes.c_uint32)]
+
+
 class SlotChunk(ctypes.Union):
     _fields_ = [
         ("narrow", ctypes.c_uint8 * CHUNK_SIZE),
@@ -133,6 +137,7 @@ class ProgCfg(ctypes.Structure):
 STRUCTS: dict[str, type[ctypes.Structure] | type[ctypes.Union]] = {
     "xdsr_svc_key": SvcKey,
     "xdsr_svc_entry": SvcEntry,
+    "xdsr_sel": Sel,
     "xdsr_slot_chunk": SlotChunk,
     "xdsr_backend": Backend,
     "xdsr_counter": Counter,

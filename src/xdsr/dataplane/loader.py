@@ -16,6 +16,7 @@ import logging
 import mmap
 import os
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +31,16 @@ log = logging.getLogger("xdsr.dataplane")
 
 DEFAULT_PIN_DIR = "/sys/fs/bpf/xdsr"
 PROG_NAME = "xdsr_lb"
-MAP_SERVICES = "xdsr_index"  # the service index: a one-entry map of maps
+MAP_SERVICES = "xdsr_index0"  # the first of the two service indexes
+MAP_INDEXES = ("xdsr_index0", "xdsr_index1")
+MAP_SEL = "xdsr_sel"  # which index is live
+MAP_BARRIER = "xdsr_barrier"  # updating it waits for an RCU grace period
 MAP_SLOTS = "xdsr_slots"
 MAP_BACKENDS = "xdsr_backends"
 MAP_SVC_STATS = "xdsr_svc_stats"
 MAP_STATS = "xdsr_stats"
 MAP_META = "xdsr_meta"
-ALL_MAPS = (MAP_SERVICES, MAP_SLOTS, MAP_BACKENDS, MAP_SVC_STATS, MAP_STATS, MAP_META)
+ALL_MAPS = (*MAP_INDEXES, MAP_SEL, MAP_BARRIER, MAP_SLOTS, MAP_BACKENDS, MAP_SVC_STATS, MAP_STATS, MAP_META)
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,8 @@ class Limits:
 
     @property
     def index_size(self) -> int:
-        """Four buckets per service: with its fragment entry, at most half full."""
+        """Four buckets per service: with its fragment entry, at most half full.
+        There are two indexes of this size: the live one and the next."""
         return 1 << max(4, (4 * self.max_services - 1).bit_length())
 
     @property
@@ -126,6 +131,10 @@ class Dataplane:
         self.backend_slots = int(meta.backend_slots)
         self._slots: mmap.mmap | None = None
         self._backends: mmap.mmap | None = None
+        # Grace periods this process started after its flips (see state.py).
+        self.flipped_seq: int | None = None
+        self.barrier: threading.Thread | None = None
+        self._barrier_inner: bpf.Map | None = None
 
     @property
     def limits(self) -> Limits:
@@ -204,7 +213,21 @@ class Dataplane:
         log.info("created data plane maps in %s: %s", pin, lim)
         return cls(pin, maps, meta)
 
+    def wait_grace_period(self) -> None:
+        """Return once every XDP program that was running has finished: the
+        kernel waits for an RCU grace period after an update of a map of maps
+        from user space."""
+        if self._barrier_inner is None:
+            self._barrier_inner = bpf.Map.create(bpf.BPF_MAP_TYPE_ARRAY, "xdsr_barrier_i", 4, 4, 1)
+        self.maps[MAP_BARRIER].update(b"\0\0\0\0", self._barrier_inner.fd.to_bytes(4, "little"))
+
     def close(self) -> None:
+        if self.barrier is not None:
+            self.barrier.join()
+            self.barrier = None
+        if self._barrier_inner is not None:
+            self._barrier_inner.close()
+            self._barrier_inner = None
         for mm in (self._slots, self._backends):
             if mm is not None:
                 mm.close()
@@ -334,25 +357,14 @@ def remove_pins(pin_dir: str | os.PathLike[str]) -> None:
 @contextlib.contextmanager
 def _open_object(pin: Path, limits: Limits):  # type: ignore[no-untyped-def]
     obj = bpf.BpfObject(str(bpf_object(PROG_NAME)))
-    template = None
     try:
         for name in ALL_MAPS:
             obj.set_pin_path(name, str(pin / name))
+        for name in MAP_INDEXES:
+            obj.set_max_entries(name, limits.index_size)
         obj.set_max_entries(MAP_SLOTS, limits.slot_chunks)
         obj.set_max_entries(MAP_BACKENDS, limits.max_backends)
         obj.set_max_entries(MAP_SVC_STATS, limits.max_services)
-        # Only needed when the map of maps is created rather than adopted.
-        template = new_index_map(limits.index_size)
-        obj.set_inner_map_fd(MAP_SERVICES, template.fd)
         yield obj
     finally:
         obj.close()
-        if template is not None:
-            template.close()
-
-
-def new_index_map(index_size: int) -> bpf.Map:
-    """An empty service index: an array of index_size entries, mappable."""
-    return bpf.Map.create(
-        bpf.BPF_MAP_TYPE_ARRAY, "xdsr_index_v", 4, ctypes.sizeof(abi.SvcEntry), index_size, flags=bpf.BPF_F_MMAPABLE
-    )

@@ -6,6 +6,7 @@ destination port, protocol, segment), its table size and its backends.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -52,11 +53,13 @@ class ServiceKey:
     seg_type: abi.SegType = abi.SegType.VLAN
     seg_id: int = 0
 
+    @functools.cached_property
     def _order(self) -> tuple[int, int, int, int, int, int]:
+        # Cached: sorting a thousand keys compares each many times.
         return (self.vip.version, int(self.vip), self.port, self.proto, self.seg_type, self.seg_id)
 
     def __lt__(self, other: ServiceKey) -> bool:
-        return self._order() < other._order()
+        return self._order < other._order
 
     def pack(self) -> bytes:
         addr = self.vip.packed if self.vip.version == 6 else b"\0" * 10 + b"\xff\xff" + self.vip.packed

@@ -5,12 +5,15 @@ service index, so a new process adopts whatever an earlier one left, and
 the space the live tables use is known from the index alone.
 
 An apply writes each new or changed table into space no live index entry
-references (services with identical tables share one), builds a complete new
-index, and swaps it in with one update of the one-entry map of maps. The
-kernel returns from that update only once no program can still be reading
-the old index, so the space only the old index referenced is free for the
-next apply. Unchanged tables are never rewritten, and an apply that changes
-nothing does not touch the kernel at all.
+references (services with identical tables share one), writes a complete new
+index into the index that is not live, and flips xdsr_sel to it with one
+4-byte write: packets see the old state or the new one, never a mix, and
+the new one at once. Before the next apply touches the index that was live
+(or space only it referenced), an RCU grace period must pass, so that no
+program still reads it: this process starts one in the background right
+after each flip, and an apply by anyone else waits for one first.
+Unchanged tables are never rewritten, and an apply that changes nothing
+does not touch the kernel at all.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -30,9 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xdsr.dataplane import abi, tables
-from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane.flowhash import index_hash
-from xdsr.dataplane.loader import MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, Dataplane, DataplaneError, new_index_map
+from xdsr.dataplane.loader import MAP_INDEXES, MAP_SEL, MAP_STATS, MAP_SVC_STATS, Dataplane, DataplaneError
 from xdsr.dataplane.model import Service, ServiceKey
 
 log = logging.getLogger("xdsr.dataplane")
@@ -87,27 +90,32 @@ def _locked(dp: Dataplane) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _sel(dp: Dataplane) -> abi.Sel:
+    raw = dp.maps[MAP_SEL].lookup(_ZERO_KEY)
+    return abi.Sel.from_buffer_copy(raw) if raw else abi.Sel()
+
+
+def _index_bytes(dp: Dataplane, which: int) -> bytes:
+    mm = dp.maps[MAP_INDEXES[which]].mmap(writable=False)
+    try:
+        return bytes(mm[: dp.index_size * ENTRY_SIZE])
+    finally:
+        mm.close()
+
+
+def _parse_index(data: bytes) -> dict[ServiceKey, abi.SvcEntry]:
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, ENTRY_SIZE)
+    used = np.flatnonzero(raw[:, _FLAGS_OFFSET] & abi.SvcFlags.USED)
+    out = {}
+    for b in used.tolist():
+        e = abi.SvcEntry.from_buffer_copy(data, b * ENTRY_SIZE)
+        out[ServiceKey.unpack(bytes(e.key))] = e
+    return out
+
+
 def read_index(dp: Dataplane) -> dict[ServiceKey, abi.SvcEntry]:
     """Every used bucket of the live index (fragment entries included)."""
-    val = dp.maps[MAP_SERVICES].lookup(_ZERO_KEY)
-    if val is None:
-        return {}
-    index_id = int.from_bytes(val, "little")
-    if not index_id:
-        return {}
-    with bpf.Map.from_id(index_id) as m:
-        mm = m.mmap(writable=False)
-        try:
-            raw = np.frombuffer(mm, dtype=np.uint8, count=dp.index_size * ENTRY_SIZE).reshape(-1, ENTRY_SIZE)
-            used = np.flatnonzero(raw[:, _FLAGS_OFFSET] & abi.SvcFlags.USED)
-            out = {}
-            for b in used.tolist():
-                e = abi.SvcEntry.from_buffer_copy(raw[b].tobytes())
-                out[ServiceKey.unpack(bytes(e.key))] = e
-            del raw
-            return out
-        finally:
-            mm.close()
+    return _parse_index(_index_bytes(dp, _sel(dp).live & 1))
 
 
 class _Space:
@@ -206,30 +214,29 @@ def _build_index(entries: list[tuple[ServiceKey, abi.SvcEntry]], size: int) -> b
     return bytes(buf)
 
 
-def _current_index_bytes(dp: Dataplane) -> bytes | None:
-    val = dp.maps[MAP_SERVICES].lookup(_ZERO_KEY)
-    if val is None or not int.from_bytes(val, "little"):
-        return None
-    with bpf.Map.from_id(int.from_bytes(val, "little")) as m:
-        mm = m.mmap(writable=False)
-        try:
-            return bytes(mm[: dp.index_size * ENTRY_SIZE])
-        finally:
-            mm.close()
-
-
-def _swap_index(dp: Dataplane, data: bytes) -> None:
-    """Publish a complete new index with one update."""
-    new = new_index_map(dp.index_size)
+def _flip(dp: Dataplane, sel: abi.Sel, data: bytes) -> None:
+    """Write a complete index into the one that is not live, make it live,
+    and start the grace period after which the old one may be written."""
+    nxt = 1 - (sel.live & 1)
+    mm = dp.maps[MAP_INDEXES[nxt]].mmap()
     try:
-        mm = new.mmap()
-        try:
-            mm[: len(data)] = data
-        finally:
-            mm.close()
-        dp.maps[MAP_SERVICES].update(_ZERO_KEY, _u32(new.fd))
+        mm[: len(data)] = data
     finally:
-        new.close()  # the map of maps holds its own reference
+        mm.close()
+    seq = (sel.seq + 1) & 0xFFFFFFFF
+    dp.maps[MAP_SEL].update(_ZERO_KEY, bytes(abi.Sel(live=nxt, seq=seq)))
+    dp.flipped_seq = seq
+    dp.barrier = threading.Thread(target=dp.wait_grace_period, name="xdsr grace period", daemon=True)
+    dp.barrier.start()
+
+
+def _quiesce(dp: Dataplane, sel: abi.Sel) -> None:
+    """Until no program still reads the index that is not live: the grace
+    period this process started after its last flip, or a new one."""
+    if dp.flipped_seq == sel.seq and dp.barrier is not None:
+        dp.barrier.join()
+        return
+    dp.wait_grace_period()
 
 
 def _fragment_targets(services: list[Service]) -> dict[ServiceKey, ServiceKey]:
@@ -262,7 +269,10 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
         if len(s.backends) > abi.MAX_BACKENDS:
             raise DataplaneError(f"{s.key}: {len(s.backends)} backends, at most {abi.MAX_BACKENDS}")
     with _locked(dp):
-        current = read_index(dp)
+        sel = _sel(dp)
+        _quiesce(dp, sel)
+        live_bytes = _index_bytes(dp, sel.live & 1)
+        current = _parse_index(live_bytes)
         desired = {s.key: s for s in services}
 
         # Space the live index references stays untouched until the swap.
@@ -322,8 +332,8 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
         report.removed = sorted(k for k in real if k not in desired)
 
         index = _build_index(list(entries.items()), dp.index_size)
-        if index != _current_index_bytes(dp):
-            _swap_index(dp, index)
+        if index != live_bytes:
+            _flip(dp, sel, index)
             report.index_swapped = True
 
     report.seconds = time.perf_counter() - t0

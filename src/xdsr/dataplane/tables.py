@@ -77,12 +77,22 @@ def encode_backends(backends: tuple[Backend, ...]) -> bytes:
     return bytes(out)
 
 
+_BACKEND_DTYPE = np.dtype(
+    {
+        "names": ["mac", "vid", "weight"],
+        "formats": [("u1", 6), "<u2", "<u4"],
+        "offsets": [abi.Backend.mac.offset, abi.Backend.vid.offset, abi.Backend.weight.offset],
+        "itemsize": BACKEND_SIZE,
+    }
+)
+
+
 def decode_backends(raw: bytes, n_backends: int) -> tuple[Backend, ...]:
-    out = []
-    for i in range(n_backends):
-        be = abi.Backend.from_buffer_copy(raw, i * BACKEND_SIZE)
-        out.append(Backend(mac_str(bytes(be.mac)), be.vid, be.weight))
-    return tuple(out)
+    arr = np.frombuffer(raw, dtype=_BACKEND_DTYPE, count=n_backends)
+    return tuple(
+        Backend(mac_str(bytes(mac)), vid, weight)
+        for mac, vid, weight in zip(arr["mac"].tolist(), arr["vid"].tolist(), arr["weight"].tolist(), strict=True)
+    )
 
 
 def decode_slots(raw: bytes, table_size: int, n_backends: int) -> np.ndarray:

@@ -33,12 +33,15 @@ def compile_lb(lb: LoadBalancer) -> list[RuleService]:
         pool = pools.get(listener.default_pool_id or "")
         if not listener.admin_state_up or pool is None:
             continue
+        # Built without validation (model_construct): every value comes from
+        # a document the API server validated, and validating hundreds of
+        # addresses again would cost more than the rest of a reconcile.
         backends = []
         if pool.admin_state_up:
             for m in pool.members:
                 seg = m.segment or lb.vip_segment
                 backends.append(
-                    RuleBackend(
+                    RuleBackend.model_construct(
                         id=m.id,
                         address=m.address,
                         mac=m.mac_address,
@@ -47,7 +50,7 @@ def compile_lb(lb: LoadBalancer) -> list[RuleService]:
                     )
                 )
         out.append(
-            RuleService(
+            RuleService.model_construct(
                 id=service_id(lb.id, listener.id),
                 vip=lb.vip_address,
                 port=listener.protocol_port,
@@ -58,3 +61,22 @@ def compile_lb(lb: LoadBalancer) -> list[RuleService]:
             )
         )
     return out
+
+
+class Compiled:
+    """compile_lb, remembered per load balancer generation: a reconcile pass
+    looks at every load balancer, but only a changed one needs compiling."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[int, list[RuleService]]] = {}
+
+    def __call__(self, lb: LoadBalancer) -> list[RuleService]:
+        hit = self._cache.get(lb.id)
+        if hit is not None and hit[0] == lb.generation and not lb.deleting:
+            return hit[1]
+        out = compile_lb(lb)
+        self._cache[lb.id] = (lb.generation, out)
+        return out
+
+    def forget(self, lb_id: str) -> None:
+        self._cache.pop(lb_id, None)

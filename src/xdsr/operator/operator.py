@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 
 from xdsr.model import keys
@@ -33,7 +34,7 @@ from xdsr.model.agent import AgentState, DesiredState, RuleService
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
 from xdsr.operator.agents import AgentClient, AgentError
-from xdsr.operator.compile import ServiceKey, compile_lb, service_key
+from xdsr.operator.compile import Compiled, ServiceKey, service_key
 from xdsr.operator.status import NodeReport, Placement, compute, same_but_stats
 from xdsr.store.base import Conflict, Store, StoreError
 from xdsr.store.docs import dump, update_doc
@@ -71,7 +72,7 @@ class Operator:
         self.agents = AgentClient(token)
         self._kick = asyncio.Event()
         kick = lambda *_: self._kick.set()  # noqa: E731
-        self.lbs = Informer(store, keys.LB_PREFIX, LoadBalancer, on_change=kick)
+        self.lbs = Informer(store, keys.LB_PREFIX, LoadBalancer, on_change=self._lb_changed)
         self.statuses = Informer(store, keys.STATUS_PREFIX, LoadBalancerStatus)
         self.groups = Informer(store, keys.GROUP_PREFIX, Group, on_change=kick)
         self.rules = Informer(store, keys.RULES_PREFIX, PlacedLoadBalancer, on_change=kick)
@@ -85,6 +86,13 @@ class Operator:
         self._stats_written: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.passes = 0
+        self.compiled = Compiled()
+        # Whose status may have changed since the last pass: a status is a
+        # function of its load balancer and its group's nodes, so only those
+        # are computed again (everything, after a node poll).
+        self._dirty_lbs: set[str] = set()
+        self._dirty_groups: set[str] = set()
+        self._all_dirty = True
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -112,8 +120,19 @@ class Operator:
         finally:
             await self.stop()
 
+    def _lb_changed(self, name: str, _old: object, _new: object) -> None:
+        self._dirty_lbs.add(name)
+        self._kick.set()
+
+    def _node_changed(self, node: Node) -> None:
+        for g, (doc, _) in self._group_docs().items():
+            if node.name in doc.lbns:
+                self._dirty_groups.add(g)
+        self._kick.set()
+
     def _lbn_changed(self, name: str, _old: object, record: object) -> None:
         assert record is None or isinstance(record, LbnRecord)
+        self._all_dirty = True  # a node came or went: its groups' statuses change
         node = self.nodes.get(name)
         if record is not None and (node is None or node.record is None or node.record.started_at != record.started_at):
             # A new or restarted node: it knows nothing until told.
@@ -142,10 +161,12 @@ class Operator:
                 self._kick.clear()
                 await self.reconcile()
             except (StoreError, Conflict) as exc:
+                self._all_dirty = True  # the pass may have consumed changes it did not finish
                 log.warning("reconcile pass failed, retrying: %s", exc)
                 await asyncio.sleep(self.settings.retry)
                 continue
             except Exception:
+                self._all_dirty = True
                 log.exception("reconcile pass failed")
                 await asyncio.sleep(self.settings.retry)
                 continue
@@ -269,7 +290,7 @@ class Operator:
                 continue
             # A service another load balancer already serves is left out;
             # the status says why (see _refusal).
-            services = [s for s in compile_lb(lb) if owner.get(service_key(s), lb.id) == lb.id]
+            services = [s for s in self.compiled(lb) if owner.get(service_key(s), lb.id) == lb.id]
             if group is None:
                 group = self._choose_group(load, capacity, len(services), lb.lbn_group)
                 if group is None:
@@ -291,21 +312,30 @@ class Operator:
 
         deleted_from: set[str] = set()
         last_rule = last_group = 0
-        for g, lb_id, rules in writes:
+        known = self.rules.entries()
+
+        async def write(g: str, lb_id: str, rules: PlacedLoadBalancer | None) -> None:
+            nonlocal last_rule
+            self._dirty_lbs.add(lb_id)
             key = keys.rules_key(g, lb_id)
-            known = self.rules.entries().get(f"{g}/{lb_id}")
-            expect = known[1] if known else 0
+            got = known.get(f"{g}/{lb_id}")
+            expect = got[1] if got else 0
             try:
                 if rules is None:
                     last_rule = max(last_rule, await self.store.delete(key, expect=expect))
                     deleted_from.add(g)
                 else:
-                    last_rule = await self.store.put(key, dump(rules), expect=expect)
-                    self._needed[lb_id] = last_rule
+                    rev = await self.store.put(key, dump(rules), expect=expect)
+                    # Into our own copy at once (read-your-writes), rather than
+                    # waiting for the watch to bring it back: pushes go out now.
+                    self.rules.apply_local(f"{g}/{lb_id}", rules, rev)
+                    self._needed[lb_id] = rev
             except Conflict:
                 # Someone else wrote it (another operator?): the next pass
                 # sees their version and decides again.
                 self._kick.set()
+
+        await self._concurrently(write(*w) for w in writes)
         # A deletion must raise the group's generation too: bump the group.
         for g in sorted(deleted_from):
 
@@ -313,17 +343,17 @@ class Operator:
                 doc = doc or Group(name=g)
                 return doc.model_copy(update={"epoch": doc.epoch + 1})
 
-            _, last_group = await update_doc(self.store, keys.group_key(g), Group, bump)
+            doc, last_group = await update_doc(self.store, keys.group_key(g), Group, bump)
+            assert doc is not None
+            self.groups.apply_local(g, doc, last_group)
             for gg, lb_id, rules in writes:
                 if gg == g and rules is None:
                     self._removed[lb_id] = (g, last_group)
                     self._needed.pop(lb_id, None)
-        # Let the caches catch up with what was just written, so the pushes
-        # below carry it.
+        # A deletion is not in our copy until the watch brings it: wait for
+        # that, so the pushes below do not carry the deleted rules.
         if last_rule:
             await self.rules.wait_for(last_rule)
-        if last_group:
-            await self.groups.wait_for(last_group)
         if writes:
             log.debug("placed: %d rule changes in %d groups", len(writes), len({g for g, _, _ in writes}))
 
@@ -371,11 +401,11 @@ class Operator:
             except AgentError as exc:
                 node.error = str(exc)
                 log.warning("push to LB node %s failed: %s", node.name, exc)
-                self._kick.set()
+                self._node_changed(node)
                 await asyncio.sleep(self.settings.retry)
                 node.kick.set()
                 continue
-            self._kick.set()
+            self._node_changed(node)
 
     async def _poll_nodes(self) -> None:
         """Fresh state (counters, restarts) from every live node."""
@@ -393,6 +423,7 @@ class Operator:
 
         live = self._live()
         await asyncio.gather(*(poll(n) for name, n in self.nodes.items() if name in live))
+        self._all_dirty = True
 
     # -- status and deletion -----------------------------------------------------
 
@@ -419,7 +450,14 @@ class Operator:
             for lb_id, (placed, _) in lbs.items()
             for s in placed.services
         }
-        for lb in self.lbs.values():
+        if self._all_dirty:
+            todo = self.lbs.values()
+        else:
+            ids = self._dirty_lbs | {lb_id for g in self._dirty_groups for lb_id in placed_all.get(g, {})}
+            todo = [lb for lb in (self.lbs.get(i) for i in ids) if lb is not None]
+        self._dirty_lbs, self._dirty_groups, self._all_dirty = set(), set(), False
+        writes: list[Awaitable[int]] = []
+        for lb in todo:
             if lb.deleting:
                 continue
             group = where.get(lb.id)
@@ -434,7 +472,7 @@ class Operator:
             recently = now - self._stats_written.get(lb.id, 0) < self.settings.stats_interval
             if prev is not None and same_but_stats(prev, new) and (prev.stats == new.stats or recently):
                 continue
-            await self.store.put(keys.status_key(lb.id), dump(new))
+            writes.append(self.store.put(keys.status_key(lb.id), dump(new)))
             self._stats_written[lb.id] = now
             if (
                 prev is None
@@ -448,14 +486,25 @@ class Operator:
                     new.provisioning_status,
                     new.operating_status,
                 )
+        await self._concurrently(writes)
+
+    async def _concurrently(self, writes: Iterable[Awaitable[object]], limit: int = 32) -> None:
+        """Store writes in flight together: etcd commits concurrent writes
+        with one disk sync, so many statuses cost about what one does."""
+        sem = asyncio.Semaphore(limit)
+
+        async def one(w: Awaitable[object]) -> None:
+            async with sem:
+                await w
+
+        await asyncio.gather(*(one(w) for w in writes))
 
     def _applied(self, name: str) -> int:
         node = self.nodes.get(name)
         return node.state.generation if node is not None and node.state is not None else 0
 
-    @staticmethod
     def _refusal(
-        lb: LoadBalancer, placed: PlacedLoadBalancer | None, owner: dict[ServiceKey, str]
+        self, lb: LoadBalancer, placed: PlacedLoadBalancer | None, owner: dict[ServiceKey, str]
     ) -> tuple[str | None, frozenset[str]]:
         """Why (part of) a load balancer is not placed, derived from the group
         documents alone so that it survives an operator restart."""
@@ -467,7 +516,7 @@ class Operator:
             return None, frozenset()
         have = {s.id for s in placed.services}
         reasons, refused = [], set()
-        for s in compile_lb(lb):
+        for s in self.compiled(lb):
             if s.id in have:
                 continue
             refused.add(s.id.split("/", 1)[1])
@@ -501,4 +550,5 @@ class Operator:
                 await self.store.delete(keys.status_key(lb.id))
                 self._removed.pop(lb.id, None)
                 self._stats_written.pop(lb.id, None)
+                self.compiled.forget(lb.id)
                 log.info("load balancer %s deleted", lb.id)
