@@ -28,14 +28,14 @@ def test_macs_given_traffic_flows_and_is_reported(fab: Fabric, agent: AgentProce
     }
     assert agent.http.get("/v1/desired").json() == {**doc, "services": [_filled(s) for s in doc["services"]]}
 
-    tcp = fab.tcp_client(0, conns=24, interval_ms=50, duration=0.5)
+    tcp = fab.tcp_client(0, conns=48, interval_ms=50, duration=0.5)
     assert tcp.all_ok, tcp.broken[:3]
     assert set(tcp.by_backend()) == {b.name for b in t.backends}
     assert not fab.udp_client(0, flows=60).unanswered
     tcp6 = fab.tcp_client(0, ipv6=True, conns=12, interval_ms=50, duration=0.3)
     assert tcp6.all_ok
 
-    assert agent.report("lb1/tcp4")["packets"] > 24 * 5
+    assert agent.report("lb1/tcp4")["packets"] > 48 * 5
     assert agent.report("lb1/udp4")["packets"] >= 60
     labels = {"service": "lb1/tcp4", "vip": t.vip, "port": "80", "protocol": "tcp", "segment": "vlan:10"}
     before = agent.metric("xdsr_service_packets_total", **labels)

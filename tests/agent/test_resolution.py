@@ -61,7 +61,7 @@ def test_members_by_address_are_resolved_and_kept_fresh(fab: Fabric, agent: Agen
     assert agent.installed() == {(t.vip, 80, "tcp"): macs, (t.vip6, 80, "tcp"): macs}
     assert agent.metric("xdsr_agent_unresolved_members") == 2
     for ipv6 in (False, True):
-        res = fab.tcp_client(0, ipv6=ipv6, conns=16, interval_ms=50, duration=0.3)
+        res = fab.tcp_client(0, ipv6=ipv6, conns=48, interval_ms=50, duration=0.3)
         assert res.all_ok and set(res.by_backend()) == {b.name for b in t.backends}
 
     try:
@@ -97,7 +97,7 @@ def test_members_by_address_are_resolved_and_kept_fresh(fab: Fabric, agent: Agen
         assert all((be2.mac, t.backend_vid, 1) not in b for b in agent.installed().values())
         assert agent.metric("xdsr_agent_resolutions_total", result="changed") == 2
         for ipv6 in (False, True):
-            res = fab.tcp_client(0, ipv6=ipv6, conns=16, interval_ms=50, duration=0.3)
+            res = fab.tcp_client(0, ipv6=ipv6, conns=48, interval_ms=50, duration=0.3)
             assert res.all_ok and be2.name in res.by_backend()
     finally:
         fab.lab.run(be2.netns, ["ip", "link", "set", "dev", "eth0", "address", be2.mac])

@@ -70,8 +70,8 @@ def test_two_tenants_with_the_same_vip_and_addresses_stay_apart(fabric: tuple[Fa
     fab, _ = fabric
     a, b = fab.tenant("a"), fab.tenant("b")
     assert a.vip == b.vip and a.backends[0].ip == b.backends[0].ip
-    ra = fab.tcp_client("a", conns=32, interval_ms=50, duration=0.5)
-    rb = fab.tcp_client("b", conns=32, interval_ms=50, duration=0.5)
+    ra = fab.tcp_client("a", conns=64, interval_ms=50, duration=0.5)
+    rb = fab.tcp_client("b", conns=64, interval_ms=50, duration=0.5)
     assert ra.all_ok and rb.all_ok
     assert set(rb.by_backend()) == {x.name for x in b.backends}
     assert set(ra.by_backend()) <= {x.name for x in a.backends}
@@ -82,7 +82,7 @@ def test_udp_and_ipv6(fabric: tuple[Fabric, Path]) -> None:
     udp = fab.udp_client("a", flows=200)
     assert not udp.unanswered
     assert set(udp.by_backend()) == {b.name for b in fab.tenant("a").backends}
-    tcp6 = fab.tcp_client("b", ipv6=True, conns=24, interval_ms=50, duration=0.5)
+    tcp6 = fab.tcp_client("b", ipv6=True, conns=64, interval_ms=50, duration=0.5)
     assert tcp6.all_ok
     assert set(tcp6.by_backend()) == {b.name for b in fab.tenant("b").backends}
     udp6 = fab.udp_client("a", ipv6=True, flows=100)
