@@ -64,6 +64,24 @@ def test_apply_show_stats_and_an_invalid_file(tmp_path: Path, pin_dir: Path) -> 
     assert len(stats["services"]) == 3
 
 
+def test_apply_warns_when_a_table_is_resized(tmp_path: Path, pin_dir: Path) -> None:
+    """Without table_size the size follows the backend count, and a table of
+    another size moves nearly every flow: apply says so."""
+    file = tmp_path / "state.yaml"
+    cfg = _cfg(1)
+    file.write_text(yaml.safe_dump(cfg))
+    assert "warning" not in xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir)).stdout
+    cfg["services"][0]["backends"].append({"mac": "02:00:00:00:00:02", "vlan": 100})  # type: ignore[index]
+    file.write_text(yaml.safe_dump(cfg))
+    out = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir)).stdout
+    assert "warning: 203.0.113.1:443/tcp vlan 10: table resized 101 -> 211 slots" in out
+    cfg["services"][0]["table_size"] = 211  # type: ignore[index]
+    cfg["services"][0]["backends"].append({"mac": "02:00:00:00:00:03", "vlan": 100})  # type: ignore[index]
+    file.write_text(yaml.safe_dump(cfg))
+    out = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir)).stdout
+    assert "1 updated" in out and "warning" not in out
+
+
 def test_commands_explain_a_missing_data_plane(pin_dir: Path) -> None:
     proc = xdsr("dp", "show", "--pin-dir", str(pin_dir), check=False)
     assert proc.returncode == 1

@@ -33,6 +33,7 @@ from xdsr.maglev import (
     permutation_params,
     reference_build_table,
     slot_counts,
+    stable_table_size,
 )
 
 
@@ -491,6 +492,52 @@ def test_default_table_size() -> None:
         assert is_prime(m) and m >= 100 * n
     with pytest.raises(ValueError):
         default_table_size(-1)
+
+
+def test_stable_table_size_keeps_a_fitting_size() -> None:
+    assert stable_table_size(None, 10) == default_table_size(10)
+    assert stable_table_size(1009, 11) == 1009  # a member joins: same size
+    assert stable_table_size(1009, 9) == 1009  # one leaves
+    assert stable_table_size(1009, 20) == 1009  # 50 slots each: still balanced within 2 %
+    assert stable_table_size(1009, 21) == default_table_size(21)  # 48 each: grow
+    assert stable_table_size(9973, 10) == 9973  # ~1000 each: still worth keeping
+    assert stable_table_size(100003, 10) == default_table_size(10)  # far too big: shrink
+    assert stable_table_size(401, 1) == stable_table_size(401, 0) == 401  # one backend: any size balances
+    assert stable_table_size(1000, 10) == default_table_size(10)  # not prime: not a Maglev size
+    for n in range(1, 300):
+        assert is_prime(stable_table_size(401, n)) and stable_table_size(401, n) >= 50 * n
+
+
+def test_stable_size_moves_only_the_joining_share() -> None:
+    """Members join one by one: the flows that move at each step stay near
+    the ideal 1/N, except at the few steps that must resize; deriving the
+    size from the count instead (default_table_size) resizes at every step
+    and moves nearly every flow."""
+    rng = np.random.default_rng(5)
+    flows = rng.integers(0, 2**63, 20000, dtype=np.uint64)
+
+    def owners(ids: list[str], m: int) -> np.ndarray:
+        table = build_table(backends_of(ids), m)
+        return np.array(ids)[table[(flows % np.uint64(m)).astype(np.int64)]]
+
+    ids = [f"m{i}" for i in range(4)]
+    size = default_table_size(4)
+    resizes, worst = 0, 0.0
+    for n in range(5, 41):
+        new = stable_table_size(size, n)
+        before, after = owners(ids, size), owners([*ids, f"m{n - 1}"], new)
+        moved = float(np.mean(before != after))
+        if new != size:
+            resizes += 1
+            assert moved > 0.5  # why resizes must be rare
+        else:
+            worst = max(worst, moved * n)
+        ids.append(f"m{n - 1}")
+        size = new
+    assert resizes == 3  # at 9, 19 and 39 members
+    # At most 2.5 x the ideal 1/N at every other step (collateral moves grow
+    # as the table fills towards 50 slots per member), against ~N x at a resize.
+    assert worst < 2.5
 
 
 def test_bench_build_runs() -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from xdsr.maglev import default_table_size
 from xdsr.model.agent import AgentState, ServiceReport
 from xdsr.model.loadbalancer import Listener, LoadBalancer, Member, Pool
-from xdsr.operator.compile import compile_lb
+from xdsr.operator.compile import compile_lb, sized
 from xdsr.operator.status import NodeReport, Placement, compute
 
 NOW = "2026-11-26T00:00:00Z"
@@ -45,6 +46,31 @@ def test_compile_one_service_per_listener_with_a_pool() -> None:
     ]
     assert compile_lb(lb(admin_state_up=False)) == []
     assert compile_lb(lb(deleting=True)) == []
+
+
+def test_table_sizes_are_settled_once_and_kept_while_they_fit() -> None:
+    doc = lb()
+    (first,) = sized(compile_lb(doc), None)
+    assert first.table_size == default_table_size(2)  # two weighted members (m2 is disabled)
+    assert compile_lb(doc)[0].table_size is None, "the compiled rules are not modified"
+
+    # Members join, leave, get disabled: the size the nodes hold stays, so
+    # Maglev moves only the changed members' share of the flows.
+    pool = doc.pools[0]
+    more = [*pool.members, pool.members[0].model_copy(update={"id": "m3", "address": "10.1.0.20"})]
+    for members in (more, pool.members[:1], [m.model_copy(update={"weight": 0}) for m in pool.members]):
+        changed = doc.model_copy(update={"pools": [pool.model_copy(update={"members": members})]})
+        (svc,) = sized(compile_lb(changed), [first])
+        assert svc.table_size == first.table_size, [m.id for m in members]
+
+    # Five times as many members no longer fit: the table grows.
+    many = [pool.members[0].model_copy(update={"id": f"x{i}"}) for i in range(10)]
+    (svc,) = sized(compile_lb(doc.model_copy(update={"pools": [pool.model_copy(update={"members": many})]})), [first])
+    assert svc.table_size == default_table_size(10)
+
+    # A size the user set is theirs.
+    pinned = doc.model_copy(update={"pools": [pool.model_copy(update={"table_size": 65537})]})
+    assert sized(compile_lb(pinned), [first])[0].table_size == 65537
 
 
 def _state(gen: int, ok: bool = True, unresolved: list[str] | None = None) -> AgentState:

@@ -216,6 +216,14 @@ class Agent:
         self.apply_seconds = seconds
         self.error = None
         self._reapply = False  # built from the latest MACs
+        for key, old, new in report.resized:
+            log.warning(
+                "service %s (%s): Maglev table resized %d -> %d slots, most of its flows moved to other backends",
+                self.rule_ids.get(key, "?"),
+                key,
+                old,
+                new,
+            )
         unresolved = sum(len(b.unresolved) for b in built)
         log.info(
             "applied generation=%d trigger=%s services=%d created=%d updated=%d unchanged=%d removed=%d "

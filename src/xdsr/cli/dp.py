@@ -83,10 +83,15 @@ def purge(pin_dir: PinDir = Path(DEFAULT_PIN_DIR)) -> None:
 
 
 def _report_line(r: ApplyReport) -> str:
-    return (
+    line = (
         f"{len(r.created)} created, {len(r.updated)} updated, {len(r.unchanged)} unchanged, "
         f"{len(r.removed)} removed in {r.seconds * 1000:.1f} ms"
     )
+    # Said loudly: a table of another size sends nearly every flow of the
+    # service to another backend (set table_size to keep it; docs/maglev.md).
+    for key, old, new in r.resized:
+        line += f"\nwarning: {key}: table resized {old} -> {new} slots, most flows moved to other backends"
+    return line
 
 
 def _apply_file(file: Path, pin_dir: Path) -> ApplyReport:

@@ -66,6 +66,8 @@ class ApplyReport:
     updated: list[ServiceKey] = field(default_factory=list)
     unchanged: list[ServiceKey] = field(default_factory=list)
     removed: list[ServiceKey] = field(default_factory=list)
+    # (service, old size, new size): a resized table moves nearly every flow
+    resized: list[tuple[ServiceKey, int, int]] = field(default_factory=list)
     fragment_entries: int = 0
     tables_written: int = 0
     index_swapped: bool = False
@@ -302,6 +304,8 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
             if old is not None:
                 stats_id = old.stats_id
                 report.updated.append(key)
+                if old.table_size != svc.table_size:
+                    report.resized.append((key, old.table_size, svc.table_size))
             else:
                 stats_id = next(free_ids)
                 _zero_counters(dp, stats_id)

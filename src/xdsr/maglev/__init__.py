@@ -14,6 +14,7 @@ from xdsr.maglev.maglev import (
     permutation_params,
     reference_build_table,
     slot_counts,
+    stable_table_size,
 )
 from xdsr.maglev.primes import is_prime, next_prime
 
@@ -29,4 +30,5 @@ __all__ = [
     "permutation_params",
     "reference_build_table",
     "slot_counts",
+    "stable_table_size",
 ]

@@ -71,7 +71,7 @@ class Pool(_Object):
     lb_algorithm: Literal["ROUND_ROBIN", "SOURCE_IP_PORT"]
     session_persistence: None = None
     healthmonitor_id: str | None = None
-    table_size: int | None = None  # xdsr: Maglev table size (prime); None = derived from the members
+    table_size: int | None = None  # xdsr: Maglev table size (prime); None = the operator chooses and keeps one
     members: list[Member] = []
 
 

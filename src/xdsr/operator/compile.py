@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from xdsr.maglev import stable_table_size
 from xdsr.model.agent import RuleBackend, RuleService
 from xdsr.model.loadbalancer import LoadBalancer
 
@@ -60,6 +61,27 @@ def compile_lb(lb: LoadBalancer) -> list[RuleService]:
                 backends=backends,
             )
         )
+    return out
+
+
+def sized(services: list[RuleService], placed: list[RuleService] | None) -> list[RuleService]:
+    """The services with their table size settled: the pool's own, else the
+    size the service has on the nodes now while it still fits the members
+    (maglev.stable_table_size), else the default for them.
+
+    Decided here, once for the group, and sent explicitly: an agent left to
+    derive the size from the member count would resize on every membership
+    change, and a resized table sends nearly every flow to another backend.
+    `placed` are the rules the group holds now (in the store, so the sizes
+    survive an operator restart).
+    """
+    now = {s.id: s.table_size for s in placed or ()}
+    out = []
+    for s in services:
+        if s.table_size is None:
+            weighted = sum(1 for b in s.backends if b.weight > 0)
+            s = s.model_copy(update={"table_size": stable_table_size(now.get(s.id), weighted)})
+        out.append(s)
     return out
 
 

@@ -34,7 +34,7 @@ from xdsr.model.agent import AgentState, DesiredState, RuleService
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
 from xdsr.operator.agents import AgentClient, AgentError
-from xdsr.operator.compile import Compiled, ServiceKey, service_key
+from xdsr.operator.compile import Compiled, ServiceKey, service_key, sized
 from xdsr.operator.status import NodeReport, Placement, compute, same_but_stats
 from xdsr.store.base import Conflict, Store, StoreError
 from xdsr.store.docs import dump, update_doc
@@ -291,6 +291,7 @@ class Operator:
             # A service another load balancer already serves is left out;
             # the status says why (see _refusal).
             services = [s for s in self.compiled(lb) if owner.get(service_key(s), lb.id) == lb.id]
+            services = sized(services, current.services if current is not None else None)
             if group is None:
                 group = self._choose_group(load, capacity, len(services), lb.lbn_group)
                 if group is None:

@@ -1,0 +1,151 @@
+"""The agent's HTTP API (FastAPI): what the operator calls, what Prometheus scrapes.
+
+PUT /v1/state     DesiredState -> AgentState    (bearer token)
+GET /v1/state     AgentState                    (bearer token)
+GET /v1/desired   the DesiredState last applied (bearer token)
+GET /healthz      {"ok", "name", "generation"}
+GET /metrics      Prometheus text
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from xdsr.agent.core import Agent
+from xdsr.agent.rules import InvalidState
+from xdsr.model.agent import AgentState, DesiredState
+
+PROTECTED_PREFIX = "/v1/"
+
+
+def _digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
+
+
+class BearerAuth:
+    """Checks `Authorization: Bearer <token>` on /v1/ before anything else
+    (a FastAPI dependency would run after the body is parsed, answering an
+    unauthenticated client's bad JSON with a 400 instead of a 401).
+
+    Digests of equal length are compared in constant time, so neither the
+    token's content nor its length shows in the response time."""
+
+    def __init__(self, app: ASGIApp, token: bytes) -> None:
+        self.app = app
+        self._digest = _digest(token)
+
+    def _ok(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, given = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(_digest(given.strip()), self._digest)
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PROTECTED_PREFIX) and not self._ok(scope):
+            body = json.dumps({"detail": "missing or wrong bearer token"}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"www-authenticate", b'Bearer realm="xdsr-agent"'),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """("body", "services", 0, "port") -> "services[0].port"."""
+    out = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith("function-") or part in ("tagged-union",) or "[" in part:
+            continue  # pydantic's validator / union branch names, not fields
+        else:
+            out += f".{part}" if out else part
+    return out or "body"
+
+
+def _invalid(errors: list[dict[str, str]]) -> JSONResponse:
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return JSONResponse(
+        {"detail": f"invalid desired state, nothing was changed: {detail}", "errors": errors}, status_code=422
+    )
+
+
+_STATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong bearer token"},
+}
+
+
+def create_app(agent: Agent, token: bytes, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) -> FastAPI:
+    app = FastAPI(
+        title="xdsr agent",
+        version=agent.version,
+        summary="The LB node agent: owns the node's XDP data plane.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BearerAuth, token=token)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            msg = next(e.get("ctx", {}).get("error", e["msg"]) for e in errors if e.get("type") == "json_invalid")
+            return JSONResponse({"detail": f"body is not valid JSON: {msg}"}, status_code=400)
+        return _invalid([{"field": _field(tuple(e["loc"])), "message": str(e["msg"])} for e in errors])
+
+    @app.put(
+        "/v1/state",
+        response_model=AgentState,
+        responses={
+            **_STATE_RESPONSES,
+            409: {"model": AgentState, "description": "older than the applied generation: the current state"},
+            422: {"description": "invalid desired state (each error names its field); nothing was changed"},
+            500: {"model": AgentState, "description": "the data plane refused the apply; `error` says why"},
+        },
+    )
+    async def put_state(desired: DesiredState) -> JSONResponse:
+        """Replace everything this node forwards. Older generation: 409; the
+        same generation and content: no-op."""
+        try:
+            status, state = await agent.put(desired)
+        except InvalidState as exc:
+            return _invalid([{"field": e.field, "message": e.message} for e in exc.errors])
+        return JSONResponse(state.model_dump(mode="json"), status_code=status)
+
+    @app.get("/v1/state", response_model=AgentState, responses=_STATE_RESPONSES)
+    async def get_state() -> AgentState:
+        return await agent.state()
+
+    @app.get("/v1/desired", response_model=DesiredState | None, responses=_STATE_RESPONSES)
+    async def get_desired() -> DesiredState | None:
+        """The desired state last applied (null before the first PUT since start)."""
+        return agent.desired
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, object]:
+        return {"ok": True, "name": agent.config.name, "generation": agent.generation}
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(await agent.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

@@ -1,0 +1,309 @@
+"""The agent's state machine: desired state in, data plane out.
+
+Everything runs on one asyncio loop; every map access runs on one
+data-plane thread (so the loop stays responsive and map accesses never
+race), and applies are serialized by a lock: a PUT and a re-apply after a
+member's MAC changed never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from prometheus_client import generate_latest
+
+import xdsr
+from xdsr.agent import rules
+from xdsr.agent.metrics import AgentMetrics
+from xdsr.agent.neighbors import NeighborTable
+from xdsr.agent.registration import Registration
+from xdsr.agent.resolver import NeighborKey, Resolver, family
+from xdsr.dataplane.libbpf import BpfError
+from xdsr.dataplane.loader import MAP_SERVICES, Dataplane, DataplaneError
+from xdsr.dataplane.model import ServiceKey
+from xdsr.dataplane.state import ApplyReport, InstalledService, apply, installed, read_stats
+from xdsr.model.agent import AgentState, DesiredState, ServiceReport
+
+log = logging.getLogger("xdsr.agent")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    name: str
+    iface: str
+    netns: str | None = None
+    resolve_timeout: float = 0.5  # how long a PUT waits for unknown MACs before applying without them
+    resolve_interval: float = 30.0  # how often a resolved MAC is confirmed
+    retry_interval: float = 1.0  # how often an unresolved member is asked for
+    neighbor_file: Path | None = None
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        dp: Dataplane,
+        resolver: Resolver,
+        metrics: AgentMetrics | None = None,
+        registration: Registration | None = None,
+    ) -> None:
+        self.config = config
+        self.dp = dp
+        self.resolver = resolver
+        self.registration = registration
+        self.version = xdsr.__version__
+        self.neighbors = NeighborTable(config.resolve_interval, config.retry_interval)
+        self.metrics = metrics or AgentMetrics()
+        self.metrics.register_agent(self)
+        self._dp_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataplane")
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reapply = False  # a MAC moved and the tables do not show it yet
+        self._dp_identity: str | None = None  # set by adopt()
+
+        self.desired: DesiredState | None = None
+        self.generation = 0
+        self.applied_at: float | None = None
+        self.apply_seconds: float | None = None
+        self.error: str | None = None
+        # Replaced whole, never mutated: the metrics collector reads them
+        # from the data-plane thread.
+        self.built: list[rules.Built] = []
+        self.installed_cache: list[InstalledService] = []
+        self.rule_ids: dict[ServiceKey, str] = {}
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def adopt(self) -> None:
+        """Before the loop runs: read what the kernel holds (an earlier agent's
+        tables keep forwarding) and the MACs an earlier agent saved."""
+        self.installed_cache = installed(self.dp)
+        # The service map's kernel id names these very maps: ids are not
+        # reused, so a cache saved for maps since purged is never taken.
+        self._dp_identity = f"{self.dp.pin_dir}#{self.dp.maps[MAP_SERVICES].info.id}"
+        loaded = 0
+        if self.config.neighbor_file is not None:
+            loaded = self.neighbors.load(self.config.neighbor_file, time.monotonic(), self._dp_identity)
+        log.info(
+            "adopted data plane services=%d max_services=%d cached_macs=%d generation=0",
+            len(self.installed_cache),
+            self.dp.max_services,
+            loaded,
+        )
+
+    async def start(self) -> None:
+        self.resolver.start()
+        self._tasks.append(asyncio.create_task(self._resolve_loop(), name="resolve"))
+        if self.registration is not None:
+            self._tasks.append(asyncio.create_task(self.registration.run(), name="registration"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("task %s failed", t.get_name())
+        self._tasks.clear()
+        if self.registration is not None:
+            await self.registration.close()
+        self._save_neighbors()
+        self.resolver.close()
+        self._dp_thread.shutdown(wait=True)
+        self.dp.close()  # the maps stay pinned and the program attached: forwarding goes on
+
+    async def _dp(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._dp_thread, fn, *args)
+
+    # -- the API's operations ----------------------------------------------
+
+    async def put(self, desired: DesiredState) -> tuple[int, AgentState]:
+        """Apply a desired state; returns (HTTP status, state). Raises
+        rules.InvalidState (nothing changed) for a state that cannot apply."""
+        rules.validate(desired, self.dp.max_services)
+        async with self._lock:
+            if desired.generation < self.generation:
+                log.info("refused generation=%d: older than applied=%d", desired.generation, self.generation)
+                return 409, await self.state()
+            if desired.generation == self.generation and desired == self.desired:
+                log.debug("generation=%d already applied: no-op", desired.generation)
+                return 200, await self.state()
+            if desired.generation == self.generation:
+                log.warning("generation=%d re-sent with different content: applying it", desired.generation)
+            needed = rules.needed_neighbors(desired)
+            new = self.neighbors.want(needed)
+            if new:
+                await self._ask(new)
+            try:
+                await self._apply(desired, "put")
+            except (DataplaneError, BpfError, OSError, ValueError) as exc:
+                self.error = f"apply of generation {desired.generation} failed: {exc}"
+                log.error("apply failed generation=%d: %s", desired.generation, exc)
+                # Counters are found through what the kernel holds, which a
+                # failed apply may have changed in part.
+                with contextlib.suppress(DataplaneError, BpfError, OSError):
+                    self.installed_cache = await self._dp(installed, self.dp)
+                return 500, await self.state()
+            self.desired = desired
+            self.generation = desired.generation
+            self.neighbors.prune(needed)
+            self._save_neighbors()
+            return 200, await self.state()
+
+    async def state(self) -> AgentState:
+        stats = await self._dp(read_stats, self.dp, self.installed_cache)
+        reports = []
+        for b in self.built:
+            c = stats.services.get(b.service.key)
+            reports.append(
+                ServiceReport(
+                    id=b.rule_id,
+                    ok=c is not None,
+                    error=None if c is not None else "not installed",
+                    active_backends=b.active_backends,
+                    unresolved=list(b.unresolved),
+                    packets=c.packets if c else 0,
+                    bytes=c.bytes if c else 0,
+                )
+            )
+        return AgentState(
+            name=self.config.name,
+            generation=self.generation,
+            applied_at=self.applied_at,
+            apply_seconds=self.apply_seconds,
+            error=self.error,
+            services=reports,
+        )
+
+    async def metrics_text(self) -> bytes:
+        return await self._dp(generate_latest, self.metrics.registry)
+
+    # -- applying ----------------------------------------------------------
+
+    def _apply_sync(self, built: list[rules.Built]) -> tuple[ApplyReport, list[InstalledService]]:
+        report = apply(self.dp, [b.service for b in built])
+        return report, installed(self.dp)
+
+    async def _apply(self, desired: DesiredState, trigger: str) -> None:
+        """Build every table from desired and what is resolved, apply them in
+        one call (unchanged tables are not rewritten). Caller holds the lock."""
+        built = rules.build(desired, self.neighbors.mac)
+        try:
+            report, inst = await self._dp(self._apply_sync, built)
+        except BaseException:
+            self.metrics.applies.labels(trigger, "error").inc()
+            raise
+        seconds = report.seconds
+        self.metrics.apply_seconds.observe(seconds)
+        self.metrics.applies.labels(trigger, "ok").inc()
+        self.built = built
+        self.installed_cache = inst
+        self.rule_ids = {b.service.key: b.rule_id for b in built}
+        self.applied_at = time.time()
+        self.apply_seconds = seconds
+        self.error = None
+        self._reapply = False  # built from the latest MACs
+        unresolved = sum(len(b.unresolved) for b in built)
+        log.info(
+            "applied generation=%d trigger=%s services=%d created=%d updated=%d unchanged=%d removed=%d "
+            "backends=%d unresolved=%d seconds=%.4f",
+            desired.generation,
+            trigger,
+            len(built),
+            len(report.created),
+            len(report.updated),
+            len(report.unchanged),
+            len(report.removed),
+            sum(len(b.service.backends) for b in built),
+            unresolved,
+            seconds,
+        )
+
+    # -- resolution --------------------------------------------------------
+
+    async def _ask(self, keys: list[NeighborKey]) -> bool:
+        """Ask for keys, record the answers; True if a MAC appeared or changed."""
+        t0 = time.monotonic()
+        answers = await self.resolver.resolve(keys, self.config.resolve_timeout)
+        now = time.monotonic()
+        moved = False
+        for key in keys:
+            mac = answers.get(key)
+            before = self.neighbors.mac(key)
+            result = self.neighbors.record(key, mac, now)
+            if result is None:
+                continue
+            self.metrics.resolutions.labels(family(key[1]), result).inc()
+            if result in ("resolved", "changed"):
+                moved = True
+                log.info(
+                    "neighbor %s vlan=%d address=%s mac=%s%s",
+                    result,
+                    key[0],
+                    key[1],
+                    mac,
+                    f" was={before}" if before else "",
+                )
+            elif result == "timeout" and self.neighbors.entries[key].failures == 1:
+                if before:
+                    log.warning(
+                        "neighbor stale vlan=%d address=%s: no answer, keeping mac=%s and asking again",
+                        key[0],
+                        key[1],
+                        before,
+                    )
+                else:
+                    log.info(
+                        "neighbor unresolved vlan=%d address=%s: left out of the tables, asking every %gs",
+                        key[0],
+                        key[1],
+                        self.config.retry_interval,
+                    )
+        log.debug("asked=%d answered=%d in %.3fs", len(keys), len(answers), time.monotonic() - t0)
+        return moved
+
+    async def _resolve_loop(self) -> None:
+        """Ask again for what is due; re-apply when a MAC appeared or changed."""
+        while True:
+            await asyncio.sleep(min(0.5, self.config.retry_interval))
+            if self.desired is None:
+                continue  # nothing to resolve before the first PUT (after a restart, too)
+            try:
+                await self._resolve_round()
+            except (DataplaneError, BpfError, OSError, ValueError) as exc:
+                # The re-apply stays pending: the next round tries again.
+                self.error = f"re-apply after a MAC change failed: {exc}"
+                log.error("re-apply failed: %s", exc)
+            except Exception:
+                log.exception("resolution round failed")
+
+    async def _resolve_round(self) -> None:
+        due = self.neighbors.due(time.monotonic())
+        if due and await self._ask(due):
+            self._reapply = True
+            self._save_neighbors()
+        if self._reapply:
+            async with self._lock:
+                if self.desired is not None and self._reapply:
+                    await self._apply(self.desired, "resolve")
+
+    def _save_neighbors(self) -> None:
+        if self.config.neighbor_file is None or self._dp_identity is None:
+            return
+        try:
+            self.neighbors.save(self.config.neighbor_file, self._dp_identity)
+        except OSError as exc:
+            log.warning("cannot save the neighbour cache %s: %s", self.config.neighbor_file, exc)

@@ -1,0 +1,134 @@
+"""Prometheus metrics of one agent.
+
+Data-plane counters are read from the maps when Prometheus scrapes (a
+custom collector), never polled: a scrape costs one lookup per service and
+per verdict reason, and an idle agent does nothing. The collector runs on
+the agent's data-plane thread (see Agent.metrics_text), like every other
+map access, so it never races an apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from xdsr.dataplane import abi
+from xdsr.dataplane.state import read_stats
+
+if TYPE_CHECKING:
+    from xdsr.agent.core import Agent
+
+
+class AgentMetrics:
+    """The agent's own instruments, and the registry that exposes them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.apply_seconds = Histogram(
+            "xdsr_agent_apply_seconds",
+            "Time to apply a desired state to the data plane (build changed tables, swap them in)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.applies = Counter(
+            "xdsr_agent_applies",
+            "Applies to the data plane, by trigger (put: a PUT; resolve: a member's MAC appeared or changed) "
+            "and result",
+            ["trigger", "result"],
+            registry=self.registry,
+        )
+        self.resolutions = Counter(
+            "xdsr_agent_resolutions",
+            "Outcomes of MAC resolution questions: resolved (first MAC), confirmed, changed, timeout",
+            ["family", "result"],
+            registry=self.registry,
+        )
+
+    def register_agent(self, agent: Agent) -> None:
+        self.registry.register(_AgentCollector(agent))
+
+
+class _AgentCollector(Collector):
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        a = self.agent
+        installed = a.installed_cache
+        labels = a.rule_ids
+        stats = read_stats(a.dp, installed)
+
+        svc_labels = ["service", "vip", "port", "protocol", "segment"]
+        pkts = CounterMetricFamily("xdsr_service_packets", "Packets forwarded per service", labels=svc_labels)
+        byts = CounterMetricFamily("xdsr_service_bytes", "Bytes forwarded per service", labels=svc_labels)
+        for key, c in sorted(stats.services.items()):
+            lv = [
+                labels.get(key, ""),  # "" for a service an earlier agent installed, not (yet) re-sent
+                str(key.vip),
+                str(key.port),
+                key.protocol,
+                f"{key.seg_type.name.lower()}:{key.seg_id}",
+            ]
+            pkts.add_metric(lv, c.packets)
+            byts.add_metric(lv, c.bytes)
+        yield pkts
+        yield byts
+
+        rp = CounterMetricFamily(
+            "xdsr_dataplane_packets", "Packets by verdict reason (details count twice)", labels=["reason", "verdict"]
+        )
+        rb = CounterMetricFamily("xdsr_dataplane_bytes", "Bytes by verdict reason", labels=["reason", "verdict"])
+        for reason, c in stats.reasons.items():
+            lv = [reason.name.lower(), abi.REASON_VERDICT[reason]]
+            rp.add_metric(lv, c.packets)
+            rb.add_metric(lv, c.bytes)
+        yield rp
+        yield rb
+
+        yield GaugeMetricFamily(
+            "xdsr_agent_generation", "Generation of the desired state last applied (0: none since start)", a.generation
+        )
+        yield GaugeMetricFamily("xdsr_agent_services", "Services installed in the data plane", len(installed))
+        yield GaugeMetricFamily(
+            "xdsr_agent_unresolved_members",
+            "Members of the desired state left out of the tables because their MAC is unknown",
+            sum(len(b.unresolved) for b in a.built),
+        )
+        nb = GaugeMetricFamily(
+            "xdsr_agent_neighbors",
+            "Addresses the agent resolves, by state (stale: the last refresh went unanswered, MAC kept)",
+            labels=["state"],
+        )
+        for state, n in a.neighbors.counts().items():
+            nb.add_metric([state], n)
+        yield nb
+        probes = CounterMetricFamily(
+            "xdsr_agent_resolve_probes", "ARP probes / Neighbor Solicitations sent", labels=["family"]
+        )
+        errors = CounterMetricFamily(
+            "xdsr_agent_resolve_send_errors", "Probes the trunk socket refused to send", labels=["family"]
+        )
+        answers = CounterMetricFamily(
+            "xdsr_agent_resolve_answers", "Answers matched to an outstanding question", labels=["family"]
+        )
+        for fam in ("ipv4", "ipv6"):
+            probes.add_metric([fam], a.resolver.probes_sent[fam])
+            errors.add_metric([fam], a.resolver.send_errors[fam])
+            answers.add_metric([fam], a.resolver.answers[fam])
+        yield probes
+        yield errors
+        yield answers
+        yield CounterMetricFamily(
+            "xdsr_agent_resolve_unsolicited", "Answers nobody asked for (ignored)", a.resolver.ignored
+        )
+        if a.registration is not None:
+            yield GaugeMetricFamily(
+                "xdsr_agent_registered", "1 while the node's record is in the store", int(a.registration.registered)
+            )
+        info = InfoMetricFamily("xdsr_agent", "The agent", labels=["name", "iface", "version"])
+        info.add_metric([a.config.name, a.config.iface, a.version], {})
+        yield info

@@ -1,0 +1,208 @@
+"""Starting and stopping an agent: `xdsr agent` calls run().
+
+Order matters: the listening socket is bound first (a busy port fails
+before anything touches the kernel), then the data plane is created or
+adopted and attached (forwarding resumes with whatever tables are pinned),
+then the API serves. On SIGTERM/SIGINT the API stops, the lease is revoked
+and the agent exits; the XDP program and the pinned maps stay, so the node
+keeps forwarding with its last tables (`xdsr dp detach IFACE` removes the
+program).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import re
+import signal
+import socket
+import stat
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import prometheus_client
+import uvicorn
+from fastapi import FastAPI
+
+import xdsr
+from xdsr.agent.api import create_app
+from xdsr.agent.core import Agent, AgentConfig
+from xdsr.agent.registration import Registration
+from xdsr.agent.resolver import Resolver
+from xdsr.dataplane.loader import DEFAULT_PIN_DIR, Dataplane
+from xdsr.dataplane.netns import link
+from xdsr.model.group import LbnRecord
+
+log = logging.getLogger("xdsr.agent")
+
+DEFAULT_STATE_DIR = Path("/run/xdsr/agent")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+MIN_TOKEN_LEN = 16
+
+
+class StartupError(Exception):
+    """The agent cannot start; the message says why. exit_code 2: bad
+    arguments or files, 1: the system refused."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Options:
+    iface: str
+    name: str
+    listen: str
+    token_file: Path
+    netns: str | None = None
+    pin_dir: Path = Path(DEFAULT_PIN_DIR)
+    max_services: int | None = None
+    store: str | None = None
+    group: str | None = None
+    advertise: str | None = None
+    mode: str = "native"
+    resolve_interval: float = 30.0
+    state_dir: Path = DEFAULT_STATE_DIR
+    lease_ttl: int = 10
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Parse "127.0.0.1:9101", "[::1]:9101" or ":9101" (all addresses) into (host, port)."""
+    host, sep, port_s = listen.rpartition(":")
+    if not sep or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise StartupError(f"--listen {listen!r}: expected ADDR:PORT", 2)
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise StartupError(f"--listen {listen!r}: {host!r} is not an IP address", 2) from None
+    return host, int(port_s)
+
+
+def read_token(path: Path) -> bytes:
+    try:
+        st = path.stat()
+        token = path.read_bytes().strip()
+    except OSError as exc:
+        raise StartupError(f"--token-file {path}: {exc.strerror}", 2) from None
+    if len(token) < MIN_TOKEN_LEN:
+        raise StartupError(f"--token-file {path}: the token must be at least {MIN_TOKEN_LEN} characters", 2)
+    if b"\n" in token or b" " in token:
+        raise StartupError(f"--token-file {path}: the token must be one word on one line", 2)
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("token file %s is accessible to group/others (mode %o): chmod 600 it", path, st.st_mode & 0o777)
+    return token
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    fam = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    sock = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.set_inheritable(True)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def _endpoint(host: str, port: int) -> str:
+    addr = ipaddress.ip_address(host)
+    if addr.is_unspecified:
+        return f"http://{socket.gethostname()}:{port}"
+    return f"http://[{host}]:{port}" if addr.version == 6 else f"http://{host}:{port}"
+
+
+def run(opts: Options) -> int:
+    """Run the agent until SIGTERM/SIGINT; returns the exit status."""
+    # One sample per counter, not two: the *_created series mean nothing
+    # for counters read from the kernel.
+    prometheus_client.disable_created_metrics()
+    if not NAME_RE.match(opts.name):
+        raise StartupError(f"--name {opts.name!r}: letters, digits, '.', '_', '-' (up to 63)", 2)
+    token = read_token(opts.token_file)
+    host, port = parse_listen(opts.listen)
+    sock = _bind(host, port)
+    dp: Dataplane | None = None
+    resolver: Resolver | None = None
+    try:
+        dp = Dataplane.create_or_open(opts.pin_dir, opts.max_services)
+        att = dp.attach(opts.iface, netns=opts.netns, mode=opts.mode)
+        trunk = link(opts.iface, opts.netns)
+        resolver = Resolver.open(opts.iface, opts.netns, trunk.mac)
+    except Exception as exc:
+        sock.close()
+        if resolver is not None:
+            resolver.close()
+        if dp is not None:
+            dp.close()
+        raise StartupError(f"cannot start the data plane on {opts.iface}: {exc}") from None
+
+    registration = None
+    endpoint = opts.advertise or _endpoint(host, port)
+    if opts.store:
+        from xdsr.store.etcd import EtcdStore
+
+        record = LbnRecord(
+            name=opts.name, endpoint=endpoint, group=opts.group, started_at=time.time(), version=xdsr.__version__
+        )
+        registration = Registration(EtcdStore(opts.store), record, ttl=opts.lease_ttl, interval=opts.lease_ttl / 3)
+
+    config = AgentConfig(
+        name=opts.name,
+        iface=opts.iface,
+        netns=opts.netns,
+        resolve_interval=opts.resolve_interval,
+        neighbor_file=opts.state_dir / f"{opts.name}.neighbors.json",
+    )
+    agent = Agent(config, dp, resolver, registration=registration)
+    agent.adopt()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await agent.start()
+        log.info(
+            "agent started name=%s iface=%s netns=%s trunk_mac=%s prog_id=%d mode=%s listen=%s:%d endpoint=%s "
+            "store=%s pid=%d",
+            opts.name,
+            opts.iface,
+            opts.netns or "-",
+            trunk.mac,
+            att.prog_id,
+            att.mode,
+            host,
+            port,
+            endpoint,
+            opts.store or "-",
+            os.getpid(),
+        )
+        try:
+            yield
+        finally:
+            await agent.stop()
+            log.info("agent stopped name=%s: the XDP program stays attached and keeps forwarding", opts.name)
+
+    app = create_app(agent, token, lifespan)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=3, server_header=False
+        )
+    )
+
+    # uvicorn catches SIGTERM/SIGINT while it serves and raises them again
+    # once it has shut down; with these handlers that last raise is a no-op
+    # and the agent exits 0 after a clean shutdown.
+    def _stop(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    asyncio.run(server.serve(sockets=[sock]))
+    return 0 if server.started else 1

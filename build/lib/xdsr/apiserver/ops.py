@@ -1,0 +1,662 @@
+"""Changes to a load balancer's document: build new objects from requests,
+check them against the document, apply them.
+
+The check-and-apply functions run inside update_doc's compare-and-swap loop:
+they see the freshest document, may run more than once, and must not have
+side effects. Ids and timestamps are therefore chosen before (the builders),
+and every refusal is an ApiError raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from xdsr.apiserver import l2dsr
+from xdsr.apiserver import schemas as s
+from xdsr.apiserver.errors import ApiError, bad_request, conflict, not_found
+from xdsr.apiserver.render import pool_listeners
+from xdsr.model.agent import Segment
+from xdsr.model.loadbalancer import HealthMonitor, Listener, LoadBalancer, Member, Pool
+from xdsr.store.docs import dump
+
+# etcd refuses requests over 1.5 MiB (--max-request-bytes); the JSON gateway
+# carries the value base64-encoded (4/3 larger). Refuse well before that.
+MAX_DOC_BYTES = 1_000_000
+
+HTTP_MONITORS = ("HTTP", "HTTPS")
+UDP_POOL_MONITORS = ("UDP-CONNECT", "TCP", "HTTP")
+
+
+def now() -> str:
+    # Octavia's format (no fraction, no zone, UTC): gophercloud parses exactly this.
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def new_id(chosen: uuid.UUID | None = None) -> str:
+    """The client's id if it chose one (xdsr extension), else a new UUID."""
+    return str(chosen) if chosen is not None else str(uuid.uuid4())
+
+
+def requested_ids(body: BaseModel, kind: str, where: str) -> list[tuple[str, str, str]]:
+    """(kind, id, field) of every id the client chose in a create body,
+    nested objects included (a fully populated create, inline pools)."""
+    # Only the fields the model has: asking a pydantic model for one it has
+    # not raises internally, which for hundreds of members costs milliseconds.
+    fields = type(body).model_fields
+    out: list[tuple[str, str, str]] = []
+    chosen = body.id if "id" in fields else None  # type: ignore[attr-defined]
+    if chosen is not None:
+        out.append((kind, str(chosen), f"{where}.id"))
+    for attr, sub in (("listeners", "listener"), ("pools", "pool"), ("members", "member")):
+        if attr in fields:
+            for i, child in enumerate(getattr(body, attr) or []):
+                out += requested_ids(child, sub, f"{where}.{attr}[{i}]")
+    for attr, sub in (("default_pool", "pool"), ("healthmonitor", "healthmonitor")):
+        if attr in fields:
+            child = getattr(body, attr)
+            if isinstance(child, BaseModel):
+                out += requested_ids(child, sub, f"{where}.{attr}")
+    return out
+
+
+def check_unique_ids(doc: LoadBalancer) -> None:
+    """No two objects of a kind share an id within the document (client-chosen
+    ids can collide; the API server's checks against other documents run
+    before the write)."""
+    groups = {
+        "listener": [li.id for li in doc.listeners],
+        "pool": [p.id for p in doc.pools],
+        "member": [m.id for p in doc.pools for m in p.members],
+        "health monitor": [h.id for h in doc.healthmonitors],
+    }
+    for kind, ids in groups.items():
+        seen: set[str] = set()
+        for obj_id in ids:
+            if obj_id in seen:
+                raise conflict(None, f"{kind} id {obj_id} is taken")
+            seen.add(obj_id)
+
+
+def _s(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+# --- lookups in a document -----------------------------------------------------
+
+
+def find_listener(doc: LoadBalancer, listener_id: str) -> Listener | None:
+    return next((li for li in doc.listeners if li.id == listener_id), None)
+
+
+def find_pool(doc: LoadBalancer, pool_id: str) -> Pool | None:
+    return next((p for p in doc.pools if p.id == pool_id), None)
+
+
+def find_member(pool: Pool, member_id: str) -> Member | None:
+    return next((m for m in pool.members if m.id == member_id), None)
+
+
+def find_hm(doc: LoadBalancer, hm_id: str) -> HealthMonitor | None:
+    return next((h for h in doc.healthmonitors if h.id == hm_id), None)
+
+
+# --- one edit of a document ------------------------------------------------------
+
+
+class Edit:
+    """A copy of the current document to change, and what the change touched."""
+
+    def __init__(self, current: LoadBalancer, stamp: str) -> None:
+        self.current = current
+        self.doc = current.model_copy(deep=True)
+        self.now = stamp
+        self.created: list[Any] = []  # objects new in this change
+        self.updated: list[Any] = []  # objects whose attributes changed
+        self.pending: str = "UPDATE"
+
+    def finish(self) -> LoadBalancer:
+        doc = self.doc
+        doc.generation = self.current.generation + 1
+        doc.pending = self.pending  # type: ignore[assignment]
+        for obj in self.created:
+            obj.generation = doc.generation
+        for obj in self.updated:
+            obj.generation = doc.generation
+            obj.updated_at = self.now
+        if self.created:
+            check_unique_ids(doc)
+        size = len(dump(doc))
+        if size > MAX_DOC_BYTES:
+            raise ApiError(
+                413,
+                f"the load balancer's document would be {size} bytes, more than the {MAX_DOC_BYTES} the store "
+                "accepts in one write; nothing was changed",
+            )
+        return doc
+
+
+def set_fields(obj: BaseModel, body: BaseModel, where: str, names: Iterable[str], nullable: Iterable[str] = ()) -> bool:
+    """Copy the attributes the request set onto obj; True if any value changed.
+
+    null clears a nullable attribute, empties name/description/tags, and is
+    refused for anything else."""
+    changed = False
+    may_be_null = set(nullable)
+    for name in names:
+        if name not in body.model_fields_set:
+            continue
+        value = getattr(body, name)
+        if value is None:
+            if name in ("name", "description"):
+                value = ""
+            elif name == "tags":
+                value = []
+            elif name not in may_be_null:
+                raise bad_request(f"{where}.{name}", "may not be null")
+        elif isinstance(value, uuid.UUID):
+            value = str(value)
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+            changed = True
+    return changed
+
+
+# --- checks ------------------------------------------------------------------------
+
+
+def check_port_free(doc: LoadBalancer, li: Listener, where: str) -> None:
+    for other in doc.listeners:
+        if other.id != li.id and other.protocol == li.protocol and other.protocol_port == li.protocol_port:
+            raise conflict(
+                f"{where}.protocol_port",
+                f"listener {other.id} of load balancer {doc.id} already serves {li.protocol} port {li.protocol_port}",
+            )
+
+
+def check_attach(doc: LoadBalancer, li: Listener, pool: Pool, field: str) -> None:
+    """May `pool` become the default pool of `li`?"""
+    if pool.protocol != li.protocol:
+        raise bad_request(
+            field,
+            f"pool {pool.id} is {pool.protocol} but listener {li.id} is {li.protocol}: {l2dsr.PROTOCOL_MISMATCH}",
+        )
+    for other in pool_listeners(doc, pool.id):
+        if other.id != li.id:
+            # Octavia's rule too: a pool is the default pool of at most one listener.
+            raise conflict(field, f"pool {pool.id} is already the default pool of listener {other.id}")
+    ports = sorted({m.protocol_port for m in pool.members if m.protocol_port != li.protocol_port})
+    if ports:
+        raise bad_request(
+            field,
+            f"members of pool {pool.id} use protocol_port {', '.join(map(str, ports))} but listener {li.id} "
+            f"uses {li.protocol_port}: {l2dsr.PORT_TRANSLATION}",
+        )
+
+
+def check_member(doc: LoadBalancer, pool: Pool, m: Member, where: str) -> None:
+    check_members(doc, pool, [(m, where)], existing=pool.members)
+
+
+def check_members(
+    doc: LoadBalancer, pool: Pool, new: list[tuple[Member, str]], existing: list[Member] | None = None
+) -> None:
+    """Members about to join pool (with where each is in the request): their
+    port must be the listeners', and no two may share address and port.
+    One pass with a set, so that a pool of hundreds is checked in linear time."""
+    listeners = pool_listeners(doc, pool.id)
+    taken = {(str(o.address), o.protocol_port): o.id for o in existing or []}
+    for m, where in new:
+        for li in listeners:
+            if li.protocol_port != m.protocol_port:
+                raise bad_request(
+                    f"{where}.protocol_port",
+                    f"{m.protocol_port} differs from protocol_port {li.protocol_port} of listener {li.id}, "
+                    f"whose default pool is {pool.id}: {l2dsr.PORT_TRANSLATION}",
+                )
+        key = (str(m.address), m.protocol_port)
+        other = taken.get(key)
+        if other is not None and other != m.id:
+            raise conflict(where, f"member {other} of pool {pool.id} already is {m.address} port {m.protocol_port}")
+        taken[key] = m.id
+
+
+def check_hm(pool: Pool, hm: HealthMonitor, where: str) -> None:
+    if pool.protocol == "UDP" and hm.type not in UDP_POOL_MONITORS:
+        raise bad_request(
+            f"{where}.type",
+            f"pool {pool.id} is UDP, so only {', '.join(UDP_POOL_MONITORS)} health monitors apply",
+        )
+    if pool.protocol != "UDP" and hm.type == "UDP-CONNECT":
+        raise bad_request(f"{where}.type", f"UDP-CONNECT applies to UDP pools only; pool {pool.id} is {pool.protocol}")
+    if hm.timeout > hm.delay:
+        raise bad_request(f"{where}.timeout", f"{hm.timeout} exceeds delay {hm.delay}: a probe ends before the next")
+    if hm.type in HTTP_MONITORS:
+        return
+    for name in ("http_method", "url_path", "expected_codes"):
+        if getattr(hm, name) is not None:
+            raise bad_request(f"{where}.{name}", f"applies to HTTP and HTTPS health monitors only, not {hm.type}")
+
+
+def _http_defaults(hm: HealthMonitor) -> None:
+    # Octavia fills these for HTTP(S) monitors; other types have none.
+    if hm.type in HTTP_MONITORS:
+        hm.http_method = hm.http_method or "GET"
+        hm.url_path = hm.url_path or "/"
+        hm.expected_codes = hm.expected_codes or "200"
+
+
+# --- builders (outside the CAS loop: ids and times chosen once) --------------------------
+
+
+def build_member(body: s.MemberInline, project_id: str, stamp: str) -> Member:
+    return Member(
+        id=new_id(body.id),
+        project_id=project_id,
+        name=body.name or "",
+        admin_state_up=body.admin_state_up,
+        tags=body.tags or [],
+        created_at=stamp,
+        address=body.address,
+        protocol_port=body.protocol_port,
+        weight=body.weight,
+        subnet_id=_s(body.subnet_id),
+        monitor_address=body.monitor_address,
+        monitor_port=body.monitor_port,
+        mac_address=body.mac_address,
+        segment=body.segment,
+    )
+
+
+def build_hm(body: s.HealthMonitorInline, pool_id: str, project_id: str, stamp: str) -> HealthMonitor:
+    hm = HealthMonitor(
+        id=new_id(body.id),
+        project_id=project_id,
+        name=body.name or "",
+        admin_state_up=body.admin_state_up,
+        tags=body.tags or [],
+        created_at=stamp,
+        pool_id=pool_id,
+        type=body.type,
+        delay=body.delay,
+        timeout=body.timeout,
+        max_retries=body.max_retries,
+        max_retries_down=body.max_retries_down,
+        http_method=body.http_method,
+        url_path=body.url_path,
+        expected_codes=body.expected_codes,
+    )
+    _http_defaults(hm)
+    return hm
+
+
+def build_pool(body: s.PoolInline, project_id: str, stamp: str) -> tuple[Pool, HealthMonitor | None]:
+    pool = Pool(
+        id=new_id(body.id),
+        project_id=project_id,
+        name=body.name or "",
+        description=body.description or "",
+        admin_state_up=body.admin_state_up,
+        tags=body.tags or [],
+        created_at=stamp,
+        protocol=body.protocol,  # type: ignore[arg-type]
+        lb_algorithm=body.lb_algorithm,  # type: ignore[arg-type]
+        table_size=body.table_size,
+        members=[build_member(m, project_id, stamp) for m in body.members or []],
+    )
+    hm = build_hm(body.healthmonitor, pool.id, project_id, stamp) if body.healthmonitor else None
+    if hm is not None:
+        pool.healthmonitor_id = hm.id
+    return pool, hm
+
+
+def build_listener(body: s.ListenerInline, project_id: str, stamp: str) -> Listener:
+    return Listener(
+        id=new_id(body.id),
+        project_id=project_id,
+        name=body.name or "",
+        description=body.description or "",
+        admin_state_up=body.admin_state_up,
+        tags=body.tags or [],
+        created_at=stamp,
+        protocol=body.protocol,  # type: ignore[arg-type]
+        protocol_port=body.protocol_port,
+        timeout_client_data=body.timeout_client_data,
+        timeout_member_connect=body.timeout_member_connect,
+        timeout_member_data=body.timeout_member_data,
+        timeout_tcp_inspect=body.timeout_tcp_inspect,
+    )
+
+
+# --- inserting new objects (inside the CAS loop) ------------------------------------------
+
+
+def insert_pool(doc: LoadBalancer, pool: Pool, hm: HealthMonitor | None, where: str) -> None:
+    check_members(doc, pool, [(m, f"{where}.members[{j}]") for j, m in enumerate(pool.members)])
+    if hm is not None:
+        check_hm(pool, hm, f"{where}.healthmonitor")
+        doc.healthmonitors.append(hm)
+    doc.pools.append(pool)
+
+
+def insert_listener(doc: LoadBalancer, li: Listener, where: str) -> None:
+    check_port_free(doc, li, where)
+    if li.default_pool_id is not None:
+        pool = find_pool(doc, li.default_pool_id)
+        if pool is None:
+            raise not_found("pool", li.default_pool_id, f"{where}.default_pool_id")
+        check_attach(doc, li, pool, f"{where}.default_pool_id")
+    doc.listeners.append(li)
+
+
+def build_loadbalancer(body: s.LoadBalancerCreate, project_id: str, stamp: str) -> LoadBalancer:
+    """A new load balancer, with the listeners and pools of a fully populated
+    create (Octavia's single-call create: a listener's default_pool is given
+    inline and must be named; pool names are unique)."""
+    where = "loadbalancer"
+    assert body.vip_address is not None  # the schema refuses a missing VIP
+    lb = LoadBalancer(
+        id=new_id(body.id),
+        project_id=project_id,
+        name=body.name or "",
+        description=body.description or "",
+        admin_state_up=body.admin_state_up,
+        tags=body.tags or [],
+        created_at=stamp,
+        vip_address=body.vip_address,
+        vip_segment=body.vip_segment or Segment(),
+        vip_network_id=_s(body.vip_network_id),
+        vip_subnet_id=_s(body.vip_subnet_id),
+        vip_port_id=_s(body.vip_port_id),
+        vip_qos_policy_id=_s(body.vip_qos_policy_id),
+        availability_zone=body.availability_zone,
+        lbn_group=body.lbn_group,
+        pending="CREATE",
+    )
+    pools: list[tuple[str, s.PoolInline]] = [(f"{where}.pools[{i}]", p) for i, p in enumerate(body.pools or [])]
+    for i, li in enumerate(body.listeners or []):
+        if li.default_pool is not None:
+            if not li.default_pool.name:
+                raise bad_request(
+                    f"{where}.listeners[{i}].default_pool.name",
+                    "pools must be named when creating a fully populated load balancer",
+                )
+            pools.append((f"{where}.listeners[{i}].default_pool", li.default_pool))
+    by_name: dict[str, str] = {}
+    for pwhere, spec in pools:
+        pool, hm = build_pool(spec, project_id, stamp)
+        if spec.name:
+            if spec.name in by_name:
+                raise bad_request(f"{pwhere}.name", f"pool name {spec.name!r} is used twice in this load balancer")
+            by_name[spec.name] = pool.id
+        insert_pool(lb, pool, hm, pwhere)
+    for i, spec_li in enumerate(body.listeners or []):
+        li = build_listener(spec_li, project_id, stamp)
+        if spec_li.default_pool is not None:
+            if spec_li.default_pool_id is not None:
+                raise bad_request(
+                    f"{where}.listeners[{i}].default_pool_id", "give default_pool_id or default_pool, not both"
+                )
+            li.default_pool_id = by_name[spec_li.default_pool.name or ""]
+        elif spec_li.default_pool_id is not None:
+            li.default_pool_id = str(spec_li.default_pool_id)
+        insert_listener(lb, li, f"{where}.listeners[{i}]")
+    check_unique_ids(lb)
+    return lb
+
+
+# --- updates and deletes (inside the CAS loop) ---------------------------------------------
+
+
+def update_loadbalancer(edit: Edit, body: s.LoadBalancerUpdate) -> None:
+    if set_fields(
+        edit.doc,
+        body,
+        "loadbalancer",
+        ("name", "description", "admin_state_up", "vip_qos_policy_id", "tags"),
+        nullable=("vip_qos_policy_id",),
+    ):
+        edit.updated.append(edit.doc)
+
+
+def delete_loadbalancer(edit: Edit, cascade: bool) -> None:
+    doc = edit.doc
+    if not cascade and (doc.listeners or doc.pools):
+        raise conflict(
+            None,
+            f"load balancer {doc.id} still has listeners or pools: delete them first, or use cascade=true",
+        )
+    doc.deleting = True
+    edit.pending = "DELETE"
+
+
+def create_listener(edit: Edit, li: Listener, inline: tuple[Pool, HealthMonitor | None] | None = None) -> Listener:
+    if inline is not None:
+        pool, hm = inline
+        insert_pool(edit.doc, pool, hm, "listener.default_pool")
+        edit.created.extend([pool, *pool.members, *([hm] if hm else [])])
+        li.default_pool_id = pool.id
+    insert_listener(edit.doc, li, "listener")
+    edit.created.append(li)
+    return li
+
+
+def update_listener(edit: Edit, listener_id: str, body: s.ListenerUpdate) -> Listener:
+    li = find_listener(edit.doc, listener_id)
+    if li is None:
+        raise not_found("listener", listener_id)
+    changed = set_fields(
+        li,
+        body,
+        "listener",
+        (
+            "name",
+            "description",
+            "admin_state_up",
+            "tags",
+            "timeout_client_data",
+            "timeout_member_connect",
+            "timeout_member_data",
+            "timeout_tcp_inspect",
+        ),
+        nullable=("timeout_client_data", "timeout_member_connect", "timeout_member_data", "timeout_tcp_inspect"),
+    )
+    if "default_pool_id" in body.model_fields_set:
+        pool_id = _s(body.default_pool_id)
+        if pool_id is not None and pool_id != li.default_pool_id:
+            pool = find_pool(edit.doc, pool_id)
+            if pool is None:
+                raise not_found("pool", pool_id, "listener.default_pool_id")
+            check_attach(edit.doc, li, pool, "listener.default_pool_id")
+        if pool_id != li.default_pool_id:
+            li.default_pool_id = pool_id
+            changed = True
+    if changed:
+        edit.updated.append(li)
+    return li
+
+
+def delete_listener(edit: Edit, listener_id: str) -> None:
+    li = find_listener(edit.doc, listener_id)
+    if li is None:
+        raise not_found("listener", listener_id)
+    # Its default pool stays, as in Octavia.
+    edit.doc.listeners.remove(li)
+
+
+def create_pool(edit: Edit, pool: Pool, hm: HealthMonitor | None, listener_id: str | None) -> Pool:
+    doc = edit.doc
+    if listener_id is not None:
+        li = find_listener(doc, listener_id)
+        if li is None:
+            raise not_found("listener", listener_id, "pool.listener_id")
+        if li.default_pool_id is not None:
+            raise conflict("pool.listener_id", f"listener {li.id} already has default pool {li.default_pool_id}")
+        check_attach(doc, li, pool, "pool.listener_id")
+        li.default_pool_id = pool.id
+        edit.updated.append(li)
+    insert_pool(doc, pool, hm, "pool")
+    edit.created.extend([pool, *pool.members])
+    if hm is not None:
+        edit.created.append(hm)
+    return pool
+
+
+def update_pool(edit: Edit, pool_id: str, body: s.PoolUpdate) -> Pool:
+    pool = find_pool(edit.doc, pool_id)
+    if pool is None:
+        raise not_found("pool", pool_id)
+    if set_fields(
+        pool,
+        body,
+        "pool",
+        ("name", "description", "admin_state_up", "lb_algorithm", "tags", "table_size"),
+        nullable=("table_size",),
+    ):
+        edit.updated.append(pool)
+    return pool
+
+
+def delete_pool(edit: Edit, pool_id: str) -> None:
+    doc = edit.doc
+    pool = find_pool(doc, pool_id)
+    if pool is None:
+        raise not_found("pool", pool_id)
+    users = pool_listeners(doc, pool_id)
+    if users:
+        raise conflict(None, f"pool {pool_id} is the default pool of listener {users[0].id}: detach or delete it first")
+    # Its members and health monitor go with it, as in Octavia.
+    doc.pools.remove(pool)
+    doc.healthmonitors = [h for h in doc.healthmonitors if h.pool_id != pool_id]
+
+
+def _pool(edit: Edit, pool_id: str) -> Pool:
+    pool = find_pool(edit.doc, pool_id)
+    if pool is None:
+        raise not_found("pool", pool_id)
+    return pool
+
+
+def create_member(edit: Edit, pool_id: str, m: Member) -> Member:
+    pool = _pool(edit, pool_id)
+    check_member(edit.doc, pool, m, "member")
+    pool.members.append(m)
+    edit.created.append(m)
+    return m
+
+
+MEMBER_FIELDS = (
+    "name",
+    "admin_state_up",
+    "weight",
+    "monitor_address",
+    "monitor_port",
+    "tags",
+    "mac_address",
+    "segment",
+)
+MEMBER_NULLABLE = ("monitor_address", "monitor_port", "mac_address", "segment")
+
+
+def update_member(edit: Edit, pool_id: str, member_id: str, body: s.MemberUpdate) -> Member:
+    pool = _pool(edit, pool_id)
+    m = find_member(pool, member_id)
+    if m is None:
+        raise not_found("member", member_id)
+    if set_fields(m, body, "member", MEMBER_FIELDS, nullable=MEMBER_NULLABLE):
+        edit.updated.append(m)
+    return m
+
+
+def delete_member(edit: Edit, pool_id: str, member_id: str) -> None:
+    pool = _pool(edit, pool_id)
+    m = find_member(pool, member_id)
+    if m is None:
+        raise not_found("member", member_id)
+    pool.members.remove(m)
+
+
+def replace_members(edit: Edit, pool_id: str, wanted: list[tuple[s.MemberCreate, Member]], additive: bool) -> None:
+    """Octavia's batch update: the request lists the pool's members; members
+    are matched by (address, protocol_port), matched ones take the request's
+    attributes, new ones are created and (unless additive_only) the rest go."""
+    pool = _pool(edit, pool_id)
+    existing = {(m.address, m.protocol_port): m for m in pool.members}
+    seen: dict[tuple[Any, int], int] = {}
+    result: list[Member] = []
+    for i, (body, built) in enumerate(wanted):
+        where = f"members[{i}]"
+        key = (built.address, built.protocol_port)
+        if key in seen:
+            raise bad_request(where, f"{built.address} port {built.protocol_port} is also members[{seen[key]}]")
+        seen[key] = i
+        old = existing.pop(key, None)
+        if old is None:
+            check_member(edit.doc, pool.model_copy(update={"members": []}), built, where)
+            result.append(built)
+            edit.created.append(built)
+        else:
+            if set_fields(old, body, where, ("subnet_id", *MEMBER_FIELDS), nullable=(*MEMBER_NULLABLE, "subnet_id")):
+                edit.updated.append(old)
+            result.append(old)
+    if additive:
+        result.extend(existing.values())
+    pool.members = result
+
+
+def create_hm(edit: Edit, hm: HealthMonitor) -> HealthMonitor:
+    pool = find_pool(edit.doc, hm.pool_id)
+    if pool is None:
+        raise not_found("pool", hm.pool_id, "healthmonitor.pool_id")
+    if pool.healthmonitor_id is not None:
+        raise conflict("healthmonitor.pool_id", f"pool {pool.id} already has health monitor {pool.healthmonitor_id}")
+    check_hm(pool, hm, "healthmonitor")
+    pool.healthmonitor_id = hm.id
+    edit.doc.healthmonitors.append(hm)
+    edit.created.append(hm)
+    return hm
+
+
+def update_hm(edit: Edit, hm_id: str, body: s.HealthMonitorUpdate) -> HealthMonitor:
+    hm = find_hm(edit.doc, hm_id)
+    if hm is None:
+        raise not_found("health monitor", hm_id)
+    changed = set_fields(
+        hm,
+        body,
+        "healthmonitor",
+        (
+            "name",
+            "delay",
+            "timeout",
+            "max_retries",
+            "max_retries_down",
+            "http_method",
+            "url_path",
+            "expected_codes",
+            "admin_state_up",
+            "tags",
+        ),
+        nullable=("http_method", "url_path", "expected_codes"),
+    )
+    _http_defaults(hm)
+    pool = find_pool(edit.doc, hm.pool_id)
+    if pool is not None:
+        check_hm(pool, hm, "healthmonitor")
+    if changed:
+        edit.updated.append(hm)
+    return hm
+
+
+def delete_hm(edit: Edit, hm_id: str) -> None:
+    hm = find_hm(edit.doc, hm_id)
+    if hm is None:
+        raise not_found("health monitor", hm_id)
+    edit.doc.healthmonitors.remove(hm)
+    pool = find_pool(edit.doc, hm.pool_id)
+    if pool is not None:
+        pool.healthmonitor_id = None

@@ -1,0 +1,1 @@
+"""Benchmarks: data-plane cost per packet, throughput (RFC 2544), control-plane latency."""

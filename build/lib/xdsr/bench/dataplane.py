@@ -1,0 +1,166 @@
+"""Cost of the data plane without a network: `xdsr bench dataplane`.
+
+* ns per packet of the xdsr program and of a no-op XDP_TX program, through
+  BPF_PROG_TEST_RUN, side by side in one run, for scenarios A and B;
+* Maglev build time for 65537 slots and 1000 backends;
+* memory the kernel charges for the maps at 4096 services.
+
+BPF_PROG_TEST_RUN runs the program on one packet `repeat` times, so the
+packet's table slot stays in cache: these figures are the cost of the
+instructions. The throughput benchmark (`xdsr bench rfc2544`) sends random
+flows over a veth and shows what the caches do.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Dot1Q, Ether
+from scapy.packet import Raw
+
+from xdsr.bench.scenarios import FRONTEND_VLAN, PORT, SCENARIOS, Scenario
+from xdsr.dataplane import libbpf as bpf
+from xdsr.dataplane.config import parse_config
+from xdsr.dataplane.loader import Dataplane, ensure_bpffs, remove_pins
+from xdsr.dataplane.state import apply, installed
+from xdsr.maglev.maglev import bench_build
+from xdsr.paths import bpf_object
+
+LBN_MAC = "02:00:00:00:00:aa"
+
+
+def frames(scenario: Scenario, n: int, size: int = 64, seed: int = 1) -> list[bytes]:
+    """n distinct UDP frames of `size` bytes (with FCS) to random VIPs of the scenario."""
+    rng = random.Random(seed)
+    vips = scenario.vips()
+    out = []
+    for _ in range(n):
+        p = (
+            Ether(dst=LBN_MAC, src="02:00:00:00:00:01")
+            / Dot1Q(vlan=FRONTEND_VLAN)
+            / IP(src=f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}", dst=rng.choice(vips))
+            / UDP(sport=rng.randrange(1024, 65536), dport=PORT)
+        )
+        pad = size - 4 - len(p)  # the wire size counts the 4-byte FCS
+        out.append(bytes(p / Raw(b"\0" * max(pad, 0))))
+    return out
+
+
+@dataclass
+class Spread:
+    min: float
+    median: float
+    max: float
+
+    @classmethod
+    def of(cls, xs: list[float]) -> Spread:
+        return cls(min(xs), statistics.median(xs), max(xs))
+
+
+def ns_per_packet(prog: bpf.Program, pkts: list[bytes], repeat: int) -> float:
+    """Mean over the packets of the kernel-timed ns per run."""
+    total = 0
+    for p in pkts:
+        _, _, ns = prog.test_run(p, repeat=repeat, out_size=0)
+        total += ns
+    return total / len(pkts)
+
+
+def prog_cost(rounds: int = 7, repeat: int = 20000, n_flows: int = 64) -> dict[str, object]:
+    noop = bpf.load_program(str(bpf_object("xdp_tx")), "xdp_tx")
+    results: dict[str, object] = {}
+    try:
+        for sc in SCENARIOS:
+            pin = Path(f"/sys/fs/bpf/xdsr-bench-{uuid.uuid4().hex[:8]}")
+            ensure_bpffs(pin)
+            try:
+                with Dataplane.create_or_open(pin, max_services=512) as dp:
+                    apply(dp, sc.services())
+                    prog = dp.load_program(LBN_MAC)
+                    pkts = frames(sc, n_flows)
+                    verdict = prog.test_run(pkts[0])[0]
+                    assert verdict == bpf.XDP_TX, f"scenario {sc.name}: the program did not forward"
+                    xs, ns = [], []
+                    for _ in range(rounds):
+                        # Interleaved, so both see the same machine state.
+                        xs.append(ns_per_packet(prog, pkts, repeat))
+                        ns.append(ns_per_packet(noop, pkts, repeat))
+                    added = [x - n for x, n in zip(xs, ns, strict=True)]
+                    results[sc.name] = {
+                        "scenario": sc.label,
+                        "xdsr_ns": asdict(Spread.of(xs)),
+                        "noop_xdp_tx_ns": asdict(Spread.of(ns)),
+                        "added_ns": asdict(Spread.of(added)),
+                    }
+                    prog.close()
+            finally:
+                remove_pins(pin)
+    finally:
+        noop.close()
+    return results
+
+
+def map_memory(n_services: int = 4096, backends_per_service: tuple[int, ...] = (10, 32)) -> list[dict[str, object]]:
+    """Bytes the kernel charges for the maps with n_services installed.
+
+    The slot and backend arrays are preallocated (their size is a limit set
+    at creation), so the figure is the maps' total, and how much of the
+    arrays the tables use.
+    """
+    out = []
+    for nb in backends_per_service:
+        cfg = {
+            "services": [
+                {
+                    "vip": f"10.{i >> 8}.{i & 0xFF}.1",
+                    "port": 80,
+                    "protocol": "tcp",
+                    "backends": [{"mac": f"02:cc:00:{j:02x}:{i >> 8:02x}:{i & 0xFF:02x}"} for j in range(nb)],
+                }
+                for i in range(n_services)
+            ]
+        }
+        services = parse_config(cfg).to_services()
+        pin = Path(f"/sys/fs/bpf/xdsr-bench-{uuid.uuid4().hex[:8]}")
+        ensure_bpffs(pin)
+        try:
+            with Dataplane.create_or_open(pin, max_services=n_services) as dp:
+                t0 = time.perf_counter()
+                apply(dp, services)
+                took = time.perf_counter() - t0
+                used = sum(s.memory for s in installed(dp))
+                maps = sum(m.memlock() for m in dp.maps.values())
+                limits = dp.limits
+            out.append(
+                {
+                    "services": n_services,
+                    "backends_per_service": nb,
+                    "table_size": services[0].table_size,
+                    "tables_bytes": used,
+                    "total_bytes": maps,
+                    "limits": {
+                        "max_services": limits.max_services,
+                        "table_memory": limits.table_memory,
+                        "max_backends": limits.max_backends,
+                    },
+                    "apply_seconds": took,
+                }
+            )
+        finally:
+            remove_pins(pin)
+    return out
+
+
+def maglev_build(repeat: int = 7) -> dict[str, object]:
+    mn, med, mx = bench_build(m=65537, n=1000, repeat=repeat)
+    return {"table_size": 65537, "backends": 1000, "seconds": {"min": mn, "median": med, "max": mx}}
+
+
+def stats_enabled() -> bool:
+    return Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip() != "0"

@@ -1,0 +1,3 @@
+from xdsr.cli.main import app
+
+app(prog_name="xdsr")

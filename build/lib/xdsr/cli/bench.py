@@ -1,0 +1,100 @@
+"""`xdsr bench …`: measurements. Speed targets live here, never in tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Benchmarks (need root).", no_args_is_help=True)
+out = Console(soft_wrap=True)
+
+
+def _spread(d: dict[str, float], scale: float = 1.0, fmt: str = "{:.1f}") -> str:
+    return " / ".join(fmt.format(d[k] * scale) for k in ("min", "median", "max"))
+
+
+@app.command()
+def dataplane(
+    rounds: Annotated[int, typer.Option(help="repetitions of each measurement")] = 7,
+    repeat: Annotated[int, typer.Option(help="BPF_PROG_TEST_RUN repetitions per packet")] = 20000,
+    memory: Annotated[bool, typer.Option(help="also measure map memory at 4096 services")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write every figure to this file")] = None,
+) -> None:
+    """Per-packet cost (BPF_PROG_TEST_RUN), Maglev build time, map memory."""
+    from xdsr.bench import dataplane as bench
+
+    if bench.stats_enabled():
+        out.print("[yellow]warning: kernel.bpf_stats_enabled is on; it inflates every figure[/yellow]")
+    doc: dict[str, object] = {}
+    with out.status("per-packet cost: xdsr vs no-op XDP_TX ..."):
+        doc["per_packet"] = bench.prog_cost(rounds=rounds, repeat=repeat)
+    t = Table("scenario", "xdsr ns/pkt", "no-op XDP_TX ns/pkt", "added ns/pkt", title="min / median / max")
+    for r in doc["per_packet"].values():  # type: ignore[union-attr]
+        t.add_row(r["scenario"], _spread(r["xdsr_ns"]), _spread(r["noop_xdp_tx_ns"]), _spread(r["added_ns"]))
+    out.print(t)
+
+    with out.status("Maglev build ..."):
+        doc["maglev"] = bench.maglev_build(repeat=rounds)
+    m = doc["maglev"]
+    out.print(f"Maglev build, 65537 slots x 1000 backends: {_spread(m['seconds'], 1000, '{:.2f}')} ms")  # type: ignore[index]
+
+    if memory:
+        with out.status("map memory at 4096 services ..."):
+            doc["memory"] = bench.map_memory()
+        t = Table("services", "backends each", "table size", "tables use MiB", "all maps MiB", "apply s")
+        for r in doc["memory"]:  # type: ignore[union-attr]
+            t.add_row(
+                str(r["services"]),
+                str(r["backends_per_service"]),
+                str(r["table_size"]),
+                f"{r['tables_bytes'] / 2**20:.1f}",
+                f"{r['total_bytes'] / 2**20:.1f}",
+                f"{r['apply_seconds']:.1f}",
+            )
+        out.print(t)
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=2))
+        out.print(f"wrote {json_out}")
+
+
+from xdsr.cli.bench_rfc2544 import rfc2544  # noqa: E402
+
+app.command("rfc2544")(rfc2544)
+
+
+@app.command("control-plane")
+def control_plane(
+    runs: Annotated[int, typer.Option(help="single load balancers created one after another")] = 20,
+    members: Annotated[int, typer.Option(help="members of each single load balancer")] = 255,
+    bulk: Annotated[int, typer.Option(help="load balancers created at once for the convergence figure")] = 1000,
+    bulk_members: Annotated[int, typer.Option(help="members of each of those")] = 10,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write every figure to this file")] = None,
+) -> None:
+    """Time from the API call until all 3 LB nodes forward; convergence of many load balancers."""
+    from xdsr.bench import controlplane
+
+    with out.status(f"control plane: {runs} x 1 LB of {members} members, then {bulk} LBs of {bulk_members} ..."):
+        doc = controlplane.run(runs=runs, members=members, bulk=bulk, bulk_members=bulk_members)
+    s = doc["single"]
+    t = Table("measure", "n", "min", "median", "p99", "max", title="seconds")
+    for label, key in (
+        ("API call returns", "api_call_s"),
+        ("all 3 LB nodes forward", "until_all_nodes_forward_s"),
+        ("provisioning_status ACTIVE", "until_provisioning_active_s"),
+    ):
+        r = s[key]  # type: ignore[index]
+        t.add_row(label, str(r["n"]), *(f"{r[k] * 1000:.1f} ms" for k in ("min", "median", "p99", "max")))
+    out.print(t)
+    b = doc["bulk"]
+    out.print(
+        f"{b['load_balancers']} load balancers x {b['members_each']} members: API calls done in "  # type: ignore[index]
+        f"{b['api_calls_done_s']:.2f} s, every node forwards every VIP after {b['until_all_nodes_forward_all_s']:.2f} s"  # type: ignore[index]
+    )
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=2))
+        out.print(f"wrote {json_out}")

@@ -1,0 +1,240 @@
+"""`xdsr dp …`: drive the data plane of this LB node directly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xdsr.dataplane import abi
+from xdsr.dataplane.config import ConfigError, load_config
+from xdsr.dataplane.libbpf import BpfError
+from xdsr.dataplane.loader import DEFAULT_LIMITS, DEFAULT_PIN_DIR, Dataplane, DataplaneError, Limits
+from xdsr.dataplane.state import ApplyReport, InstalledService, Stats, apply, installed, read_stats
+
+app = typer.Typer(help="Attach, configure and inspect the XDP data plane of this LB node.", no_args_is_help=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+log = logging.getLogger("xdsr.cli")
+
+PinDir = Annotated[Path, typer.Option("--pin-dir", help="bpffs directory holding the pinned maps")]
+Netns = Annotated[str | None, typer.Option("--netns", help="network namespace of the interface")]
+
+
+def _fail(msg: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {msg}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def attach(
+    iface: Annotated[str, typer.Argument(help="interface to load balance on (the trunk port)")],
+    pin_dir: PinDir = Path(DEFAULT_PIN_DIR),
+    netns: Netns = None,
+    mode: Annotated[str, typer.Option(help="native (in the driver) or generic (skb, slow)")] = "native",
+    max_services: Annotated[
+        int, typer.Option(help="when creating the maps: how many services they hold")
+    ] = DEFAULT_LIMITS.max_services,
+    table_memory: Annotated[
+        int, typer.Option(help="when creating the maps: MiB of Maglev slots, for all tables together")
+    ] = DEFAULT_LIMITS.table_memory >> 20,
+    max_backends: Annotated[
+        int, typer.Option(help="when creating the maps: backends of all services together")
+    ] = DEFAULT_LIMITS.max_backends,
+    force: Annotated[bool, typer.Option(help="replace an XDP program that is not xdsr's")] = False,
+) -> None:
+    """Load the XDP program onto IFACE, creating or adopting the pinned maps."""
+    try:
+        limits = Limits(max_services, table_memory << 20, max_backends)
+        with Dataplane.create_or_open(pin_dir, limits=limits) as dp:
+            a = dp.attach(iface, netns=netns, mode=mode, force=force)
+    except (DataplaneError, BpfError, LookupError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"attached xdsr (program id {a.prog_id}, {a.mode}) to {iface}; maps in {pin_dir}")
+
+
+@app.command()
+def detach(iface: str, pin_dir: PinDir = Path(DEFAULT_PIN_DIR), netns: Netns = None) -> None:
+    """Remove the XDP program from IFACE. The pinned maps stay (see purge)."""
+    try:
+        with Dataplane.open(pin_dir) as dp:
+            dp.detach(iface, netns=netns)
+    except (DataplaneError, BpfError, LookupError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"detached xdsr from {iface}")
+
+
+@app.command()
+def purge(pin_dir: PinDir = Path(DEFAULT_PIN_DIR)) -> None:
+    """Delete the pinned maps (all services and counters). Detach first."""
+    try:
+        Dataplane.open(pin_dir).purge()
+    except (DataplaneError, BpfError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"removed the data plane pinned in {pin_dir}")
+
+
+def _report_line(r: ApplyReport) -> str:
+    return (
+        f"{len(r.created)} created, {len(r.updated)} updated, {len(r.unchanged)} unchanged, "
+        f"{len(r.removed)} removed in {r.seconds * 1000:.1f} ms"
+    )
+
+
+def _apply_file(file: Path, pin_dir: Path) -> ApplyReport:
+    services = load_config(file).to_services()
+    with Dataplane.create_or_open(pin_dir) as dp:
+        return apply(dp, services)
+
+
+@app.command("apply")
+def apply_cmd(
+    file: Annotated[Path, typer.Argument(help="desired state, YAML or JSON")],
+    pin_dir: PinDir = Path(DEFAULT_PIN_DIR),
+    watch: Annotated[bool, typer.Option(help="keep running and re-apply whenever FILE changes")] = False,
+) -> None:
+    """Make the data plane hold exactly the services in FILE (idempotent)."""
+    try:
+        report = _apply_file(file, pin_dir)
+    except ConfigError as exc:
+        raise _fail(f"{file} is invalid, nothing was changed:\n{exc}", 2) from None
+    except (DataplaneError, BpfError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"{file}: {_report_line(report)}")
+    if watch:
+        _watch(file, pin_dir)
+
+
+def _watch(file: Path, pin_dir: Path) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    last = file.stat().st_mtime_ns
+    out.print(f"watching {file} (pid {os.getpid()})")
+    while not stop.wait(0.5):
+        try:
+            mtime = file.stat().st_mtime_ns
+        except OSError:
+            continue
+        if mtime == last:
+            continue
+        last = mtime
+        try:
+            out.print(f"{file}: {_report_line(_apply_file(file, pin_dir))}")
+        except ConfigError as exc:
+            err.print(f"{file} is invalid, kept the previous state:\n{exc}")
+        except (DataplaneError, BpfError) as exc:
+            err.print(f"apply failed: {exc}")
+
+
+def _service_json(s: InstalledService) -> dict[str, object]:
+    k = s.service.key
+    return {
+        "vip": str(k.vip),
+        "port": k.port,
+        "protocol": k.protocol,
+        "segment": {"type": k.seg_type.name.lower(), "id": k.seg_id},
+        "table_size": s.service.table_size,
+        "backends": [{"mac": b.mac, "vlan": b.vlan, "weight": b.weight} for b in s.service.backends],
+        "table_offset": s.table_offset,
+        "memory_bytes": s.memory,
+        "stats_id": s.stats_id,
+    }
+
+
+@app.command()
+def show(pin_dir: PinDir = Path(DEFAULT_PIN_DIR), as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """What the kernel holds: attachments and services, read from the maps."""
+    try:
+        with Dataplane.open(pin_dir) as dp:
+            atts = dp.attachments()
+            svcs = installed(dp)
+            max_services = dp.max_services
+    except (DataplaneError, BpfError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        doc = {
+            "pin_dir": str(pin_dir),
+            "max_services": max_services,
+            "attachments": [
+                {"iface": a.ifname, "netns": a.netns, "prog_id": a.prog_id, "mode": a.mode, "live": a.live}
+                for a in atts
+            ],
+            "services": [_service_json(s) for s in svcs],
+        }
+        print(json.dumps(doc, indent=2))
+        return
+    out.print(f"data plane in {pin_dir}: {len(svcs)} of {max_services} services")
+    for a in atts:
+        where = f" (netns {a.netns})" if a.netns else ""
+        state = f"{a.mode}, program id {a.prog_id}" if a.live else "[red]pinned but not attached[/red]"
+        out.print(f"  attached to {a.ifname}{where}: {state}")
+    t = Table("service", "table", "backends (mac vlan weight)", "memory")
+    for s in svcs:
+        bl = "\n".join(f"{b.mac} {b.vlan} {b.weight}" for b in s.service.backends) or "(none: drops)"
+        t.add_row(str(s.service.key), str(s.service.table_size), bl, f"{s.memory / 1024:.1f} KiB")
+    out.print(t)
+
+
+@app.command()
+def stats(pin_dir: PinDir = Path(DEFAULT_PIN_DIR), as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Counters: packets and bytes by verdict reason, and per service."""
+    try:
+        with Dataplane.open(pin_dir) as dp:
+            st: Stats = read_stats(dp)
+    except (DataplaneError, BpfError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        doc = {
+            "reasons": {
+                r.name.lower(): {"verdict": abi.REASON_VERDICT[r], "packets": c.packets, "bytes": c.bytes}
+                for r, c in st.reasons.items()
+            },
+            "services": [
+                {"service": str(k), "packets": c.packets, "bytes": c.bytes} for k, c in sorted(st.services.items())
+            ],
+        }
+        print(json.dumps(doc, indent=2))
+        return
+    t = Table("reason", "verdict", "packets", "bytes")
+    for r, c in st.reasons.items():
+        t.add_row(r.name.lower(), abi.REASON_VERDICT[r], str(c.packets), str(c.bytes))
+    out.print(t)
+    t = Table("service", "packets", "bytes")
+    for k, c in sorted(st.services.items()):
+        t.add_row(str(k), str(c.packets), str(c.bytes))
+    out.print(t)
+
+
+@app.command()
+def probe(
+    iface: Annotated[str, typer.Argument(help="interface the program is attached to")],
+    vip: Annotated[str, typer.Option(help="destination address")],
+    port: Annotated[int, typer.Option(help="destination port")],
+    protocol: Annotated[str, typer.Option(help="tcp or udp")] = "tcp",
+    vlan: Annotated[int, typer.Option(help="VLAN the packet arrives on (0 = untagged)")] = 0,
+    src: Annotated[str | None, typer.Option(help="source address")] = None,
+    sport: Annotated[int, typer.Option(help="source port")] = 40000,
+    pin_dir: PinDir = Path(DEFAULT_PIN_DIR),
+    netns: Netns = None,
+) -> None:
+    """Run the attached program on a made-up packet: where would this flow go?"""
+    from xdsr.dataplane.probe import attached_program, probe_frame, run_probe
+
+    try:
+        prog, mac = attached_program(pin_dir, iface, netns)
+    except (BpfError, LookupError, FileNotFoundError) as exc:
+        raise _fail(f"no xdsr program attached to {iface} with maps in {pin_dir}: {exc}") from None
+    res = run_probe(prog, probe_frame(mac, vip, port, protocol, vlan, src, sport))
+    if res.forwarded:
+        out.print(f"{res.verdict}: to backend {res.backend_mac} on VLAN {res.backend_vlan}")
+    else:
+        out.print(res.verdict)

@@ -1,0 +1,34 @@
+"""The `xdsr` command."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from xdsr.cli import bench, dp
+from xdsr.cli.agent import agent
+from xdsr.cli.apiserver import apiserver
+from xdsr.cli.demo import demo
+from xdsr.cli.operator import operator
+from xdsr.cli.up import up
+
+app = typer.Typer(
+    help="xdsr: an XDP L2 direct-server-return load balancer and its control plane.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(dp.app, name="dp")
+app.add_typer(bench.app, name="bench")
+app.command()(demo)
+app.command()(apiserver)
+app.command()(operator)
+app.command()(agent)
+app.command()(up)
+
+
+@app.callback()
+def main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug")] = 0) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,124 @@
+"""The data plane's view of services: plain dataclasses, no I/O.
+
+A Service is what one entry of the first lookup holds: its key (VIP,
+destination port, protocol, segment), its table size and its backends.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+import json
+import socket
+import struct
+from dataclasses import dataclass, field
+
+from xdsr.dataplane import abi
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+
+# The largest table a service may ask for: 2^22 slots (8 MiB of slots). A
+# sanity bound on input, far above what Maglev needs for any real pool.
+MAX_TABLE_SIZE = 4_194_301
+
+
+def normalize_mac(mac: str) -> str:
+    parts = mac.replace("-", ":").split(":")
+    if len(parts) != 6 or not all(len(p) in (1, 2) for p in parts):
+        raise ValueError(f"invalid MAC address {mac!r}")
+    try:
+        octets = [int(p, 16) for p in parts]
+    except ValueError:
+        raise ValueError(f"invalid MAC address {mac!r}") from None
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes(int(p, 16) for p in mac.split(":"))
+
+
+def mac_str(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+@dataclass(frozen=True)
+class ServiceKey:
+    vip: IPAddress
+    port: int
+    proto: int
+    seg_type: abi.SegType = abi.SegType.VLAN
+    seg_id: int = 0
+
+    @functools.cached_property
+    def _order(self) -> tuple[int, int, int, int, int, int]:
+        # Cached: sorting a thousand keys compares each many times.
+        return (self.vip.version, int(self.vip), self.port, self.proto, self.seg_type, self.seg_id)
+
+    def __lt__(self, other: ServiceKey) -> bool:
+        return self._order < other._order
+
+    def pack(self) -> bytes:
+        addr = self.vip.packed if self.vip.version == 6 else b"\0" * 10 + b"\xff\xff" + self.vip.packed
+        return addr + struct.pack("!H", self.port) + struct.pack("=BBI", self.proto, self.seg_type, self.seg_id)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> ServiceKey:
+        addr = raw[:16]
+        (port,) = struct.unpack("!H", raw[16:18])
+        proto, seg_type, seg_id = struct.unpack("=BBI", raw[18:24])
+        vip: IPAddress = ipaddress.IPv6Address(addr)
+        if vip.ipv4_mapped is not None:
+            vip = vip.ipv4_mapped
+        return cls(vip, port, proto, abi.SegType(seg_type), seg_id)
+
+    def fragment_key(self) -> ServiceKey:
+        """The port-0 key under which every fragment of (VIP, proto, segment) is looked up."""
+        return ServiceKey(self.vip, 0, self.proto, self.seg_type, self.seg_id)
+
+    @property
+    def protocol(self) -> str:
+        return PROTOCOL_NAMES.get(self.proto, str(self.proto))
+
+    def __str__(self) -> str:
+        vip = f"[{self.vip}]" if self.vip.version == 6 else str(self.vip)
+        seg = self.seg_type.name.lower()
+        return f"{vip}:{self.port}/{self.protocol} {seg} {self.seg_id}"
+
+
+@dataclass(frozen=True)
+class Backend:
+    mac: str  # normalized, lower case
+    vlan: int  # 0 = untagged
+    weight: int = 1
+    id: str = ""  # Maglev identity; defaults to "mac@vlan"
+
+    @property
+    def identity(self) -> str:
+        return self.id or f"{self.mac}@{self.vlan}"
+
+
+@dataclass(frozen=True)
+class Service:
+    key: ServiceKey
+    table_size: int
+    backends: tuple[Backend, ...] = field(default_factory=tuple)
+
+    def digest(self) -> int:
+        """64-bit digest of everything that shapes the table; stored in the
+        table header so that an apply rewrites only services that changed."""
+        doc = {
+            "abi": abi.ABI_VERSION,
+            "key": self.key.pack().hex(),
+            "m": self.table_size,
+            "b": [[b.identity, b.mac, b.vlan, b.weight] for b in self.backends],
+        }
+        h = hashlib.blake2b(json.dumps(doc, sort_keys=True).encode(), digest_size=8)
+        return int.from_bytes(h.digest(), "little")
+
+    @property
+    def active_backends(self) -> int:
+        return sum(1 for b in self.backends if b.weight > 0)

@@ -1,0 +1,100 @@
+"""How a service's table is laid out in the kernel's global arrays, and back.
+
+The layout is described in bpf/lb/xdsr_kern_user.h: a service's Maglev slots
+are a run of 64-byte chunks in xdsr_slots holding backend indexes (1 byte
+each up to 255 backends, 2 bytes beyond), and its backends a run of 16-byte
+entries in xdsr_backends.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+
+import numpy as np
+
+from xdsr.dataplane import abi
+from xdsr.dataplane.model import Backend, Service, mac_bytes, mac_str
+from xdsr.maglev import MaglevBackend, build_table
+
+BACKEND_SIZE = ctypes.sizeof(abi.Backend)
+
+
+def narrow(n_backends: int) -> bool:
+    """1-byte slots: half the cache footprint of 2-byte ones."""
+    return n_backends <= abi.MAX_NARROW
+
+
+def slot_chunks(table_size: int, n_backends: int) -> int:
+    per_chunk = abi.CHUNK_SIZE if narrow(n_backends) else abi.CHUNK_SIZE // 2
+    return -(-table_size // per_chunk)
+
+
+def table_bytes(table_size: int, n_backends: int) -> int:
+    """Bytes of kernel memory a service's table takes: its slots and backends."""
+    return slot_chunks(table_size, n_backends) * abi.CHUNK_SIZE + n_backends * BACKEND_SIZE
+
+
+def table_digest(svc: Service) -> int:
+    """What the table depends on (not which service it serves): services with
+    equal digests can share one table."""
+    doc = {
+        "m": svc.table_size,
+        "b": [[b.identity, b.mac, b.vlan, b.weight] for b in svc.backends],
+    }
+    h = hashlib.blake2b(json.dumps(doc, sort_keys=True).encode(), digest_size=8)
+    return int.from_bytes(h.digest(), "little")
+
+
+def maglev_slots(table_size: int, backends: tuple[Backend, ...]) -> np.ndarray:
+    """Slot -> index into backends; empty when no backend takes traffic."""
+    if not any(b.weight > 0 for b in backends):
+        return np.zeros(0, dtype=np.uint16)
+    return build_table([MaglevBackend(b.identity, b.weight) for b in backends], table_size)
+
+
+def encode_slots(table_size: int, n_backends: int, slots: np.ndarray) -> bytes:
+    """The slot chunks: every slot's backend index, padded to whole chunks.
+    With no backend taking traffic, every slot holds the "none" marker (an
+    index past the end), which the program counts as no backend and drops."""
+    wide = not narrow(n_backends)
+    dtype, none = ("<u2", 0xFFFF) if wide else ("u1", 0xFF)
+    per_chunk = abi.CHUNK_SIZE // (2 if wide else 1)
+    out = np.full(slot_chunks(table_size, n_backends) * per_chunk, none, dtype=dtype)
+    out[: len(slots)] = slots
+    return out.tobytes()
+
+
+def encode_backends(backends: tuple[Backend, ...]) -> bytes:
+    out = bytearray(len(backends) * BACKEND_SIZE)
+    be = abi.Backend()
+    for i, b in enumerate(backends):
+        ctypes.memmove(be.mac, mac_bytes(b.mac), 6)
+        be.vid = b.vlan
+        be.weight = b.weight
+        out[i * BACKEND_SIZE : (i + 1) * BACKEND_SIZE] = bytes(be)
+    return bytes(out)
+
+
+_BACKEND_DTYPE = np.dtype(
+    {
+        "names": ["mac", "vid", "weight"],
+        "formats": [("u1", 6), "<u2", "<u4"],
+        "offsets": [abi.Backend.mac.offset, abi.Backend.vid.offset, abi.Backend.weight.offset],
+        "itemsize": BACKEND_SIZE,
+    }
+)
+
+
+def decode_backends(raw: bytes, n_backends: int) -> tuple[Backend, ...]:
+    arr = np.frombuffer(raw, dtype=_BACKEND_DTYPE, count=n_backends)
+    return tuple(
+        Backend(mac_str(bytes(mac)), vid, weight)
+        for mac, vid, weight in zip(arr["mac"].tolist(), arr["vid"].tolist(), arr["weight"].tolist(), strict=True)
+    )
+
+
+def decode_slots(raw: bytes, table_size: int, n_backends: int) -> np.ndarray:
+    dtype = "u1" if narrow(n_backends) else "<u2"
+    return np.frombuffer(raw, dtype=dtype, count=table_size).astype(np.uint16)

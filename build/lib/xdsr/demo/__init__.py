@@ -1,0 +1,1 @@
+"""The demos: small clouds in network namespaces, built and torn down by `xdsr demo`."""

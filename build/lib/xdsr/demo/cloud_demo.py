@@ -1,0 +1,196 @@
+"""The demo: a small cloud in network namespaces, driven through the API.
+
+Builds a lab fabric — per tenant a client and a router, a switch, one group of
+three LB nodes behind the routers' ECMP route, backends on tenant VLANs with
+the VIP on their loopback — starts the whole control plane as processes
+(etcd, API server, operator, one agent per LB node), creates a load balancer
+per tenant through the REST API, sends real traffic and prints what happened.
+Everything is removed on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from xdsr.bench.controlplane import Probes
+from xdsr.demo.cluster import LocalCluster
+from xdsr.demo.dataplane_demo import VIP, _count_router, _router_counts
+from xdsr.lab import Fabric, FabricSpec, TenantSpec, build_fabric, wait_until
+
+TENANTS = (
+    TenantSpec(name="blue", frontend_vid=10, backend_vid=100, n_backends=4, vip=VIP),
+    TenantSpec(name="red", frontend_vid=20, backend_vid=200, n_backends=3, vip=VIP),
+)
+
+
+def _lb_request(fab: Fabric, tenant: str) -> dict[str, Any]:
+    """A fully populated load balancer: TCP and UDP, members by address only
+    (the LB nodes find their MACs by ARP on the member VLAN)."""
+    t = fab.tenant(tenant)
+
+    def listener(proto: str, port: int) -> dict[str, Any]:
+        return {
+            "name": f"{tenant}-{proto.lower()}",
+            "protocol": proto,
+            "protocol_port": port,
+            "default_pool": {
+                "name": f"{tenant}-{proto.lower()}",
+                "protocol": proto,
+                "lb_algorithm": "SOURCE_IP_PORT",
+                "members": [
+                    {"address": b.ip, "protocol_port": port, "segment": {"type": "vlan", "id": b.vid}}
+                    for b in t.backends
+                ],
+            },
+        }
+
+    return {
+        "loadbalancer": {
+            "name": f"{tenant}-web",
+            "vip_address": t.vip,
+            "vip_segment": {"type": "vlan", "id": t.frontend_vid},
+            "listeners": [listener("TCP", t.tcp_port), listener("UDP", t.udp_port)],
+        }
+    }
+
+
+def _per_node_packets(cluster: LocalCluster, lb_id: str) -> list[int]:
+    import httpx
+
+    out = []
+    for url in cluster.agent_urls.values():
+        r = httpx.get(url + "/v1/state", headers={"Authorization": f"Bearer {cluster.tokens.agents}"}, timeout=5)
+        out.append(sum(s["packets"] for s in r.json()["services"] if s["id"].startswith(lb_id)))
+    return out
+
+
+def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
+    con = console or Console(soft_wrap=True)
+    findings: dict[str, object] = {}
+    con.rule("[bold]xdsr demo: a small cloud in network namespaces")
+    t0 = time.perf_counter()
+    with build_fabric(FabricSpec(n_lbns=3, prefix="xdsr-demo", tenants=TENANTS)) as fab:
+        fab.lab.install_signal_handlers()
+        con.print(
+            f"fabric {fab.lab.name}: {len(fab.lab.namespaces)} namespaces in {time.perf_counter() - t0:.1f} s — "
+            f"3 LB nodes behind each tenant router's ECMP route; tenants blue (VLAN 10 -> 100) and red "
+            f"(VLAN 20 -> 200), both with VIP {VIP} and backends 10.1.0.11..",
+            highlight=False,
+        )
+        nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(3)]
+        with LocalCluster(nodes, fab.lab.bpffs_dir(), projects=("blue", "red")) as cluster:
+            con.print(
+                f"control plane: etcd {cluster.etcd.endpoint}, API {cluster.api_url}, operator, "
+                f"agents on {', '.join(n for n, _, _ in nodes)}",
+                highlight=False,
+            )
+            wait_until(lambda: cluster.client().get("/v2/lbaas/loadbalancers").status_code == 200, timeout=20)
+            probes: Probes | None = None
+            lbs: dict[str, str] = {}
+            for tenant in ("blue", "red"):
+                _count_router(fab, tenant)
+                with cluster.client(tenant) as api:
+                    t1 = time.perf_counter()
+                    resp = api.post("/v2/lbaas/loadbalancers", json=_lb_request(fab, tenant))
+                    resp.raise_for_status()
+                    lb_id = lbs[tenant] = resp.json()["loadbalancer"]["id"]
+                    if tenant == "blue":
+                        probes = wait_until(
+                            lambda: _probes(cluster, nodes), timeout=20, ignore=(OSError,), what="programs pinned"
+                        )
+                        wait_until(lambda p=probes: all(p.forwarding(VIP)), timeout=30, interval=0.001)
+                        forwarding = time.perf_counter() - t1
+                    wait_until(
+                        lambda api=api, lb_id=lb_id: (
+                            api.get(f"/v2/lbaas/loadbalancers/{lb_id}").json()["loadbalancer"]["provisioning_status"]
+                            == "ACTIVE"
+                        ),
+                        timeout=30,
+                        interval=0.01,
+                    )
+                    active = time.perf_counter() - t1
+                    if tenant == "blue":
+                        con.print(
+                            f"POST /v2/lbaas/loadbalancers ({tenant}: TCP {fab.tenant(tenant).tcp_port} + UDP "
+                            f"{fab.tenant(tenant).udp_port}, members by address, MACs found by ARP on VLAN 100): "
+                            f"all 3 LB nodes forward after {forwarding * 1000:.0f} ms, ACTIVE after "
+                            f"{active * 1000:.0f} ms",
+                            highlight=False,
+                        )
+                        findings["forwarding_ms"] = forwarding * 1000
+                    else:
+                        con.print(f"{tenant}: same VIP on VLAN 20, ACTIVE after {active * 1000:.0f} ms")
+
+            con.rule("traffic")
+            before = _per_node_packets(cluster, lbs["blue"])
+            blue = fab.tcp_client("blue", conns=conns, interval_ms=50, duration=1.0)
+            per_lbn = [a - b for a, b in zip(_per_node_packets(cluster, lbs["blue"]), before, strict=True)]
+            red = fab.tcp_client("red", conns=conns // 2, interval_ms=50, duration=0.5)
+            udp = fab.udp_client("blue", flows=100)
+            table = Table("tenant", "backend", "TCP connections")
+            for tenant, res in (("blue", blue), ("red", red)):
+                for name, n in sorted(res.by_backend().items()):
+                    table.add_row(tenant, name, str(n))
+            con.print(table)
+            counts = _router_counts(fab, "blue")
+            con.print(
+                f"blue: {len(blue.connections)} connections, {len(blue.broken)} broken, {len(blue.switched)} changed "
+                f"backend; UDP: {len(udp.answered)}/{len(udp.flows)} answered over {len(udp.by_backend())} backends; "
+                f"red saw only red backends: {set(red.by_backend()) <= {b.name for b in fab.tenant('red').backends}}",
+                highlight=False,
+            )
+            con.print(f"packets each LB node forwarded for blue (ECMP spread): {per_lbn}", highlight=False)
+            con.print(
+                f"blue router: {counts['to-lbns']} request packets to the LB nodes, {counts['replies-direct']} "
+                f"reply packets straight from the backends, {counts['replies-via-lbns']} via the LB nodes "
+                "(direct server return)",
+                highlight=False,
+            )
+            findings.update(
+                blue=dict(blue.by_backend()),
+                red=dict(red.by_backend()),
+                per_lbn=per_lbn,
+                router=counts,
+                broken=len(blue.broken) + len(red.broken),
+                udp_unanswered=len(udp.unanswered),
+            )
+
+            con.rule("an LB node leaves the ECMP route")
+            session = fab.tcp_session("blue", conns=conns, interval_ms=50)
+            try:
+                base = sum(_per_node_packets(cluster, lbs["blue"]))
+                wait_until(lambda: sum(_per_node_packets(cluster, lbs["blue"])) > base + conns * 5, timeout=20)
+                fab.withdraw_lbn(0)
+                con.print(f"withdrew LB node 0: blue's VIP route now has {fab.route_nexthops('blue')}")
+                base_nodes = _per_node_packets(cluster, lbs["blue"])
+                wait_until(
+                    lambda: sum(_per_node_packets(cluster, lbs["blue"])) > sum(base_nodes) + conns * 10, timeout=20
+                )
+                moved = [a - b for a, b in zip(_per_node_packets(cluster, lbs["blue"]), base_nodes, strict=True)]
+            finally:
+                after = session.stop()
+                fab.restore_lbn(0)
+            con.print(
+                f"afterwards the LB nodes forwarded {moved}; of {len(after.connections)} established connections "
+                f"{len(after.broken)} broke and {len(after.switched)} changed backend: every LB node computes the "
+                "same Maglev table, so a flow that ECMP moves keeps its backend",
+                highlight=False,
+            )
+            findings.update(
+                withdraw_broken=len(after.broken),
+                withdraw_switched=len(after.switched),
+                backends_per_connection=dict(Counter(len(c.backends) for c in after.connections)),
+            )
+            if probes is not None:
+                probes.close()
+    con.print(f"cleaned up lab {fab.lab.name}: no namespace, process, program or pinned map left")
+    return findings
+
+
+def _probes(cluster: LocalCluster, nodes: list[tuple[str, str, str]]) -> Probes:
+    return Probes([(cluster.pin_dirs[name], ns, ifname) for name, ns, ifname in nodes])

@@ -1,0 +1,211 @@
+"""A whole xdsr deployment on one machine, as separate processes: etcd, the
+API server, the operator, and one agent per LB node of a lab fabric.
+
+Each component can be stopped, killed and started again on its own, which
+is what the fault tests do; the demo and the control-plane benchmark use it
+as is. Every process runs in its own session and is killed on close().
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+from xdsr.store.server import EtcdServer, free_port
+
+log = logging.getLogger("xdsr.cluster")
+
+
+@dataclass
+class Component:
+    """One xdsr process of the cluster."""
+
+    name: str
+    cmd: list[str]
+    log_path: Path
+    health_url: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        if self.running:
+            return
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(self.log_path, "ab") as logf:
+            logf.write(f"--- start {time.strftime('%H:%M:%S')}: {' '.join(self.cmd)}\n".encode())
+            self.proc = subprocess.Popen(self.cmd, stdout=logf, stderr=logf, start_new_session=True, env=env)
+        if self.health_url:
+            self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float) -> None:
+        assert self.health_url is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.health_url, timeout=1.0).status_code < 500:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name} not healthy after {timeout}s:\n{self.log_tail()}")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout)
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+
+@dataclass
+class Tokens:
+    admin: str
+    agents: str
+    projects: dict[str, str] = field(default_factory=dict)  # project id -> its token
+
+
+def _xdsr(*args: str) -> list[str]:
+    return [sys.executable, "-m", "xdsr.cli", *args]
+
+
+class LocalCluster:
+    """etcd + API server + operator + agents for the given LB nodes.
+
+    lbns: (name, netns, interface) per LB node; pin_root: a bpffs directory
+    under which each agent pins its maps (the lab's own, so it is removed
+    with the lab).
+    """
+
+    def __init__(
+        self,
+        lbns: list[tuple[str, str, str]],
+        pin_root: Path,
+        projects: tuple[str, ...] = ("demo",),
+        group_size: int = 3,
+        resync: float = 2.0,
+        workdir: Path | None = None,
+        subnets: list[dict[str, object]] | None = None,
+    ) -> None:
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="xdsr-cluster-"))
+        self._own_workdir = workdir is None
+        self.tokens = Tokens(
+            admin=secrets.token_urlsafe(16),
+            agents=secrets.token_urlsafe(16),
+            projects={p: secrets.token_urlsafe(16) for p in projects},
+        )
+        tokens_file = self.workdir / "tokens.yaml"
+        entries = [{"token": self.tokens.admin, "project_id": "admin", "admin": True}]
+        entries += [{"token": t, "project_id": p, "admin": False} for p, t in self.tokens.projects.items()]
+        tokens_file.write_text(yaml.safe_dump({"tokens": entries}))
+        agent_token = self.workdir / "agent-token"
+        agent_token.write_text(self.tokens.agents)
+        agent_token.chmod(0o600)
+        tokens_file.chmod(0o600)
+
+        networks_file = self.workdir / "networks.yaml"
+        networks_file.write_text(yaml.safe_dump({"subnets": subnets or []}))
+        self.etcd = EtcdServer(self.workdir / "etcd")
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.apiserver = Component(
+            "apiserver",
+            _xdsr("apiserver", "--store", self.etcd.endpoint, "--listen", f"127.0.0.1:{self.api_port}",
+                  "--tokens-file", str(tokens_file), "--networks-file", str(networks_file)),
+            self.workdir / "apiserver.log",
+            health_url=self.api_url + "/",
+        )  # fmt: skip
+        self.operator = Component(
+            "operator",
+            _xdsr("-v", "operator", "--store", self.etcd.endpoint, "--token-file", str(agent_token),
+                  "--group-size", str(group_size), "--resync", str(resync)),
+            self.workdir / "operator.log",
+        )  # fmt: skip
+        self.agents: dict[str, Component] = {}
+        self.agent_urls: dict[str, str] = {}
+        self.pin_dirs: dict[str, Path] = {}
+        for name, netns, iface in lbns:
+            port = free_port()
+            pin = pin_root / name
+            self.pin_dirs[name] = pin
+            self.agent_urls[name] = f"http://127.0.0.1:{port}"
+            self.agents[name] = Component(
+                f"agent {name}",
+                _xdsr("-v", "agent", "--iface", iface, "--netns", netns, "--name", name,
+                      "--listen", f"127.0.0.1:{port}", "--store", self.etcd.endpoint,
+                      "--token-file", str(agent_token), "--pin-dir", str(pin),
+                      "--state-dir", str(self.workdir / "agent-state")),
+                self.workdir / f"agent-{name}.log",
+                health_url=f"http://127.0.0.1:{port}/healthz",
+            )  # fmt: skip
+
+    def start(self) -> LocalCluster:
+        try:
+            self.etcd.start()
+            self.apiserver.start()
+            self.operator.start()
+            for a in self.agents.values():
+                a.start()
+        except BaseException:
+            # `with` never calls __exit__ when __enter__ raises: clean up here.
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for c in [*self.agents.values(), self.operator, self.apiserver]:
+            try:
+                c.stop()
+            except Exception:
+                log.exception("stopping %s", c.name)
+        self.etcd.stop()
+        if self._own_workdir and not os.environ.get("XDSR_KEEP_CLUSTER_LOGS"):
+            import shutil
+
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def logs(self) -> str:
+        """Every component's recent log, for a failing test's report."""
+        parts = [f"== {c.name}\n{c.log_tail()}" for c in [self.apiserver, self.operator, *self.agents.values()]]
+        return "\n".join(parts)
+
+    def client(self, project: str | None = None) -> httpx.Client:
+        """An HTTP client for the API with the project's (or the admin) token."""
+        token = self.tokens.projects[project] if project else self.tokens.admin
+        return httpx.Client(base_url=self.api_url, headers={"X-Auth-Token": token}, timeout=10.0)

@@ -1,0 +1,134 @@
+"""xdsr.lab: network-namespace labs for end-to-end tests, the demo and the
+benchmarks. See docs/lab.md.
+
+    from xdsr.lab import FabricSpec, build_fabric
+
+    with build_fabric(FabricSpec(n_lbns=3)) as fab:
+        ns, ifname, mac = fab.lbn_trunk(0)       # attach the LBN program here
+        fab.services()                           # the LB's desired state
+        result = fab.tcp_client(0, conns=20)     # which backend served what
+
+Modules:
+  netns    Lab: namespaces, veths, bridge, routes, sysctls, the lab's BPF
+           programs, processes; wait_until; cleanup_stale
+  fabric   FabricSpec -> Fabric: the L2DSR topology
+  traffic  start/stop the echo servers and clients, parse their results
+  echo     `python -m xdsr.lab.echo` (backend server, stdlib only)
+  client   `python -m xdsr.lab.client` (TCP/UDP client, stdlib only)
+
+Names are imported lazily: `python -m xdsr.lab.echo` runs inside many
+namespaces at once and must not pay for pyroute2's import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Lab": "netns",
+    "LabError": "netns",
+    "LabCommandError": "netns",
+    "LabProcess": "netns",
+    "Iface": "netns",
+    "Veth": "netns",
+    "CensusKey": "netns",
+    "UNTAGGED": "netns",
+    "wait_until": "netns",
+    "cleanup_stale": "netns",
+    "lab_namespaces": "netns",
+    "require_root": "netns",
+    "FabricSpec": "fabric",
+    "TenantSpec": "fabric",
+    "Fabric": "fabric",
+    "build_fabric": "fabric",
+    "Service": "fabric",
+    "ServiceBackend": "fabric",
+    "LbnTrunk": "fabric",
+    "BackendRef": "fabric",
+    "EchoServer": "traffic",
+    "TcpSession": "traffic",
+    "TcpResult": "traffic",
+    "UdpResult": "traffic",
+    "ConnResult": "traffic",
+    "FlowResult": "traffic",
+    "start_echo": "traffic",
+    "start_tcp_session": "traffic",
+    "run_tcp_client": "traffic",
+    "run_udp_client": "traffic",
+}
+
+__all__ = [
+    "UNTAGGED",
+    "BackendRef",
+    "CensusKey",
+    "ConnResult",
+    "EchoServer",
+    "Fabric",
+    "FabricSpec",
+    "FlowResult",
+    "Iface",
+    "Lab",
+    "LabCommandError",
+    "LabError",
+    "LabProcess",
+    "LbnTrunk",
+    "Service",
+    "ServiceBackend",
+    "TcpResult",
+    "TcpSession",
+    "TenantSpec",
+    "UdpResult",
+    "Veth",
+    "build_fabric",
+    "cleanup_stale",
+    "lab_namespaces",
+    "require_root",
+    "run_tcp_client",
+    "run_udp_client",
+    "start_echo",
+    "start_tcp_session",
+    "wait_until",
+]
+
+if TYPE_CHECKING:
+    from .fabric import BackendRef, Fabric, FabricSpec, LbnTrunk, Service, ServiceBackend, TenantSpec, build_fabric
+    from .netns import (
+        UNTAGGED,
+        CensusKey,
+        Iface,
+        Lab,
+        LabCommandError,
+        LabError,
+        LabProcess,
+        Veth,
+        cleanup_stale,
+        lab_namespaces,
+        require_root,
+        wait_until,
+    )
+    from .traffic import (
+        ConnResult,
+        EchoServer,
+        FlowResult,
+        TcpResult,
+        TcpSession,
+        UdpResult,
+        run_tcp_client,
+        run_udp_client,
+        start_echo,
+        start_tcp_session,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xdsr.lab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,64 @@
+"""What the operator sends to an LB node's agent, and what the agent reports.
+
+PUT /v1/state with a DesiredState replaces everything the node forwards;
+the agent answers with its AgentState once applied. Generations only grow:
+an older generation than the applied one is refused (409), the same one is
+a no-op, so retries are safe.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Segment(_Model):
+    type: Literal["vlan"] = "vlan"
+    id: Annotated[int, Field(ge=0, le=4094)] = 0
+
+
+class RuleBackend(_Model):
+    id: str  # the member's id: its Maglev identity, stable when its MAC changes
+    address: IPvAnyAddress | None = None  # for MAC resolution when mac is None
+    mac: str | None = None  # None: the agent resolves address on `vlan` by ARP/ND
+    vlan: Annotated[int, Field(ge=0, le=4094)] = 0
+    weight: Annotated[int, Field(ge=0)] = 1
+
+
+class RuleService(_Model):
+    id: str  # "<lb id>/<listener id>": how status is reported back
+    vip: IPvAnyAddress
+    port: Annotated[int, Field(ge=1, le=65535)]
+    protocol: Literal["tcp", "udp"]
+    segment: Segment = Segment()
+    table_size: int | None = None
+    backends: list[RuleBackend] = []
+
+
+class DesiredState(_Model):
+    generation: Annotated[int, Field(ge=1)]
+    services: list[RuleService] = []
+
+
+class ServiceReport(_Model):
+    id: str
+    ok: bool  # installed in the data plane
+    error: str | None = None
+    active_backends: int = 0  # backends that received slots
+    unresolved: list[str] = []  # backend ids whose MAC could not be resolved (left out of the table)
+    packets: int = 0  # forwarded since the service was installed
+    bytes: int = 0
+
+
+class AgentState(_Model):
+    name: str
+    generation: int = 0  # last generation applied; 0 = none yet
+    applied_at: float | None = None  # unix time of the last apply
+    apply_seconds: float | None = None
+    error: str | None = None  # why the last PUT failed, if it did
+    services: list[ServiceReport] = []

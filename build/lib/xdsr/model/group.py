@@ -1,0 +1,42 @@
+"""LBN groups and LB node registrations."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from xdsr.model.agent import RuleService
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LbnRecord(_Model):
+    """Written by an agent under a lease: present exactly while it lives."""
+
+    name: str
+    endpoint: str  # base URL of the agent's API, e.g. http://127.0.0.1:9101
+    group: str | None = None  # the group the node asks to join, if any
+    started_at: float  # unix time the agent started: a change means it restarted
+    version: str = ""
+    max_services: int = 4096  # what its data plane holds: the operator places no more on its group
+
+
+class PlacedLoadBalancer(_Model):
+    """The rules of one load balancer on its group (keys.rules_key)."""
+
+    generation: int  # the LoadBalancer.generation these rules were compiled from
+    project_id: str
+    services: list[RuleService] = []
+
+
+class Group(_Model):
+    """An LBN group: its nodes. With the PlacedLoadBalancer documents under
+    keys.rules_key(name, ...) it is the paper's one resource per group. The
+    generation pushed to the group's agents is the highest store revision
+    among all of them; `epoch` is bumped when rules are deleted, so that a
+    deletion raises it too."""
+
+    name: str
+    lbns: list[str] = []
+    epoch: int = 0

@@ -1,0 +1,46 @@
+"""Where each document lives in the store.
+
+/xdsr/lb/<lb id>        LoadBalancer: the user's intent (API server writes)
+/xdsr/status/<lb id>    LoadBalancerStatus (operator writes)
+/xdsr/groups/<group>    Group: the rules of every LB placed on the group (operator writes)
+/xdsr/lbns/<name>       LbnRecord: a live LB node, on a lease (its agent writes)
+"""
+
+from __future__ import annotations
+
+ROOT = "/xdsr/"
+LB_PREFIX = ROOT + "lb/"
+STATUS_PREFIX = ROOT + "status/"
+GROUP_PREFIX = ROOT + "groups/"
+RULES_PREFIX = ROOT + "rules/"
+LBN_PREFIX = ROOT + "lbns/"
+
+
+def lb_key(lb_id: str) -> str:
+    return LB_PREFIX + lb_id
+
+
+def status_key(lb_id: str) -> str:
+    return STATUS_PREFIX + lb_id
+
+
+def group_key(name: str) -> str:
+    return GROUP_PREFIX + name
+
+
+def rules_key(group: str, lb_id: str) -> str:
+    return f"{RULES_PREFIX}{group}/{lb_id}"
+
+
+def rules_parts(key: str) -> tuple[str, str]:
+    """(group, lb id) of a rules key."""
+    group, lb_id = key[len(RULES_PREFIX) :].split("/", 1)
+    return group, lb_id
+
+
+def lbn_key(name: str) -> str:
+    return LBN_PREFIX + name
+
+
+def last_part(key: str) -> str:
+    return key.rsplit("/", 1)[1]

@@ -1,0 +1,140 @@
+"""Load balancers as stored: the user's intent (LoadBalancer, written by the
+API server) and the observed state (LoadBalancerStatus, written by the
+operator).
+
+Field names follow OpenStack Octavia's v2 API so the API server and the
+Octavia driver map 1:1. xdsr's own fields: `vip_segment` (the network segment
+the VIP's traffic arrives on), a member's `mac_address` and `segment`, a
+pool's `table_size`.
+
+A load balancer and all its children live in one document, so one
+compare-and-swap covers any change to it. Every change bumps the document's
+`generation` and stamps the changed child with it; the operator reports the
+generation it has made real (`observed_generation`). The API server derives
+PENDING_* from the difference, as Kubernetes does with observedGeneration.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
+
+from xdsr.model.agent import Segment
+
+ProvisioningStatus = Literal["ACTIVE", "DELETED", "ERROR", "PENDING_CREATE", "PENDING_UPDATE", "PENDING_DELETE"]
+OperatingStatus = Literal["ONLINE", "DRAINING", "OFFLINE", "DEGRADED", "ERROR", "NO_MONITOR"]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Object(_Doc):
+    id: str
+    project_id: str
+    name: str = ""
+    description: str = ""
+    admin_state_up: bool = True
+    tags: list[str] = []
+    created_at: str  # ISO 8601, UTC
+    updated_at: str | None = None
+    generation: int = 1  # the LoadBalancer.generation of this object's last change
+
+
+class Member(_Object):
+    address: IPvAnyAddress
+    protocol_port: Annotated[int, Field(ge=1, le=65535)]
+    weight: Annotated[int, Field(ge=0, le=256)] = 1
+    subnet_id: str | None = None
+    monitor_address: IPvAnyAddress | None = None
+    monitor_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    backup: bool = False
+    mac_address: str | None = None  # xdsr: None = resolved by the LB nodes (ARP/ND)
+    segment: Segment | None = None  # xdsr: None = the load balancer's vip_segment
+
+
+class HealthMonitor(_Object):
+    pool_id: str
+    type: str
+    delay: int
+    timeout: int
+    max_retries: int
+    max_retries_down: int = 3
+    http_method: str | None = None
+    url_path: str | None = None
+    expected_codes: str | None = None
+
+
+class Pool(_Object):
+    protocol: Literal["TCP", "UDP"]
+    lb_algorithm: Literal["ROUND_ROBIN", "SOURCE_IP_PORT"]
+    session_persistence: None = None
+    healthmonitor_id: str | None = None
+    table_size: int | None = None  # xdsr: Maglev table size (prime); None = derived from the members
+    members: list[Member] = []
+
+
+class Listener(_Object):
+    protocol: Literal["TCP", "UDP"]
+    protocol_port: Annotated[int, Field(ge=1, le=65535)]
+    default_pool_id: str | None = None
+    connection_limit: int = -1
+    timeout_client_data: int | None = None
+    timeout_member_connect: int | None = None
+    timeout_member_data: int | None = None
+    timeout_tcp_inspect: int | None = None
+
+
+class LoadBalancer(_Object):
+    vip_address: IPvAnyAddress
+    vip_segment: Segment = Segment()  # xdsr: where the VIP's traffic arrives (e.g. its VLAN)
+    lbn_group: str | None = None  # xdsr: place it on this group of LB nodes (None: the operator chooses)
+    vip_network_id: str | None = None
+    vip_subnet_id: str | None = None
+    vip_port_id: str | None = None
+    vip_qos_policy_id: str | None = None
+    provider: str = "xdsr"
+    flavor_id: str | None = None
+    availability_zone: str | None = None
+    # The last kind of change, for PENDING_<pending> while it is not observed.
+    pending: Literal["CREATE", "UPDATE", "DELETE"] = "CREATE"
+    deleting: bool = False  # deletion requested: the operator removes it everywhere, then the document
+    listeners: list[Listener] = []
+    pools: list[Pool] = []
+    healthmonitors: list[HealthMonitor] = []
+
+
+class ObjectStatus(_Doc):
+    provisioning_status: ProvisioningStatus = "ACTIVE"
+    operating_status: OperatingStatus = "ONLINE"
+
+
+class LbnReport(_Doc):
+    """One LB node's view of this load balancer."""
+
+    applied_generation: int = 0  # the group generation the node has applied
+    forwarding: bool = False  # every service of the LB is installed on the node
+    error: str | None = None
+
+
+class ListenerStats(_Doc):
+    packets: int = 0
+    bytes: int = 0
+
+
+class LoadBalancerStatus(_Doc):
+    id: str
+    observed_generation: int = 0  # LoadBalancer.generation made real on every node of the group
+    computed_for: int = 0  # LoadBalancer.generation this status judges: an ERROR here is current even if not observed
+    group: str | None = None
+    provisioning_status: ProvisioningStatus = "ACTIVE"
+    operating_status: OperatingStatus = "ONLINE"
+    error: str | None = None  # why provisioning_status is ERROR
+    listeners: dict[str, ObjectStatus] = {}
+    pools: dict[str, ObjectStatus] = {}
+    members: dict[str, ObjectStatus] = {}
+    healthmonitors: dict[str, ObjectStatus] = {}
+    lbns: dict[str, LbnReport] = {}
+    stats: dict[str, ListenerStats] = {}  # per listener, summed over the group's nodes
+    updated_at: float = 0.0

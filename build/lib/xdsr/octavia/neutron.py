@@ -1,0 +1,133 @@
+"""Members' MACs and networks' VLANs from Neutron, through openstacksdk.
+
+An LB node forwards a frame to a member by rewriting its destination MAC
+and VLAN, so xdsr needs, for each member, the MAC of its Neutron port and
+the segmentation id of its network — what the paper's driver asked Neutron
+for (section II). The port is found by the member's address on its subnet;
+the segment from the subnet's segment (routed provider networks) or the
+network's provider attributes. Only VLAN and flat networks can be reached
+by rewriting MAC and VLAN; anything else (VXLAN, Geneve) is an error with
+that reason.
+
+Answers are kept for `cache_seconds` (a pool of 200 members is looked up
+once, not at every change of the load balancer).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+Segment = dict[str, Any]
+
+
+class NeutronLookupError(LookupError):
+    """Neutron does not know what xdsr needs; the message says what."""
+
+
+def _segment(network_type: str | None, segmentation_id: int | None, what: str) -> Segment:
+    if network_type == "vlan" and segmentation_id is not None:
+        return {"type": "vlan", "id": int(segmentation_id)}
+    if network_type == "flat":
+        return {"type": "vlan", "id": 0}
+    raise NeutronLookupError(
+        f"{what} is a {network_type or 'unknown'} network: xdsr's LB nodes reach members only on VLAN or flat "
+        "networks (they rewrite the MAC and VLAN of a frame)"
+    )
+
+
+@dataclass
+class Neutron:
+    conn: Any  # openstack.connection.Connection (or a stand-in with the same network proxy)
+    cache_seconds: float = 300.0
+    _cache: dict[tuple[str, ...], tuple[float, Any]] = field(default_factory=dict)
+
+    def _cached(self, key: tuple[str, ...], compute: Any) -> Any:
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.cache_seconds:
+            return hit[1]
+        value = compute()
+        self._cache[key] = (now, value)
+        return value
+
+    def subnet_segment(self, subnet_id: str) -> Segment:
+        def compute() -> Segment:
+            net = self.conn.network
+            subnet = net.get_subnet(subnet_id)
+            if getattr(subnet, "segment_id", None):
+                seg = net.get_segment(subnet.segment_id)
+                return _segment(seg.network_type, seg.segmentation_id, f"subnet {subnet_id}")
+            return self.network_segment(subnet.network_id)
+
+        return self._cached(("subnet", subnet_id), compute)  # type: ignore[no-any-return]
+
+    def network_segment(self, network_id: str) -> Segment:
+        def compute() -> Segment:
+            network = self.conn.network.get_network(network_id)
+            return _segment(
+                getattr(network, "provider_network_type", None),
+                getattr(network, "provider_segmentation_id", None),
+                f"network {network_id}",
+            )
+
+        return self._cached(("network", network_id), compute)  # type: ignore[no-any-return]
+
+    def vip_segment(self, subnet_id: str | None, network_id: str | None) -> Segment | None:
+        if subnet_id:
+            return self.subnet_segment(subnet_id)
+        if network_id:
+            return self.network_segment(network_id)
+        return None
+
+    def member(self, address: str, subnet_id: str | None) -> tuple[str, Segment]:
+        """(MAC, segment) of the member's Neutron port."""
+
+        def compute() -> tuple[str, Segment]:
+            filters = [f"ip_address={address}"] + ([f"subnet_id={subnet_id}"] if subnet_id else [])
+            ports = list(self.conn.network.ports(fixed_ips=filters))
+            if not ports:
+                where = f" on subnet {subnet_id}" if subnet_id else ""
+                raise NeutronLookupError(f"no Neutron port has address {address}{where}")
+            if len(ports) > 1 and not subnet_id:
+                raise NeutronLookupError(f"{len(ports)} Neutron ports have address {address}: give the subnet_id")
+            port = ports[0]
+            sub = subnet_id or next(
+                (ip.get("subnet_id") for ip in port.fixed_ips or [] if ip.get("ip_address") == address), None
+            )
+            segment = self.subnet_segment(sub) if sub else self.network_segment(port.network_id)
+            return str(port.mac_address), segment
+
+        return self._cached(("member", address, subnet_id or ""), compute)  # type: ignore[no-any-return]
+
+
+def connect(conf: Any) -> Any:
+    """An openstacksdk connection for the lookups: a clouds.yaml cloud if
+    [xdsr] neutron_cloud names one, else Octavia's own [service_auth]
+    credentials (those it uses to talk to Neutron)."""
+    import openstack
+
+    group = conf.xdsr
+    if group.neutron_cloud:
+        return openstack.connect(cloud=group.neutron_cloud)
+    from keystoneauth1 import loading as ks_loading
+
+    auth = ks_loading.load_auth_from_conf_options(conf, "service_auth")
+    session = ks_loading.load_session_from_conf_options(conf, "service_auth", auth=auth)
+    neutron = getattr(conf, "neutron", None)
+    kwargs: dict[str, Any] = {"session": session}
+    if neutron is not None:
+        if getattr(neutron, "region_name", None):
+            kwargs["region_name"] = neutron.region_name
+        endpoint = getattr(neutron, "endpoint_override", None) or getattr(neutron, "endpoint", None)
+        if endpoint:
+            kwargs["network_endpoint_override"] = endpoint
+    return openstack.connection.Connection(**kwargs)
+
+
+def enabled(conf: Any) -> bool:
+    mode = conf.xdsr.neutron
+    if mode == "auto":
+        return str(conf.controller_worker.network_driver) != "network_noop_driver"
+    return bool(mode == "true")

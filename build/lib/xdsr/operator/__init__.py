@@ -1,0 +1,1 @@
+"""The operator: reconciles load balancers onto groups of LB nodes."""

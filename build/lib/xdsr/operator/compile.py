@@ -1,0 +1,82 @@
+"""From a load balancer (the user's intent) to the rules its LB nodes apply."""
+
+from __future__ import annotations
+
+from xdsr.model.agent import RuleBackend, RuleService
+from xdsr.model.loadbalancer import LoadBalancer
+
+ServiceKey = tuple[str, int, str, str, int]  # vip, port, protocol, segment type, segment id
+
+
+def service_id(lb_id: str, listener_id: str) -> str:
+    return f"{lb_id}/{listener_id}"
+
+
+def service_key(s: RuleService) -> ServiceKey:
+    return (str(s.vip), s.port, s.protocol, s.segment.type, s.segment.id)
+
+
+def compile_lb(lb: LoadBalancer) -> list[RuleService]:
+    """One service per enabled listener that has a default pool.
+
+    A disabled load balancer or listener is not forwarded at all (its VIP
+    traffic reaches the node's stack, which does not own the VIP). A disabled
+    member keeps its place with weight 0: Maglev then gives it no slots and
+    the other members' slots do not move. A disabled pool keeps the service
+    with no backend, so its traffic is dropped and counted.
+    """
+    if lb.deleting or not lb.admin_state_up:
+        return []
+    pools = {p.id: p for p in lb.pools}
+    out = []
+    for listener in lb.listeners:
+        pool = pools.get(listener.default_pool_id or "")
+        if not listener.admin_state_up or pool is None:
+            continue
+        # Built without validation (model_construct): every value comes from
+        # a document the API server validated, and validating hundreds of
+        # addresses again would cost more than the rest of a reconcile.
+        backends = []
+        if pool.admin_state_up:
+            for m in pool.members:
+                seg = m.segment or lb.vip_segment
+                backends.append(
+                    RuleBackend.model_construct(
+                        id=m.id,
+                        address=m.address,
+                        mac=m.mac_address,
+                        vlan=seg.id,
+                        weight=m.weight if m.admin_state_up else 0,
+                    )
+                )
+        out.append(
+            RuleService.model_construct(
+                id=service_id(lb.id, listener.id),
+                vip=lb.vip_address,
+                port=listener.protocol_port,
+                protocol="tcp" if listener.protocol == "TCP" else "udp",
+                segment=lb.vip_segment,
+                table_size=pool.table_size,
+                backends=backends,
+            )
+        )
+    return out
+
+
+class Compiled:
+    """compile_lb, remembered per load balancer generation: a reconcile pass
+    looks at every load balancer, but only a changed one needs compiling."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[int, list[RuleService]]] = {}
+
+    def __call__(self, lb: LoadBalancer) -> list[RuleService]:
+        hit = self._cache.get(lb.id)
+        if hit is not None and hit[0] == lb.generation and not lb.deleting:
+            return hit[1]
+        out = compile_lb(lb)
+        self._cache[lb.id] = (lb.generation, out)
+        return out
+
+    def forget(self, lb_id: str) -> None:
+        self._cache.pop(lb_id, None)

@@ -1,0 +1,172 @@
+"""What a load balancer's status is, from what its LB nodes report.
+
+Provisioning is ACTIVE once every live node of the group has applied the
+group generation that holds the load balancer's latest change, ERROR when a
+node could not install one of its services (or the operator refused it, as
+for a VIP another load balancer already serves). Operating status comes from
+what the nodes really forward: a listener is ONLINE when every live node has
+its service installed, a member when every node resolved its MAC.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from xdsr.model.agent import AgentState, ServiceReport
+from xdsr.model.loadbalancer import (
+    LbnReport,
+    ListenerStats,
+    LoadBalancer,
+    LoadBalancerStatus,
+    ObjectStatus,
+    OperatingStatus,
+)
+from xdsr.operator.compile import service_id
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    name: str
+    live: bool  # registered (its lease is alive)
+    state: AgentState | None  # what it last told us
+    error: str | None  # why we could not reach it or it refused the state
+
+
+@dataclass(frozen=True)
+class Placement:
+    group: str | None
+    generation: int  # LoadBalancer.generation compiled into the group; 0 = not placed
+    needed_revision: int  # group generation the nodes must reach to forward it
+    error: str | None = None  # why it is not (fully) placed
+    refused: frozenset[str] = frozenset()  # listener ids the operator left out (conflicts)
+
+
+def _combine(states: list[OperatingStatus]) -> OperatingStatus:
+    if not states:
+        return "ONLINE"
+    if all(s == "ONLINE" for s in states):
+        return "ONLINE"
+    if any(s == "ONLINE" for s in states):
+        return "DEGRADED"
+    return "ERROR"
+
+
+def compute(
+    lb: LoadBalancer, placement: Placement, nodes: list[NodeReport], prev: LoadBalancerStatus | None
+) -> LoadBalancerStatus:
+    live = [n for n in nodes if n.live]
+    applied = {n.name: (n.state.generation if n.state else 0) for n in live}
+    reached = [n for n in live if applied[n.name] >= placement.needed_revision > 0]
+    all_reached = bool(live) and len(reached) == len(live) and placement.generation > 0
+
+    observed = prev.observed_generation if prev else 0
+    if all_reached:
+        observed = max(observed, placement.generation)
+
+    per_node: dict[str, dict[str, ServiceReport]] = {}
+    for n in reached:
+        assert n.state is not None
+        per_node[n.name] = {s.id: s for s in n.state.services if s.id.startswith(lb.id + "/")}
+
+    errors: list[str] = []
+    if placement.error:
+        errors.append(placement.error)
+    listeners: dict[str, ObjectStatus] = {}
+    stats: dict[str, ListenerStats] = {}
+    member_state: dict[str, OperatingStatus] = {}
+    pools_in_use = {listener.default_pool_id for listener in lb.listeners if listener.default_pool_id}
+    pools = {p.id: p for p in lb.pools}
+
+    for listener in lb.listeners:
+        sid = service_id(lb.id, listener.id)
+        reports = [per_node[n][sid] for n in per_node if sid in per_node[n]]
+        stats[listener.id] = ListenerStats(packets=sum(r.packets for r in reports), bytes=sum(r.bytes for r in reports))
+        failed = [r for r in reports if not r.ok]
+        for r in failed:
+            errors.append(f"listener {listener.id}: {r.error}")
+        if listener.id in placement.refused:
+            listeners[listener.id] = ObjectStatus(provisioning_status="ERROR", operating_status="ERROR")
+            continue
+        if not listener.admin_state_up or not lb.admin_state_up:
+            op: OperatingStatus = "OFFLINE"
+        elif listener.default_pool_id is None:
+            op = "OFFLINE"
+        elif not live:
+            op = "ERROR"
+        else:
+            ok = [r for r in reports if r.ok]
+            op = "ONLINE" if len(ok) == len(live) else ("DEGRADED" if ok else "ERROR")
+        listeners[listener.id] = ObjectStatus(provisioning_status="ERROR" if failed else "ACTIVE", operating_status=op)
+        pool = pools.get(listener.default_pool_id or "")
+        if pool is not None:
+            unresolved = {m for r in reports for m in r.unresolved}
+            for m in pool.members:
+                if not m.admin_state_up or not pool.admin_state_up:
+                    member_state[m.id] = "OFFLINE"
+                elif m.id in unresolved:
+                    member_state[m.id] = "ERROR"
+                else:
+                    member_state.setdefault(m.id, op if op != "DEGRADED" else "ONLINE")
+
+    members: dict[str, ObjectStatus] = {}
+    pool_status: dict[str, ObjectStatus] = {}
+    for pool in lb.pools:
+        states: list[OperatingStatus] = []
+        for m in pool.members:
+            st = member_state.get(m.id, "OFFLINE" if pool.id not in pools_in_use else "ONLINE")
+            members[m.id] = ObjectStatus(operating_status=st)
+            if st != "OFFLINE":
+                states.append(st)
+        offline = not pool.admin_state_up or (pool.members and not states)
+        op = "OFFLINE" if offline else _combine(states)
+        pool_status[pool.id] = ObjectStatus(operating_status=op)
+
+    if not lb.admin_state_up:
+        lb_op: OperatingStatus = "OFFLINE"
+    elif not live or not placement.generation:
+        lb_op = "OFFLINE" if not lb.listeners else "ERROR"
+    else:
+        lb_op = _combine([s.operating_status for s in listeners.values() if s.operating_status != "OFFLINE"])
+        if lb_op == "ONLINE" and any(
+            s.operating_status != "ONLINE" for s in pool_status.values() if s.operating_status != "OFFLINE"
+        ):
+            lb_op = "DEGRADED"
+
+    lbns = {}
+    for n in nodes:
+        sids = [service_id(lb.id, listener.id) for listener in lb.listeners]
+        mine = per_node.get(n.name, {})
+        forwarding = n.live and n.name in per_node and all(mine[s].ok for s in sids if s in mine)
+        err = n.error or (n.state.error if n.state else None)
+        if not n.live:
+            err = err or "not registered (down)"
+        lbns[n.name] = LbnReport(
+            applied_generation=applied.get(n.name, n.state.generation if n.state else 0),
+            forwarding=forwarding,
+            error=err,
+        )
+
+    provisioning = "ERROR" if errors else "ACTIVE"
+    return LoadBalancerStatus(
+        id=lb.id,
+        observed_generation=observed,
+        computed_for=lb.generation,
+        group=placement.group,
+        provisioning_status=provisioning,
+        operating_status=lb_op,
+        error="; ".join(errors) or None,
+        listeners=listeners,
+        pools=pool_status,
+        members=members,
+        healthmonitors={hm.id: ObjectStatus() for hm in lb.healthmonitors},
+        lbns=lbns,
+        stats=stats,
+        updated_at=time.time(),
+    )
+
+
+def same_but_stats(a: LoadBalancerStatus, b: LoadBalancerStatus) -> bool:
+    """Equal apart from counters and the timestamp: no need to write soon."""
+    ignore = {"stats", "updated_at"}
+    return a.model_dump(exclude=ignore) == b.model_dump(exclude=ignore)

@@ -1,0 +1,109 @@
+"""A local etcd for `xdsr up`, the demo and the tests: Debian's etcd-server,
+started on free loopback ports with its own data directory, stopped by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EtcdServer:
+    """One single-member etcd cluster on loopback.
+
+    The data directory survives stop()/start(), so a test can restart etcd
+    and find its data again; close() removes it if this object created it.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, port: int | None = None) -> None:
+        if not shutil.which("etcd"):
+            raise FileNotFoundError(
+                "etcd is not installed (Debian package etcd-server; scripts/install.sh installs it)"
+            )
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="xdsr-etcd-"))
+        self.port = port or free_port()
+        self.peer_port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir.with_suffix(".log")
+
+    def start(self, timeout: float = 15.0) -> EtcdServer:
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        cmd = [
+            "etcd",
+            "--name", "xdsr",
+            "--data-dir", str(self.data_dir / "member-data"),
+            "--listen-client-urls", self.endpoint,
+            "--advertise-client-urls", self.endpoint,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"xdsr={peer}",
+            "--log-level", "warn",
+            "--logger", "zap",
+            # Keep history bounded: watches older than this many revisions
+            # get Compacted and re-list, as with any etcd.
+            "--auto-compaction-mode", "revision",
+            "--auto-compaction-retention", "100000",
+        ]  # fmt: skip
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"etcd exited with {self.proc.returncode}: {self.log_tail()}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.endpoint + "/health", timeout=1) as r:
+                if b'"true"' in r.read():
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"etcd did not become healthy in {timeout}s: {self.log_tail()}")
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                self.log_path.unlink()
+
+    def __enter__(self) -> EtcdServer:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
