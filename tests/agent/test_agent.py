@@ -51,8 +51,11 @@ def test_macs_given_traffic_flows_and_is_reported(fab: Fabric, agent: AgentProce
 
 def _filled(service: dict[str, Any]) -> dict[str, Any]:
     """A RuleService as the agent echoes it back: every default spelled out."""
-    members = [{"address": None, "weight": 1, "mac": None, **m} for m in service["backends"]]
-    return {"table_size": None, **service, "backends": members}
+    members = [
+        {"address": None, "weight": 1, "mac": None, "monitor_address": None, "monitor_port": None, **m}
+        for m in service["backends"]
+    ]
+    return {"table_size": None, "health": None, **service, "backends": members}
 
 
 def test_generations_auth_and_invalid_input(fab: Fabric, agent: AgentProcess) -> None:

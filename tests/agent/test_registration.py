@@ -59,7 +59,7 @@ def lease_ttl(etcd: Any, lease: int) -> int:
 def test_record_follows_the_agent_and_survives_etcd_restarts(fab: Fabric, agent_factory: Any, etcd: Any) -> None:
     name = "lbn-reg"
     store_args = ["--store", etcd.endpoint, "--group", "g1", "--advertise", "http://lbn-reg.example:9101"]
-    a = agent_factory(name=name, extra=store_args)
+    a = agent_factory(name=name, extra=[*store_args, "--max-services", "512"])
 
     # Registered on a lease of the TTL asked for.
     t0 = time.time()
@@ -73,6 +73,7 @@ def test_record_follows_the_agent_and_survives_etcd_restarts(fab: Fabric, agent_
         xdsr.__version__,
     )
     assert t0 - 1 < rec.started_at < time.time()
+    assert rec.max_services == 512, "the operator places no more than the node's maps hold"
     assert lease != 0 and 0 < lease_ttl(etcd, lease) <= 3
     assert a.metric("xdsr_agent_registered") == 1
 

@@ -50,13 +50,16 @@ class Env:
                 raise AssertionError(f"{lb_id} not {status}:\n{self.cluster.logs()}") from None
 
 
-def make_env(prefix: str, tenants: tuple[TenantSpec, ...], projects: tuple[str, ...]) -> Iterator[Env]:
+def make_env(
+    prefix: str, tenants: tuple[TenantSpec, ...], projects: tuple[str, ...], health_sources: bool = False
+) -> Iterator[Env]:
     if not IS_ROOT:
         pytest.skip("needs root: network namespaces and XDP")
     spec = FabricSpec(n_lbns=3, prefix=prefix, tenants=tenants)
     with build_fabric(spec) as fab:
         nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(3)]
-        with LocalCluster(nodes, fab.lab.bpffs_dir(), projects=projects, resync=2.0) as cluster:
+        sources = {f"lbn{i}": fab.health_sources(i) for i in range(3)} if health_sources else None
+        with LocalCluster(nodes, fab.lab.bpffs_dir(), projects=projects, resync=2.0, health_sources=sources) as cluster:
             yield Env(fab, cluster)
 
 

@@ -41,7 +41,10 @@ def env() -> Iterator[Env]:
     ]
     with build_fabric(FabricSpec(n_lbns=3, prefix="xcpe", tenants=(tenant,))) as fab:
         nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(3)]
-        with LocalCluster(nodes, fab.lab.bpffs_dir(), projects=("a",), subnets=subnets) as cluster:
+        sources = {name: fab.health_sources(i) for i, (name, _, _) in enumerate(nodes)}
+        with LocalCluster(
+            nodes, fab.lab.bpffs_dir(), projects=("a",), subnets=subnets, health_sources=sources
+        ) as cluster:
             yield Env(fab, cluster)
 
 

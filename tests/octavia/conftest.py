@@ -122,7 +122,10 @@ def env() -> Iterator[Env]:
     ]
     with build_fabric(FabricSpec(n_lbns=3, prefix="xoct", tenants=(tenant,))) as fab:
         nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(3)]
-        cluster = LocalCluster(nodes, fab.lab.bpffs_dir(), projects=(PROJECT,), subnets=subnets, resync=2.0)
+        sources = {name: fab.health_sources(i) for i, (name, _, _) in enumerate(nodes)}
+        cluster = LocalCluster(
+            nodes, fab.lab.bpffs_dir(), projects=(PROJECT,), subnets=subnets, resync=2.0, health_sources=sources
+        )
         octavia = LocalOctavia(cluster.api_url, cluster.tokens.admin, apply_timeout=APPLY_TIMEOUT)
         with contextlib.ExitStack() as stack, ThreadPoolExecutor(1) as pool:
             stack.callback(cluster.close)

@@ -40,6 +40,13 @@ def conn(env: Env) -> Any:
     return env.octavia.openstack(PROJECT)
 
 
+def _served_cleanly(env: Env) -> set[str] | None:
+    """The members serving new connections, None while some still fail (a
+    change on its way to the tables)."""
+    result = env.fab.tcp_client("a", conns=40, interval_ms=50, duration=0.3)
+    return None if result.broken or result.switched else set(result.by_backend())
+
+
 def test_lifecycle_through_octavia(env: Env, conn: Any) -> None:
     lbapi = conn.load_balancer
     be = env.fab.tenant("a").backends
@@ -67,7 +74,9 @@ def test_lifecycle_through_octavia(env: Env, conn: Any) -> None:
         json={"members": [{"address": b.ip, "protocol_port": udp_port, "subnet_id": BACKEND_SUBNET} for b in be[:2]]},
     ).raise_for_status()
     lbapi.wait_for_load_balancer(lb.id, **WAIT)
-    hm = lbapi.create_health_monitor(pool_id=tcp_pool.id, type="TCP", delay=5, timeout=3, max_retries=3)
+    hm = lbapi.create_health_monitor(
+        pool_id=tcp_pool.id, type="TCP", delay=1, timeout=1, max_retries=1, max_retries_down=2
+    )
     lbapi.wait_for_load_balancer(lb.id, **WAIT)
 
     # Every object ACTIVE and ONLINE, in Octavia, as the LB nodes report it.
@@ -89,6 +98,19 @@ def test_lifecycle_through_octavia(env: Env, conn: Any) -> None:
     # Real traffic reaches the members through the LB nodes.
     assert tcp_backends(env) == {b.name for b in be[:3]}
     assert udp_backends(env) == {b.name for b in be[:2]}
+
+    # A member's service dies: the LB nodes' health checks take it out of
+    # every table and Octavia shows it ERROR; when it answers again it is
+    # back, ONLINE. (iptables in its namespace: what a dead server answers.)
+    reject = ["INPUT", "-p", "tcp", "--dport", "80", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    env.fab.lab.run(be[0].netns, ["iptables", "-w", "-I", *reject])
+    try:
+        until(lambda: lbapi.get_member(members[0], tcp_pool).operating_status == "ERROR", what="member ERROR")
+        until(lambda: _served_cleanly(env) == {b.name for b in be[1:3]}, what="traffic without the dead member")
+    finally:
+        env.fab.lab.run(be[0].netns, ["iptables", "-w", "-D", *reject])
+    until(lambda: lbapi.get_member(members[0], tcp_pool).operating_status == "ONLINE", what="member ONLINE again")
+    until(lambda: _served_cleanly(env) == {b.name for b in be[:3]}, what="traffic reaches it again")
 
     # A fourth member joins; weight 0 drains one; one leaves: traffic follows.
     members.append(lbapi.create_member(tcp_pool, address=be[3].ip, protocol_port=80, subnet_id=BACKEND_SUBNET))

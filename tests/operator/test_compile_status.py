@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from xdsr.maglev import default_table_size
 from xdsr.model.agent import AgentState, ServiceReport
-from xdsr.model.loadbalancer import Listener, LoadBalancer, Member, Pool
-from xdsr.operator.compile import compile_lb, sized
-from xdsr.operator.status import NodeReport, Placement, compute
+from xdsr.model.loadbalancer import HealthMonitor, Listener, LoadBalancer, Member, Pool
+from xdsr.operator.compile import compile_lb, sized, without
+from xdsr.operator.status import NodeReport, Placement, compute, judge_health
 
 NOW = "2026-11-26T00:00:00Z"
 
@@ -124,3 +124,52 @@ def test_refused_listener_and_no_nodes() -> None:
     st = compute(doc, place, [NodeReport("a", True, _state(10), None)], None)
     assert st.provisioning_status == "ERROR"
     assert st.listeners["l1"].provisioning_status == "ERROR"
+
+
+def _checked(down: list[str] | None = None, unchecked: list[str] | None = None) -> AgentState:
+    return AgentState(
+        name="n",
+        generation=100,
+        services=[ServiceReport(id="lb1/l1", ok=True, down=down or [], unchecked=unchecked or [])],
+    )
+
+
+def test_health_monitor_compiles_to_checks_and_down_members_to_weight_0() -> None:
+    hm = HealthMonitor(
+        id="hm", project_id="p", created_at=NOW, pool_id="p1", type="HTTP", delay=2, timeout=1, max_retries=2
+    )
+    (svc,) = compile_lb(lb(healthmonitors=[hm]))
+    assert svc.health is not None and (svc.health.type, svc.health.delay, svc.health.rise, svc.health.fall) == (
+        "tcp",  # HTTP is checked as a TCP handshake
+        2,
+        2,
+        3,
+    )
+    assert compile_lb(lb(healthmonitors=[hm.model_copy(update={"admin_state_up": False})]))[0].health is None
+    (out,) = without([svc], {"lb1/l1": {"m0"}})
+    assert [(b.id, b.weight) for b in out.backends] == [("m0", 0), ("m1", 5), ("m2", 0)]
+    assert svc.backends[0].weight == 1, "the compiled rules are not modified"
+
+
+def test_most_nodes_must_agree_a_member_is_down() -> None:
+    nodes = [
+        NodeReport("a", True, _checked(down=["m0", "m1"]), None),
+        NodeReport("b", True, _checked(down=["m0"], unchecked=["m1"]), None),
+        NodeReport("c", True, _checked(unchecked=["m1"]), None),
+        NodeReport("d", False, _checked(down=["m1"]), None),  # not live: no vote
+    ]
+    h = judge_health("lb1", nodes)
+    # m0: 2 of 3 say down. m1: only one node can check it, and it says down.
+    assert h.down["lb1/l1"] == {"m0", "m1"}
+    assert h.unchecked["lb1/l1"] == {"m1"}
+    h = judge_health("lb1", [*nodes[:1], NodeReport("b", True, _checked(), None)])
+    assert h.down["lb1/l1"] == frozenset(), "1 of 2 is no majority"
+
+    hm = HealthMonitor(id="hm", project_id="p", created_at=NOW, pool_id="p1", type="TCP", delay=2, timeout=1,
+                       max_retries=2)  # fmt: skip
+    st = compute(lb(healthmonitors=[hm]), Placement("g1", generation=4, needed_revision=100), nodes[:3], None)
+    assert {m: s.operating_status for m, s in st.members.items()} == {"m0": "ERROR", "m1": "ERROR", "m2": "OFFLINE"}
+    assert st.pools["p1"].operating_status == "ERROR"
+    blind = [NodeReport(n, True, _checked(unchecked=["m0"]), None) for n in "ab"]
+    st = compute(lb(healthmonitors=[hm]), Placement("g1", generation=4, needed_revision=100), blind, None)
+    assert st.members["m0"].operating_status == "NO_MONITOR" and st.members["m1"].operating_status == "ONLINE"

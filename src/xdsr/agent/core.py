@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from prometheus_client import generate_latest
 
 import xdsr
 from xdsr.agent import rules
+from xdsr.agent.health import HealthChecker, Target
 from xdsr.agent.metrics import AgentMetrics
 from xdsr.agent.neighbors import NeighborTable
 from xdsr.agent.registration import Registration
@@ -56,11 +58,18 @@ class Agent:
         resolver: Resolver,
         metrics: AgentMetrics | None = None,
         registration: Registration | None = None,
+        health: HealthChecker | None = None,
     ) -> None:
         self.config = config
         self.dp = dp
         self.resolver = resolver
         self.registration = registration
+        self.health = health
+        if health is not None:
+            health.on_change = self._health_changed
+        # rule id -> member id -> its check, None when this node cannot check it
+        self.health_targets: dict[str, dict[str, Target | None]] = {}
+        self.health_epoch = 0  # bumped when a backend goes up or down
         self.version = xdsr.__version__
         self.neighbors = NeighborTable(config.resolve_interval, config.retry_interval)
         self.metrics = metrics or AgentMetrics()
@@ -103,6 +112,8 @@ class Agent:
 
     async def start(self) -> None:
         self.resolver.start()
+        if self.health is not None:
+            self.health.start()
         self._tasks.append(asyncio.create_task(self._resolve_loop(), name="resolve"))
         if self.registration is not None:
             self._tasks.append(asyncio.create_task(self.registration.run(), name="registration"))
@@ -122,6 +133,8 @@ class Agent:
             await self.registration.close()
         self._save_neighbors()
         self.resolver.close()
+        if self.health is not None:
+            self.health.close()
         self._dp_thread.shutdown(wait=True)
         self.dp.close()  # the maps stay pinned and the program attached: forwarding goes on
 
@@ -175,6 +188,8 @@ class Agent:
                     error=None if c is not None else "not installed",
                     active_backends=b.active_backends,
                     unresolved=list(b.unresolved),
+                    down=self._down(b.rule_id),
+                    unchecked=[m for m, t in self.health_targets.get(b.rule_id, {}).items() if t is None],
                     packets=c.packets if c else 0,
                     bytes=c.bytes if c else 0,
                 )
@@ -216,6 +231,7 @@ class Agent:
         self.apply_seconds = seconds
         self.error = None
         self._reapply = False  # built from the latest MACs
+        self._update_health(desired, built)
         for key, old, new in report.resized:
             log.warning(
                 "service %s (%s): Maglev table resized %d -> %d slots, most of its flows moved to other backends",
@@ -239,6 +255,46 @@ class Agent:
             unresolved,
             seconds,
         )
+
+    # -- health checks -----------------------------------------------------
+
+    def _update_health(self, desired: DesiredState, built: list[rules.Built]) -> None:
+        """Check the backends of every service that asks for it, with the
+        MACs the tables hold; a backend without one (unresolved, or not given
+        an address to check) is reported unchecked, never guessed."""
+        targets: dict[str, dict[str, Target | None]] = {}
+        for s, b in zip(desired.services, built, strict=True):
+            if s.health is None:
+                continue
+            macs = {be.id: be.mac for be in b.service.backends}
+            mine: dict[str, Target | None] = {}
+            for m in s.backends:
+                addr = m.monitor_address or m.address
+                mac = macs.get(m.id)
+                target = None
+                if addr is not None and mac is not None and self.health is not None:
+                    ip = ipaddress.ip_address(addr)
+                    if self.health.source(m.vlan, ip.version) is not None:
+                        port = 0 if s.health.type == "ping" else (m.monitor_port or s.port)
+                        h = s.health
+                        target = Target(h.type, m.vlan, mac, ip, port, h.delay, h.timeout, h.rise, h.fall)
+                mine[m.id] = target
+            targets[s.id] = mine
+        self.health_targets = targets
+        if self.health is not None:
+            self.health.update({t for mine in targets.values() for t in mine.values() if t is not None})
+
+    def _down(self, rule_id: str) -> list[str]:
+        if self.health is None:
+            return []
+        return [m for m, t in self.health_targets.get(rule_id, {}).items() if t is not None and self.health.is_down(t)]
+
+    def _health_changed(self) -> None:
+        """A backend went up or down: tell the operator (through the node's
+        registration, which it watches), which then reads the node's state."""
+        self.health_epoch += 1
+        if self.registration is not None:
+            self.registration.update(health_epoch=self.health_epoch)
 
     # -- resolution --------------------------------------------------------
 

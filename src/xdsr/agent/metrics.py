@@ -125,6 +125,28 @@ class _AgentCollector(Collector):
         yield CounterMetricFamily(
             "xdsr_agent_resolve_unsolicited", "Answers nobody asked for (ignored)", a.resolver.ignored
         )
+        if a.health is not None:
+            checks = CounterMetricFamily(
+                "xdsr_agent_health_checks", "Health checks of backends, by type and result", labels=["type", "result"]
+            )
+            for (kind, result), n in sorted(a.health.checks.items()):
+                checks.add_metric([kind, result], n)
+            yield checks
+            yield GaugeMetricFamily(
+                "xdsr_agent_health_down",
+                "Backends (checks) this node's health checks find down",
+                sum(1 for st in a.health.states.values() if not st.up),
+            )
+            yield GaugeMetricFamily(
+                "xdsr_agent_health_unchecked",
+                "Members of checked services this node cannot check (no address, MAC or health source)",
+                sum(1 for mine in a.health_targets.values() for t in mine.values() if t is None),
+            )
+            yield CounterMetricFamily(
+                "xdsr_agent_health_neighbor_answers",
+                "ARP replies / Neighbor Advertisements sent for the node's health sources",
+                a.health.neighbor_answers,
+            )
         if a.registration is not None:
             yield GaugeMetricFamily(
                 "xdsr_agent_registered", "1 while the node's record is in the store", int(a.registration.registered)

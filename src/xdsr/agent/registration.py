@@ -29,6 +29,7 @@ class Registration:
         self.interval = interval
         self.lease: int | None = None
         self.registered = False
+        self._changed = asyncio.Event()
 
     async def _register(self) -> None:
         lease = await self.store.grant_lease(self.ttl)
@@ -62,7 +63,18 @@ class Registration:
                 self.registered = False
                 await asyncio.sleep(1.0)
                 continue
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self.interval)
+            if self._changed.is_set():
+                self._changed.clear()
+                if self.lease is not None:
+                    with contextlib.suppress(StoreError):
+                        await self.store.put(self.key, self.record.model_dump_json().encode(), lease=self.lease)
+
+    def update(self, **fields: object) -> None:
+        """Change the record; written at once (by run()), on the same lease."""
+        self.record = self.record.model_copy(update=fields)
+        self._changed.set()
 
     async def close(self, timeout: float = 2.0) -> None:
         """Revoke the lease: the record goes at once, not after the TTL."""

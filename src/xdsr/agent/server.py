@@ -32,6 +32,7 @@ from fastapi import FastAPI
 import xdsr
 from xdsr.agent.api import create_app
 from xdsr.agent.core import Agent, AgentConfig
+from xdsr.agent.health import HealthChecker, IPAddress
 from xdsr.agent.registration import Registration
 from xdsr.agent.resolver import Resolver
 from xdsr.dataplane.loader import DEFAULT_PIN_DIR, Dataplane
@@ -70,6 +71,7 @@ class Options:
     resolve_interval: float = 30.0
     state_dir: Path = DEFAULT_STATE_DIR
     lease_ttl: int = 10
+    health_sources: tuple[str, ...] = ()  # "VLAN=ADDRESS" each
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -83,6 +85,26 @@ def parse_listen(listen: str) -> tuple[str, int]:
     except ValueError:
         raise StartupError(f"--listen {listen!r}: {host!r} is not an IP address", 2) from None
     return host, int(port_s)
+
+
+def parse_health_sources(specs: tuple[str, ...]) -> dict[int, list[IPAddress]]:
+    """["100=10.1.0.250", "100=fd00:1::fa"] -> {100: [addresses]}."""
+    out: dict[int, list[IPAddress]] = {}
+    for spec in specs:
+        vlan_s, sep, addr_s = spec.partition("=")
+        if not sep or not vlan_s.strip().isdigit() or not 0 <= int(vlan_s) <= 4094:
+            raise StartupError(f"--health-source {spec!r}: expected VLAN=ADDRESS with VLAN 0-4094", 2)
+        try:
+            addr = ipaddress.ip_address(addr_s.strip())
+        except ValueError:
+            raise StartupError(f"--health-source {spec!r}: {addr_s!r} is not an IP address", 2) from None
+        if addr.is_multicast or addr.is_unspecified or addr.is_loopback:
+            raise StartupError(f"--health-source {spec!r}: {addr} is not a unicast address", 2)
+        have = out.setdefault(int(vlan_s), [])
+        if any(a.version == addr.version for a in have):
+            raise StartupError(f"--health-source {spec!r}: VLAN {vlan_s} already has an IPv{addr.version} source", 2)
+        have.append(addr)
+    return out
 
 
 def read_token(path: Path) -> bytes:
@@ -128,17 +150,22 @@ def run(opts: Options) -> int:
     if not NAME_RE.match(opts.name):
         raise StartupError(f"--name {opts.name!r}: letters, digits, '.', '_', '-' (up to 63)", 2)
     token = read_token(opts.token_file)
+    sources = parse_health_sources(opts.health_sources)
     host, port = parse_listen(opts.listen)
     sock = _bind(host, port)
     dp: Dataplane | None = None
     resolver: Resolver | None = None
+    health: HealthChecker | None = None
     try:
         dp = Dataplane.create_or_open(opts.pin_dir, opts.max_services)
         att = dp.attach(opts.iface, netns=opts.netns, mode=opts.mode)
         trunk = link(opts.iface, opts.netns)
         resolver = Resolver.open(opts.iface, opts.netns, trunk.mac)
+        health = HealthChecker.open(opts.iface, opts.netns, trunk.mac, sources)
     except Exception as exc:
         sock.close()
+        if health is not None:
+            health.close()
         if resolver is not None:
             resolver.close()
         if dp is not None:
@@ -151,7 +178,12 @@ def run(opts: Options) -> int:
         from xdsr.store.etcd import EtcdStore
 
         record = LbnRecord(
-            name=opts.name, endpoint=endpoint, group=opts.group, started_at=time.time(), version=xdsr.__version__
+            name=opts.name,
+            endpoint=endpoint,
+            group=opts.group,
+            started_at=time.time(),
+            version=xdsr.__version__,
+            max_services=dp.max_services,  # what the maps hold: the operator places no more here
         )
         registration = Registration(EtcdStore(opts.store), record, ttl=opts.lease_ttl, interval=opts.lease_ttl / 3)
 
@@ -162,7 +194,7 @@ def run(opts: Options) -> int:
         resolve_interval=opts.resolve_interval,
         neighbor_file=opts.state_dir / f"{opts.name}.neighbors.json",
     )
-    agent = Agent(config, dp, resolver, registration=registration)
+    agent = Agent(config, dp, resolver, registration=registration, health=health)
     agent.adopt()
 
     @asynccontextmanager

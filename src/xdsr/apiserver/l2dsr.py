@@ -1,6 +1,6 @@
 """What an L2 direct-server-return load balancer cannot do, and why.
 
-An LB node rewrites only the destination MAC and the VLAN of a frame and sends
+An LB node rewrites only the MAC addresses and the VLAN of a frame and sends
 it on (docs/dataplane.md): addresses, ports and payload reach the member
 unchanged, replies go from the member straight to the client, and the node
 keeps no per-connection state — a flow's member is a pure function of its

@@ -45,6 +45,14 @@ def agent(
     lease_ttl: Annotated[
         int, typer.Option("--lease-ttl", help="seconds the registration outlives a dead agent", min=2)
     ] = 10,
+    health_source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--health-source",
+            help="VLAN=ADDRESS: this node's own address on a backend VLAN, the source of health checks there "
+            "(repeat per VLAN and family; IPv6 defaults to the trunk's link-local address)",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
 ) -> None:
     """Run the LB node agent: attach the data plane to IFACE and serve the operator's API."""
@@ -66,6 +74,7 @@ def agent(
         resolve_interval=resolve_interval,
         state_dir=state_dir,
         lease_ttl=lease_ttl,
+        health_sources=tuple(health_source or ()),
     )
     try:
         code = run(opts)

@@ -1,4 +1,4 @@
-"""Python mirror of bpf/xdsr_kern_user.h.
+"""Python mirror of bpf/lb/xdsr_kern_user.h.
 
 tests/dataplane/test_abi.py checks every structure and enum here against the
 BTF that clang emits for the header, so a change on one side fails the suite

@@ -83,7 +83,8 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
             highlight=False,
         )
         nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(3)]
-        with LocalCluster(nodes, fab.lab.bpffs_dir(), projects=("blue", "red")) as cluster:
+        sources = {name: fab.health_sources(i) for i, (name, _, _) in enumerate(nodes)}
+        with LocalCluster(nodes, fab.lab.bpffs_dir(), projects=("blue", "red"), health_sources=sources) as cluster:
             con.print(
                 f"control plane: etcd {cluster.etcd.endpoint}, API {cluster.api_url}, operator, "
                 f"agents on {', '.join(n for n, _, _ in nodes)}",

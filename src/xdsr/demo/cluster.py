@@ -116,6 +116,7 @@ class LocalCluster:
         resync: float = 2.0,
         workdir: Path | None = None,
         subnets: list[dict[str, object]] | None = None,
+        health_sources: dict[str, list[str]] | None = None,
     ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="xdsr-cluster-"))
         self._own_workdir = workdir is None
@@ -164,7 +165,8 @@ class LocalCluster:
                 _xdsr("-v", "agent", "--iface", iface, "--netns", netns, "--name", name,
                       "--listen", f"127.0.0.1:{port}", "--store", self.etcd.endpoint,
                       "--token-file", str(agent_token), "--pin-dir", str(pin),
-                      "--state-dir", str(self.workdir / "agent-state")),
+                      "--state-dir", str(self.workdir / "agent-state"),
+                      *(a for src in (health_sources or {}).get(name, ()) for a in ("--health-source", src))),
                 self.workdir / f"agent-{name}.log",
                 health_url=f"http://127.0.0.1:{port}/healthz",
             )  # fmt: skip

@@ -69,6 +69,7 @@ ROUTER_HOST = 1
 CLIENT_HOST = 2
 NEXTHOP_BASE = 11  # LBN i is the nexthop NEXTHOP_BASE + i on the frontend subnet
 BACKEND_BASE = 11  # backend j has address BACKEND_BASE + j on the backend subnet
+HEALTH_BASE = 240  # LBN i checks backends from HEALTH_BASE + i on each backend subnet
 
 
 # -- the spec ------------------------------------------------------------------
@@ -256,6 +257,14 @@ class Fabric:
             if info.name == t:
                 return info
         raise KeyError(f"no tenant {t!r}")
+
+    def health_sources(self, i: int) -> list[str]:
+        """LBN i's health-check source on every tenant's backend VLAN, as
+        `xdsr agent --health-source` takes them (IPv6 uses the trunk's
+        link-local address)."""
+        return [
+            f"{t.backend_vid}={_host(ipaddress.IPv4Network(t.backend_subnet), HEALTH_BASE + i)}" for t in self.tenants
+        ]
 
     def lbn_trunk(self, i: int) -> LbnTrunk:
         """(netns, ifname, mac) of LBN i's trunk: where its XDP program goes."""

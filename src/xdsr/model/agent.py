@@ -24,10 +24,22 @@ class Segment(_Model):
 
 class RuleBackend(_Model):
     id: str  # the member's id: its Maglev identity, stable when its MAC changes
-    address: IPvAnyAddress | None = None  # for MAC resolution when mac is None
+    address: IPvAnyAddress | None = None  # for MAC resolution when mac is None, and health checks
     mac: str | None = None  # None: the agent resolves address on `vlan` by ARP/ND
     vlan: Annotated[int, Field(ge=0, le=4094)] = 0
     weight: Annotated[int, Field(ge=0)] = 1
+    monitor_address: IPvAnyAddress | None = None  # health checks go here instead of `address`
+    monitor_port: Annotated[int, Field(ge=1, le=65535)] | None = None  # instead of the service's port
+
+
+class HealthCheck(_Model):
+    """How the node checks each backend of a service (docs/agent.md, Health checks)."""
+
+    type: Literal["tcp", "udp", "ping"]  # TCP handshake, UDP port-unreachable, ICMP echo
+    delay: Annotated[float, Field(gt=0, le=3600)] = 5.0  # seconds between checks of one backend
+    timeout: Annotated[float, Field(gt=0, le=3600)] = 3.0  # seconds one check waits for its answer
+    rise: Annotated[int, Field(ge=1, le=10)] = 3  # consecutive successes that bring a backend up
+    fall: Annotated[int, Field(ge=1, le=10)] = 3  # consecutive failures that take it down
 
 
 class RuleService(_Model):
@@ -38,6 +50,7 @@ class RuleService(_Model):
     segment: Segment = Segment()
     table_size: int | None = None
     backends: list[RuleBackend] = []
+    health: HealthCheck | None = None  # None: backends are not checked
 
 
 class DesiredState(_Model):
@@ -51,6 +64,8 @@ class ServiceReport(_Model):
     error: str | None = None
     active_backends: int = 0  # backends that received slots
     unresolved: list[str] = []  # backend ids whose MAC could not be resolved (left out of the table)
+    down: list[str] = []  # backend ids this node's health checks find down (still in the table: the operator decides)
+    unchecked: list[str] = []  # backend ids this node cannot check (no address, no MAC, no health source on its VLAN)
     packets: int = 0  # forwarded since the service was installed
     bytes: int = 0
 

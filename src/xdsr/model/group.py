@@ -20,6 +20,7 @@ class LbnRecord(_Model):
     started_at: float  # unix time the agent started: a change means it restarted
     version: str = ""
     max_services: int = 4096  # what its data plane holds: the operator places no more on its group
+    health_epoch: int = 0  # bumped when a backend the node checks goes up or down: read its state
 
 
 class PlacedLoadBalancer(_Model):
@@ -28,6 +29,7 @@ class PlacedLoadBalancer(_Model):
     generation: int  # the LoadBalancer.generation these rules were compiled from
     project_id: str
     services: list[RuleService] = []
+    down: dict[str, list[str]] = {}  # service id -> members health checks took out (weight 0 in services)
 
 
 class Group(_Model):

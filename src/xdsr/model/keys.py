@@ -2,7 +2,9 @@
 
 /xdsr/lb/<lb id>        LoadBalancer: the user's intent (API server writes)
 /xdsr/status/<lb id>    LoadBalancerStatus (operator writes)
-/xdsr/groups/<group>    Group: the rules of every LB placed on the group (operator writes)
+/xdsr/groups/<group>    Group: the group's LB nodes and epoch (operator writes)
+/xdsr/rules/<group>/<lb id>  PlacedLoadBalancer: the rules of one LB placed on the group
+                        (operator writes); with the group document, the group's one resource
 /xdsr/lbns/<name>       LbnRecord: a live LB node, on a lease (its agent writes)
 """
 

@@ -114,7 +114,12 @@ def main(runs: int = 10) -> dict[str, Any]:
         nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(3)]
         root = fab.lab.bpffs_dir()
         with (
-            LocalCluster(nodes, root, subnets=subnets) as cluster,
+            LocalCluster(
+                nodes,
+                root,
+                subnets=subnets,
+                health_sources={name: fab.health_sources(i) for i, (name, _, _) in enumerate(nodes)},
+            ) as cluster,
             LocalOctavia(cluster.api_url, cluster.tokens.admin) as octavia,
             octavia.session("bench") as api,
         ):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from xdsr.maglev import stable_table_size
-from xdsr.model.agent import RuleBackend, RuleService
-from xdsr.model.loadbalancer import LoadBalancer
+from xdsr.model.agent import HealthCheck, RuleBackend, RuleService
+from xdsr.model.loadbalancer import HealthMonitor, LoadBalancer
 
 ServiceKey = tuple[str, int, str, str, int]  # vip, port, protocol, segment type, segment id
 
@@ -29,6 +29,7 @@ def compile_lb(lb: LoadBalancer) -> list[RuleService]:
     if lb.deleting or not lb.admin_state_up:
         return []
     pools = {p.id: p for p in lb.pools}
+    monitors = {hm.pool_id: hm for hm in lb.healthmonitors if hm.admin_state_up}
     out = []
     for listener in lb.listeners:
         pool = pools.get(listener.default_pool_id or "")
@@ -48,6 +49,8 @@ def compile_lb(lb: LoadBalancer) -> list[RuleService]:
                         mac=m.mac_address,
                         vlan=seg.id,
                         weight=m.weight if m.admin_state_up else 0,
+                        monitor_address=m.monitor_address,
+                        monitor_port=m.monitor_port,
                     )
                 )
         out.append(
@@ -59,8 +62,38 @@ def compile_lb(lb: LoadBalancer) -> list[RuleService]:
                 segment=lb.vip_segment,
                 table_size=pool.table_size,
                 backends=backends,
+                health=health_check(monitors[pool.id]) if pool.id in monitors else None,
             )
         )
+    return out
+
+
+# HTTP, HTTPS and TLS-HELLO are checked as a TCP handshake on the port: the
+# node builds its checks frame by frame and does not run TCP streams.
+_CHECK_TYPES = {"TCP": "tcp", "HTTP": "tcp", "HTTPS": "tcp", "TLS-HELLO": "tcp", "UDP-CONNECT": "udp", "PING": "ping"}
+
+
+def health_check(hm: HealthMonitor) -> HealthCheck:
+    return HealthCheck(
+        type=_CHECK_TYPES[hm.type],  # type: ignore[arg-type]
+        delay=hm.delay,
+        timeout=hm.timeout,
+        rise=hm.max_retries,
+        fall=hm.max_retries_down,
+    )
+
+
+def without(services: list[RuleService], down: dict[str, set[str]]) -> list[RuleService]:
+    """The services with the members health checks found down at weight 0:
+    they keep their Maglev identity (the others' slots do not move) and get
+    no slots until they are back."""
+    out = []
+    for s in services:
+        gone = down.get(s.id)
+        if gone:
+            backends = [b.model_copy(update={"weight": 0}) if b.id in gone else b for b in s.backends]
+            s = s.model_copy(update={"backends": backends})
+        out.append(s)
     return out
 
 

@@ -6,12 +6,13 @@ whole state, so a missed event or a restart costs nothing but a pass.
 
 1. Membership: every registered LB node belongs to a group (3 per group by
    default); a node that asked for a group joins it.
-2. Placement: a new load balancer goes to the group with the fewest; each
-   group's document holds the compiled rules of every load balancer on it
-   (the paper's one resource per LBN group), written with compare-and-swap.
+2. Placement: a new load balancer goes to the group with the fewest; its
+   compiled rules go under the group's prefix (keys.rules_key: with the group
+   document, the paper's one resource per LBN group), each written with
+   compare-and-swap, table sizes kept across member changes (compile.sized).
 3. Push: every node of a group gets the union of the group's rules, tagged
-   with the group document's revision as generation. One worker per node, so
-   a slow or dead node delays nobody else.
+   with the highest store revision under the group as generation. One worker
+   per node, so a slow or dead node delays nobody else.
 4. Status: from what the nodes answer, per load balancer, written back.
 5. Deletion: a deleted load balancer leaves its group; once every node has
    applied that, its documents go.
@@ -34,8 +35,8 @@ from xdsr.model.agent import AgentState, DesiredState, RuleService
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
 from xdsr.operator.agents import AgentClient, AgentError
-from xdsr.operator.compile import Compiled, ServiceKey, service_key, sized
-from xdsr.operator.status import NodeReport, Placement, compute, same_but_stats
+from xdsr.operator.compile import Compiled, ServiceKey, service_key, sized, without
+from xdsr.operator.status import NodeReport, Placement, compute, judge_health, same_but_stats
 from xdsr.store.base import Conflict, Store, StoreError
 from xdsr.store.docs import dump, update_doc
 from xdsr.store.informer import Informer
@@ -55,6 +56,7 @@ class Node:
     last_contact: float = 0.0
     kick: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    poll: bool = False  # read its state at the next kick (a backend it checks went up or down)
 
 
 @dataclass
@@ -140,6 +142,13 @@ class Operator:
             node = self.nodes.setdefault(name, Node(name))
             node.state = None
             node.error = None
+        elif (
+            record is not None
+            and node is not None
+            and node.record is not None
+            and node.record.health_epoch != record.health_epoch
+        ):
+            node.poll = True  # a backend it checks went up or down
         if node is not None:
             node.record = record
             node.kick.set()
@@ -286,12 +295,14 @@ class Operator:
                     writes.append((group, lb.id, None))
                 continue
             current = placed_all[group][lb.id][0] if group else None
-            if current is not None and current.generation == lb.generation:
+            down = self._health_down(lb, group, current)
+            if current is not None and current.generation == lb.generation and current.down == down:
                 continue
             # A service another load balancer already serves is left out;
             # the status says why (see _refusal).
             services = [s for s in self.compiled(lb) if owner.get(service_key(s), lb.id) == lb.id]
             services = sized(services, current.services if current is not None else None)
+            services = without(services, {sid: set(ms) for sid, ms in down.items()})
             if group is None:
                 group = self._choose_group(load, capacity, len(services), lb.lbn_group)
                 if group is None:
@@ -303,7 +314,9 @@ class Operator:
                 (
                     group,
                     lb.id,
-                    PlacedLoadBalancer(generation=lb.generation, project_id=lb.project_id, services=services),
+                    PlacedLoadBalancer(
+                        generation=lb.generation, project_id=lb.project_id, services=services, down=down
+                    ),
                 )
             )
         # Load balancers whose documents are gone (deleted by hand) leave too.
@@ -358,6 +371,27 @@ class Operator:
         if writes:
             log.debug("placed: %d rule changes in %d groups", len(writes), len({g for g, _, _ in writes}))
 
+    def _health_down(
+        self, lb: LoadBalancer, group: str | None, current: PlacedLoadBalancer | None
+    ) -> dict[str, list[str]]:
+        """Members to take out of the tables, per service id: those most of
+        the group's nodes find down. If that is every weighted member of a
+        service, none: a check that fails everywhere at once more likely
+        says the checks cannot get through (a firewall, a wrong port) than
+        that every backend died, and sending traffic costs nothing more than
+        dropping it (the status shows them ERROR either way)."""
+        if not lb.healthmonitors and not (current is not None and current.down):
+            return {}
+        health = judge_health(lb.id, self._reports(group))
+        out = {}
+        for s in self.compiled(lb):
+            gone = health.down.get(s.id, frozenset())
+            weighted = {b.id for b in s.backends if b.weight > 0}
+            if s.health is None or not gone & weighted or weighted <= gone:
+                continue
+            out[s.id] = sorted(gone & weighted)
+        return out
+
     # -- pushing to nodes --------------------------------------------------------
 
     def _push_all(self) -> None:
@@ -383,6 +417,14 @@ class Operator:
             await node.kick.wait()
             node.kick.clear()
             wanted, rec = node.wanted, node.record
+            if rec is not None and node.poll:
+                node.poll = False
+                try:
+                    node.state = await self.agents.get_state(rec.endpoint)
+                    node.last_contact = time.monotonic()
+                    self._node_changed(node)
+                except AgentError as exc:
+                    log.warning("reading LB node %s failed: %s", node.name, exc)
             if wanted is None or rec is None:
                 continue
             if node.state is not None and node.state.generation == wanted.generation and node.error is None:

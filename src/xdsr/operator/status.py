@@ -42,6 +42,40 @@ class Placement:
     refused: frozenset[str] = frozenset()  # listener ids the operator left out (conflicts)
 
 
+@dataclass(frozen=True)
+class Health:
+    """What the group's nodes together say of the backends they check, per
+    service id: a member is down (or unchecked) when most of the nodes that
+    report the service say so: one node's view (its own path to the backend)
+    does not take a backend out of every node's table."""
+
+    down: dict[str, frozenset[str]]
+    unchecked: dict[str, frozenset[str]]
+
+
+def judge_health(lb_id: str, nodes: list[NodeReport]) -> Health:
+    voters: dict[str, int] = {}
+    down: dict[str, dict[str, int]] = {}
+    unchecked: dict[str, dict[str, int]] = {}
+    for n in nodes:
+        if not n.live or n.state is None:
+            continue
+        for r in n.state.services:
+            if not r.id.startswith(lb_id + "/"):
+                continue
+            voters[r.id] = voters.get(r.id, 0) + 1
+            for m in r.down:
+                down.setdefault(r.id, {})[m] = down.get(r.id, {}).get(m, 0) + 1
+            for m in r.unchecked:
+                unchecked.setdefault(r.id, {})[m] = unchecked.get(r.id, {}).get(m, 0) + 1
+    out_down, out_unchecked = {}, {}
+    for sid, n in voters.items():
+        blind = unchecked.get(sid, {})
+        out_unchecked[sid] = frozenset(m for m, c in blind.items() if 2 * c > n)
+        out_down[sid] = frozenset(m for m, c in down.get(sid, {}).items() if 2 * c > n - blind.get(m, 0))
+    return Health(out_down, out_unchecked)
+
+
 def _combine(states: list[OperatingStatus]) -> OperatingStatus:
     if not states:
         return "ONLINE"
@@ -55,6 +89,8 @@ def _combine(states: list[OperatingStatus]) -> OperatingStatus:
 def compute(
     lb: LoadBalancer, placement: Placement, nodes: list[NodeReport], prev: LoadBalancerStatus | None
 ) -> LoadBalancerStatus:
+    health = judge_health(lb.id, nodes)
+    monitored = {hm.pool_id for hm in lb.healthmonitors if hm.admin_state_up}
     live = [n for n in nodes if n.live]
     applied = {n.name: (n.state.generation if n.state else 0) for n in live}
     reached = [n for n in live if applied[n.name] >= placement.needed_revision > 0]
@@ -101,11 +137,15 @@ def compute(
         pool = pools.get(listener.default_pool_id or "")
         if pool is not None:
             unresolved = {m for r in reports for m in r.unresolved}
+            down = health.down.get(sid, frozenset())
+            blind = health.unchecked.get(sid, frozenset())
             for m in pool.members:
                 if not m.admin_state_up or not pool.admin_state_up:
                     member_state[m.id] = "OFFLINE"
-                elif m.id in unresolved:
+                elif m.id in unresolved or m.id in down:
                     member_state[m.id] = "ERROR"
+                elif pool.id in monitored and m.id in blind:
+                    member_state[m.id] = "NO_MONITOR"  # the nodes cannot check it (docs/agent.md)
                 else:
                     member_state.setdefault(m.id, op if op != "DEGRADED" else "ONLINE")
 
@@ -117,7 +157,7 @@ def compute(
             st = member_state.get(m.id, "OFFLINE" if pool.id not in pools_in_use else "ONLINE")
             members[m.id] = ObjectStatus(operating_status=st)
             if st != "OFFLINE":
-                states.append(st)
+                states.append("ONLINE" if st == "NO_MONITOR" else st)
         offline = not pool.admin_state_up or (pool.members and not states)
         op = "OFFLINE" if offline else _combine(states)
         pool_status[pool.id] = ObjectStatus(operating_status=op)
