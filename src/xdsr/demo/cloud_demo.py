@@ -4,7 +4,9 @@ Builds a lab fabric — per tenant a client and a router, a switch, one group of
 three LB nodes behind the routers' ECMP route, backends on tenant VLANs with
 the VIP on their loopback — starts the whole control plane as processes
 (etcd, API server, operator, one agent per LB node), creates a load balancer
-per tenant through the REST API, sends real traffic and prints what happened.
+per tenant through the REST API, sends real traffic and prints what happened:
+the spread over LB nodes and backends, direct server return, an LB node
+leaving the ECMP route, and a backend whose service dies (health checks).
 Everything is removed on exit, Ctrl-C included.
 """
 
@@ -46,6 +48,15 @@ def _lb_request(fab: Fabric, tenant: str) -> dict[str, Any]:
                     {"address": b.ip, "protocol_port": port, "segment": {"type": "vlan", "id": b.vid}}
                     for b in t.backends
                 ],
+                # Checked every second by each LB node from its own address on
+                # the member VLAN; down after 2 failures, up after 1 success.
+                "healthmonitor": {
+                    "type": "TCP" if proto == "TCP" else "UDP-CONNECT",
+                    "delay": 1,
+                    "timeout": 1,
+                    "max_retries": 1,
+                    "max_retries_down": 2,
+                },
             },
         }
 
@@ -187,10 +198,70 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
                 withdraw_switched=len(after.switched),
                 backends_per_connection=dict(Counter(len(c.backends) for c in after.connections)),
             )
+            findings.update(_health_scene(con, fab, cluster, lbs["blue"], conns))
             if probes is not None:
                 probes.close()
     con.print(f"cleaned up lab {fab.lab.name}: no namespace, process, program or pinned map left")
     return findings
+
+
+def _tcp_weights(cluster: LocalCluster) -> list[dict[str, int]]:
+    """Per LB node, the weight of each member (by MAC) of blue's TCP service."""
+    from xdsr.dataplane.loader import Dataplane
+    from xdsr.dataplane.state import installed
+
+    out = []
+    for pin in cluster.pin_dirs.values():
+        with Dataplane.open(pin) as dp:
+            for s in installed(dp):
+                if s.service.key.protocol == "tcp" and s.service.key.seg_id == TENANTS[0].frontend_vid:
+                    out.append({b.mac: b.weight for b in s.service.backends})
+    return out
+
+
+def _health_scene(con: Console, fab: Fabric, cluster: LocalCluster, lb_id: str, conns: int) -> dict[str, object]:
+    con.rule("a backend's service dies")
+    t = fab.tenant("blue")
+    victim = t.backends[1]
+    with cluster.client("blue") as api:
+        pool = next(
+            p for p in api.get("/v2/lbaas/pools", params={"loadbalancer_id": lb_id}).json()["pools"]
+            if p["protocol"] == "TCP"
+        )  # fmt: skip
+        members = api.get(f"/v2/lbaas/pools/{pool['id']}/members").json()["members"]
+        member = next(m["id"] for m in members if m["address"] == victim.ip)
+
+        def status() -> str:
+            r = api.get(f"/v2/lbaas/pools/{pool['id']}/members/{member}")
+            return str(r.json()["member"]["operating_status"])
+
+        reject = ["INPUT", "-p", "tcp", "--dport", str(t.tcp_port), "-j", "REJECT", "--reject-with", "tcp-reset"]
+        fab.lab.run(victim.netns, ["iptables", "-w", "-I", *reject])
+        t0 = time.perf_counter()
+        try:
+            wait_until(lambda: all(w.get(victim.mac) == 0 for w in _tcp_weights(cluster)), timeout=30, interval=0.05)
+            out_after = time.perf_counter() - t0
+            wait_until(lambda: status() == "ERROR", timeout=30, interval=0.05)
+            during = fab.tcp_client("blue", conns=conns, interval_ms=50, duration=0.5)
+        finally:
+            fab.lab.run(victim.netns, ["iptables", "-w", "-D", *reject])
+        t1 = time.perf_counter()
+        wait_until(lambda: all(w.get(victim.mac) == 1 for w in _tcp_weights(cluster)), timeout=30, interval=0.05)
+        back_after = time.perf_counter() - t1
+        wait_until(lambda: status() == "ONLINE", timeout=30, interval=0.05)
+    con.print(
+        f"{victim.name} refuses TCP (its service died): every LB node checks it each second from its own address "
+        f"on VLAN {t.backend_vid}; after {out_after:.1f} s it had weight 0 on all 3 nodes and its member status "
+        f"was ERROR. New connections meanwhile: {dict(sorted(during.by_backend().items()))}, "
+        f"{len(during.broken)} failed. It answers again: back in every table after {back_after:.1f} s, ONLINE.",
+        highlight=False,
+    )
+    return {
+        "health_out_s": out_after,
+        "health_back_s": back_after,
+        "health_during": dict(during.by_backend()),
+        "health_broken": len(during.broken),
+    }
 
 
 def _probes(cluster: LocalCluster, nodes: list[tuple[str, str, str]]) -> Probes:
