@@ -135,12 +135,17 @@ def _run_cbpf(prog: list[tuple[int, int, int, int]], pkt: bytes) -> int:
         pc += 1
 
 
-def test_socket_filter_keeps_only_answers() -> None:
-    prog = frames.reply_filter()
+def check_jumps(prog: list[tuple[int, int, int, int]]) -> None:
+    """The kernel refuses a program whose jumps do not fit or leave it."""
     for pc, (code, jt, jf, _) in enumerate(prog):
         assert 0 <= jt < 256 and 0 <= jf < 256
         if code == 0x15:
-            assert pc + 1 + max(jt, jf) < len(prog)  # jumps land inside the program
+            assert pc + 1 + max(jt, jf) < len(prog)
+
+
+def test_socket_filter_keeps_only_answers() -> None:
+    prog = frames.reply_filter()
+    check_jumps(prog)
     tagged_na = _na("fd00:1::c", tagged_vid=100)
     tagged_arp = bytes(Ether(src=BACKEND_MAC, dst=MAC) / Dot1Q(vlan=100) / ARP(op=2, psrc="10.1.0.11"))
     accepted = [_arp_reply("10.1.0.11"), _na("fd00:1::c"), tagged_na, tagged_arp]

@@ -23,7 +23,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
-from tests.agent.test_frames import _run_cbpf
+from tests.agent.test_frames import _run_cbpf, check_jumps
 from xdsr.agent import frames, probes
 
 MAC = "02:1b:00:00:00:01"  # the LB node's trunk
@@ -375,10 +375,7 @@ def test_parse_never_raises() -> None:
 
 def test_socket_filter_keeps_answers_and_questions() -> None:
     prog = probes.health_filter()
-    for pc, (code, jt, jf, _) in enumerate(prog):
-        assert 0 <= jt < 256 and 0 <= jf < 256
-        if code == 0x15:
-            assert pc + 1 + max(jt, jf) < len(prog)  # jumps land inside the program
+    check_jumps(prog)
     accepted = {
         "arp-request": _arp_request(),
         "tagged-arp-request": _arp_request(100),

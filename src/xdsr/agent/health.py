@@ -30,26 +30,14 @@ import ipaddress
 import logging
 import random
 import socket
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from xdsr.agent import frames, probes
-from xdsr.agent.resolver import (
-    PACKET_AUXDATA,
-    PACKET_OUTGOING,
-    SO_ATTACH_FILTER,
-    SOL_PACKET,
-    TP_STATUS_CSUM_VALID,
-    TP_STATUS_CSUMNOTREADY,
-    TP_STATUS_VLAN_VALID,
-)
-from xdsr.dataplane.netns import in_netns
+from xdsr.agent import frames, probes, trunk
 
 log = logging.getLogger("xdsr.agent.health")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_AUXDATA = struct.Struct("=IIIHHHH")
 EPHEMERAL = (32768, 60999)
 
 
@@ -115,18 +103,7 @@ class HealthChecker:
         sources: dict[int, list[IPAddress]],
         on_change: Callable[[], None] = lambda: None,
     ) -> HealthChecker:
-        with in_netns(netns):
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-            try:
-                fprog, buf = frames.sock_fprog(probes.health_filter())
-                sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-                del buf
-                sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-                sock.bind((ifname, frames.ETH_P_ALL))
-                sock.setblocking(False)
-            except BaseException:
-                sock.close()
-                raise
+        sock = trunk.open_socket(ifname, netns, probes.health_filter())
         return cls(sock, mac, sources, on_change)
 
     def start(self) -> None:
@@ -261,23 +238,7 @@ class HealthChecker:
     # -- answers -----------------------------------------------------------
 
     def _readable(self) -> None:
-        for _ in range(256):  # then let the loop breathe; it calls again
-            try:
-                data, ancdata, _flags, addr = self.sock.recvmsg(2048, socket.CMSG_SPACE(_AUXDATA.size))
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("reading the trunk socket: %s", exc)
-                return
-            if addr[2] == PACKET_OUTGOING:
-                continue
-            vid, verify = 0, True
-            for level, kind, raw in ancdata:
-                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(raw) >= _AUXDATA.size:
-                    status, _len, _snap, _mac, _net, tci, _tpid = _AUXDATA.unpack_from(raw)
-                    if status & TP_STATUS_VLAN_VALID:
-                        vid = tci & 0x0FFF
-                    verify = not status & (TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID)
+        for data, vid, verify in trunk.receive(self.sock):
             answer = probes.parse(data, vid, verify_checksum=verify)
             if answer is not None:
                 self._answer(answer)

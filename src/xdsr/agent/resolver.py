@@ -1,11 +1,7 @@
 """Asking the network for members' MACs: ARP probes and Neighbor
 Solicitations sent out of the trunk on each member's VLAN, answers read
-from an AF_PACKET socket (see frames.py for why these frames).
-
-The socket is created inside the LB node's network namespace (setns of the
-creating thread only, so bpffs stays visible to the rest of the agent) and
-then lives on the event loop: a socket belongs to the namespace it was
-created in, whichever thread uses it later.
+from an AF_PACKET socket on the trunk (trunk.py; see frames.py for why
+these frames).
 """
 
 from __future__ import annotations
@@ -15,22 +11,11 @@ import contextlib
 import ipaddress
 import logging
 import socket
-import struct
 from collections.abc import Collection
 
-from xdsr.agent import frames
-from xdsr.dataplane.netns import in_netns
+from xdsr.agent import frames, trunk
 
 log = logging.getLogger("xdsr.agent.resolve")
-
-SOL_PACKET = 263
-PACKET_AUXDATA = 8
-PACKET_OUTGOING = 4
-SO_ATTACH_FILTER = 26  # not in the socket module
-TP_STATUS_CSUMNOTREADY = 0x08
-TP_STATUS_VLAN_VALID = 0x10
-TP_STATUS_CSUM_VALID = 0x80
-_AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
 
 NeighborKey = tuple[int, frames.IPAddress]  # (VLAN, address): tenants may reuse addresses
 
@@ -63,21 +48,7 @@ class Resolver:
         """A resolver on ifname (inside netns). Call from a thread without a
         running event loop's expectations about its namespace: this thread
         enters netns for the duration of the call only."""
-        with in_netns(netns):
-            # Protocol 0 receives nothing until bind(), so the filter is in
-            # place before the first frame arrives.
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-            try:
-                fprog, buf = frames.sock_fprog(frames.reply_filter())
-                sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-                del buf
-                sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-                sock.bind((ifname, frames.ETH_P_ALL))
-                sock.setblocking(False)
-            except BaseException:
-                sock.close()
-                raise
-        return cls(sock, mac)
+        return cls(trunk.open_socket(ifname, netns, frames.reply_filter()), mac)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -139,24 +110,7 @@ class Resolver:
     # -- answers ---------------------------------------------------------
 
     def _readable(self) -> None:
-        for _ in range(256):  # then let the loop breathe; it calls again
-            try:
-                data, ancdata, _flags, addr = self.sock.recvmsg(2048, socket.CMSG_SPACE(_AUXDATA.size))
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("reading the trunk socket: %s", exc)
-                return
-            if addr[2] == PACKET_OUTGOING:
-                continue
-            vid, verify = 0, True
-            for level, kind, raw in ancdata:
-                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(raw) >= _AUXDATA.size:
-                    status, _len, _snap, _mac, _net, tci, _tpid = _AUXDATA.unpack_from(raw)
-                    if status & TP_STATUS_VLAN_VALID:
-                        vid = tci & 0x0FFF
-                    # A locally generated frame may carry a partial checksum.
-                    verify = not status & (TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID)
+        for data, vid, verify in trunk.receive(self.sock):
             reply = frames.parse_reply(data, vid, verify_checksum=verify)
             if reply is not None:
                 self._answer(reply)

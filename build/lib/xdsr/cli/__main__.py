@@ -1,3 +1,0 @@
-from xdsr.cli.main import app
-
-app(prog_name="xdsr")

@@ -1,1 +1,0 @@
-"""The demos: small clouds in network namespaces, built and torn down by `xdsr demo`."""

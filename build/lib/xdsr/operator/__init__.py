@@ -1,1 +1,0 @@
-"""The operator: reconciles load balancers onto groups of LB nodes."""
