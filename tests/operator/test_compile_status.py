@@ -146,6 +146,11 @@ def test_health_monitor_compiles_to_checks_and_down_members_to_weight_0() -> Non
         3,
     )
     assert compile_lb(lb(healthmonitors=[hm.model_copy(update={"admin_state_up": False})]))[0].health is None
+    # Whatever Octavia accepts compiles: 0 s and 2^31 s are clamped to what a node runs.
+    for delay, timeout, want in ((0, 0, (1, 1)), (2**31 - 1, 2**31 - 1, (3600, 3600)), (10, 30, (10, 10))):
+        odd = hm.model_copy(update={"delay": delay, "timeout": timeout})
+        (c,) = compile_lb(lb(healthmonitors=[odd]))
+        assert c.health is not None and (c.health.delay, c.health.timeout) == want
     (out,) = without([svc], {"lb1/l1": {"m0"}})
     assert [(b.id, b.weight) for b in out.backends] == [("m0", 0), ("m1", 5), ("m2", 0)]
     assert svc.backends[0].weight == 1, "the compiled rules are not modified"

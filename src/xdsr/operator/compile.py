@@ -74,10 +74,14 @@ _CHECK_TYPES = {"TCP": "tcp", "HTTP": "tcp", "HTTPS": "tcp", "TLS-HELLO": "tcp",
 
 
 def health_check(hm: HealthMonitor) -> HealthCheck:
+    """Octavia's monitor as the nodes run it. Octavia accepts any delay and
+    timeout from 0 to 2^31 s; a node checks at most once a second per backend
+    and at least once an hour, and waits 1 s to the delay for an answer."""
+    delay = min(max(hm.delay, 1), 3600)
     return HealthCheck(
         type=_CHECK_TYPES[hm.type],  # type: ignore[arg-type]
-        delay=hm.delay,
-        timeout=hm.timeout,
+        delay=delay,
+        timeout=min(max(hm.timeout, 1), delay),
         rise=hm.max_retries,
         fall=hm.max_retries_down,
     )
