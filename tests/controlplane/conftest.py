@@ -56,11 +56,11 @@ def make_env(
     if not IS_ROOT:
         pytest.skip("needs root: network namespaces and XDP")
     spec = FabricSpec(n_lbns=3, prefix=prefix, tenants=tenants)
-    with build_fabric(spec) as fab:
-        nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(3)]
-        sources = {f"lbn{i}": fab.health_sources(i) for i in range(3)} if health_sources else None
-        with LocalCluster(nodes, fab.lab.bpffs_dir(), projects=projects, resync=2.0, health_sources=sources) as cluster:
-            yield Env(fab, cluster)
+    with (
+        build_fabric(spec) as fab,
+        LocalCluster.on_fabric(fab, health_checks=health_sources, projects=projects, resync=2.0) as cluster,
+    ):
+        yield Env(fab, cluster)
 
 
 def until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:

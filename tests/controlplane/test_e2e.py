@@ -39,13 +39,11 @@ def env() -> Iterator[Env]:
         {"id": FRONTEND_SUBNET, "cidr": "203.0.113.0/24", "segment": {"type": "vlan", "id": 10}},
         {"id": BACKEND_SUBNET, "cidr": "10.1.0.0/24", "segment": {"type": "vlan", "id": 100}},
     ]
-    with build_fabric(FabricSpec(n_lbns=3, prefix="xcpe", tenants=(tenant,))) as fab:
-        nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(3)]
-        sources = {name: fab.health_sources(i) for i, (name, _, _) in enumerate(nodes)}
-        with LocalCluster(
-            nodes, fab.lab.bpffs_dir(), projects=("a",), subnets=subnets, health_sources=sources
-        ) as cluster:
-            yield Env(fab, cluster)
+    with (
+        build_fabric(FabricSpec(n_lbns=3, prefix="xcpe", tenants=(tenant,))) as fab,
+        LocalCluster.on_fabric(fab, projects=("a",), subnets=subnets) as cluster,
+    ):
+        yield Env(fab, cluster)
 
 
 @pytest.fixture(scope="module")

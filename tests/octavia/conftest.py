@@ -121,11 +121,7 @@ def env() -> Iterator[Env]:
         {"id": BACKEND_SUBNET, "cidr": "10.1.0.0/24", "segment": {"type": "vlan", "id": BACKEND_VID}},
     ]
     with build_fabric(FabricSpec(n_lbns=3, prefix="xoct", tenants=(tenant,))) as fab:
-        nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(3)]
-        sources = {name: fab.health_sources(i) for i, (name, _, _) in enumerate(nodes)}
-        cluster = LocalCluster(
-            nodes, fab.lab.bpffs_dir(), projects=(PROJECT,), subnets=subnets, resync=2.0, health_sources=sources
-        )
+        cluster = LocalCluster.on_fabric(fab, projects=(PROJECT,), subnets=subnets, resync=2.0)
         octavia = LocalOctavia(cluster.api_url, cluster.tokens.admin, apply_timeout=APPLY_TIMEOUT)
         with contextlib.ExitStack() as stack, ThreadPoolExecutor(1) as pool:
             stack.callback(cluster.close)

@@ -18,10 +18,7 @@ pytestmark = needs_root
 
 
 def test_create_until_forwarding(env: Env, record_property: Callable[[str, object], None]) -> None:
-    nodes = [
-        (env.cluster.pin_dirs[f"lbn{i}"], env.fab.lbn_trunk(i).netns, env.fab.lbn_trunk(i).ifname) for i in range(3)
-    ]
-    probes = Probes(nodes)
+    probes = Probes.of(env.cluster)
     try:
         with env.api() as api:
             result = measure(

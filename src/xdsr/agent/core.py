@@ -262,27 +262,27 @@ class Agent:
         """Check the backends of every service that asks for it, with the
         MACs the tables hold; a backend without one (unresolved, or not given
         an address to check) is reported unchecked, never guessed."""
+        checker = self.health
         targets: dict[str, dict[str, Target | None]] = {}
         for s, b in zip(desired.services, built, strict=True):
-            if s.health is None:
+            h = s.health
+            if h is None:
                 continue
             macs = {be.id: be.mac for be in b.service.backends}
             mine: dict[str, Target | None] = {}
             for m in s.backends:
                 addr = m.monitor_address or m.address
                 mac = macs.get(m.id)
-                target = None
-                if addr is not None and mac is not None and self.health is not None:
-                    ip = ipaddress.ip_address(addr)
-                    if self.health.source(m.vlan, ip.version) is not None:
-                        port = 0 if s.health.type == "ping" else (m.monitor_port or s.port)
-                        h = s.health
-                        target = Target(h.type, m.vlan, mac, ip, port, h.delay, h.timeout, h.rise, h.fall)
-                mine[m.id] = target
+                ip = ipaddress.ip_address(addr) if addr is not None else None
+                if checker is None or ip is None or mac is None or checker.source(m.vlan, ip.version) is None:
+                    mine[m.id] = None
+                    continue
+                port = 0 if h.type == "ping" else (m.monitor_port or s.port)
+                mine[m.id] = Target(h.type, m.vlan, mac, ip, port, h.delay, h.timeout, h.rise, h.fall)
             targets[s.id] = mine
         self.health_targets = targets
-        if self.health is not None:
-            self.health.update({t for mine in targets.values() for t in mine.values() if t is not None})
+        if checker is not None:
+            checker.update({t for mine in targets.values() for t in mine.values() if t is not None})
 
     def _down(self, rule_id: str) -> list[str]:
         if self.health is None:

@@ -34,7 +34,7 @@ class Registration:
     async def _register(self) -> None:
         lease = await self.store.grant_lease(self.ttl)
         self.lease = lease
-        await self.store.put(self.key, self.record.model_dump_json().encode(), lease=lease)
+        await self._write(lease)
         self.registered = True
         log.info("registered key=%s lease=%x ttl=%ds endpoint=%s", self.key, lease, self.ttl, self.record.endpoint)
 
@@ -52,7 +52,7 @@ class Registration:
                 elif outage:
                     # The lease outlived the outage (etcd restarts keep
                     # leases); write the record again in case it went.
-                    await self.store.put(self.key, self.record.model_dump_json().encode(), lease=self.lease)
+                    await self._write(self.lease)
                     self.registered = True
                     log.info("store is back: record kept on lease %x", self.lease)
                 outage = False
@@ -69,7 +69,10 @@ class Registration:
                 self._changed.clear()
                 if self.lease is not None:
                     with contextlib.suppress(StoreError):
-                        await self.store.put(self.key, self.record.model_dump_json().encode(), lease=self.lease)
+                        await self._write(self.lease)
+
+    async def _write(self, lease: int) -> None:
+        await self.store.put(self.key, self.record.model_dump_json().encode(), lease=lease)
 
     def update(self, **fields: object) -> None:
         """Change the record; written at once (by run()), on the same lease."""

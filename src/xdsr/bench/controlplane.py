@@ -92,6 +92,10 @@ class Probes:
     def __init__(self, nodes: list[tuple[Path, str, str]]) -> None:
         self.progs: list[tuple[bpf.Program, str]] = [attached_program(pin, ifname, ns) for pin, ns, ifname in nodes]
 
+    @classmethod
+    def of(cls, cluster: LocalCluster) -> Probes:
+        return cls([(cluster.pin_dirs[name], ns, ifname) for name, ns, ifname in cluster.lbns])
+
     def forwarding(self, vip: str) -> list[bool]:
         return [run_probe(prog, probe_frame(mac, vip, 80, "tcp", FRONTEND_VLAN)).forwarded for prog, mac in self.progs]
 
@@ -125,9 +129,7 @@ def run(
     spec = FabricSpec(n_lbns=3, prefix="xdsr-cpb", echo_servers=False, tenants=(TenantSpec(name="t", n_backends=1),))
     with build_fabric(spec) as fab:
         fab.lab.install_signal_handlers()
-        nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(3)]
-        root = fab.lab.bpffs_dir()
-        with LocalCluster(nodes, root, resync=5.0) as cluster:
+        with LocalCluster.on_fabric(fab, resync=5.0) as cluster:
             client = cluster.client()
             # Wait until the three nodes have formed a group.
             warm = client.post("/v2/lbaas/loadbalancers", json=lb_body("warmup", "198.19.255.1", 1, 4000))
@@ -135,7 +137,7 @@ def run(
             probes_until = time.monotonic() + 60
             while True:
                 try:
-                    probes = Probes([(root / n, ns, i) for n, ns, i in nodes])
+                    probes = Probes.of(cluster)
                     _wait_all(probes, ["198.19.255.1"], 60)
                     break
                 except (bpf.BpfError, FileNotFoundError, TimeoutError):

@@ -93,12 +93,10 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
             f"(VLAN 20 -> 200), both with VIP {VIP} and backends 10.1.0.11..",
             highlight=False,
         )
-        nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(3)]
-        sources = {name: fab.health_sources(i) for i, (name, _, _) in enumerate(nodes)}
-        with LocalCluster(nodes, fab.lab.bpffs_dir(), projects=("blue", "red"), health_sources=sources) as cluster:
+        with LocalCluster.on_fabric(fab, projects=("blue", "red")) as cluster:
             con.print(
                 f"control plane: etcd {cluster.etcd.endpoint}, API {cluster.api_url}, operator, "
-                f"agents on {', '.join(n for n, _, _ in nodes)}",
+                f"agents on {', '.join(n for n, _, _ in cluster.lbns)}",
                 highlight=False,
             )
             wait_until(lambda: cluster.client().get("/v2/lbaas/loadbalancers").status_code == 200, timeout=20)
@@ -113,7 +111,7 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
                     lb_id = lbs[tenant] = resp.json()["loadbalancer"]["id"]
                     if tenant == "blue":
                         probes = wait_until(
-                            lambda: _probes(cluster, nodes), timeout=20, ignore=(OSError,), what="programs pinned"
+                            lambda: Probes.of(cluster), timeout=20, ignore=(OSError,), what="programs pinned"
                         )
                         wait_until(lambda p=probes: all(p.forwarding(VIP)), timeout=30, interval=0.001)
                         forwarding = time.perf_counter() - t1
@@ -262,7 +260,3 @@ def _health_scene(con: Console, fab: Fabric, cluster: LocalCluster, lb_id: str, 
         "health_during": dict(during.by_backend()),
         "health_broken": len(during.broken),
     }
-
-
-def _probes(cluster: LocalCluster, nodes: list[tuple[str, str, str]]) -> Probes:
-    return Probes([(cluster.pin_dirs[name], ns, ifname) for name, ns, ifname in nodes])

@@ -19,11 +19,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
 
 from xdsr.store.server import EtcdServer, free_port
+
+if TYPE_CHECKING:
+    from xdsr.lab import Fabric
 
 log = logging.getLogger("xdsr.cluster")
 
@@ -118,6 +122,7 @@ class LocalCluster:
         subnets: list[dict[str, object]] | None = None,
         health_sources: dict[str, list[str]] | None = None,
     ) -> None:
+        self.lbns = list(lbns)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="xdsr-cluster-"))
         self._own_workdir = workdir is None
         self.tokens = Tokens(
@@ -170,6 +175,16 @@ class LocalCluster:
                 self.workdir / f"agent-{name}.log",
                 health_url=f"http://127.0.0.1:{port}/healthz",
             )  # fmt: skip
+
+    @classmethod
+    def on_fabric(cls, fab: Fabric, health_checks: bool = True, **kwargs: Any) -> LocalCluster:
+        """One agent per LB node of a lab fabric (lbn0, lbn1, ...), pinning
+        under the lab's bpffs directory (removed with the lab); with
+        health_checks, each checks backends from its own address on every
+        tenant's backend VLAN (Fabric.health_sources)."""
+        nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(len(fab.lbns))]
+        sources = {name: fab.health_sources(i) for i, (name, _, _) in enumerate(nodes)} if health_checks else None
+        return cls(nodes, fab.lab.bpffs_dir(), health_sources=sources, **kwargs)
 
     def start(self) -> LocalCluster:
         try:

@@ -111,15 +111,8 @@ def main(runs: int = 10) -> dict[str, Any]:
     ]
     with build_fabric(FabricSpec(n_lbns=3, prefix="xocb", tenants=(tenant,))) as fab:
         fab.lab.install_signal_handlers()
-        nodes = [(f"lbn{i}", fab.lbn_trunk(i).netns, fab.lbn_trunk(i).ifname) for i in range(3)]
-        root = fab.lab.bpffs_dir()
         with (
-            LocalCluster(
-                nodes,
-                root,
-                subnets=subnets,
-                health_sources={name: fab.health_sources(i) for i, (name, _, _) in enumerate(nodes)},
-            ) as cluster,
+            LocalCluster.on_fabric(fab, subnets=subnets) as cluster,
             LocalOctavia(cluster.api_url, cluster.tokens.admin) as octavia,
             octavia.session("bench") as api,
         ):
@@ -139,7 +132,7 @@ def main(runs: int = 10) -> dict[str, Any]:
                 "warm-up ACTIVE",
             )
             api.delete(f"/v2/lbaas/loadbalancers/{warm}").raise_for_status()
-            probes = Probes([(root / n, ns, i) for n, ns, i in nodes])
+            probes = Probes.of(cluster)
             try:
                 return measure(api, probes, vip, frontend, members, backend, runs)
             finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 from xdsr.maglev import stable_table_size
 from xdsr.model.agent import HealthCheck, RuleBackend, RuleService
 from xdsr.model.loadbalancer import HealthMonitor, LoadBalancer
@@ -87,7 +89,7 @@ def health_check(hm: HealthMonitor) -> HealthCheck:
     )
 
 
-def without(services: list[RuleService], down: dict[str, set[str]]) -> list[RuleService]:
+def without(services: list[RuleService], down: Mapping[str, Collection[str]]) -> list[RuleService]:
     """The services with the members health checks found down at weight 0:
     they keep their Maglev identity (the others' slots do not move) and get
     no slots until they are back."""

@@ -303,7 +303,7 @@ class Operator:
             # the status says why (see _refusal).
             services = [s for s in self.compiled(lb) if owner.get(service_key(s), lb.id) == lb.id]
             services = sized(services, current.services if current is not None else None)
-            services = without(services, {sid: set(ms) for sid, ms in down.items()})
+            services = without(services, down)
             if group is None:
                 group = self._choose_group(load, capacity, len(services), lb.lbn_group)
                 if group is None:
@@ -418,14 +418,10 @@ class Operator:
             await node.kick.wait()
             node.kick.clear()
             wanted, rec = node.wanted, node.record
-            if rec is not None and node.poll:
+            if node.poll:
                 node.poll = False
-                try:
-                    node.state = await self.agents.get_state(rec.endpoint)
-                    node.last_contact = time.monotonic()
-                    self._node_changed(node)
-                except AgentError as exc:
-                    log.warning("reading LB node %s failed: %s", node.name, exc)
+                await self._read_state(node)
+                self._node_changed(node)
             if wanted is None or rec is None:
                 continue
             if node.state is not None and node.state.generation == wanted.generation and node.error is None:
@@ -455,19 +451,26 @@ class Operator:
         """Fresh state (counters, restarts) from every live node."""
 
         async def poll(node: Node) -> None:
-            if node.record is None:
-                return
-            try:
-                node.state = await self.agents.get_state(node.record.endpoint)
-                node.last_contact = time.monotonic()
-                if node.wanted is not None and node.state.generation != node.wanted.generation:
+            if await self._read_state(node) and node.wanted is not None:
+                assert node.state is not None
+                if node.state.generation != node.wanted.generation:
                     node.kick.set()
-            except AgentError as exc:
-                node.error = str(exc)
 
         live = self._live()
         await asyncio.gather(*(poll(n) for name, n in self.nodes.items() if name in live))
         self._all_dirty = True
+
+    async def _read_state(self, node: Node) -> bool:
+        """Ask the node what it holds now; False (and node.error) if it cannot be reached."""
+        if node.record is None:
+            return False
+        try:
+            node.state = await self.agents.get_state(node.record.endpoint)
+        except AgentError as exc:
+            node.error = str(exc)
+            return False
+        node.last_contact = time.monotonic()
+        return True
 
     # -- status and deletion -----------------------------------------------------
 

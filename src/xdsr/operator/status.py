@@ -11,6 +11,7 @@ its service installed, a member when every node resolved its MAC.
 from __future__ import annotations
 
 import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from xdsr.model.agent import AgentState, ServiceReport
@@ -54,25 +55,22 @@ class Health:
 
 
 def judge_health(lb_id: str, nodes: list[NodeReport]) -> Health:
-    voters: dict[str, int] = {}
-    down: dict[str, dict[str, int]] = {}
-    unchecked: dict[str, dict[str, int]] = {}
+    voters: Counter[str] = Counter()  # service id -> live nodes reporting it
+    down: defaultdict[str, Counter[str]] = defaultdict(Counter)  # service id -> member -> nodes saying down
+    unchecked: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for n in nodes:
         if not n.live or n.state is None:
             continue
         for r in n.state.services:
-            if not r.id.startswith(lb_id + "/"):
-                continue
-            voters[r.id] = voters.get(r.id, 0) + 1
-            for m in r.down:
-                down.setdefault(r.id, {})[m] = down.get(r.id, {}).get(m, 0) + 1
-            for m in r.unchecked:
-                unchecked.setdefault(r.id, {})[m] = unchecked.get(r.id, {}).get(m, 0) + 1
+            if r.id.startswith(lb_id + "/"):
+                voters[r.id] += 1
+                down[r.id].update(r.down)
+                unchecked[r.id].update(r.unchecked)
     out_down, out_unchecked = {}, {}
     for sid, n in voters.items():
-        blind = unchecked.get(sid, {})
+        blind = unchecked[sid]
         out_unchecked[sid] = frozenset(m for m, c in blind.items() if 2 * c > n)
-        out_down[sid] = frozenset(m for m, c in down.get(sid, {}).items() if 2 * c > n - blind.get(m, 0))
+        out_down[sid] = frozenset(m for m, c in down[sid].items() if 2 * c > n - blind[m])
     return Health(out_down, out_unchecked)
 
 
