@@ -15,26 +15,13 @@ import struct
 from dataclasses import dataclass, field
 
 from xdsr.dataplane import abi
+from xdsr.model.checks import MAX_TABLE_SIZE as MAX_TABLE_SIZE  # the checks live there
+from xdsr.model.checks import normalize_mac as normalize_mac
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
-
-# The largest table a service may ask for: 2^22 slots (8 MiB of slots). A
-# sanity bound on input, far above what Maglev needs for any real pool.
-MAX_TABLE_SIZE = 4_194_301
-
-
-def normalize_mac(mac: str) -> str:
-    parts = mac.replace("-", ":").split(":")
-    if len(parts) != 6 or not all(len(p) in (1, 2) for p in parts):
-        raise ValueError(f"invalid MAC address {mac!r}")
-    try:
-        octets = [int(p, 16) for p in parts]
-    except ValueError:
-        raise ValueError(f"invalid MAC address {mac!r}") from None
-    return ":".join(f"{o:02x}" for o in octets)
 
 
 def mac_bytes(mac: str) -> bytes:

@@ -1,0 +1,134 @@
+"""The one implementation of each value check the control plane makes.
+
+The API server, the Octavia provider driver, the agent and `xdsr dp apply`
+all refuse the same values with the same words because they all call these
+functions (or use the pydantic types built from them below). A check lives
+here when two layers need it; a rule that only one layer has (an Octavia
+bound, a kernel limit) stays with that layer.
+
+Pure Python and pydantic only: the Octavia driver imports this module inside
+Octavia's API process, so nothing here may pull in FastAPI, numpy or the
+data plane.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+
+from xdsr.maglev.primes import is_prime
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# The largest Maglev table a service may ask for: 2^22 slots (8 MiB of
+# slots). A sanity bound on input, far above what Maglev needs for any pool.
+MAX_TABLE_SIZE = 4_194_301
+MAX_VLAN = 4094  # 802.1Q: 0 means untagged, 4095 is reserved
+MAX_WEIGHT = 2**32 - 1  # the kernel's backend weight is a u32
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+def ip_address(v: object) -> IPAddress:
+    """An address given as text (or already parsed); numbers are refused.
+
+    pydantic's own IP types turn the JSON number 5 into 0.0.0.5, which no
+    client means."""
+    if isinstance(v, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return v
+    if not isinstance(v, str):
+        raise ValueError("must be an IPv4 or IPv6 address written as a string")
+    try:
+        return ipaddress.ip_address(v)
+    except ValueError:
+        raise ValueError(f"{v!r} is not a valid IPv4 or IPv6 address") from None
+
+
+def unicast_address(v: object, role: str = "an address") -> IPAddress:
+    """A unicast address another host can send to: what a VIP or a member must be."""
+    addr = ip_address(v)
+    if addr.is_unspecified or addr.is_multicast or addr.is_loopback or addr == _BROADCAST:
+        raise ValueError(f"{addr} cannot be {role}: it must be a unicast address reachable from the network")
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        raise ValueError(f"{addr} is IPv4-mapped: write the IPv4 address")
+    return addr
+
+
+def vip(v: object) -> IPAddress:
+    return unicast_address(v, "a VIP")
+
+
+def member_address(v: object) -> IPAddress:
+    return unicast_address(v, "a member's address")
+
+
+def normalize_mac(mac: str) -> str:
+    """``AA-bb-c-...`` → ``aa:bb:0c:...``; ValueError if it is not a MAC."""
+    parts = mac.replace("-", ":").split(":")
+    if len(parts) != 6 or not all(len(p) in (1, 2) for p in parts):
+        raise ValueError(f"invalid MAC address {mac!r}")
+    try:
+        octets = [int(p, 16) for p in parts]
+    except ValueError:
+        raise ValueError(f"invalid MAC address {mac!r}") from None
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def unicast_mac(v: object) -> str:
+    """A member's MAC: normalized, unicast and not all zeros."""
+    if not isinstance(v, str):
+        raise ValueError("must be a MAC address written as a string")
+    mac = normalize_mac(v)
+    if int(mac[:2], 16) & 1:
+        raise ValueError(f"{v!r} is a multicast/broadcast address, not a member's")
+    if mac == "00:00:00:00:00:00":
+        raise ValueError(f"{v!r} is the zero address")
+    return mac
+
+
+def vlan(v: int) -> int:
+    if not 0 <= v <= MAX_VLAN:
+        raise ValueError(f"VLAN id {v} is outside 0-{MAX_VLAN} (0 = untagged)")
+    return v
+
+
+def table_size(v: int) -> int:
+    """A Maglev table size: prime (so every permutation visits every slot), and bounded."""
+    if not 2 <= v <= MAX_TABLE_SIZE:
+        raise ValueError(f"{v} is outside 2..{MAX_TABLE_SIZE}")
+    if not is_prime(v):
+        raise ValueError(f"{v} is not prime (a Maglev table size must be prime)")
+    return v
+
+
+def table_holds(size: int, weighted_members: int) -> int:
+    """A table must have at least one slot per weighted member."""
+    if size < weighted_members:
+        raise ValueError(f"{size} is below the {weighted_members} weighted members")
+    return size
+
+
+# --- the same checks as pydantic field types --------------------------------
+
+_IP_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]}
+
+# The raw value reaches the check (BeforeValidator on Any) so that a number
+# is refused instead of coerced.
+Address = Annotated[Any, BeforeValidator(ip_address), WithJsonSchema(_IP_SCHEMA)]
+VipAddress = Annotated[Any, BeforeValidator(vip), WithJsonSchema(_IP_SCHEMA)]
+MemberAddress = Annotated[Any, BeforeValidator(member_address), WithJsonSchema(_IP_SCHEMA)]
+Mac = Annotated[
+    Any,
+    BeforeValidator(unicast_mac),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9A-Fa-f]{1,2}([:-][0-9A-Fa-f]{1,2}){5}$"}),
+]
+VlanId = Annotated[int, Field(ge=0, le=MAX_VLAN)]
+TableSize = Annotated[
+    int,
+    Field(ge=2, le=MAX_TABLE_SIZE),
+    AfterValidator(table_size),
+    WithJsonSchema({"type": "integer", "minimum": 2, "maximum": MAX_TABLE_SIZE}),
+]
+Weight = Annotated[int, Field(ge=0, le=MAX_WEIGHT)]
