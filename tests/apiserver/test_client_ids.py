@@ -21,7 +21,7 @@ from tests.apiserver.helpers import (
     stored,
     vip,
 )
-from xdsr.apiserver import schemas as s
+from xdsr.api import schemas as s
 from xdsr.model import keys
 from xdsr.model.loadbalancer import LoadBalancerStatus, ObjectStatus
 from xdsr.store.docs import dump

@@ -20,7 +20,7 @@ from tests.apiserver.helpers import (
     stored,
     vip,
 )
-from xdsr.apiserver import schemas as s
+from xdsr.api import schemas as s
 
 LB = "/v2/lbaas/loadbalancers"
 LISTENERS = "/v2/lbaas/listeners"

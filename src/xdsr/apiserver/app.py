@@ -20,8 +20,9 @@ from fastapi.security import APIKeyHeader
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from xdsr import __version__
-from xdsr.apiserver import l2dsr, ops, render
-from xdsr.apiserver import schemas as s
+from xdsr.api import l2dsr
+from xdsr.api import schemas as s
+from xdsr.apiserver import ops, render
 from xdsr.apiserver.auth import Caller, Token, TokenRegistry
 from xdsr.apiserver.cache import Cache
 from xdsr.apiserver.errors import ApiError, Fault, install_handlers

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from xdsr.apiserver import l2dsr
-from xdsr.apiserver import schemas as s
+from xdsr.api import l2dsr
+from xdsr.api import schemas as s
 from xdsr.apiserver.errors import ApiError, bad_request, conflict, not_found
 from xdsr.apiserver.render import pool_listeners
 from xdsr.model.agent import Segment

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from xdsr.api import schemas as s
 from xdsr.apiserver import ops
-from xdsr.apiserver import schemas as s
 from xdsr.apiserver.auth import Caller
 from xdsr.apiserver.cache import Cache, Kind
 from xdsr.apiserver.errors import ApiError, conflict, not_found

@@ -5,7 +5,7 @@ reason (it turns UnsupportedOptionError into HTTP 501 and rolls back).
 The inputs are octavia-lib provider objects as plain dicts
 (`to_dict(recurse=True, render_unsets=False)`: an attribute the request did
 not set is absent). The reasons are the xdsr API server's own
-(xdsr.apiserver.l2dsr), so a user reads the same explanation whichever API
+(xdsr.api.l2dsr), so a user reads the same explanation whichever API
 they used. Pure functions: no octavia import, testable without Octavia.
 """
 
@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from xdsr.apiserver import l2dsr
+from xdsr.api import l2dsr
 from xdsr.apiserver.ops import UDP_POOL_MONITORS
 
 Obj = Mapping[str, Any]

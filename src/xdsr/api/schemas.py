@@ -19,7 +19,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyAddress, WithJsonSchema
 
-from xdsr.apiserver import l2dsr
+from xdsr.api import l2dsr
 from xdsr.dataplane.model import MAX_TABLE_SIZE, normalize_mac
 from xdsr.maglev import is_prime
 from xdsr.model.agent import Segment
