@@ -23,6 +23,16 @@ LB_ALGORITHMS = ("ROUND_ROBIN", "SOURCE_IP_PORT")
 OCTAVIA_PROTOCOLS = ("HTTP", "HTTPS", "TCP", "TERMINATED_HTTPS", "UDP", "SCTP", "PROMETHEUS", "PROXY", "PROXYV2")
 OCTAVIA_ALGORITHMS = ("ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP", "SOURCE_IP_PORT")
 
+# Health-monitor types: Octavia's, but SCTP. LB nodes check HTTP, HTTPS and
+# TLS-HELLO as a TCP handshake on the port (docs/agent.md, Health checks).
+HM_TYPES = ("HTTP", "HTTPS", "PING", "TCP", "TLS-HELLO", "UDP-CONNECT")
+HM_TYPE_REASONS = {"SCTP": "SCTP health monitors are not supported: xdsr serves no SCTP pools"}
+# The types whose http_method, url_path and expected_codes mean something.
+HTTP_MONITORS = ("HTTP", "HTTPS")
+# Octavia's rule: what may monitor a UDP pool; UDP-CONNECT monitors nothing else.
+UDP_POOL_MONITORS = ("UDP-CONNECT", "TCP", "HTTP")
+UDP_ONLY_MONITORS = ("UDP-CONNECT",)
+
 NOT_PROXY = (
     "L2DSR forwards frames without terminating connections (it rewrites only the destination MAC and VLAN), "
     "so it can serve only TCP and UDP"

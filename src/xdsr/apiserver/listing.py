@@ -2,7 +2,8 @@
 
 - Any top-level attribute with a scalar value filters by exact match
   (`?name=web&provisioning_status=ACTIVE`); a repeated parameter matches any
-  of its values; an unknown one is a 400 naming it, as in Octavia.
+  of its values; an unknown one is a 400 naming it, as in Octavia. Which
+  attributes those are follows from the response schema (`filters`).
 - `tags`, `tags-any`, `not-tags`, `not-tags-any` (comma-separated or repeated).
 - `fields=a,b` (or repeated) trims every object to those attributes.
 - `sort=key[:asc|desc],...` or `sort_key`/`sort_dir`; the default order is
@@ -16,20 +17,50 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from pydantic import BaseModel
 from starlette.datastructures import URL, QueryParams
 
+from xdsr.api.responses import FilterAs
 from xdsr.apiserver.errors import bad_request
+from xdsr.model.checks import IPAddress
 
 Obj = dict[str, Any]
 
 PAGE_MAX = 1000
 PAGING = ("limit", "marker", "sort", "sort_key", "sort_dir", "page_reverse", "fields")
 TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
-IP_FIELDS = ("vip_address", "address", "monitor_address")
+
+
+def filters(out: type[BaseModel]) -> dict[str, Any]:
+    """The attributes a list filters and sorts on, and how a query's value is
+    read (str, int, bool or IPAddress): every attribute of the response schema
+    that holds one value. Lists, objects and the always-null attributes
+    Octavia does not filter on are left out."""
+    found = {}
+    for name, field in out.model_fields.items():
+        kind = next((m.type for m in field.metadata if isinstance(m, FilterAs)), None) or _kind(field.annotation)
+        if kind is not None:
+            found[name] = kind
+    return found
+
+
+def _kind(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        base, *meta = typing.get_args(annotation)
+        return next((m.type for m in meta if isinstance(m, FilterAs)), None) or _kind(base)
+    if origin is typing.Union or origin is types.UnionType:
+        kinds = {_kind(a) for a in typing.get_args(annotation) if a is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    if origin is typing.Literal:
+        return str if all(isinstance(v, str) for v in typing.get_args(annotation)) else None
+    return annotation if annotation in (str, int, bool) else None
 
 
 def parse_bool(field: str, value: str) -> bool:
@@ -41,7 +72,7 @@ def parse_bool(field: str, value: str) -> bool:
     raise bad_request(field, f"{value!r} is not a boolean (true or false)")
 
 
-def _matcher(field: str, sample: type, values: list[str]) -> Callable[[Any], bool]:
+def _matcher(field: str, sample: Any, values: list[str]) -> Callable[[Any], bool]:
     """How an attribute of this type compares with the query's strings."""
     if sample is bool:
         wanted_b = {parse_bool(field, v) for v in values}
@@ -52,7 +83,7 @@ def _matcher(field: str, sample: type, values: list[str]) -> Callable[[Any], boo
         except ValueError:
             raise bad_request(field, f"{values[0]!r} is not an integer") from None
         return lambda x: x in wanted_i
-    if field in IP_FIELDS:
+    if sample is IPAddress:
         wanted_ip: set[Any] = set()
         for v in values:
             try:
@@ -71,9 +102,9 @@ def _split(params: QueryParams, name: str) -> list[str]:
 
 class ListQuery:
     """One request's filters, order, page and fields, checked against the
-    attributes of the objects it lists (`filters`: attribute → Python type)."""
+    attributes of the objects it lists (`filters`: attribute → its kind, see filters())."""
 
-    def __init__(self, params: QueryParams, filters: dict[str, type], extra: dict[str, str] | None = None) -> None:
+    def __init__(self, params: QueryParams, filters: dict[str, Any], extra: dict[str, str] | None = None) -> None:
         self.params = params
         self.filters = filters
         # extra: query names that filter on something else than an attribute

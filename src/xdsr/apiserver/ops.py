@@ -1,5 +1,5 @@
 """Changes to a load balancer's document: build new objects from requests,
-check them against the document, apply them.
+check them against the document (document.py), apply them.
 
 The check-and-apply functions run inside update_doc's compare-and-swap loop:
 they see the freshest document, may run more than once, and must not have
@@ -10,17 +10,28 @@ and every refusal is an ApiError raised before anything is written.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 
-from xdsr.api import l2dsr
 from xdsr.api import schemas as s
+from xdsr.apiserver.attributes import Update, create
+from xdsr.apiserver.document import (
+    check_attach,
+    check_hm,
+    check_member,
+    check_members,
+    check_port_free,
+    check_unique_ids,
+    find_hm,
+    find_listener,
+    find_member,
+    find_pool,
+    http_defaults,
+    pool_listeners,
+)
 from xdsr.apiserver.errors import ApiError, bad_request, conflict, not_found
-from xdsr.apiserver.render import pool_listeners
-from xdsr.model.agent import Segment
 from xdsr.model.loadbalancer import HealthMonitor, Listener, LoadBalancer, Member, Pool
 from xdsr.store.docs import dump
 
@@ -28,8 +39,18 @@ from xdsr.store.docs import dump
 # carries the value base64-encoded (4/3 larger). Refuse well before that.
 MAX_DOC_BYTES = 1_000_000
 
-HTTP_MONITORS = ("HTTP", "HTTPS")
-UDP_POOL_MONITORS = ("UDP-CONNECT", "TCP", "HTTP")
+# What each update may change: the update schema's attributes that the stored
+# object holds (attributes.py). A listener's default pool is a relation, checked
+# on its own below.
+LB_UPDATE = Update(s.LoadBalancerUpdate, LoadBalancer)
+LISTENER_UPDATE = Update(s.ListenerUpdate, Listener, exclude=("default_pool_id",))
+POOL_UPDATE = Update(s.PoolUpdate, Pool)
+MEMBER_UPDATE = Update(s.MemberUpdate, Member)
+HM_UPDATE = Update(s.HealthMonitorUpdate, HealthMonitor)
+# Octavia's batch update matches members by address and port; a matched member
+# takes the request's other attributes but keeps its id and project.
+MEMBER_KEY = ("address", "protocol_port")
+MEMBER_BATCH_UPDATE = Update(s.MemberCreate, Member, exclude=("id", "project_id", *MEMBER_KEY))
 
 
 def now() -> str:
@@ -64,45 +85,8 @@ def requested_ids(body: BaseModel, kind: str, where: str) -> list[tuple[str, str
     return out
 
 
-def check_unique_ids(doc: LoadBalancer) -> None:
-    """No two objects of a kind share an id within the document (client-chosen
-    ids can collide; the API server's checks against other documents run
-    before the write)."""
-    groups = {
-        "listener": [li.id for li in doc.listeners],
-        "pool": [p.id for p in doc.pools],
-        "member": [m.id for p in doc.pools for m in p.members],
-        "health monitor": [h.id for h in doc.healthmonitors],
-    }
-    for kind, ids in groups.items():
-        seen: set[str] = set()
-        for obj_id in ids:
-            if obj_id in seen:
-                raise conflict(None, f"{kind} id {obj_id} is taken")
-            seen.add(obj_id)
-
-
 def _s(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-# --- lookups in a document -----------------------------------------------------
-
-
-def find_listener(doc: LoadBalancer, listener_id: str) -> Listener | None:
-    return next((li for li in doc.listeners if li.id == listener_id), None)
-
-
-def find_pool(doc: LoadBalancer, pool_id: str) -> Pool | None:
-    return next((p for p in doc.pools if p.id == pool_id), None)
-
-
-def find_member(pool: Pool, member_id: str) -> Member | None:
-    return next((m for m in pool.members if m.id == member_id), None)
-
-
-def find_hm(doc: LoadBalancer, hm_id: str) -> HealthMonitor | None:
-    return next((h for h in doc.healthmonitors if h.id == hm_id), None)
 
 
 # --- one edit of a document ------------------------------------------------------
@@ -140,14 +124,13 @@ class Edit:
         return doc
 
 
-def set_fields(obj: BaseModel, body: BaseModel, where: str, names: Iterable[str], nullable: Iterable[str] = ()) -> bool:
+def set_fields(obj: BaseModel, body: BaseModel, where: str, update: Update) -> bool:
     """Copy the attributes the request set onto obj; True if any value changed.
 
-    null clears a nullable attribute, empties name/description/tags, and is
-    refused for anything else."""
+    null clears a nullable attribute, empties name/description/tags (as in
+    Octavia), and is refused for anything else."""
     changed = False
-    may_be_null = set(nullable)
-    for name in names:
+    for name in update.names:
         if name not in body.model_fields_set:
             continue
         value = getattr(body, name)
@@ -156,7 +139,7 @@ def set_fields(obj: BaseModel, body: BaseModel, where: str, names: Iterable[str]
                 value = ""
             elif name == "tags":
                 value = []
-            elif name not in may_be_null:
+            elif name not in update.nullable:
                 raise bad_request(f"{where}.{name}", "may not be null")
         elif isinstance(value, uuid.UUID):
             value = str(value)
@@ -166,146 +149,26 @@ def set_fields(obj: BaseModel, body: BaseModel, where: str, names: Iterable[str]
     return changed
 
 
-# --- checks ------------------------------------------------------------------------
-
-
-def check_port_free(doc: LoadBalancer, li: Listener, where: str) -> None:
-    for other in doc.listeners:
-        if other.id != li.id and other.protocol == li.protocol and other.protocol_port == li.protocol_port:
-            raise conflict(
-                f"{where}.protocol_port",
-                f"listener {other.id} of load balancer {doc.id} already serves {li.protocol} port {li.protocol_port}",
-            )
-
-
-def check_attach(doc: LoadBalancer, li: Listener, pool: Pool, field: str) -> None:
-    """May `pool` become the default pool of `li`?"""
-    if pool.protocol != li.protocol:
-        raise bad_request(
-            field,
-            f"pool {pool.id} is {pool.protocol} but listener {li.id} is {li.protocol}: {l2dsr.PROTOCOL_MISMATCH}",
-        )
-    for other in pool_listeners(doc, pool.id):
-        if other.id != li.id:
-            # Octavia's rule too: a pool is the default pool of at most one listener.
-            raise conflict(field, f"pool {pool.id} is already the default pool of listener {other.id}")
-    ports = sorted({m.protocol_port for m in pool.members if m.protocol_port != li.protocol_port})
-    if ports:
-        raise bad_request(
-            field,
-            f"members of pool {pool.id} use protocol_port {', '.join(map(str, ports))} but listener {li.id} "
-            f"uses {li.protocol_port}: {l2dsr.PORT_TRANSLATION}",
-        )
-
-
-def check_member(doc: LoadBalancer, pool: Pool, m: Member, where: str) -> None:
-    check_members(doc, pool, [(m, where)], existing=pool.members)
-
-
-def check_members(
-    doc: LoadBalancer, pool: Pool, new: list[tuple[Member, str]], existing: list[Member] | None = None
-) -> None:
-    """Members about to join pool (with where each is in the request): their
-    port must be the listeners', and no two may share address and port.
-    One pass with a set, so that a pool of hundreds is checked in linear time."""
-    listeners = pool_listeners(doc, pool.id)
-    taken = {(str(o.address), o.protocol_port): o.id for o in existing or []}
-    for m, where in new:
-        for li in listeners:
-            if li.protocol_port != m.protocol_port:
-                raise bad_request(
-                    f"{where}.protocol_port",
-                    f"{m.protocol_port} differs from protocol_port {li.protocol_port} of listener {li.id}, "
-                    f"whose default pool is {pool.id}: {l2dsr.PORT_TRANSLATION}",
-                )
-        key = (str(m.address), m.protocol_port)
-        other = taken.get(key)
-        if other is not None and other != m.id:
-            raise conflict(where, f"member {other} of pool {pool.id} already is {m.address} port {m.protocol_port}")
-        taken[key] = m.id
-
-
-def check_hm(pool: Pool, hm: HealthMonitor, where: str) -> None:
-    if pool.protocol == "UDP" and hm.type not in UDP_POOL_MONITORS:
-        raise bad_request(
-            f"{where}.type",
-            f"pool {pool.id} is UDP, so only {', '.join(UDP_POOL_MONITORS)} health monitors apply",
-        )
-    if pool.protocol != "UDP" and hm.type == "UDP-CONNECT":
-        raise bad_request(f"{where}.type", f"UDP-CONNECT applies to UDP pools only; pool {pool.id} is {pool.protocol}")
-    if hm.timeout > hm.delay:
-        raise bad_request(f"{where}.timeout", f"{hm.timeout} exceeds delay {hm.delay}: a probe ends before the next")
-    if hm.type in HTTP_MONITORS:
-        return
-    for name in ("http_method", "url_path", "expected_codes"):
-        if getattr(hm, name) is not None:
-            raise bad_request(f"{where}.{name}", f"applies to HTTP and HTTPS health monitors only, not {hm.type}")
-
-
-def _http_defaults(hm: HealthMonitor) -> None:
-    # Octavia fills these for HTTP(S) monitors; other types have none.
-    if hm.type in HTTP_MONITORS:
-        hm.http_method = hm.http_method or "GET"
-        hm.url_path = hm.url_path or "/"
-        hm.expected_codes = hm.expected_codes or "200"
-
-
 # --- builders (outside the CAS loop: ids and times chosen once) --------------------------
 
 
 def build_member(body: s.MemberInline, project_id: str, stamp: str) -> Member:
-    return Member(
-        id=new_id(body.id),
-        project_id=project_id,
-        name=body.name or "",
-        admin_state_up=body.admin_state_up,
-        tags=body.tags or [],
-        created_at=stamp,
-        address=body.address,
-        protocol_port=body.protocol_port,
-        weight=body.weight,
-        subnet_id=_s(body.subnet_id),
-        monitor_address=body.monitor_address,
-        monitor_port=body.monitor_port,
-        mac_address=body.mac_address,
-        segment=body.segment,
-    )
+    return create(Member, body, id=new_id(body.id), project_id=project_id, created_at=stamp)
 
 
 def build_hm(body: s.HealthMonitorInline, pool_id: str, project_id: str, stamp: str) -> HealthMonitor:
-    hm = HealthMonitor(
-        id=new_id(body.id),
-        project_id=project_id,
-        name=body.name or "",
-        admin_state_up=body.admin_state_up,
-        tags=body.tags or [],
-        created_at=stamp,
-        pool_id=pool_id,
-        type=body.type,
-        delay=body.delay,
-        timeout=body.timeout,
-        max_retries=body.max_retries,
-        max_retries_down=body.max_retries_down,
-        http_method=body.http_method,
-        url_path=body.url_path,
-        expected_codes=body.expected_codes,
-    )
-    _http_defaults(hm)
+    hm = create(HealthMonitor, body, id=new_id(body.id), project_id=project_id, created_at=stamp, pool_id=pool_id)
+    http_defaults(hm)
     return hm
 
 
 def build_pool(body: s.PoolInline, project_id: str, stamp: str) -> tuple[Pool, HealthMonitor | None]:
-    pool = Pool(
+    pool = create(
+        Pool,
+        body,
         id=new_id(body.id),
         project_id=project_id,
-        name=body.name or "",
-        description=body.description or "",
-        admin_state_up=body.admin_state_up,
-        tags=body.tags or [],
         created_at=stamp,
-        protocol=body.protocol,  # type: ignore[arg-type]
-        lb_algorithm=body.lb_algorithm,  # type: ignore[arg-type]
-        table_size=body.table_size,
         members=[build_member(m, project_id, stamp) for m in body.members or []],
     )
     hm = build_hm(body.healthmonitor, pool.id, project_id, stamp) if body.healthmonitor else None
@@ -315,21 +178,7 @@ def build_pool(body: s.PoolInline, project_id: str, stamp: str) -> tuple[Pool, H
 
 
 def build_listener(body: s.ListenerInline, project_id: str, stamp: str) -> Listener:
-    return Listener(
-        id=new_id(body.id),
-        project_id=project_id,
-        name=body.name or "",
-        description=body.description or "",
-        admin_state_up=body.admin_state_up,
-        tags=body.tags or [],
-        created_at=stamp,
-        protocol=body.protocol,  # type: ignore[arg-type]
-        protocol_port=body.protocol_port,
-        timeout_client_data=body.timeout_client_data,
-        timeout_member_connect=body.timeout_member_connect,
-        timeout_member_data=body.timeout_member_data,
-        timeout_tcp_inspect=body.timeout_tcp_inspect,
-    )
+    return create(Listener, body, id=new_id(body.id), project_id=project_id, created_at=stamp)
 
 
 # --- inserting new objects (inside the CAS loop) ------------------------------------------
@@ -358,25 +207,7 @@ def build_loadbalancer(body: s.LoadBalancerCreate, project_id: str, stamp: str) 
     create (Octavia's single-call create: a listener's default_pool is given
     inline and must be named; pool names are unique)."""
     where = "loadbalancer"
-    assert body.vip_address is not None  # the schema refuses a missing VIP
-    lb = LoadBalancer(
-        id=new_id(body.id),
-        project_id=project_id,
-        name=body.name or "",
-        description=body.description or "",
-        admin_state_up=body.admin_state_up,
-        tags=body.tags or [],
-        created_at=stamp,
-        vip_address=body.vip_address,
-        vip_segment=body.vip_segment or Segment(),
-        vip_network_id=_s(body.vip_network_id),
-        vip_subnet_id=_s(body.vip_subnet_id),
-        vip_port_id=_s(body.vip_port_id),
-        vip_qos_policy_id=_s(body.vip_qos_policy_id),
-        availability_zone=body.availability_zone,
-        lbn_group=body.lbn_group,
-        pending="CREATE",
-    )
+    lb = create(LoadBalancer, body, id=new_id(body.id), project_id=project_id, created_at=stamp, pending="CREATE")
     pools: list[tuple[str, s.PoolInline]] = [(f"{where}.pools[{i}]", p) for i, p in enumerate(body.pools or [])]
     for i, li in enumerate(body.listeners or []):
         if li.default_pool is not None:
@@ -402,8 +233,6 @@ def build_loadbalancer(body: s.LoadBalancerCreate, project_id: str, stamp: str) 
                     f"{where}.listeners[{i}].default_pool_id", "give default_pool_id or default_pool, not both"
                 )
             li.default_pool_id = by_name[spec_li.default_pool.name or ""]
-        elif spec_li.default_pool_id is not None:
-            li.default_pool_id = str(spec_li.default_pool_id)
         insert_listener(lb, li, f"{where}.listeners[{i}]")
     check_unique_ids(lb)
     return lb
@@ -413,13 +242,7 @@ def build_loadbalancer(body: s.LoadBalancerCreate, project_id: str, stamp: str) 
 
 
 def update_loadbalancer(edit: Edit, body: s.LoadBalancerUpdate) -> None:
-    if set_fields(
-        edit.doc,
-        body,
-        "loadbalancer",
-        ("name", "description", "admin_state_up", "vip_qos_policy_id", "tags"),
-        nullable=("vip_qos_policy_id",),
-    ):
+    if set_fields(edit.doc, body, "loadbalancer", LB_UPDATE):
         edit.updated.append(edit.doc)
 
 
@@ -449,22 +272,7 @@ def update_listener(edit: Edit, listener_id: str, body: s.ListenerUpdate) -> Lis
     li = find_listener(edit.doc, listener_id)
     if li is None:
         raise not_found("listener", listener_id)
-    changed = set_fields(
-        li,
-        body,
-        "listener",
-        (
-            "name",
-            "description",
-            "admin_state_up",
-            "tags",
-            "timeout_client_data",
-            "timeout_member_connect",
-            "timeout_member_data",
-            "timeout_tcp_inspect",
-        ),
-        nullable=("timeout_client_data", "timeout_member_connect", "timeout_member_data", "timeout_tcp_inspect"),
-    )
+    changed = set_fields(li, body, "listener", LISTENER_UPDATE)
     if "default_pool_id" in body.model_fields_set:
         pool_id = _s(body.default_pool_id)
         if pool_id is not None and pool_id != li.default_pool_id:
@@ -510,13 +318,7 @@ def update_pool(edit: Edit, pool_id: str, body: s.PoolUpdate) -> Pool:
     pool = find_pool(edit.doc, pool_id)
     if pool is None:
         raise not_found("pool", pool_id)
-    if set_fields(
-        pool,
-        body,
-        "pool",
-        ("name", "description", "admin_state_up", "lb_algorithm", "tags", "table_size"),
-        nullable=("table_size",),
-    ):
+    if set_fields(pool, body, "pool", POOL_UPDATE):
         edit.updated.append(pool)
     return pool
 
@@ -549,25 +351,12 @@ def create_member(edit: Edit, pool_id: str, m: Member) -> Member:
     return m
 
 
-MEMBER_FIELDS = (
-    "name",
-    "admin_state_up",
-    "weight",
-    "monitor_address",
-    "monitor_port",
-    "tags",
-    "mac_address",
-    "segment",
-)
-MEMBER_NULLABLE = ("monitor_address", "monitor_port", "mac_address", "segment")
-
-
 def update_member(edit: Edit, pool_id: str, member_id: str, body: s.MemberUpdate) -> Member:
     pool = _pool(edit, pool_id)
     m = find_member(pool, member_id)
     if m is None:
         raise not_found("member", member_id)
-    if set_fields(m, body, "member", MEMBER_FIELDS, nullable=MEMBER_NULLABLE):
+    if set_fields(m, body, "member", MEMBER_UPDATE):
         edit.updated.append(m)
     return m
 
@@ -580,17 +369,21 @@ def delete_member(edit: Edit, pool_id: str, member_id: str) -> None:
     pool.members.remove(m)
 
 
+def _key(m: Member) -> tuple[Any, ...]:
+    return tuple(getattr(m, name) for name in MEMBER_KEY)
+
+
 def replace_members(edit: Edit, pool_id: str, wanted: list[tuple[s.MemberCreate, Member]], additive: bool) -> None:
     """Octavia's batch update: the request lists the pool's members; members
     are matched by (address, protocol_port), matched ones take the request's
     attributes, new ones are created and (unless additive_only) the rest go."""
     pool = _pool(edit, pool_id)
-    existing = {(m.address, m.protocol_port): m for m in pool.members}
-    seen: dict[tuple[Any, int], int] = {}
+    existing = {_key(m): m for m in pool.members}
+    seen: dict[tuple[Any, ...], int] = {}
     result: list[Member] = []
     for i, (body, built) in enumerate(wanted):
         where = f"members[{i}]"
-        key = (built.address, built.protocol_port)
+        key = _key(built)
         if key in seen:
             raise bad_request(where, f"{built.address} port {built.protocol_port} is also members[{seen[key]}]")
         seen[key] = i
@@ -600,7 +393,7 @@ def replace_members(edit: Edit, pool_id: str, wanted: list[tuple[s.MemberCreate,
             result.append(built)
             edit.created.append(built)
         else:
-            if set_fields(old, body, where, ("subnet_id", *MEMBER_FIELDS), nullable=(*MEMBER_NULLABLE, "subnet_id")):
+            if set_fields(old, body, where, MEMBER_BATCH_UPDATE):
                 edit.updated.append(old)
             result.append(old)
     if additive:
@@ -625,25 +418,8 @@ def update_hm(edit: Edit, hm_id: str, body: s.HealthMonitorUpdate) -> HealthMoni
     hm = find_hm(edit.doc, hm_id)
     if hm is None:
         raise not_found("health monitor", hm_id)
-    changed = set_fields(
-        hm,
-        body,
-        "healthmonitor",
-        (
-            "name",
-            "delay",
-            "timeout",
-            "max_retries",
-            "max_retries_down",
-            "http_method",
-            "url_path",
-            "expected_codes",
-            "admin_state_up",
-            "tags",
-        ),
-        nullable=("http_method", "url_path", "expected_codes"),
-    )
-    _http_defaults(hm)
+    changed = set_fields(hm, body, "healthmonitor", HM_UPDATE)
+    http_defaults(hm)
     pool = find_pool(edit.doc, hm.pool_id)
     if pool is not None:
         check_hm(pool, hm, "healthmonitor")

@@ -1,167 +1,89 @@
-"""Stored documents → Octavia's response objects (plain dicts; schemas.py
-documents their shape).
+"""Stored documents → Octavia's response objects (plain dicts, so that
+`fields=` can trim them).
 
-Attributes Octavia has and xdsr refuses are rendered with the neutral value
-Octavia itself shows when they are unset, so that clients that read them
-(gophercloud, the Octavia dashboard) keep working.
+What each response shows is derived from its schema in xdsr.api.responses
+(attributes.Rendering): the stored object's attributes, the neutral values
+of the attributes xdsr refuses, and what is computed here — statuses and
+relations.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from xdsr.api import schemas as s
+from xdsr.apiserver.attributes import Rendering
+from xdsr.apiserver.document import pool_listeners
 from xdsr.apiserver.status import child_statuses, lb_statuses
 from xdsr.model.loadbalancer import HealthMonitor, Listener, LoadBalancer, LoadBalancerStatus, Member, Pool
 
 Obj = dict[str, Any]
 
+STATUSES = ("provisioning_status", "operating_status")
+MEMBER = Rendering(Member, s.MemberOut, STATUSES)
+HEALTHMONITOR = Rendering(HealthMonitor, s.HealthMonitorOut, (*STATUSES, "pools"))
+HEALTHMONITOR_FULL = Rendering(HealthMonitor, s.HealthMonitorFullOut, STATUSES)
+POOL = Rendering(Pool, s.PoolOut, (*STATUSES, "listeners", "loadbalancers", "members"))
+POOL_FULL = Rendering(Pool, s.PoolFullOut, (*STATUSES, "listeners", "members", "healthmonitor"))
+LISTENER = Rendering(Listener, s.ListenerOut, (*STATUSES, "loadbalancers"))
+LISTENER_FULL = Rendering(Listener, s.ListenerFullOut, STATUSES)
+LOADBALANCER = Rendering(LoadBalancer, s.LoadBalancerOut, (*STATUSES, "listeners", "pools"))
+LOADBALANCER_FULL = Rendering(LoadBalancer, s.LoadBalancerFullOut, (*STATUSES, "listeners", "pools"))
+MEMBER_STATUS = Rendering(Member, s.MemberStatusOut, STATUSES)
+HEALTHMONITOR_STATUS = Rendering(HealthMonitor, s.HealthMonitorStatusOut, STATUSES)
 
-def _common(obj: Listener | Pool | Member | HealthMonitor | LoadBalancer, prov: str, oper: str) -> Obj:
-    return {
-        "id": obj.id,
-        "name": obj.name,
-        "provisioning_status": prov,
-        "operating_status": oper,
-        "admin_state_up": obj.admin_state_up,
-        "project_id": obj.project_id,
-        "created_at": obj.created_at,
-        "updated_at": obj.updated_at,
-        "tags": list(obj.tags),
-    }
 
-
-def _ip(value: object) -> str | None:
-    return None if value is None else str(value)
+def _statuses(prov_oper: tuple[str, str]) -> Obj:
+    return {"provisioning_status": prov_oper[0], "operating_status": prov_oper[1]}
 
 
 def member(lb: LoadBalancer, st: LoadBalancerStatus | None, m: Member) -> Obj:
-    prov, oper = child_statuses(lb, st, "members", m.id, m.generation)
-    return {
-        **_common(m, prov, oper),
-        "address": str(m.address),
-        "protocol_port": m.protocol_port,
-        "weight": m.weight,
-        "backup": m.backup,
-        "subnet_id": m.subnet_id,
-        "monitor_address": _ip(m.monitor_address),
-        "monitor_port": m.monitor_port,
-        "vnic_type": "normal",
-        "mac_address": m.mac_address,
-        "segment": m.segment.model_dump() if m.segment else None,
-    }
+    return MEMBER(m, **_statuses(child_statuses(lb, st, "members", m.id, m.generation)))
 
 
 def healthmonitor(lb: LoadBalancer, st: LoadBalancerStatus | None, hm: HealthMonitor, full: bool = False) -> Obj:
-    prov, oper = child_statuses(lb, st, "healthmonitors", hm.id, hm.generation)
-    out = {
-        **_common(hm, prov, oper),
-        "type": hm.type,
-        "delay": hm.delay,
-        "timeout": hm.timeout,
-        "max_retries": hm.max_retries,
-        "max_retries_down": hm.max_retries_down,
-        "http_method": hm.http_method,
-        "url_path": hm.url_path,
-        "expected_codes": hm.expected_codes,
-        "http_version": None,
-        "domain_name": None,
-    }
-    if not full:
-        out["pools"] = [{"id": hm.pool_id}]
-    return out
-
-
-def pool_listeners(lb: LoadBalancer, pool_id: str) -> list[Listener]:
-    return [li for li in lb.listeners if li.default_pool_id == pool_id]
+    statuses = _statuses(child_statuses(lb, st, "healthmonitors", hm.id, hm.generation))
+    if full:
+        return HEALTHMONITOR_FULL(hm, **statuses)
+    return HEALTHMONITOR(hm, **statuses, pools=[{"id": hm.pool_id}])
 
 
 def pool(lb: LoadBalancer, st: LoadBalancerStatus | None, p: Pool, full: bool = False) -> Obj:
-    prov, oper = child_statuses(lb, st, "pools", p.id, p.generation)
-    out = {
-        **_common(p, prov, oper),
-        "description": p.description,
-        "protocol": p.protocol,
-        "lb_algorithm": p.lb_algorithm,
-        "session_persistence": None,
-        "listeners": [{"id": li.id} for li in pool_listeners(lb, p.id)],
-        "healthmonitor_id": p.healthmonitor_id,
-        "tls_enabled": False,
-        "tls_container_ref": None,
-        "ca_tls_container_ref": None,
-        "crl_container_ref": None,
-        "tls_ciphers": None,
-        "tls_versions": None,
-        "alpn_protocols": None,
-        "table_size": p.table_size,
-    }
+    statuses = _statuses(child_statuses(lb, st, "pools", p.id, p.generation))
+    listeners = [{"id": li.id} for li in pool_listeners(lb, p.id)]
     if full:
-        out["members"] = [member(lb, st, m) for m in p.members]
         hm = next((h for h in lb.healthmonitors if h.id == p.healthmonitor_id), None)
-        out["healthmonitor"] = healthmonitor(lb, st, hm, full=True) if hm else None
-    else:
-        out["loadbalancers"] = [{"id": lb.id}]
-        out["members"] = [{"id": m.id} for m in p.members]
-    return out
+        return POOL_FULL(
+            p,
+            **statuses,
+            listeners=listeners,
+            members=[member(lb, st, m) for m in p.members],
+            healthmonitor=healthmonitor(lb, st, hm, full=True) if hm else None,
+        )
+    return POOL(
+        p, **statuses, listeners=listeners, loadbalancers=[{"id": lb.id}], members=[{"id": m.id} for m in p.members]
+    )
 
 
 def listener(lb: LoadBalancer, st: LoadBalancerStatus | None, li: Listener, full: bool = False) -> Obj:
-    prov, oper = child_statuses(lb, st, "listeners", li.id, li.generation)
-    out = {
-        **_common(li, prov, oper),
-        "description": li.description,
-        "protocol": li.protocol,
-        "protocol_port": li.protocol_port,
-        "connection_limit": li.connection_limit,
-        "default_pool_id": li.default_pool_id,
-        "default_tls_container_ref": None,
-        "sni_container_refs": [],
-        "l7policies": [],
-        "insert_headers": {},
-        "timeout_client_data": li.timeout_client_data,
-        "timeout_member_connect": li.timeout_member_connect,
-        "timeout_member_data": li.timeout_member_data,
-        "timeout_tcp_inspect": li.timeout_tcp_inspect,
-        "client_ca_tls_container_ref": None,
-        "client_authentication": "NONE",
-        "client_crl_container_ref": None,
-        "allowed_cidrs": None,
-        "tls_ciphers": None,
-        "tls_versions": None,
-        "alpn_protocols": None,
-        "hsts_max_age": None,
-        "hsts_include_subdomains": False,
-        "hsts_preload": False,
-    }
-    if not full:
-        out["loadbalancers"] = [{"id": lb.id}]
-    return out
+    statuses = _statuses(child_statuses(lb, st, "listeners", li.id, li.generation))
+    if full:
+        return LISTENER_FULL(li, **statuses)
+    return LISTENER(li, **statuses, loadbalancers=[{"id": lb.id}])
 
 
 def loadbalancer(lb: LoadBalancer, st: LoadBalancerStatus | None, full: bool = False) -> Obj:
-    prov, oper = lb_statuses(lb, st)
-    out = {
-        **_common(lb, prov, oper),
-        "description": lb.description,
-        "vip_address": str(lb.vip_address),
-        "vip_port_id": lb.vip_port_id,
-        "vip_subnet_id": lb.vip_subnet_id,
-        "vip_network_id": lb.vip_network_id,
-        "vip_qos_policy_id": lb.vip_qos_policy_id,
-        "vip_segment": lb.vip_segment.model_dump(),
-        "lbn_group": lb.lbn_group,
-        "vip_vnic_type": "normal",
-        "additional_vips": [],
-        "provider": lb.provider,
-        "flavor_id": lb.flavor_id or "",
-        "availability_zone": lb.availability_zone,
-    }
+    statuses = _statuses(lb_statuses(lb, st))
     if full:
-        out["listeners"] = [listener(lb, st, li, full=True) for li in lb.listeners]
-        out["pools"] = [pool(lb, st, p, full=True) for p in lb.pools]
-    else:
-        out["listeners"] = [{"id": li.id} for li in lb.listeners]
-        out["pools"] = [{"id": p.id} for p in lb.pools]
-    return out
+        return LOADBALANCER_FULL(
+            lb,
+            **statuses,
+            listeners=[listener(lb, st, li, full=True) for li in lb.listeners],
+            pools=[pool(lb, st, p, full=True) for p in lb.pools],
+        )
+    return LOADBALANCER(
+        lb, **statuses, listeners=[{"id": li.id} for li in lb.listeners], pools=[{"id": p.id} for p in lb.pools]
+    )
 
 
 def status_tree(lb: LoadBalancer, st: LoadBalancerStatus | None) -> Obj:
@@ -173,27 +95,11 @@ def status_tree(lb: LoadBalancer, st: LoadBalancerStatus | None) -> Obj:
         node: Obj = {"id": p.id, "name": p.name, "provisioning_status": prov, "operating_status": oper}
         hm = next((h for h in lb.healthmonitors if h.id == p.healthmonitor_id), None)
         if hm is not None:
-            hprov, hoper = child_statuses(lb, st, "healthmonitors", hm.id, hm.generation)
-            node["health_monitor"] = {
-                "id": hm.id,
-                "name": hm.name,
-                "type": hm.type,
-                "provisioning_status": hprov,
-                "operating_status": hoper,
-            }
-        node["members"] = []
-        for m in p.members:
-            mprov, moper = child_statuses(lb, st, "members", m.id, m.generation)
-            node["members"].append(
-                {
-                    "id": m.id,
-                    "name": m.name,
-                    "operating_status": moper,
-                    "provisioning_status": mprov,
-                    "address": str(m.address),
-                    "protocol_port": m.protocol_port,
-                }
-            )
+            hm_statuses = _statuses(child_statuses(lb, st, "healthmonitors", hm.id, hm.generation))
+            node["health_monitor"] = HEALTHMONITOR_STATUS(hm, **hm_statuses)
+        node["members"] = [
+            MEMBER_STATUS(m, **_statuses(child_statuses(lb, st, "members", m.id, m.generation))) for m in p.members
+        ]
         return node
 
     pools = {p.id: p for p in lb.pools}

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from xdsr.api import l2dsr
-from xdsr.apiserver.ops import UDP_POOL_MONITORS
+from xdsr.api.l2dsr import UDP_POOL_MONITORS
 
 Obj = Mapping[str, Any]
 

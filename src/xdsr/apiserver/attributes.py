@@ -1,0 +1,152 @@
+"""Which attributes move between the vocabulary's schemas (xdsr.api) and the
+stored documents (xdsr.model.loadbalancer), derived from the models.
+
+An attribute is written once in the stored model and once in each schema
+that carries it; what the API server copies follows from the names they
+share, so that adding an attribute to both needs no list edited here or in
+the routes:
+
+- a create copies every attribute of the request that the stored object
+  has; null (or absent) leaves the stored default;
+- an update may change every attribute of the update schema that the stored
+  object has, and may set to null those the stored object allows to be null;
+- a response shows every attribute of its schema: from the stored object if
+  it has it, else the neutral value the schema declares, else the value the
+  renderer gives (statuses, relations).
+
+Attributes xdsr refuses (xdsr.api.fields.Refused) hold only a neutral value
+and are never copied. Children (a pool's members, a load balancer's
+listeners and pools) are objects of their own, built by their own builders.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from xdsr.api.fields import is_refused
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def allows_null(annotation: Any) -> bool:
+    if annotation is None or annotation is type(None):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return allows_null(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return any(allows_null(a) for a in typing.get_args(annotation))
+    return False
+
+
+def _is_children(annotation: Any) -> bool:
+    """A list of stored objects: children, not an attribute."""
+    if typing.get_origin(annotation) is not list:
+        return False
+    (item,) = typing.get_args(annotation)
+    return isinstance(item, type) and issubclass(item, BaseModel)
+
+
+@functools.cache
+def shared(request: type[BaseModel], stored: type[BaseModel]) -> tuple[str, ...]:
+    """The attributes of `request` that `stored` holds, refused ones and children excepted."""
+    return tuple(
+        name
+        for name, field in request.model_fields.items()
+        if name in stored.model_fields
+        and not is_refused(field)
+        and not _is_children(stored.model_fields[name].annotation)
+    )
+
+
+def create(stored: type[M], body: BaseModel, **given: Any) -> M:
+    """A stored object from a create request: its attributes copied from
+    `body` (null keeps the stored default), and what the caller `given`
+    (ids, project, times, children)."""
+    values: dict[str, Any] = {}
+    for name in shared(type(body), stored):
+        if name in given:
+            continue
+        value = getattr(body, name)
+        if value is not None:
+            values[name] = str(value) if isinstance(value, UUID) else value
+    return stored(**values, **given)
+
+
+class Update:
+    """What an update request may change on a stored object."""
+
+    def __init__(self, request: type[BaseModel], stored: type[BaseModel], exclude: Iterable[str] = ()) -> None:
+        skip = set(exclude)
+        self.names = tuple(n for n in shared(request, stored) if n not in skip)
+        self.nullable = tuple(n for n in self.names if allows_null(stored.model_fields[n].annotation))
+
+
+# --- rendering ---------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    """A stored value as JSON shows it."""
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return str(value)
+    raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+class Rendering:
+    """How a stored object becomes a response object: every attribute of the
+    response schema, in its order. The renderer gives the `given` ones."""
+
+    def __init__(self, stored: type[BaseModel], out: type[BaseModel], given: Iterable[str] = ()) -> None:
+        given = set(given)
+        unknown = given - set(out.model_fields)
+        if unknown:
+            raise TypeError(f"{out.__name__} has no attribute {', '.join(sorted(unknown))}")
+        self.out = out
+        self.given = given
+        # (name, how): "copy" from the stored object, or a neutral constant.
+        self.steps: list[tuple[str, str, Any]] = []
+        for name, field in out.model_fields.items():
+            if name in given:
+                self.steps.append((name, "given", None))
+            elif name in stored.model_fields:
+                # A stored null where the response has a non-null neutral value shows that value.
+                neutral = None if field.is_required() or allows_null(field.annotation) else field.default
+                self.steps.append((name, "copy", neutral))
+            elif not field.is_required():
+                self.steps.append((name, "neutral", field.default))
+            else:
+                raise TypeError(
+                    f"{out.__name__}.{name}: not stored in {stored.__name__}, without a neutral value, "
+                    "and not given by the renderer"
+                )
+
+    def __call__(self, obj: BaseModel, **given: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, how, extra in self.steps:
+            if how == "copy":
+                value = plain(getattr(obj, name))
+                out[name] = extra if value is None and extra is not None else value
+            elif how == "given":
+                out[name] = given[name]
+            else:
+                out[name] = _fresh(extra)
+        return out
+
+
+def _fresh(value: Any) -> Any:
+    # A neutral [] or {} is a new one per response: callers may change what they get.
+    return type(value)() if isinstance(value, list | dict) and not value else value
