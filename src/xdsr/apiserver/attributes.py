@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import operator
 import types
 import typing
 from collections.abc import Iterable
 from typing import Any, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, IPvAnyAddress
 
 from xdsr.api.fields import is_refused
 
@@ -106,47 +107,85 @@ def plain(value: Any) -> Any:
     raise TypeError(f"no JSON form for {type(value).__name__}")
 
 
+def _bases(annotation: Any) -> list[Any]:
+    """The types a stored attribute may hold, null left out."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _bases(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [b for a in typing.get_args(annotation) for b in _bases(a)]
+    return [] if annotation is None or annotation is type(None) else [annotation]
+
+
+def _converter(annotation: Any) -> Any:
+    """How a stored attribute of this type is shown: None if as it is."""
+    bases = _bases(annotation)
+    if all(typing.get_origin(b) is typing.Literal or b in (str, int, bool, float) for b in bases):
+        return None
+    if all(typing.get_origin(b) is list for b in bases):
+        return list if all(typing.get_args(b)[0] in (str, int) for b in bases) else plain
+    if len(bases) == 1 and bases[0] is IPvAnyAddress:
+        return _text
+    return plain
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 class Rendering:
     """How a stored object becomes a response object: every attribute of the
-    response schema, in its order. The renderer gives the `given` ones."""
+    response schema, in its order. The renderer gives the `given` ones.
+
+    Rendering runs for every object of every list, so the plan is made once:
+    attributes stored as JSON scalars are fetched in one attrgetter call,
+    the few others (addresses, segments, tags) converted one by one."""
 
     def __init__(self, stored: type[BaseModel], out: type[BaseModel], given: Iterable[str] = ()) -> None:
-        given = set(given)
-        unknown = given - set(out.model_fields)
+        self.given = frozenset(given)
+        unknown = self.given - set(out.model_fields)
         if unknown:
             raise TypeError(f"{out.__name__} has no attribute {', '.join(sorted(unknown))}")
-        self.out = out
-        self.given = given
-        # (name, how): "copy" from the stored object, or a neutral constant.
-        self.steps: list[tuple[str, str, Any]] = []
+        self.template: dict[str, Any] = {}  # every attribute in order, neutral values filled in
+        self.fresh: list[tuple[str, type]] = []  # neutral [] and {}: a new one per response
+        scalars: list[str] = []
+        self.converted: list[tuple[str, Any, Any]] = []  # (attribute, converter, value shown for a stored null)
         for name, field in out.model_fields.items():
-            if name in given:
-                self.steps.append((name, "given", None))
-            elif name in stored.model_fields:
+            self.template[name] = None
+            if name in self.given:
+                continue
+            if name in stored.model_fields:
                 # A stored null where the response has a non-null neutral value shows that value.
                 neutral = None if field.is_required() or allows_null(field.annotation) else field.default
-                self.steps.append((name, "copy", neutral))
+                convert = _converter(stored.model_fields[name].annotation)
+                if neutral is None and convert is None:
+                    scalars.append(name)
+                else:
+                    self.converted.append((name, convert or plain, neutral))
             elif not field.is_required():
-                self.steps.append((name, "neutral", field.default))
+                self.template[name] = field.default
+                if isinstance(field.default, list | dict):
+                    self.fresh.append((name, type(field.default)))
             else:
                 raise TypeError(
                     f"{out.__name__}.{name}: not stored in {stored.__name__}, without a neutral value, "
                     "and not given by the renderer"
                 )
+        self.scalars = tuple(scalars)
+        self._get = operator.attrgetter(*scalars) if len(scalars) > 1 else None
 
     def __call__(self, obj: BaseModel, **given: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, how, extra in self.steps:
-            if how == "copy":
-                value = plain(getattr(obj, name))
-                out[name] = extra if value is None and extra is not None else value
-            elif how == "given":
-                out[name] = given[name]
-            else:
-                out[name] = _fresh(extra)
+        if given.keys() != self.given:
+            raise TypeError(f"the renderer must give {', '.join(sorted(self.given))}")
+        out = self.template.copy()
+        if self._get is not None:
+            out.update(zip(self.scalars, self._get(obj), strict=True))
+        elif self.scalars:
+            out[self.scalars[0]] = getattr(obj, self.scalars[0])
+        for name, convert, neutral in self.converted:
+            value = getattr(obj, name)
+            out[name] = neutral if value is None else convert(value)
+        for name, kind in self.fresh:
+            out[name] = kind()
+        out.update(given)
         return out
-
-
-def _fresh(value: Any) -> Any:
-    # A neutral [] or {} is a new one per response: callers may change what they get.
-    return type(value)() if isinstance(value, list | dict) and not value else value
