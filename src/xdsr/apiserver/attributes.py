@@ -37,15 +37,18 @@ from xdsr.api.fields import is_refused
 M = TypeVar("M", bound=BaseModel)
 
 
-def allows_null(annotation: Any) -> bool:
-    if annotation is None or annotation is type(None):
-        return True
+def _admits(annotation: Any) -> list[Any]:
+    """The types an annotation admits: Annotated unwrapped, unions flattened, NoneType for null."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return allows_null(typing.get_args(annotation)[0])
+        return _admits(typing.get_args(annotation)[0])
     if origin is typing.Union or origin is types.UnionType:
-        return any(allows_null(a) for a in typing.get_args(annotation))
-    return False
+        return [t for a in typing.get_args(annotation) for t in _admits(a)]
+    return [type(None) if annotation is None else annotation]
+
+
+def allows_null(annotation: Any) -> bool:
+    return type(None) in _admits(annotation)
 
 
 def _is_children(annotation: Any) -> bool:
@@ -107,19 +110,9 @@ def plain(value: Any) -> Any:
     raise TypeError(f"no JSON form for {type(value).__name__}")
 
 
-def _bases(annotation: Any) -> list[Any]:
-    """The types a stored attribute may hold, null left out."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _bases(typing.get_args(annotation)[0])
-    if origin is typing.Union or origin is types.UnionType:
-        return [b for a in typing.get_args(annotation) for b in _bases(a)]
-    return [] if annotation is None or annotation is type(None) else [annotation]
-
-
 def _converter(annotation: Any) -> Any:
     """How a stored attribute of this type is shown: None if as it is."""
-    bases = _bases(annotation)
+    bases = [t for t in _admits(annotation) if t is not type(None)]
     if all(typing.get_origin(b) is typing.Literal or b in (str, int, bool, float) for b in bases):
         return None
     if all(typing.get_origin(b) is list for b in bases):

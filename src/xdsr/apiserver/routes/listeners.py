@@ -52,7 +52,6 @@ async def create_listener(
     service.check_ids(caller, ops.requested_ids(b, "listener", "listener"))
     project, stamp = service.child_project(lb, b.project_id, "listener.project_id"), ops.now()
     li = ops.build_listener(b, project, stamp)
-    li.default_pool_id = str(b.default_pool_id) if b.default_pool_id else None
     # Octavia also creates a listener and its default pool in one call.
     inline = ops.build_pool(b.default_pool, project, stamp) if b.default_pool is not None else None
     if inline is not None and b.default_pool_id is not None:
