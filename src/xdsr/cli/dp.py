@@ -95,9 +95,13 @@ def _report_line(r: ApplyReport) -> str:
 
 
 def _apply_file(file: Path, pin_dir: Path) -> ApplyReport:
-    services = load_config(file).to_services()
+    cfg = load_config(file)
+    for service, members in cfg.unresolved().items():
+        # Accepted, as an agent accepts them, but this command resolves no
+        # addresses: said so that a missing backend is no surprise.
+        err.print(f"warning: {service}: no MAC given for {', '.join(members)}; left out of the table", highlight=False)
     with Dataplane.create_or_open(pin_dir) as dp:
-        return apply(dp, services)
+        return apply(dp, cfg.to_services())
 
 
 @app.command("apply")
