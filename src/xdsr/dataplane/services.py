@@ -11,6 +11,7 @@ what spans fields, naming every bad field the way the state wrote it:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -49,6 +50,11 @@ def report_id(rule: RuleService) -> str:
     return rule.id if rule.id is not None else str(service_key(rule))
 
 
+# A state is checked, then built, and sent again and again with the same
+# members: each MAC is checked and normalized once, not at every step.
+_unicast_mac = functools.lru_cache(maxsize=1 << 16)(checks.unicast_mac)
+
+
 def identity(member: RuleBackend) -> str | None:
     """The member's Maglev identity: its id, else "<mac>@<vlan>" (None: neither is given)."""
     if member.id is not None:
@@ -56,7 +62,7 @@ def identity(member: RuleBackend) -> str | None:
     if member.mac is None:
         return None
     try:
-        return f"{checks.normalize_mac(member.mac)}@{member.vlan}"
+        return f"{_unicast_mac(member.mac)}@{member.vlan}"
     except ValueError:
         return None
 
@@ -75,7 +81,7 @@ def _member_errors(where: str, m: RuleBackend) -> list[FieldError]:
     if m.weight > checks.MAX_WEIGHT:
         errors.append(FieldError(f"{where}.weight", f"{m.weight} is above {checks.MAX_WEIGHT}"))
     if m.mac is not None:
-        _check(errors, f"{where}.mac", lambda: checks.unicast_mac(m.mac))
+        _check(errors, f"{where}.mac", lambda: _unicast_mac(m.mac))
     else:
         if m.address is None:
             errors.append(FieldError(f"{where}.address", "required when mac is null (the agent resolves it)"))
@@ -161,7 +167,7 @@ def to_service(rule: RuleService, mac_of: MacOf = _unknown) -> tuple[Service, tu
     backends = []
     unresolved = []
     for m in rule.backends:
-        mac = checks.normalize_mac(m.mac) if m.mac is not None else mac_of(m)
+        mac = _unicast_mac(m.mac) if m.mac is not None else mac_of(m)
         if mac is None:
             unresolved.append(m.id or "")
             continue
