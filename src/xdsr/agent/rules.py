@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from xdsr.agent.resolver import NeighborKey
 from xdsr.dataplane import services
 from xdsr.dataplane.model import Service
-from xdsr.dataplane.services import FieldError, InvalidState, service_key
+from xdsr.dataplane.services import FieldError, InvalidState
 from xdsr.model.agent import DesiredState, RuleBackend
 
-__all__ = ["Built", "FieldError", "InvalidState", "build", "needed_neighbors", "service_key", "validate"]
+__all__ = ["Built", "FieldError", "InvalidState", "build", "needed_neighbors", "validate"]
 
 
 def neighbor_key(member: RuleBackend) -> NeighborKey | None:
