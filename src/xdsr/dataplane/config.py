@@ -30,15 +30,16 @@ class DataplaneConfig(Services):
     """A checked file: the shared schema, and the data plane's Services from it."""
 
     def to_services(self) -> list[Service]:
-        return [services.to_service(s)[0] for s in self.services]
+        return [service for _, service, _ in self.build()]
 
-    def unresolved(self) -> dict[str, tuple[str, ...]]:
-        """Members given without a MAC, by service: this command resolves
-        nothing, so they stay out of the tables (an agent resolves them)."""
-        out = {}
+    def build(self) -> list[tuple[str, Service, tuple[str, ...]]]:
+        """Each service with its report id and the members given without a
+        MAC: this command resolves nothing, so they stay out of the table
+        (an agent resolves them)."""
+        out = []
         for s in self.services:
-            if missing := services.to_service(s)[1]:
-                out[services.report_id(s)] = missing
+            service, unresolved = services.to_service(s)
+            out.append((services.report_id(s), service, unresolved))
         return out
 
 
