@@ -110,3 +110,15 @@ def test_needed_neighbors_are_per_vlan() -> None:
         (100, ipaddress.ip_address("10.1.0.1")),
         (200, ipaddress.ip_address("10.1.0.1")),
     }
+
+
+def test_a_hand_written_state_without_ids_is_reported_by_key_and_mac() -> None:
+    """What `xdsr dp apply` files may leave out, an agent takes too."""
+    s = svc(backends=[{"mac": "02:00:00:00:00:01", "vlan": 100}, {"id": "m2", "mac": "02:00:00:00:00:02", "vlan": 100}])
+    del s["id"]
+    rules.validate(state(s), 64)
+    (built,) = rules.build(state(s), lambda k: None)
+    assert built.rule_id == "203.0.113.10:80/tcp vlan 10"
+    assert [b.identity for b in built.service.backends] == ["02:00:00:00:00:01@100", "m2"]
+    no_id_by_address = svc(backends=[{"address": "10.1.0.12", "vlan": 100}])
+    assert "required" in errors(state(no_id_by_address))["services[0].backends[0].id"]

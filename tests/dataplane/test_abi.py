@@ -75,3 +75,23 @@ def test_every_shared_enum_is_mirrored(btf: dict[str, dict[str, Any]]) -> None:
 def test_reason_verdicts_cover_every_reason() -> None:
     assert set(abi.REASON_VERDICT) == set(abi.Reason)
     assert len(abi.Reason) == abi.REASON_MAX
+
+
+@pytest.mark.parametrize(
+    ("vip", "port", "proto", "seg_id", "packed"),
+    [
+        # IPv4 as IPv4-mapped IPv6, the port in network byte order, the rest native (x86: little endian).
+        ("10.0.0.1", 80, 6, 7, "00000000000000000000ffff0a000001" + "0050" + "06" + "01" + "07000000"),
+        ("2001:db8::fff", 443, 17, 4094, "20010db8000000000000000000000fff" + "01bb" + "11" + "01" + "fe0f0000"),
+    ],
+)
+def test_a_service_key_packs_through_the_mirror(vip: str, port: int, proto: int, seg_id: int, packed: str) -> None:
+    import ipaddress
+
+    from xdsr.dataplane.model import ServiceKey
+
+    key = ServiceKey(ipaddress.ip_address(vip), port, proto, abi.SegType.VLAN, seg_id)
+    assert key.pack().hex() == packed
+    assert len(key.pack()) == ctypes.sizeof(abi.SvcKey)
+    assert ServiceKey.unpack(bytes.fromhex(packed)) == key
+    assert ServiceKey.from_abi(key.to_abi()) == key

@@ -89,3 +89,25 @@ def test_commands_explain_a_missing_data_plane(pin_dir: Path) -> None:
     proc = xdsr("dp", "attach", "no-such-if0", "--pin-dir", str(pin_dir), check=False)
     assert proc.returncode == 1
     assert "no interface 'no-such-if0'" in proc.stderr
+
+
+def test_apply_takes_the_agents_schema_and_refuses_what_an_agent_refuses(tmp_path: Path, pin_dir: Path) -> None:
+    """The file is the operator's service schema: a member given by address
+    is taken (as an agent takes it) but, resolved by nobody here, left out
+    with a warning; a loopback VIP is refused (as an agent refuses it)."""
+    cfg = _cfg(1)
+    cfg["services"][0]["id"] = "web"  # type: ignore[index]
+    cfg["services"][0]["backends"].append({"id": "m2", "address": "10.1.0.12", "vlan": 100})  # type: ignore[index]
+    file = tmp_path / "state.yaml"
+    file.write_text(yaml.safe_dump(cfg))
+    proc = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir))
+    assert "1 created" in proc.stdout
+    assert "web: no MAC given for m2; left out of the table" in proc.stderr
+    shown = json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout)
+    assert shown["services"][0]["backends"] == [{"mac": "02:00:00:00:00:01", "vlan": 100, "weight": 2}]
+
+    cfg["services"][0]["vip"] = "127.0.0.1"  # type: ignore[index]
+    file.write_text(yaml.safe_dump(cfg))
+    proc = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir), check=False)
+    assert proc.returncode == 2 and "services[0].vip" in proc.stderr and "cannot be a VIP" in proc.stderr
+    assert json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout) == shown

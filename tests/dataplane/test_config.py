@@ -50,13 +50,13 @@ def test_default_table_size_follows_backend_count() -> None:
         (_with(backends=[{"mac": "ff:ff:ff:ff:ff:ff"}]), "services[0].backends[0].mac", "multicast"),
         (_with(backends=[{"mac": "02:00:00:00:01:01", "vlan": 4095}]), "services[0].backends[0].vlan", "4094"),
         (_with(backends=[{"mac": "02:00:00:00:01:01", "weight": -1}]), "services[0].backends[0].weight", "0"),
-        (_with(segment={"type": "vlan", "id": 5000}), "services[0].segment", "outside 0-4094"),
-        (_with(segment={"type": "vxlan", "id": 5000}), "services[0].segment", "not supported yet"),
+        (_with(segment={"type": "vlan", "id": 5000}), "services[0].segment.id", "4094"),
+        (_with(segment={"type": "vxlan", "id": 5000}), "services[0].segment.type", "'vlan'"),
         (_with(table_size=65536), "services[0].table_size", "not prime"),
         (
             _with(table_size=3, backends=[{"mac": f"02:00:00:00:01:0{i}"} for i in range(1, 6)]),
             "services[0].table_size",
-            "smaller",
+            "below the 5 weighted members",
         ),
         (_with(port=0), "services[0].port", "greater than or equal to 1"),
         (_with(port=70000), "services[0].port", "less than or equal to 65535"),
@@ -69,7 +69,7 @@ def test_default_table_size_follows_backend_count() -> None:
             "services[0].backends[1]",
             "duplicates backends[0]",
         ),
-        ({"services": [GOOD["services"][0], GOOD["services"][0]]}, "services[1]", "duplicates services[0]"),
+        ({"services": [GOOD["services"][0], GOOD["services"][0]]}, "services[1]", "is already services[0]"),
     ],
 )
 def test_invalid_configs_name_the_field(cfg: dict[str, object], where: str, what: str) -> None:

@@ -28,6 +28,7 @@ from xdsr.agent.metrics import AgentMetrics
 from xdsr.agent.neighbors import NeighborTable
 from xdsr.agent.registration import Registration
 from xdsr.agent.resolver import NeighborKey, Resolver, family
+from xdsr.dataplane import services
 from xdsr.dataplane.libbpf import BpfError
 from xdsr.dataplane.loader import MAP_SERVICES, Dataplane, DataplaneError
 from xdsr.dataplane.model import ServiceKey
@@ -268,18 +269,20 @@ class Agent:
             h = s.health
             if h is None:
                 continue
-            macs = {be.id: be.mac for be in b.service.backends}
+            # Keyed by identity: a member of a hand-written state may have no id.
+            macs = {be.identity: be.mac for be in b.service.backends}
             mine: dict[str, Target | None] = {}
             for m in s.backends:
+                ident = services.identity(m) or ""
                 addr = m.monitor_address or m.address
-                mac = macs.get(m.id)
+                mac = macs.get(ident)
                 ip = ipaddress.ip_address(addr) if addr is not None else None
                 if checker is None or ip is None or mac is None or checker.source(m.vlan, ip.version) is None:
-                    mine[m.id] = None
+                    mine[ident] = None
                     continue
                 port = 0 if h.type == "ping" else (m.monitor_port or s.port)
-                mine[m.id] = Target(h.type, m.vlan, mac, ip, port, h.delay, h.timeout, h.rise, h.fall)
-            targets[s.id] = mine
+                mine[ident] = Target(h.type, m.vlan, mac, ip, port, h.delay, h.timeout, h.rise, h.fall)
+            targets[b.rule_id] = mine
         self.health_targets = targets
         if checker is not None:
             checker.update({t for mine in targets.values() for t in mine.values() if t is not None})

@@ -95,9 +95,15 @@ def _report_line(r: ApplyReport) -> str:
 
 
 def _apply_file(file: Path, pin_dir: Path) -> ApplyReport:
-    services = load_config(file).to_services()
+    built = load_config(file).build()
+    for name, _, unresolved in built:
+        if unresolved:
+            # Accepted, as an agent accepts them, but this command resolves
+            # no addresses: said so that a missing backend is no surprise.
+            missing = ", ".join(unresolved)
+            err.print(f"warning: {name}: no MAC given for {missing}; left out of the table", highlight=False)
     with Dataplane.create_or_open(pin_dir) as dp:
-        return apply(dp, services)
+        return apply(dp, [service for _, service, _ in built])
 
 
 @app.command("apply")

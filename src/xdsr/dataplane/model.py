@@ -11,7 +11,6 @@ import hashlib
 import ipaddress
 import json
 import socket
-import struct
 from dataclasses import dataclass, field
 
 from xdsr.dataplane import abi
@@ -20,6 +19,8 @@ from xdsr.model.checks import normalize_mac as normalize_mac
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+_Addr = dict(abi.SvcKey._fields_)["addr"]  # the mirror's u8[16]
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
 
@@ -48,19 +49,37 @@ class ServiceKey:
     def __lt__(self, other: ServiceKey) -> bool:
         return self._order < other._order
 
+    def to_abi(self) -> abi.SvcKey:
+        """The key as the kernel's struct xdsr_svc_key (through the mirror
+        test_abi.py checks against BTF): an IPv4 VIP as IPv4-mapped IPv6,
+        the port in network byte order."""
+        addr = self.vip.packed if self.vip.version == 6 else _V4_MAPPED + self.vip.packed
+        return abi.SvcKey(
+            addr=_Addr.from_buffer_copy(addr),
+            port=socket.htons(self.port),
+            proto=self.proto,
+            seg_type=self.seg_type,
+            seg_id=self.seg_id,
+        )
+
+    @functools.cached_property
+    def _packed(self) -> bytes:
+        # Cached: an apply packs each key several times (entry, index, digest).
+        return bytes(self.to_abi())
+
     def pack(self) -> bytes:
-        addr = self.vip.packed if self.vip.version == 6 else b"\0" * 10 + b"\xff\xff" + self.vip.packed
-        return addr + struct.pack("!H", self.port) + struct.pack("=BBI", self.proto, self.seg_type, self.seg_id)
+        return self._packed
+
+    @classmethod
+    def from_abi(cls, key: abi.SvcKey) -> ServiceKey:
+        vip: IPAddress = ipaddress.IPv6Address(bytes(key.addr))
+        if vip.ipv4_mapped is not None:
+            vip = vip.ipv4_mapped
+        return cls(vip, socket.ntohs(key.port), key.proto, abi.SegType(key.seg_type), key.seg_id)
 
     @classmethod
     def unpack(cls, raw: bytes) -> ServiceKey:
-        addr = raw[:16]
-        (port,) = struct.unpack("!H", raw[16:18])
-        proto, seg_type, seg_id = struct.unpack("=BBI", raw[18:24])
-        vip: IPAddress = ipaddress.IPv6Address(addr)
-        if vip.ipv4_mapped is not None:
-            vip = vip.ipv4_mapped
-        return cls(vip, port, proto, abi.SegType(seg_type), seg_id)
+        return cls.from_abi(abi.SvcKey.from_buffer_copy(raw))
 
     def fragment_key(self) -> ServiceKey:
         """The port-0 key under which every fragment of (VIP, proto, segment) is looked up."""

@@ -111,7 +111,7 @@ def _parse_index(data: bytes) -> dict[ServiceKey, abi.SvcEntry]:
     out = {}
     for b in used.tolist():
         e = abi.SvcEntry.from_buffer_copy(data, b * ENTRY_SIZE)
-        out[ServiceKey.unpack(bytes(e.key))] = e
+        out[ServiceKey.from_abi(e.key)] = e
     return out
 
 

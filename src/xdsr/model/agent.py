@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
+from pydantic import BaseModel, ConfigDict, Field
+
+from xdsr.model.checks import Address, VlanId
 
 
 class _Model(BaseModel):
@@ -19,16 +21,25 @@ class _Model(BaseModel):
 
 class Segment(_Model):
     type: Literal["vlan"] = "vlan"
-    id: Annotated[int, Field(ge=0, le=4094)] = 0
+    id: VlanId = 0
+
+
+# What each value must be beyond its type (a unicast VIP, a unicast MAC, a
+# prime table size, ...) is checked by xdsr.dataplane.services, the one
+# reader of this schema on the way to the kernel (the agent and `xdsr dp
+# apply`): it names every bad field of a state at once.
 
 
 class RuleBackend(_Model):
-    id: str  # the member's id: its Maglev identity, stable when its MAC changes
-    address: IPvAnyAddress | None = None  # for MAC resolution when mac is None, and health checks
+    # The member's Maglev identity, stable when its MAC changes. The operator
+    # always sends one; a hand-written file (`xdsr dp apply`) may leave it out
+    # when it gives the MAC, and the identity is then "<mac>@<vlan>".
+    id: str | None = None
+    address: Address | None = None  # for MAC resolution when mac is None, and health checks
     mac: str | None = None  # None: the agent resolves address on `vlan` by ARP/ND
-    vlan: Annotated[int, Field(ge=0, le=4094)] = 0
+    vlan: VlanId = 0
     weight: Annotated[int, Field(ge=0)] = 1
-    monitor_address: IPvAnyAddress | None = None  # health checks go here instead of `address`
+    monitor_address: Address | None = None  # health checks go here instead of `address`
     monitor_port: Annotated[int, Field(ge=1, le=65535)] | None = None  # instead of the service's port
 
 
@@ -43,8 +54,10 @@ class HealthCheck(_Model):
 
 
 class RuleService(_Model):
-    id: str  # "<lb id>/<listener id>": how status is reported back
-    vip: IPvAnyAddress
+    # "<lb id>/<listener id>": how status is reported back. Optional for a
+    # hand-written file; the service is then reported under its key.
+    id: str | None = None
+    vip: Address
     port: Annotated[int, Field(ge=1, le=65535)]
     protocol: Literal["tcp", "udp"]
     segment: Segment = Segment()
@@ -53,9 +66,15 @@ class RuleService(_Model):
     health: HealthCheck | None = None  # None: backends are not checked
 
 
-class DesiredState(_Model):
-    generation: Annotated[int, Field(ge=1)]
+class Services(_Model):
+    """The services a node forwards: what the operator sends (DesiredState)
+    and what `xdsr dp apply` reads from a file."""
+
     services: list[RuleService] = []
+
+
+class DesiredState(Services):
+    generation: Annotated[int, Field(ge=1)]
 
 
 class ServiceReport(_Model):

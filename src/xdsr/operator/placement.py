@@ -1,0 +1,196 @@
+"""The placement pass: LB nodes into groups, load balancers onto groups.
+
+Every registered LB node belongs to a group (settings.group_size per group);
+a node that asked for a group joins it. A new load balancer goes to the
+group with the fewest services that has room; its compiled rules go under
+the group's prefix (keys.rules_key), each written with compare-and-swap,
+table sizes kept across member changes (compile.sized), members the group's
+health checks find down at weight 0.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from xdsr.model import keys
+from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
+from xdsr.model.loadbalancer import LoadBalancer
+from xdsr.operator.compile import ServiceKey, service_key, sized, without
+from xdsr.operator.status import judge_health
+from xdsr.operator.view import View
+from xdsr.store.base import Conflict
+from xdsr.store.docs import dump, update_doc
+
+log = logging.getLogger("xdsr.operator")
+
+
+class Placer(View):
+    async def _assign_groups(self, live: dict[str, LbnRecord]) -> None:
+        groups = self._group_docs()
+        member_of = {n: g for g, (doc, _) in groups.items() for n in doc.lbns}
+        for name in sorted(live):
+            if name in member_of:
+                continue
+            wanted = live[name].group
+            if wanted is None:
+                open_groups = sorted(g for g, (doc, _) in groups.items() if len(doc.lbns) < self.settings.group_size)
+                if open_groups:
+                    wanted = open_groups[0]
+                else:
+                    n = 1
+                    while f"g{n}" in groups:
+                        n += 1
+                    wanted = f"g{n}"
+
+            def join(doc: Group | None, gname: str = wanted, node: str = name) -> Group:
+                doc = doc or Group(name=gname)
+                if node in doc.lbns:
+                    return doc
+                return doc.model_copy(update={"lbns": [*doc.lbns, node]})
+
+            doc, rev = await update_doc(self.store, keys.group_key(wanted), Group, join)
+            assert doc is not None
+            groups[wanted] = (doc, rev)
+            member_of[name] = wanted
+            log.info("LB node %s joined group %s", name, wanted)
+
+    def _choose_group(
+        self, load: dict[str, int], capacity: dict[str, int], needs: int, wanted: str | None = None
+    ) -> str | None:
+        live = self._live()
+        candidates = []
+        for g, (doc, _) in self._group_docs().items():
+            if wanted is not None and g != wanted:
+                continue
+            members = [n for n in doc.lbns if n in live]
+            if not members:
+                continue
+            if load.get(g, 0) + needs > capacity[g]:
+                continue
+            candidates.append((load.get(g, 0), g))
+        return min(candidates)[1] if candidates else None
+
+    async def _place(self) -> None:
+        """Bring every group's rules in line with the load balancers."""
+        groups = self._group_docs()
+        placed_all = self._placed()
+        where = self._placement_index()
+        live = self._live()
+        load = {g: sum(len(p.services) for p, _ in lbs.values()) for g, lbs in placed_all.items()}
+        capacity = {
+            g: min((live[n].max_services for n in doc.lbns if n in live), default=0) for g, (doc, _) in groups.items()
+        }
+        # Every service key served anywhere, by the load balancer serving it:
+        # two load balancers cannot share a VIP, port, protocol and segment.
+        owner: dict[ServiceKey, str] = {}
+        for lbs in placed_all.values():
+            for lb_id, (placed, _) in sorted(lbs.items()):
+                for s in placed.services:
+                    owner.setdefault(service_key(s), lb_id)
+
+        writes: list[tuple[str, str, PlacedLoadBalancer | None]] = []  # (group, lb id, rules or None)
+        lbs_sorted = sorted(self.lbs.values(), key=lambda lb: (lb.created_at, lb.id))
+        present = {lb.id for lb in lbs_sorted}
+        for lb in lbs_sorted:
+            group = where.get(lb.id)
+            if lb.deleting:
+                if group is not None:
+                    writes.append((group, lb.id, None))
+                continue
+            current = placed_all[group][lb.id][0] if group else None
+            down = self._health_down(lb, group, current)
+            if current is not None and current.generation == lb.generation and current.down == down:
+                continue
+            # A service another load balancer already serves is left out;
+            # the status says why (see _refusal).
+            services = [s for s in self.compiled(lb) if owner.get(service_key(s), lb.id) == lb.id]
+            services = sized(services, current.services if current is not None else None)
+            services = without(services, down)
+            if group is None:
+                group = self._choose_group(load, capacity, len(services), lb.lbn_group)
+                if group is None:
+                    continue
+                load[group] = load.get(group, 0) + len(services)
+            for s in services:
+                owner[service_key(s)] = lb.id
+            writes.append(
+                (
+                    group,
+                    lb.id,
+                    PlacedLoadBalancer(
+                        generation=lb.generation, project_id=lb.project_id, services=services, down=down
+                    ),
+                )
+            )
+        # Load balancers whose documents are gone (deleted by hand) leave too.
+        for lb_id, g in where.items():
+            if lb_id not in present:
+                writes.append((g, lb_id, None))
+
+        deleted_from: set[str] = set()
+        last_rule = last_group = 0
+        known = self.rules.entries()
+
+        async def write(g: str, lb_id: str, rules: PlacedLoadBalancer | None) -> None:
+            nonlocal last_rule
+            self._dirty_lbs.add(lb_id)
+            key = keys.rules_key(g, lb_id)
+            got = known.get(f"{g}/{lb_id}")
+            expect = got[1] if got else 0
+            try:
+                if rules is None:
+                    last_rule = max(last_rule, await self.store.delete(key, expect=expect))
+                    deleted_from.add(g)
+                else:
+                    rev = await self.store.put(key, dump(rules), expect=expect)
+                    # Into our own copy at once (read-your-writes), rather than
+                    # waiting for the watch to bring it back: pushes go out now.
+                    self.rules.apply_local(f"{g}/{lb_id}", rules, rev)
+                    self._needed[lb_id] = rev
+            except Conflict:
+                # Someone else wrote it (another operator?): the next pass
+                # sees their version and decides again.
+                self._kick.set()
+
+        await self._concurrently(write(*w) for w in writes)
+        # A deletion must raise the group's generation too: bump the group.
+        for g in sorted(deleted_from):
+
+            def bump(doc: Group | None, g: str = g) -> Group:
+                doc = doc or Group(name=g)
+                return doc.model_copy(update={"epoch": doc.epoch + 1})
+
+            doc, last_group = await update_doc(self.store, keys.group_key(g), Group, bump)
+            assert doc is not None
+            self.groups.apply_local(g, doc, last_group)
+            for gg, lb_id, rules in writes:
+                if gg == g and rules is None:
+                    self._removed[lb_id] = (g, last_group)
+                    self._needed.pop(lb_id, None)
+        # A deletion is not in our copy until the watch brings it: wait for
+        # that, so the pushes below do not carry the deleted rules.
+        if last_rule:
+            await self.rules.wait_for(last_rule)
+        if writes:
+            log.debug("placed: %d rule changes in %d groups", len(writes), len({g for g, _, _ in writes}))
+
+    def _health_down(
+        self, lb: LoadBalancer, group: str | None, current: PlacedLoadBalancer | None
+    ) -> dict[str, list[str]]:
+        """Members to take out of the tables, per service id: those most of
+        the group's nodes find down. If that is every weighted member of a
+        service, none: a check that fails everywhere at once more likely
+        says the checks cannot get through (a firewall, a wrong port) than
+        that every backend died, and sending traffic costs nothing more than
+        dropping it (the status shows them ERROR either way)."""
+        if not lb.healthmonitors and not (current is not None and current.down):
+            return {}
+        health = judge_health(lb.id, self._reports(group, lb.id))
+        out = {}
+        for s in self.compiled(lb):
+            gone = health.down.get(s.id, frozenset())
+            weighted = {b.id for b in s.backends if b.weight > 0}
+            if s.health is None or not gone & weighted or weighted <= gone:
+                continue
+            out[s.id] = sorted(gone & weighted)
+        return out

@@ -1,0 +1,127 @@
+"""What the nodes report, written back: statuses, and finished deletions.
+
+A load balancer's status is computed (status.compute) from its document,
+its placement and what its group's nodes answer, and written only when it
+changed (counters at most every settings.stats_interval). A deleted load
+balancer's documents go once every live node of its group has applied the
+generation without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+
+from xdsr.model import keys
+from xdsr.model.agent import AgentState
+from xdsr.model.group import PlacedLoadBalancer
+from xdsr.model.loadbalancer import LoadBalancer
+from xdsr.operator.compile import ServiceKey, service_key
+from xdsr.operator.status import Placement, compute, same_but_stats
+from xdsr.operator.view import View
+from xdsr.store.base import Conflict
+from xdsr.store.docs import dump
+
+log = logging.getLogger("xdsr.operator")
+
+
+class StatusWriter(View):
+    async def _write_statuses(self) -> None:
+        where = self._placement_index()
+        now = time.monotonic()
+        placed_all = self._placed()
+        owner = {
+            service_key(s): lb_id
+            for lbs in placed_all.values()
+            for lb_id, (placed, _) in lbs.items()
+            for s in placed.services
+        }
+        if self._all_dirty:
+            todo = self.lbs.values()
+        else:
+            ids = self._dirty_lbs | {lb_id for g in self._dirty_groups for lb_id in placed_all.get(g, {})}
+            todo = [lb for lb in (self.lbs.get(i) for i in ids) if lb is not None]
+        self._dirty_lbs, self._dirty_groups, self._all_dirty = set(), set(), False
+        writes: list[Awaitable[int]] = []
+        for lb in todo:
+            if lb.deleting:
+                continue
+            group = where.get(lb.id)
+            placed = placed_all[group][lb.id][0] if group else None
+            needed = self._needed.get(lb.id) or (self._generation(group) if group else 0)
+            reason, refused = self._refusal(lb, placed, owner)
+            placement = Placement(group, placed.generation if placed else 0, needed, reason, refused)
+            prev = self.statuses.get(lb.id)
+            new = compute(lb, placement, self._reports(group, lb.id), prev)
+            if prev is None and new.observed_generation == 0 and new.error is None:
+                continue  # nothing to tell yet: the API shows PENDING_CREATE either way
+            recently = now - self._stats_written.get(lb.id, 0) < self.settings.stats_interval
+            if prev is not None and same_but_stats(prev, new) and (prev.stats == new.stats or recently):
+                continue
+            writes.append(self.store.put(keys.status_key(lb.id), dump(new)))
+            self._stats_written[lb.id] = now
+            if (
+                prev is None
+                or prev.provisioning_status != new.provisioning_status
+                or (prev.observed_generation != new.observed_generation)
+            ):
+                log.info(
+                    "load balancer %s: generation %d observed, %s/%s",
+                    lb.id,
+                    new.observed_generation,
+                    new.provisioning_status,
+                    new.operating_status,
+                )
+        await self._concurrently(writes)
+
+    def _refusal(
+        self, lb: LoadBalancer, placed: PlacedLoadBalancer | None, owner: dict[ServiceKey, str]
+    ) -> tuple[str | None, frozenset[str]]:
+        """Why (part of) a load balancer is not placed, derived from the group
+        documents alone so that it survives an operator restart."""
+        if placed is None:
+            if lb.lbn_group is not None:
+                return f"LB node group {lb.lbn_group!r} cannot take it (no live node, or full)", frozenset()
+            return "no group of LB nodes can take it (none registered, or all full)", frozenset()
+        if placed.generation != lb.generation:
+            return None, frozenset()
+        have = {s.id for s in placed.services}
+        reasons, refused = [], set()
+        for s in self.compiled(lb):
+            if s.id in have:
+                continue
+            refused.add(s.id.split("/", 1)[1])
+            reasons.append(
+                f"{s.vip}:{s.port}/{s.protocol} on {s.segment.type} {s.segment.id} is already served by "
+                f"load balancer {owner.get(service_key(s), '?')}"
+            )
+        return "; ".join(reasons) or None, frozenset(refused)
+
+    async def _finish_deletions(self) -> None:
+        where = self._placement_index()
+        groups = self._group_docs()
+        live = self._live()
+        for lb_id, (lb, rev) in self.lbs.entries().items():
+            key = keys.lb_key(lb_id)
+            if not lb.deleting or lb.id in where:
+                continue
+            group, needed = self._removed.get(lb.id, (None, 0))
+            if group is not None and group in groups:
+                needed = needed or self._generation(group)
+                pending = [
+                    n
+                    for n in groups[group][0].lbns
+                    if n in live
+                    and (self.nodes.get(n) is None or (self.nodes[n].state or AgentState(name=n)).generation < needed)
+                ]
+                if pending:
+                    continue
+            with contextlib.suppress(Conflict):
+                await self.store.delete(key, expect=rev)
+                await self.store.delete(keys.status_key(lb.id))
+                self._removed.pop(lb.id, None)
+                self._stats_written.pop(lb.id, None)
+                self.compiled.forget(lb.id)
+                log.info("load balancer %s deleted", lb.id)

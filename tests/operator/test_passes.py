@@ -1,0 +1,415 @@
+"""The operator's passes over the in-memory store: no etcd, no processes.
+
+The LB nodes are in-process too (Nodes below): each answers a pushed state
+as an agent does, judged by the agent's own checks and built by the same
+code (xdsr.dataplane.services), with no data plane behind it. Each test
+drives reconcile passes by hand and looks at what the operator wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from xdsr.dataplane import services
+from xdsr.maglev import default_table_size
+from xdsr.model import keys
+from xdsr.model.agent import AgentState, DesiredState, ServiceReport
+from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
+from xdsr.model.loadbalancer import Listener, LoadBalancer, LoadBalancerStatus, Member, Pool
+from xdsr.operator.agents import AgentError
+from xdsr.operator.operator import Operator, Settings
+from xdsr.store.docs import dump, get_doc
+from xdsr.store.memory import MemoryStore
+
+NOW = "2026-11-26T00:00:00Z"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Nodes:
+    """The agents of the LB nodes, by endpoint."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, AgentState] = {}
+        self.unreachable: set[str] = set()
+        self.pushes = 0
+
+    async def put_state(self, endpoint: str, state: DesiredState) -> AgentState:
+        if endpoint in self.unreachable:
+            raise AgentError(f"{endpoint}: connection refused")
+        self.pushes += 1
+        current = self.held.get(endpoint)
+        if current is not None and current.generation >= state.generation:
+            return current  # the agent's 409 / no-op: it keeps its own
+        try:
+            services.check(state.services)
+        except services.InvalidState as exc:
+            raise AgentError(f"{endpoint}: HTTP 422: {exc}") from None
+        reports = []
+        for s in state.services:
+            built, unresolved = services.to_service(s)  # MACs given only: nothing is resolved here
+            reports.append(
+                ServiceReport(
+                    id=services.report_id(s),
+                    ok=True,
+                    active_backends=built.active_backends,
+                    unresolved=list(unresolved),
+                )
+            )
+        self.held[endpoint] = AgentState(
+            name=endpoint, generation=state.generation, services=reports, applied_at=0.0, apply_seconds=0.0
+        )
+        return self.held[endpoint]
+
+    async def get_state(self, endpoint: str) -> AgentState:
+        if endpoint in self.unreachable:
+            raise AgentError(f"{endpoint}: connection refused")
+        return self.held.get(endpoint, AgentState(name=endpoint))
+
+    async def close(self) -> None:
+        pass
+
+    def services_of(self, node: str) -> list[str]:
+        return [s.id for s in self.held[endpoint(node)].services] if endpoint(node) in self.held else []
+
+
+def endpoint(node: str) -> str:
+    return f"http://{node}.test:9101"
+
+
+@dataclass
+class World:
+    store: MemoryStore
+    op: Operator
+    nodes: Nodes
+    clock: Clock
+
+    async def register(self, name: str, *, group: str | None = None, ttl: int = 10, max_services: int = 4096) -> int:
+        lease = await self.store.grant_lease(ttl)
+        record = LbnRecord(name=name, endpoint=endpoint(name), group=group, started_at=1.0, max_services=max_services)
+        rev = await self.store.put(keys.lbn_key(name), dump(record), lease=lease)
+        await self.op.lbns.wait_for(rev)
+        return lease
+
+    async def put_lb(self, lb: LoadBalancer) -> None:
+        got = await get_doc(self.store, keys.lb_key(lb.id), LoadBalancer)
+        rev = await self.store.put(keys.lb_key(lb.id), dump(lb), expect=got[1] if got else 0)
+        await self.op.lbs.wait_for(rev)
+
+    async def converge(self, passes: int = 6) -> None:
+        """Passes until one writes nothing and every live node holds what it
+        should (the node workers push between passes)."""
+        for _ in range(passes):
+            _, before = await self.store.list("/")
+            await self.op.reconcile()
+            await self.pushed()
+            _, after = await self.store.list("/")
+            if after == before:
+                return
+            await self._caught_up(after)
+        raise AssertionError(f"no fixed point after {passes} passes")
+
+    async def _caught_up(self, revision: int) -> None:
+        # Our informers saw every write of the pass (each watches its prefix).
+        for inf in self.op._informers():
+            items, _ = await self.store.list(inf.prefix)
+            if items:
+                await inf.wait_for(max(i.mod_revision for i in items))
+
+    async def pushed(self, timeout: float = 5.0) -> None:
+        await until(
+            lambda: all(
+                n.wanted is None
+                or n.record is None
+                or endpoint(n.name) in self.nodes.unreachable
+                or n.name not in self.op._live()
+                or (n.state is not None and n.state.generation == n.wanted.generation)
+                for n in self.op.nodes.values()
+            ),
+            timeout,
+            "the node workers did not push",
+        )
+
+    async def status(self, lb_id: str) -> LoadBalancerStatus | None:
+        got = await get_doc(self.store, keys.status_key(lb_id), LoadBalancerStatus)
+        return got[0] if got else None
+
+    async def groups(self) -> dict[str, list[str]]:
+        items, _ = await self.store.list(keys.GROUP_PREFIX)
+        return {keys.last_part(i.key): Group.model_validate_json(i.value).lbns for i in items}
+
+    async def placed(self) -> dict[str, PlacedLoadBalancer]:
+        """'<group>/<lb id>' -> its rules."""
+        items, _ = await self.store.list(keys.RULES_PREFIX)
+        return {"/".join(keys.rules_parts(i.key)): PlacedLoadBalancer.model_validate_json(i.value) for i in items}
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, what
+        await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def world(group_size: int = 3) -> AsyncIterator[World]:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    nodes = Nodes()
+    op = Operator(store, "token", Settings(group_size=group_size, retry=0.01), agents=nodes)  # type: ignore[arg-type]
+    for inf in op._informers():
+        inf.start()
+    for inf in op._informers():
+        assert await inf.wait_synced(5)
+    try:
+        yield World(store, op, nodes, clock)
+    finally:
+        await op.stop()
+        await store.close()
+
+
+def run(body: Callable[[], object]) -> None:
+    asyncio.run(body())  # type: ignore[arg-type]
+
+
+def load_balancer(lb_id: str = "lb1", vip: str = "203.0.113.10", n_members: int = 2, **extra: object) -> LoadBalancer:
+    members = [
+        Member(
+            id=f"{lb_id}-m{i}",
+            project_id="p",
+            created_at=NOW,
+            address=f"10.1.0.{11 + i}",
+            mac_address=f"02:00:00:00:00:{11 + i:02x}",
+            protocol_port=80,
+        )
+        for i in range(n_members)
+    ]
+    doc = LoadBalancer(
+        id=lb_id,
+        project_id="p",
+        created_at=NOW,
+        vip_address=vip,
+        vip_segment={"type": "vlan", "id": 10},
+        generation=1,
+        listeners=[
+            Listener(id="l1", project_id="p", created_at=NOW, protocol="TCP", protocol_port=80, default_pool_id="p1")
+        ],
+        pools=[
+            Pool(id="p1", project_id="p", created_at=NOW, protocol="TCP", lb_algorithm="ROUND_ROBIN", members=members)
+        ],
+    )
+    return doc.model_copy(update=extra)
+
+
+# --- node registration ------------------------------------------------------
+
+
+def test_nodes_fill_groups_of_the_configured_size_and_may_ask_for_one() -> None:
+    async def body() -> None:
+        async with world(group_size=2) as w:
+            for name in ("n1", "n2", "n3"):
+                await w.register(name)
+            await w.converge()
+            assert await w.groups() == {"g1": ["n1", "n2"], "g2": ["n3"]}
+            await w.register("n4", group="edge")
+            await w.converge()
+            assert (await w.groups())["edge"] == ["n4"]
+
+    run(body)
+
+
+def test_a_node_whose_lease_expires_gets_no_more_pushes() -> None:
+    async def body() -> None:
+        async with world(group_size=2) as w:
+            await w.register("n1", ttl=60)
+            lease2 = await w.register("n2", ttl=10)
+            await w.put_lb(load_balancer())
+            await w.converge()
+            first = w.nodes.held[endpoint("n2")].generation
+            assert w.nodes.held[endpoint("n1")].generation == first
+
+            w.clock.now += 11  # n2 stopped renewing its lease
+            assert await w.store.keep_alive(lease2) is False
+            await until(lambda: "n2" not in w.op._live(), 5, "the informer did not see the record go")
+
+            await w.put_lb(load_balancer(generation=2, n_members=3))
+            await w.converge()
+            assert w.nodes.held[endpoint("n1")].generation > first
+            assert w.nodes.held[endpoint("n2")].generation == first  # not pushed to any more
+            status = await w.status("lb1")
+            assert status is not None and status.observed_generation == 2  # the live node is the group now
+            assert status.lbns["n2"].error == "not registered (down)"
+
+    run(body)
+
+
+# --- placement and compile --------------------------------------------------
+
+
+def test_a_load_balancer_is_compiled_placed_and_pushed_to_its_group() -> None:
+    async def body() -> None:
+        async with world(group_size=2) as w:
+            await w.register("n1")
+            await w.register("n2")
+            await w.put_lb(load_balancer())
+            await w.converge()
+
+            placed = await w.placed()
+            assert list(placed) == ["g1/lb1"]
+            rules = placed["g1/lb1"]
+            (svc,) = rules.services
+            assert (svc.id, str(svc.vip), svc.port, svc.protocol, svc.segment.id) == (
+                "lb1/l1",
+                "203.0.113.10",
+                80,
+                "tcp",
+                10,
+            )
+            assert [(b.id, b.mac, b.vlan) for b in svc.backends] == [
+                ("lb1-m0", "02:00:00:00:00:0b", 10),
+                ("lb1-m1", "02:00:00:00:00:0c", 10),
+            ]
+            assert svc.table_size == default_table_size(2)  # settled by the operator, sent explicitly
+
+            # Both nodes hold the group's rules at the group's generation.
+            rev = (await w.store.get(keys.rules_key("g1", "lb1"))).mod_revision  # type: ignore[union-attr]
+            for node in ("n1", "n2"):
+                assert w.nodes.held[endpoint(node)].generation == rev
+                assert w.nodes.services_of(node) == ["lb1/l1"]
+
+    run(body)
+
+
+def test_load_balancers_go_to_the_group_with_the_fewest_services() -> None:
+    async def body() -> None:
+        async with world(group_size=1) as w:
+            await w.register("n1")
+            await w.register("n2")
+            await w.converge()
+            for i in range(3):
+                await w.put_lb(load_balancer(f"lb{i}", vip=f"203.0.113.{10 + i}"))
+                await w.converge()
+            by_group: dict[str, list[str]] = {}
+            for name in await w.placed():
+                group, lb_id = name.split("/")
+                by_group.setdefault(group, []).append(lb_id)
+            assert sorted(len(v) for v in by_group.values()) == [1, 2]
+            # A load balancer that names its group goes there, however full.
+            fuller = max(by_group, key=lambda g: len(by_group[g]))
+            await w.put_lb(load_balancer("lb9", vip="203.0.113.99", lbn_group=fuller))
+            await w.converge()
+            assert f"{fuller}/lb9" in await w.placed()
+
+    run(body)
+
+
+def test_a_second_load_balancer_on_the_same_service_key_is_refused() -> None:
+    async def body() -> None:
+        async with world() as w:
+            await w.register("n1")
+            await w.put_lb(load_balancer("lb1"))
+            await w.converge()
+            await w.put_lb(load_balancer("lb2", created_at="2026-11-27T00:00:00Z"))
+            await w.converge()
+            assert [s.id for s in (await w.placed())["g1/lb2"].services] == []
+            status = await w.status("lb2")
+            assert status is not None and status.provisioning_status == "ERROR"
+            assert "already served by load balancer lb1" in (status.error or "")
+            assert status.listeners["l1"].provisioning_status == "ERROR"
+            assert w.nodes.services_of("n1") == ["lb1/l1"]
+
+    run(body)
+
+
+# --- status -------------------------------------------------------------------
+
+
+def test_status_follows_the_nodes_and_is_written_only_when_it_changes() -> None:
+    async def body() -> None:
+        async with world() as w:
+            await w.register("n1")
+            await w.register("n2")
+            await w.put_lb(load_balancer())
+            await w.converge()
+            status = await w.status("lb1")
+            assert status is not None
+            assert (status.observed_generation, status.group, status.provisioning_status, status.operating_status) == (
+                1, "g1", "ACTIVE", "ONLINE",
+            )  # fmt: skip
+            assert {n: r.forwarding for n, r in status.lbns.items()} == {"n1": True, "n2": True}
+            written = (await w.store.get(keys.status_key("lb1"))).mod_revision  # type: ignore[union-attr]
+
+            await w.converge()  # nothing changed: nothing written
+            await w.op._poll_nodes()  # fresh answers, the same: every status computed again, none written
+            await w.converge()
+            assert (await w.store.get(keys.status_key("lb1"))).mod_revision == written  # type: ignore[union-attr]
+
+            # A node that cannot be reached holds the old generation: the new
+            # one is not observed until it has it.
+            w.nodes.unreachable.add(endpoint("n2"))
+            await w.put_lb(load_balancer(generation=2, n_members=3))
+            await w.converge()
+            status = await w.status("lb1")
+            assert status is not None and status.observed_generation == 1
+            assert "connection refused" in (status.lbns["n2"].error or "")
+            w.nodes.unreachable.clear()
+            await until(lambda: w.op.nodes["n2"].error is None, 5, "the node worker did not retry")
+            await w.converge()
+            status = await w.status("lb1")
+            assert status is not None and status.observed_generation == 2 and status.lbns["n2"].error is None
+
+    run(body)
+
+
+# --- deletion -----------------------------------------------------------------
+
+
+def test_a_deleted_load_balancer_leaves_its_nodes_then_its_documents_go() -> None:
+    async def body() -> None:
+        async with world() as w:
+            await w.register("n1")
+            await w.put_lb(load_balancer("lb1"))
+            await w.put_lb(load_balancer("lb2", vip="203.0.113.20"))
+            await w.converge()
+            assert sorted(w.nodes.services_of("n1")) == ["lb1/l1", "lb2/l1"]
+
+            await w.put_lb(load_balancer("lb1", deleting=True, generation=2))
+            await w.converge()
+            assert w.nodes.services_of("n1") == ["lb2/l1"]
+            assert list(await w.placed()) == ["g1/lb2"]
+            assert await w.store.get(keys.lb_key("lb1")) is None
+            assert await w.status("lb1") is None
+            assert await w.status("lb2") is not None
+
+    run(body)
+
+
+@pytest.mark.parametrize(("members", "kept"), [(0, True), (4, True), (40, False)])
+def test_table_size_is_kept_while_it_fits_the_members(members: int, kept: bool) -> None:
+    async def body() -> None:
+        async with world() as w:
+            await w.register("n1")
+            await w.put_lb(load_balancer(n_members=3))
+            await w.converge()
+            (before,) = (await w.placed())["g1/lb1"].services
+            await w.put_lb(load_balancer(n_members=members, generation=2))
+            await w.converge()
+            (after,) = (await w.placed())["g1/lb1"].services
+            assert len(after.backends) == members
+            # Kept, Maglev moves only the changed members' flows; too small
+            # (or too large) for the members, it is resized to their default.
+            assert after.table_size == (before.table_size if kept else default_table_size(members))
+
+    run(body)
