@@ -8,7 +8,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -22,14 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import IS_ROOT
 from xdsr.lab import Fabric, FabricSpec, TenantSpec, build_fabric, wait_until
+from xdsr.local.process import free_port
 
 XDSR = [sys.executable, "-m", "xdsr.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="package")

@@ -9,10 +9,10 @@ import uuid
 import pytest
 from pydantic import BaseModel
 
+from xdsr.local.etcd import EtcdServer
 from xdsr.store import Compacted, Conflict, Event, StoreUnavailable
 from xdsr.store.docs import get_doc, update_doc
 from xdsr.store.etcd import EtcdStore
-from xdsr.store.server import EtcdServer
 
 
 def run(coro):  # type: ignore[no-untyped-def]

@@ -49,6 +49,7 @@ from types import FrameType, TracebackType
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from xdsr import paths
+from xdsr.local.process import Child
 
 if TYPE_CHECKING:  # pyroute2 costs ~130 ms to import; the traffic tools never need it
     from pyroute2 import IPRoute
@@ -160,61 +161,24 @@ class CensusKey(NamedTuple):
     proto: int  # EtherType after the tag (0x0800, 0x86dd, 0x0806...)
 
 
-class LabProcess:
+class LabProcess(Child):
     """A process started inside a namespace, tracked by its lab.
 
     It runs in a session of its own (its pid is its process group), so the
     lab can signal it and anything it forks; the namespace sweep at close
     catches whatever escaped the group. stderr goes to an anonymous
     temporary file: it can never fill a pipe and block the process, and is
-    still there to explain a failure.
+    still there to explain a failure. `cmd` is the command as given, without
+    the `ip netns exec` in front.
     """
 
-    def __init__(self, popen: subprocess.Popen[str], netns: str, cmd: Sequence[str], stderr_file: IO[bytes]) -> None:
-        self.popen = popen
+    def __init__(
+        self, netns: str, cmd: Sequence[str], argv: Sequence[str], stderr_file: IO[bytes], **popen: Any
+    ) -> None:
+        super().__init__(cmd[0] if cmd else "?", argv, stderr=stderr_file, **popen)
         self.netns = netns
         self.cmd = list(cmd)
         self._stderr_file = stderr_file
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def stdout(self) -> IO[str] | None:
-        return self.popen.stdout
-
-    @property
-    def returncode(self) -> int | None:
-        return self.popen.returncode
-
-    def poll(self) -> int | None:
-        return self.popen.poll()
-
-    def wait(self, timeout: float | None = None) -> int:
-        return self.popen.wait(timeout)
-
-    def signal(self, sig: int) -> None:
-        """Send `sig` to the process group (no error if it already exited)."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, sig)
-
-    def stop(self, timeout: float = 3.0) -> int | None:
-        """SIGTERM, then SIGKILL after `timeout`; returns the exit status."""
-        if self.popen.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.popen.wait(timeout)
-        else:
-            # The leader is gone; its group may not be.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-        return self.popen.returncode
 
     def stderr_text(self) -> str:
         """Everything the process wrote to stderr so far."""
@@ -226,14 +190,11 @@ class LabProcess:
 
     def close(self) -> None:
         """Release the pipes and the stderr file (after stop())."""
-        for f in (self.popen.stdout, self.popen.stdin):
-            if f is not None:
-                with contextlib.suppress(OSError):
-                    f.close()
+        self.close_pipes()
         self._stderr_file.close()
 
     def __repr__(self) -> str:
-        return f"LabProcess(pid={self.pid}, netns={self.netns!r}, cmd={self.cmd!r}, rc={self.popen.returncode})"
+        return f"LabProcess(pid={self.pid}, netns={self.netns!r}, cmd={self.cmd!r}, rc={self.returncode})"
 
 
 def _ip_family(addr: str) -> int:
@@ -956,24 +917,24 @@ class Lab:
         full = self._ns_cmd(ns, cmd)
         err = tempfile.TemporaryFile()  # noqa: SIM115 -- lives as long as the process; LabProcess.close() closes it
         log.debug("popen %s", " ".join(full))
-        popen = subprocess.Popen(
+        proc = LabProcess(
+            ns,
+            cmd,
             full,
+            err,
             stdout=stdout,
             stdin=stdin,
-            stderr=err,
             text=True,
             bufsize=1,
-            start_new_session=True,
             env=dict(env) if env is not None else None,
-        )
-        proc = LabProcess(popen, ns, cmd, err)
+        ).start()
         with self._lock:
             self._procs.append(proc)
         return proc
 
     def stop(self, proc: LabProcess, timeout: float = 3.0) -> int | None:
         """Stop a process started with popen() and forget it."""
-        rc = proc.stop(timeout)
+        rc = proc.stop(grace=timeout)
         with self._lock:
             if proc in self._procs:
                 self._procs.remove(proc)
