@@ -39,7 +39,9 @@ from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from .netns import CensusKey, Lab, LabError
+from .commands import LabError
+from .netns import Lab
+from .programs import CensusKey
 from .traffic import (
     EchoServer,
     TcpResult,
