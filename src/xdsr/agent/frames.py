@@ -48,6 +48,7 @@ ND_OPT_TARGET_LL = 2
 ARP_REQUEST = 1
 ARP_REPLY = 2
 
+
 def tagged_ethernet(dst: bytes, src: bytes, vid: int, ethertype: int) -> bytes:
     """An Ethernet header on VLAN vid, 0 meaning untagged."""
     return ethernet(dst, src, ethertype, vid or None)
@@ -182,6 +183,7 @@ def _parse_na(frame: bytes, off: int, vid: int, verify_checksum: bool) -> Reply 
 # wakes up for answers only. The kernel takes the outer tag out of the frame
 # before packet taps see it (its VID arrives in PACKET_AUXDATA), but a tag
 # left in the frame is handled too.
+
 
 def _block(l2: int) -> list[cbpf.Ins]:
     a, i = f"arp{l2}", f"ip6_{l2}"

@@ -18,7 +18,8 @@ Modules:
   registry  which labs exist; cleanup_stale
   commands  running iproute2/ethtool/sysctl; LabError; require_root
   wait      wait_until
-  fabric    FabricSpec -> Fabric: the L2DSR topology
+  topology  FabricSpec, TenantSpec, the addressing plan, what was built
+  fabric    FabricSpec -> Fabric: the L2DSR topology, built and used
   traffic   start/stop the echo servers and clients, parse their results
   echo      `python -m xdsr.lab.echo` (backend server, stdlib only)
   client    `python -m xdsr.lab.client` (TCP/UDP client, stdlib only)
@@ -45,14 +46,14 @@ _EXPORTS = {
     "cleanup_stale": "registry",
     "lab_namespaces": "registry",
     "require_root": "commands",
-    "FabricSpec": "fabric",
-    "TenantSpec": "fabric",
+    "FabricSpec": "topology",
+    "TenantSpec": "topology",
     "Fabric": "fabric",
     "build_fabric": "fabric",
-    "Service": "fabric",
-    "ServiceBackend": "fabric",
-    "LbnTrunk": "fabric",
-    "BackendRef": "fabric",
+    "Service": "topology",
+    "ServiceBackend": "topology",
+    "LbnTrunk": "topology",
+    "BackendRef": "topology",
     "EchoServer": "traffic",
     "TcpSession": "traffic",
     "TcpResult": "traffic",
@@ -100,12 +101,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .commands import LabCommandError, LabError, require_root
-    from .fabric import BackendRef, Fabric, FabricSpec, LbnTrunk, Service, ServiceBackend, TenantSpec, build_fabric
+    from .fabric import Fabric, build_fabric
     from .netns import Lab
     from .network import Iface, Veth
     from .process import LabProcess
     from .programs import UNTAGGED, CensusKey
     from .registry import cleanup_stale, lab_namespaces
+    from .topology import BackendRef, FabricSpec, LbnTrunk, Service, ServiceBackend, TenantSpec
     from .traffic import (
         ConnResult,
         EchoServer,

@@ -21,12 +21,12 @@ BROADCAST = b"\xff" * ETH_ALEN
 
 
 def mac_bytes(mac: str) -> bytes:
-    """"02:00:00:00:00:01" -> its six bytes."""
+    """The six bytes of a MAC written as "02:00:00:00:00:01"."""
     return bytes(int(p, 16) for p in mac.split(":"))
 
 
 def mac_str(raw: bytes) -> str:
-    """Six bytes -> "02:00:00:00:00:01"."""
+    """Six bytes as a MAC string, "02:00:00:00:00:01"."""
     return ":".join(f"{b:02x}" for b in raw)
 
 
