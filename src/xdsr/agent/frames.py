@@ -204,15 +204,4 @@ def _block(l2: int) -> list[cbpf.Ins]:
 
 def reply_filter() -> list[tuple[int, int, int, int]]:
     """The cBPF program (code, jt, jf, k) accepting ARP replies and NAs."""
-    prog: list[cbpf.Ins] = [
-        (cbpf.LD_H_ABS, 0, 0, 12),
-        (cbpf.JEQ_K, "tagged", 0, ETH_P_8021Q),
-        *_block(14),
-        ("label", "tagged", 0, 0),
-        *_block(18),
-        ("label", "accept", 0, 0),
-        (cbpf.RET_K, 0, 0, cbpf.ACCEPT),
-        ("label", "reject", 0, 0),
-        (cbpf.RET_K, 0, 0, 0),
-    ]
-    return cbpf.assemble(prog)
+    return cbpf.tag_aware(_block)

@@ -422,15 +422,4 @@ def _health_block(l3: int) -> list[cbpf.Ins]:
 
 def health_filter() -> list[tuple[int, int, int, int]]:
     """The cBPF program (code, jt, jf, k) for the health socket."""
-    prog: list[cbpf.Ins] = [
-        (cbpf.LD_H_ABS, 0, 0, 12),
-        (cbpf.JEQ_K, "tagged", 0, ETH_P_8021Q),
-        *_health_block(14),
-        ("label", "tagged", 0, 0),
-        *_health_block(18),
-        ("label", "accept", 0, 0),
-        (cbpf.RET_K, 0, 0, cbpf.ACCEPT),
-        ("label", "reject", 0, 0),
-        (cbpf.RET_K, 0, 0, 0),
-    ]
-    return cbpf.assemble(prog)
+    return cbpf.tag_aware(_health_block)

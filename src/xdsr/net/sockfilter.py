@@ -11,6 +11,9 @@ from __future__ import annotations
 import ctypes
 import socket
 import struct
+from collections.abc import Callable
+
+from xdsr.net.frames import ETH_HLEN, ETH_P_8021Q, VLAN_HLEN
 
 LD_H_ABS = 0x28  # A = the 16-bit word at k
 LD_B_ABS = 0x30  # A = the byte at k
@@ -39,6 +42,25 @@ def assemble(prog: list[Ins]) -> list[tuple[int, int, int, int]]:
         return labels[target] - pc - 1
 
     return [(int(c), rel(jt, pc), rel(jf, pc), k) for pc, (c, jt, jf, k) in enumerate(out)]
+
+
+def tag_aware(block: Callable[[int], list[Ins]]) -> list[tuple[int, int, int, int]]:
+    """A filter that runs block(l3) with l3 the offset of the L3 header: 14
+    for an untagged frame, 18 when an 802.1Q tag is still in the frame (the
+    kernel usually moves the outer tag out of band, not always). The block
+    jumps to the labels "accept" (the whole frame) or "reject"."""
+    prog: list[Ins] = [
+        (LD_H_ABS, 0, 0, ETH_HLEN - 2),
+        (JEQ_K, "tagged", 0, ETH_P_8021Q),
+        *block(ETH_HLEN),
+        ("label", "tagged", 0, 0),
+        *block(ETH_HLEN + VLAN_HLEN),
+        ("label", "accept", 0, 0),
+        (RET_K, 0, 0, ACCEPT),
+        ("label", "reject", 0, 0),
+        (RET_K, 0, 0, 0),
+    ]
+    return assemble(prog)
 
 
 def sock_fprog(prog: list[tuple[int, int, int, int]]) -> tuple[bytes, ctypes.Array[ctypes.c_char]]:
