@@ -213,9 +213,7 @@ class Lab(NetworkConfig):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(max(0.0, deadline - time.monotonic()))
         for p in procs:
-            # Also for exited leaders: their process group may live on.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(p.pid, signal.SIGKILL)
+            p.signal(signal.SIGKILL)  # also for exited leaders: their group may live on
         for p in procs:
             try:
                 p.wait(2.0)
