@@ -5,10 +5,8 @@ its own pins, state directory and token, all removed even on failure."""
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -22,14 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import IS_ROOT
 from xdsr.lab import Fabric, FabricSpec, TenantSpec, build_fabric, wait_until
+from xdsr.local.process import Child, free_port
 
 XDSR = [sys.executable, "-m", "xdsr.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="package")
@@ -59,7 +52,7 @@ class AgentProcess:
         self.ns, self.ifname, self.mac = fab.lbn_trunk(0)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Child | None = None
         self.starts = 0
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
 
@@ -68,7 +61,7 @@ class AgentProcess:
         return self.workdir / f"agent-{self.starts}.log"
 
     def start(self, timeout: float = 15.0, extra: list[str] | None = None) -> AgentProcess:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
+        assert self.proc is None or not self.proc.running, "already running"
         self.starts += 1
         cmd = [
             *XDSR, "agent", "--iface", self.ifname, "--netns", self.ns, "--name", self.name,
@@ -76,8 +69,7 @@ class AgentProcess:
             "--pin-dir", str(self.pin_dir), "--state-dir", str(self.state_dir), "--max-services", "64",
             *self.extra, *(extra or []),
         ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = Child(f"agent {self.name}", cmd, log_path=self.log_path).start()
 
         def up() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
@@ -92,9 +84,10 @@ class AgentProcess:
 
     def signal(self, sig: int) -> int:
         assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-        return self.proc.wait(15)
+        self.proc.signal(sig)
+        rc = self.proc.wait(15)
+        assert rc is not None
+        return rc
 
     def kill(self) -> None:
         """kill -9: no shutdown code runs at all."""
@@ -158,7 +151,7 @@ class AgentProcess:
         return {(s["vip"], s["port"], s["protocol"]): s["table_offset"] for s in self.dp_show()["services"]}
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is not None and self.proc.running:
             self.kill()
         self.http.close()
 

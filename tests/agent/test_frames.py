@@ -18,15 +18,17 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from xdsr.agent import frames
+from xdsr.net.frames import ETH_ZLEN, mac_bytes
+from xdsr.net.sockfilter import sock_fprog
 
 MAC = "02:1b:00:00:00:01"
-MACB = frames.mac_to_bytes(MAC)
+MACB = mac_bytes(MAC)
 BACKEND_MAC = "02:1b:02:00:00:07"
 
 
 def test_arp_probe_is_rfc5227() -> None:
     raw = frames.arp_probe(MACB, 100, ipaddress.IPv4Address("10.1.0.11"))
-    assert len(raw) == frames.ETH_ZLEN
+    assert len(raw) == ETH_ZLEN
     p = Ether(raw)
     assert p.dst == "ff:ff:ff:ff:ff:ff" and p.src == MAC
     assert p[Dot1Q].vlan == 100 and p[Dot1Q].type == 0x0806
@@ -159,5 +161,5 @@ def test_socket_filter_keeps_only_answers() -> None:
     ]
     assert [_run_cbpf(prog, p) > 0 for p in accepted] == [True] * len(accepted)
     assert [_run_cbpf(prog, p) > 0 for p in rejected] == [False] * len(rejected)
-    fprog, buf = frames.sock_fprog(prog)
+    fprog, buf = sock_fprog(prog)
     assert len(buf) == 8 * len(prog) and len(fprog) in (8, 16)

@@ -25,11 +25,12 @@ from scapy.packet import Packet, Raw
 
 from tests.agent.test_frames import _run_cbpf, check_jumps
 from xdsr.agent import frames, probes
+from xdsr.net.frames import ETH_ZLEN, mac_bytes
 
 MAC = "02:1b:00:00:00:01"  # the LB node's trunk
-MACB = frames.mac_to_bytes(MAC)
+MACB = mac_bytes(MAC)
 MEMBER_MAC = "02:1b:02:00:00:07"
-MEMBERB = frames.mac_to_bytes(MEMBER_MAC)
+MEMBERB = mac_bytes(MEMBER_MAC)
 HS4, M4 = ipaddress.IPv4Address("10.1.0.250"), ipaddress.IPv4Address("10.1.0.11")
 HS6, M6 = ipaddress.IPv6Address("fd00:1::fa"), ipaddress.IPv6Address("fd00:1::b")
 FAMILIES = pytest.mark.parametrize(("hs", "member"), [(HS4, M4), (HS6, M6)], ids=["v4", "v6"])
@@ -51,7 +52,7 @@ def _recomputed(frame: bytes) -> bytes:
 
 
 def _check_headers(raw: bytes, vid: int, src: probes.IPAddress, dst: probes.IPAddress, proto: int) -> Ether:
-    assert len(raw) >= frames.ETH_ZLEN
+    assert len(raw) >= ETH_ZLEN
     p = Ether(raw)
     assert (p.src, p.dst) == (MAC, MEMBER_MAC)
     if vid:
@@ -89,7 +90,7 @@ def test_tcp_rst_aborts_without_ack(hs: probes.IPAddress, member: probes.IPAddre
     tcp = _check_headers(raw, vid, hs, member, 6)[TCP]
     assert (tcp.sport, tcp.dport, tcp.seq, tcp.ack, int(tcp.flags), tcp.dataofs) == (40000, 80, 0x12345679, 0, 4, 5)
     if vid == 0 and hs.version == 4:
-        assert len(raw) == frames.ETH_ZLEN  # 54 bytes, padded
+        assert len(raw) == ETH_ZLEN  # 54 bytes, padded
 
 
 @FAMILIES
@@ -125,7 +126,7 @@ def test_udp_checksum_zero_is_sent_as_all_ones(hs: probes.IPAddress, member: pro
 @VIDS
 def test_arp_reply_says_the_health_source_is_at_our_mac(vid: int) -> None:
     raw = probes.arp_reply(MACB, MEMBERB, vid, HS4, MEMBERB, M4)
-    assert len(raw) == frames.ETH_ZLEN
+    assert len(raw) == ETH_ZLEN
     p = Ether(raw)
     assert (p.src, p.dst, p.type if not vid else p[Dot1Q].type) == (MAC, MEMBER_MAC, 0x0806)
     assert (Dot1Q in p) == bool(vid)

@@ -28,7 +28,7 @@ pytestmark = needs_root
 def etcd() -> Iterator[Any]:
     if not shutil.which("etcd"):
         pytest.skip("etcd is not installed (Debian package etcd-server)")
-    from xdsr.store.server import EtcdServer
+    from xdsr.local.etcd import EtcdServer
 
     with EtcdServer() as server:
         yield server

@@ -13,6 +13,7 @@ from tests.conftest import needs_root
 from xdsr.agent import frames
 from xdsr.dataplane.netns import in_netns
 from xdsr.lab import Fabric, wait_until
+from xdsr.net.frames import mac_bytes
 
 pytestmark = needs_root
 
@@ -121,7 +122,7 @@ def test_a_solicitation_from_the_unspecified_address_would_break_dad(fab: Fabric
         fab.lab.add_address(be.netns, "eth0", f"{addr}/64")
         assert _addr_flags(fab, be.netns, addr) == {"tentative"}
         dad_probe = frames.neighbor_solicitation(
-            frames.mac_to_bytes(mac), t.backend_vid, ipaddress.IPv6Address(addr), ipaddress.IPv6Address("::")
+            mac_bytes(mac), t.backend_vid, ipaddress.IPv6Address(addr), ipaddress.IPv6Address("::")
         )
         sock.send(dad_probe)
         wait_until(lambda: "dadfailed" in (_addr_flags(fab, be.netns, addr) or set()), 3, what="dadfailed")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.apiserver.helpers import TOKEN_A, TOKEN_ADMIN, TOKEN_B, ServerThread, client
-from xdsr.store.server import EtcdServer
+from xdsr.local.etcd import EtcdServer
 
 
 @pytest.fixture(scope="module")

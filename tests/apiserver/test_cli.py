@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from xdsr.cli.apiserver import parse_listen
-from xdsr.store.server import EtcdServer, free_port
+from xdsr.local.etcd import EtcdServer
+from xdsr.local.process import free_port
 
 
 def xdsr(*args: str) -> list[str]:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.apiserver.helpers import TOKEN_A, ServerThread, client, create_lb, create_pool, eventually, stored
-from xdsr.store.server import EtcdServer
+from xdsr.local.etcd import EtcdServer
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from openstack import exceptions
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tests.apiserver.helpers import TOKEN_A, FakeOperator, ServerThread, vip
-from xdsr.store.server import EtcdServer
+from xdsr.local.etcd import EtcdServer
 
 WAIT = {"interval": 0.05, "wait": 10}
 # openstacksdk warns about its own deprecations on every call.

@@ -19,7 +19,7 @@ from tests.apiserver.helpers import (
     eventually,
     stored,
 )
-from xdsr.store.server import EtcdServer
+from xdsr.local.etcd import EtcdServer
 
 LB = "/v2/lbaas/loadbalancers"
 

@@ -1,6 +1,6 @@
 """A whole deployment in network namespaces: a lab fabric with three LB
 nodes, and etcd, the API server, the operator and one agent per node as
-separate processes (xdsr.demo.cluster.LocalCluster)."""
+separate processes (xdsr.local.cluster.LocalCluster)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import IS_ROOT
-from xdsr.demo.cluster import LocalCluster
 from xdsr.lab import Fabric, FabricSpec, TenantSpec, build_fabric, wait_until
+from xdsr.local.cluster import LocalCluster
 
 VIP = "203.0.113.10"
 

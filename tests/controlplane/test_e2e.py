@@ -20,9 +20,9 @@ from tests.conftest import IS_ROOT, needs_root
 from tests.controlplane.conftest import VIP, Env, until
 from xdsr.dataplane.loader import Dataplane
 from xdsr.dataplane.state import installed
-from xdsr.demo.cluster import LocalCluster
 from xdsr.lab import FabricSpec, TenantSpec, build_fabric
 from xdsr.lab.traffic import TcpResult
+from xdsr.local.cluster import LocalCluster
 
 pytestmark = needs_root
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from xdsr.lab import wait_until
-from xdsr.store.server import free_port
+from xdsr.local.process import free_port
 
 
 @pytest.mark.skipif(not shutil.which("etcd"), reason="etcd is not installed (Debian package etcd-server)")

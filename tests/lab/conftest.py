@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from xdsr.lab.netns import BPFFS, NETNS_RUN_DIR, REGISTRY_DIR, Lab
+from xdsr.lab.netns import Lab
+from xdsr.lab.registry import BPFFS, NETNS_RUN_DIR, REGISTRY_DIR
 
 PREFIX = "xt"  # namespaces of these tests are xt-<6 hex>-<role>
 

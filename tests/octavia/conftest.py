@@ -1,7 +1,7 @@
 """The real Octavia API and driver agent with xdsr as their provider, on a
 whole local xdsr deployment in network namespaces: a lab fabric with three
 LB nodes, and etcd, the xdsr API server, the operator and the agents as
-processes (xdsr.demo.cluster.LocalCluster). Started once for the folder.
+processes (xdsr.local.cluster.LocalCluster). Started once for the folder.
 
 Without Neutron, Octavia's subnets mean nothing to xdsr by themselves: the
 xdsr API server maps them to VLANs with its networks file, as it would the
@@ -23,9 +23,9 @@ import httpx
 import pytest
 
 from tests.conftest import IS_ROOT
-from xdsr.demo.cluster import LocalCluster
 from xdsr.lab import Fabric, FabricSpec, TenantSpec, build_fabric, wait_until
-from xdsr.octavia.local import LocalOctavia
+from xdsr.local.cluster import LocalCluster
+from xdsr.local.octavia import LocalOctavia
 
 VIP = "203.0.113.10"
 FRONTEND_VID = 10

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from tests.apiserver.helpers import TOKEN_ADMIN, FakeOperator, ServerThread, eventually, observe
+from xdsr.local.etcd import EtcdServer
 from xdsr.octavia.agent import Agent
 from xdsr.octavia.xdsr_api import XdsrClient
-from xdsr.store.server import EtcdServer
 
 
 def uid() -> str:

@@ -2,7 +2,7 @@
 paper: about 3 s, most of it in OpenStack), measured on the real thing and
 reported — not asserted: timings depend on the machine. The figures go to
 the test's output (-s) and its junit properties; docs/octavia.md has those
-of `python -m xdsr.octavia.bench`."""
+of `python -m xdsr.bench.octavia`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from tests.conftest import needs_root
 from tests.octavia.conftest import BACKEND_SUBNET, FRONTEND_SUBNET, VIP, Env
-from xdsr.bench.controlplane import Probes
-from xdsr.octavia.bench import measure
+from xdsr.bench.octavia import measure
+from xdsr.local.probes import Probes
 
 pytestmark = needs_root
 

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from xdsr.store.server import EtcdServer
+from xdsr.local.etcd import EtcdServer
 
 
 @pytest.fixture(scope="module")

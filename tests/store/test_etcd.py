@@ -11,7 +11,6 @@ import pytest
 
 from xdsr.store import Compacted, StoreUnavailable
 from xdsr.store.etcd import EtcdStore
-from xdsr.store.server import EtcdServer
 
 
 def run(coro):  # type: ignore[no-untyped-def]

@@ -19,19 +19,27 @@ answers from an AF_PACKET socket. Pure functions, no I/O.
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import struct
 from dataclasses import dataclass
 
+from xdsr.net import sockfilter as cbpf
+from xdsr.net.frames import (
+    BROADCAST,
+    ETH_P_8021AD,
+    ETH_P_8021Q,
+    ETH_P_ARP,
+    ETH_P_IP,
+    ETH_P_IPV6,
+    checksum,
+    ethernet,
+    mac_str,
+    pad,
+    pseudo_header,
+)
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-ETH_P_ALL = 0x0003
-ETH_P_IP = 0x0800
-ETH_P_ARP = 0x0806
-ETH_P_IPV6 = 0x86DD
-ETH_P_8021Q = 0x8100
-ETH_P_8021AD = 0x88A8
 IPPROTO_ICMPV6 = 58
 ND_NEIGHBOR_SOLICIT = 135
 ND_NEIGHBOR_ADVERT = 136
@@ -40,35 +48,10 @@ ND_OPT_TARGET_LL = 2
 ARP_REQUEST = 1
 ARP_REPLY = 2
 
-ETH_ZLEN = 60  # minimum frame length without FCS; shorter frames get padded
-BROADCAST = b"\xff" * 6
 
-
-def mac_to_bytes(mac: str) -> bytes:
-    return bytes(int(p, 16) for p in mac.split(":"))
-
-
-def mac_to_str(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
-
-
-def _ethernet(dst: bytes, src: bytes, vid: int, ethertype: int) -> bytes:
-    tag = struct.pack("!HH", ETH_P_8021Q, vid) if vid else b""
-    return dst + src + tag + struct.pack("!H", ethertype)
-
-
-def _pad(frame: bytes) -> bytes:
-    return frame + bytes(max(0, ETH_ZLEN - len(frame)))
-
-
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+def tagged_ethernet(dst: bytes, src: bytes, vid: int, ethertype: int) -> bytes:
+    """An Ethernet header on VLAN vid, 0 meaning untagged."""
+    return ethernet(dst, src, ethertype, vid or None)
 
 
 def link_local(mac: bytes) -> ipaddress.IPv6Address:
@@ -86,7 +69,7 @@ def solicited_node(addr: ipaddress.IPv6Address) -> ipaddress.IPv6Address:
 def arp_probe(src_mac: bytes, vid: int, target: ipaddress.IPv4Address) -> bytes:
     """A broadcast ARP probe for target on VLAN vid (0 = untagged)."""
     arp = struct.pack("!HHBBH", 1, ETH_P_IP, 6, 4, ARP_REQUEST) + src_mac + bytes(4) + bytes(6) + target.packed
-    return _pad(_ethernet(BROADCAST, src_mac, vid, ETH_P_ARP) + arp)
+    return pad(tagged_ethernet(BROADCAST, src_mac, vid, ETH_P_ARP) + arp)
 
 
 def neighbor_solicitation(
@@ -100,12 +83,12 @@ def neighbor_solicitation(
     dst = solicited_node(target)
     options = b"" if src.is_unspecified else struct.pack("!BB", ND_OPT_SOURCE_LL, 1) + src_mac
     icmp = struct.pack("!BBHI", ND_NEIGHBOR_SOLICIT, 0, 0, 0) + target.packed + options
-    pseudo = src.packed + dst.packed + struct.pack("!I3xB", len(icmp), IPPROTO_ICMPV6)
+    pseudo = pseudo_header(src.packed, dst.packed, IPPROTO_ICMPV6, len(icmp))
     icmp = icmp[:2] + struct.pack("!H", checksum(pseudo + icmp)) + icmp[4:]
     # Hop limit 255: receivers drop ND messages with any other (RFC 4861 7.1.1).
     ip6 = struct.pack("!IHBB", 0x60000000, len(icmp), IPPROTO_ICMPV6, 255) + src.packed + dst.packed
     eth_dst = b"\x33\x33" + dst.packed[12:]
-    return _pad(_ethernet(eth_dst, src_mac, vid, ETH_P_IPV6) + ip6 + icmp)
+    return pad(tagged_ethernet(eth_dst, src_mac, vid, ETH_P_IPV6) + ip6 + icmp)
 
 
 def probe(src_mac: bytes, vid: int, target: IPAddress) -> bytes:
@@ -123,7 +106,7 @@ class Reply:
     mac: str
 
 
-def _unicast_mac(raw: bytes) -> bool:
+def unicast_mac(raw: bytes) -> bool:
     return len(raw) == 6 and not raw[0] & 1 and any(raw)
 
 
@@ -157,9 +140,9 @@ def _parse_arp(frame: bytes, off: int, vid: int) -> Reply | None:
         return None
     sha = frame[off + 8 : off + 14]
     spa = ipaddress.IPv4Address(frame[off + 14 : off + 18])
-    if not _unicast_mac(sha) or spa.is_unspecified or spa.is_multicast:
+    if not unicast_mac(sha) or spa.is_unspecified or spa.is_multicast:
         return None
-    return Reply(vid, spa, mac_to_str(sha))
+    return Reply(vid, spa, mac_str(sha))
 
 
 def _parse_na(frame: bytes, off: int, vid: int, verify_checksum: bool) -> Reply | None:
@@ -172,7 +155,7 @@ def _parse_na(frame: bytes, off: int, vid: int, verify_checksum: bool) -> Reply 
     if len(icmp) < 24 or icmp[0] != ND_NEIGHBOR_ADVERT or icmp[1] != 0:
         return None
     if verify_checksum:
-        pseudo = frame[off + 8 : off + 40] + struct.pack("!I3xB", len(icmp), IPPROTO_ICMPV6)
+        pseudo = pseudo_header(frame[off + 8 : off + 24], frame[off + 24 : off + 40], IPPROTO_ICMPV6, len(icmp))
         if checksum(pseudo + icmp) != 0:
             return None
     target = ipaddress.IPv6Address(icmp[8:24])
@@ -187,9 +170,9 @@ def _parse_na(frame: bytes, off: int, vid: int, verify_checksum: bool) -> Reply 
         if opt_type == ND_OPT_TARGET_LL and opt_len == 8:
             mac = icmp[i + 2 : i + 8]
         i += opt_len
-    if not _unicast_mac(mac):
+    if not unicast_mac(mac):
         return None
-    return Reply(vid, target, mac_to_str(mac))
+    return Reply(vid, target, mac_str(mac))
 
 
 # -- the socket filter -------------------------------------------------------
@@ -201,71 +184,24 @@ def _parse_na(frame: bytes, off: int, vid: int, verify_checksum: bool) -> Reply 
 # before packet taps see it (its VID arrives in PACKET_AUXDATA), but a tag
 # left in the frame is handled too.
 
-_LD_H_ABS = 0x28
-_LD_B_ABS = 0x30
-_JEQ_K = 0x15
-_RET_K = 0x06
-_ACCEPT = 0x40000  # bytes of the frame to keep: all of it
 
-
-# (code or "label", jump-if-true, jump-if-false, k); jumps name labels or
-# are 0 (the next instruction).
-_Ins = tuple[int | str, int | str, int | str, int]
-
-
-def _block(l2: int) -> list[_Ins]:
+def _block(l2: int) -> list[cbpf.Ins]:
     a, i = f"arp{l2}", f"ip6_{l2}"
     return [
-        (_LD_H_ABS, 0, 0, l2 - 2),
-        (_JEQ_K, a, 0, ETH_P_ARP),
-        (_JEQ_K, i, "reject", ETH_P_IPV6),
+        (cbpf.LD_H_ABS, 0, 0, l2 - 2),
+        (cbpf.JEQ_K, a, 0, ETH_P_ARP),
+        (cbpf.JEQ_K, i, "reject", ETH_P_IPV6),
         ("label", a, 0, 0),
-        (_LD_H_ABS, 0, 0, l2 + 6),  # ARP operation
-        (_JEQ_K, "accept", "reject", ARP_REPLY),
+        (cbpf.LD_H_ABS, 0, 0, l2 + 6),  # ARP operation
+        (cbpf.JEQ_K, "accept", "reject", ARP_REPLY),
         ("label", i, 0, 0),
-        (_LD_B_ABS, 0, 0, l2 + 6),  # IPv6 next header
-        (_JEQ_K, 0, "reject", IPPROTO_ICMPV6),
-        (_LD_B_ABS, 0, 0, l2 + 40),  # ICMPv6 type
-        (_JEQ_K, "accept", "reject", ND_NEIGHBOR_ADVERT),
+        (cbpf.LD_B_ABS, 0, 0, l2 + 6),  # IPv6 next header
+        (cbpf.JEQ_K, 0, "reject", IPPROTO_ICMPV6),
+        (cbpf.LD_B_ABS, 0, 0, l2 + 40),  # ICMPv6 type
+        (cbpf.JEQ_K, "accept", "reject", ND_NEIGHBOR_ADVERT),
     ]
-
-
-def _assemble(prog: list[_Ins]) -> list[tuple[int, int, int, int]]:
-    labels: dict[str, int] = {}
-    out: list[_Ins] = []
-    for ins in prog:
-        if ins[0] == "label":
-            labels[str(ins[1])] = len(out)
-        else:
-            out.append(ins)
-
-    def rel(target: str | int, pc: int) -> int:
-        if isinstance(target, int):
-            return target
-        return labels[target] - pc - 1
-
-    return [(int(c), rel(jt, pc), rel(jf, pc), k) for pc, (c, jt, jf, k) in enumerate(out)]
 
 
 def reply_filter() -> list[tuple[int, int, int, int]]:
     """The cBPF program (code, jt, jf, k) accepting ARP replies and NAs."""
-    prog: list[_Ins] = [
-        (_LD_H_ABS, 0, 0, 12),
-        (_JEQ_K, "tagged", 0, ETH_P_8021Q),
-        *_block(14),
-        ("label", "tagged", 0, 0),
-        *_block(18),
-        ("label", "accept", 0, 0),
-        (_RET_K, 0, 0, _ACCEPT),
-        ("label", "reject", 0, 0),
-        (_RET_K, 0, 0, 0),
-    ]
-    return _assemble(prog)
-
-
-def sock_fprog(prog: list[tuple[int, int, int, int]]) -> tuple[bytes, ctypes.Array[ctypes.c_char]]:
-    """The struct sock_fprog for SO_ATTACH_FILTER, and the buffer it points
-    to (keep it alive until setsockopt returns)."""
-    raw = b"".join(struct.pack("=HBBI", c, jt, jf, k) for c, jt, jf, k in prog)
-    buf = ctypes.create_string_buffer(raw, len(raw))
-    return struct.pack("@HP", len(prog), ctypes.addressof(buf)), buf
+    return cbpf.tag_aware(_block)

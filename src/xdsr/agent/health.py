@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xdsr.agent import frames, probes, trunk
+from xdsr.net.frames import mac_bytes
 
 log = logging.getLogger("xdsr.agent.health")
 
@@ -81,7 +82,7 @@ class HealthChecker:
     ) -> None:
         self.sock = sock
         self.mac = mac
-        self._mac = frames.mac_to_bytes(mac)
+        self._mac = mac_bytes(mac)
         self._link_local = frames.link_local(self._mac)
         self.sources = sources
         self.on_change = on_change
@@ -174,7 +175,7 @@ class HealthChecker:
         src = self.source(t.vid, t.address.version)
         if src is None:
             return False, "no health source on this VLAN"
-        dst_mac = frames.mac_to_bytes(t.mac)
+        dst_mac = mac_bytes(t.mac)
         if t.kind == "ping":
             self._seq = (self._seq + 1) & 0xFFFF
             ident, seq = self._seq ^ 0x5844, self._seq
@@ -273,7 +274,7 @@ class HealthChecker:
         send its answer to a check."""
         if not self._ours(q.vid, q.target) or q.asker.is_unspecified:
             return
-        asker_mac = frames.mac_to_bytes(q.asker_mac)
+        asker_mac = mac_bytes(q.asker_mac)
         try:
             if isinstance(q.target, ipaddress.IPv4Address):
                 assert isinstance(q.asker, ipaddress.IPv4Address)

@@ -22,6 +22,8 @@ import struct
 from dataclasses import dataclass, replace
 
 from xdsr.agent import frames
+from xdsr.net import frames as eth
+from xdsr.net import sockfilter as cbpf
 
 IPAddress = frames.IPAddress
 
@@ -54,12 +56,8 @@ def _l4_checksum(src: IPAddress, dst: IPAddress, proto: int, l4: bytes) -> int:
     """The checksum of l4 with its pseudo-header (none for ICMP over IPv4);
     0 over a segment that carries a correct one."""
     if proto == IPPROTO_ICMP:
-        return frames.checksum(l4)
-    if src.version == 4:
-        pseudo = src.packed + dst.packed + struct.pack("!xBH", proto, len(l4))
-    else:
-        pseudo = src.packed + dst.packed + struct.pack("!I3xB", len(l4), proto)
-    return frames.checksum(pseudo + l4)
+        return eth.checksum(l4)
+    return eth.checksum(eth.pseudo_header(src.packed, dst.packed, proto, len(l4)) + l4)
 
 
 def _ip_frame(
@@ -81,12 +79,12 @@ def _ip_frame(
     l4 = l4[:csum_at] + struct.pack("!H", csum) + l4[csum_at + 2 :]
     if src.version == 4:
         ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(l4), 0, _IP_DF, hop_limit, proto, 0) + src.packed + dst.packed
-        ip = ip[:10] + struct.pack("!H", frames.checksum(ip)) + ip[12:]
-        ethertype = frames.ETH_P_IP
+        ip = ip[:10] + struct.pack("!H", eth.checksum(ip)) + ip[12:]
+        ethertype = eth.ETH_P_IP
     else:
         ip = struct.pack("!IHBB", 0x60000000, len(l4), proto, hop_limit) + src.packed + dst.packed
-        ethertype = frames.ETH_P_IPV6
-    return frames._pad(frames._ethernet(dst_mac, src_mac, vid, ethertype) + ip + l4)
+        ethertype = eth.ETH_P_IPV6
+    return eth.pad(frames.tagged_ethernet(dst_mac, src_mac, vid, ethertype) + ip + l4)
 
 
 def tcp_syn(
@@ -147,9 +145,9 @@ def arp_reply(
     target_ip: ipaddress.IPv4Address,
 ) -> bytes:
     """An ARP reply: "sender_ip is at src_mac", unicast to dst_mac (the asker)."""
-    arp = struct.pack("!HHBBH", 1, frames.ETH_P_IP, 6, 4, frames.ARP_REPLY) + src_mac + sender_ip.packed
+    arp = struct.pack("!HHBBH", 1, eth.ETH_P_IP, 6, 4, frames.ARP_REPLY) + src_mac + sender_ip.packed
     arp += target_mac + target_ip.packed
-    return frames._pad(frames._ethernet(dst_mac, src_mac, vid, frames.ETH_P_ARP) + arp)
+    return eth.pad(frames.tagged_ethernet(dst_mac, src_mac, vid, eth.ETH_P_ARP) + arp)
 
 
 def neighbor_advertisement(
@@ -249,18 +247,18 @@ def parse(frame: bytes, vid: int = 0, verify_checksum: bool = True) -> Answer | 
         return None
     (ethertype,) = struct.unpack_from("!H", frame, 12)
     off = 14
-    if ethertype in (frames.ETH_P_8021Q, frames.ETH_P_8021AD):
+    if ethertype in (eth.ETH_P_8021Q, eth.ETH_P_8021AD):
         if len(frame) < 18:
             return None
         tci, ethertype = struct.unpack_from("!HH", frame, 14)
         vid = tci & 0x0FFF
         off = 18
-    mac = frames.mac_to_str(frame[6:12])
-    if ethertype == frames.ETH_P_ARP:
+    mac = eth.mac_str(frame[6:12])
+    if ethertype == eth.ETH_P_ARP:
         return _parse_arp(frame, off, vid, mac)
-    if ethertype == frames.ETH_P_IP:
+    if ethertype == eth.ETH_P_IP:
         return _parse_ipv4(frame, off, vid, mac, verify_checksum)
-    if ethertype == frames.ETH_P_IPV6:
+    if ethertype == eth.ETH_P_IPV6:
         return _parse_ipv6(frame, off, vid, mac, verify_checksum)
     return None
 
@@ -268,14 +266,14 @@ def parse(frame: bytes, vid: int = 0, verify_checksum: bool = True) -> Answer | 
 def _parse_arp(frame: bytes, off: int, vid: int, mac: str) -> Answer | None:
     if len(frame) < off + 28:
         return None
-    if struct.unpack_from("!HHBBH", frame, off) != (1, frames.ETH_P_IP, 6, 4, frames.ARP_REQUEST):
+    if struct.unpack_from("!HHBBH", frame, off) != (1, eth.ETH_P_IP, 6, 4, frames.ARP_REQUEST):
         return None
     sha = frame[off + 8 : off + 14]
-    if not frames._unicast_mac(sha):
+    if not frames.unicast_mac(sha):
         return None  # the answer goes unicast to it
     spa = ipaddress.IPv4Address(frame[off + 14 : off + 18])
     tpa = ipaddress.IPv4Address(frame[off + 24 : off + 28])
-    return NeighborQuestion(vid, mac, spa, tpa, frames.mac_to_str(sha))
+    return NeighborQuestion(vid, mac, spa, tpa, eth.mac_str(sha))
 
 
 def _parse_ipv4(frame: bytes, off: int, vid: int, mac: str, verify_checksum: bool) -> Answer | None:
@@ -288,7 +286,7 @@ def _parse_ipv4(frame: bytes, off: int, vid: int, mac: str, verify_checksum: boo
     if frag & (_IP_MF | _IP_OFFSET):
         return None  # a fragment's L4 checksum covers bytes we do not have
     # The stack always fills in the header checksum itself: only L4 ones are offloaded.
-    if frames.checksum(frame[off : off + hlen]) != 0:
+    if eth.checksum(frame[off : off + hlen]) != 0:
         return None
     src = ipaddress.IPv4Address(frame[off + 12 : off + 16])
     dst = ipaddress.IPv4Address(frame[off + 16 : off + 20])
@@ -366,7 +364,7 @@ def _parse_ns(icmp: bytes, vid: int, mac: str, src: IPAddress) -> NeighborQuesti
     target = ipaddress.IPv6Address(icmp[8:24])
     if target.is_multicast:
         return None
-    asker_mac = frames.mac_to_bytes(mac)  # without a source link-layer option
+    asker_mac = eth.mac_bytes(mac)  # without a source link-layer option
     i = 24
     while i + 2 <= len(icmp):
         opt_type, opt_len = icmp[i], icmp[i + 1] * 8
@@ -377,9 +375,9 @@ def _parse_ns(icmp: bytes, vid: int, mac: str, src: IPAddress) -> NeighborQuesti
                 return None  # a DAD probe carries none (RFC 4861 7.1.1)
             asker_mac = icmp[i + 2 : i + 8]
         i += opt_len
-    if not frames._unicast_mac(asker_mac):
+    if not frames.unicast_mac(asker_mac):
         return None
-    return NeighborQuestion(vid, mac, src, target, frames.mac_to_str(asker_mac))
+    return NeighborQuestion(vid, mac, src, target, eth.mac_str(asker_mac))
 
 
 # -- the socket filter -------------------------------------------------------
@@ -390,38 +388,27 @@ def _parse_ns(icmp: bytes, vid: int, mac: str, src: IPAddress) -> NeighborQuesti
 # unreachable, not on a reply). Tags as in frames.reply_filter.
 
 
-def _health_block(l3: int) -> list[frames._Ins]:
+def _health_block(l3: int) -> list[cbpf.Ins]:
     a, v4, v6 = f"arp{l3}", f"ip4_{l3}", f"ip6_{l3}"
     return [
-        (frames._LD_H_ABS, 0, 0, l3 - 2),
-        (frames._JEQ_K, a, 0, frames.ETH_P_ARP),
-        (frames._JEQ_K, v4, 0, frames.ETH_P_IP),
-        (frames._JEQ_K, v6, "reject", frames.ETH_P_IPV6),
+        (cbpf.LD_H_ABS, 0, 0, l3 - 2),
+        (cbpf.JEQ_K, a, 0, eth.ETH_P_ARP),
+        (cbpf.JEQ_K, v4, 0, eth.ETH_P_IP),
+        (cbpf.JEQ_K, v6, "reject", eth.ETH_P_IPV6),
         ("label", a, 0, 0),
-        (frames._LD_H_ABS, 0, 0, l3 + 6),  # ARP operation
-        (frames._JEQ_K, "accept", "reject", frames.ARP_REQUEST),
+        (cbpf.LD_H_ABS, 0, 0, l3 + 6),  # ARP operation
+        (cbpf.JEQ_K, "accept", "reject", frames.ARP_REQUEST),
         ("label", v4, 0, 0),
-        (frames._LD_B_ABS, 0, 0, l3 + 9),  # IPv4 protocol
-        (frames._JEQ_K, "accept", 0, IPPROTO_TCP),
-        (frames._JEQ_K, "accept", "reject", IPPROTO_ICMP),
+        (cbpf.LD_B_ABS, 0, 0, l3 + 9),  # IPv4 protocol
+        (cbpf.JEQ_K, "accept", 0, IPPROTO_TCP),
+        (cbpf.JEQ_K, "accept", "reject", IPPROTO_ICMP),
         ("label", v6, 0, 0),
-        (frames._LD_B_ABS, 0, 0, l3 + 6),  # IPv6 next header
-        (frames._JEQ_K, "accept", 0, IPPROTO_TCP),
-        (frames._JEQ_K, "accept", "reject", frames.IPPROTO_ICMPV6),
+        (cbpf.LD_B_ABS, 0, 0, l3 + 6),  # IPv6 next header
+        (cbpf.JEQ_K, "accept", 0, IPPROTO_TCP),
+        (cbpf.JEQ_K, "accept", "reject", frames.IPPROTO_ICMPV6),
     ]
 
 
 def health_filter() -> list[tuple[int, int, int, int]]:
     """The cBPF program (code, jt, jf, k) for the health socket."""
-    prog: list[frames._Ins] = [
-        (frames._LD_H_ABS, 0, 0, 12),
-        (frames._JEQ_K, "tagged", 0, frames.ETH_P_8021Q),
-        *_health_block(14),
-        ("label", "tagged", 0, 0),
-        *_health_block(18),
-        ("label", "accept", 0, 0),
-        (frames._RET_K, 0, 0, frames._ACCEPT),
-        ("label", "reject", 0, 0),
-        (frames._RET_K, 0, 0, 0),
-    ]
-    return frames._assemble(prog)
+    return cbpf.tag_aware(_health_block)

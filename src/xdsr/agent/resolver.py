@@ -14,6 +14,7 @@ import socket
 from collections.abc import Collection
 
 from xdsr.agent import frames, trunk
+from xdsr.net.frames import mac_bytes
 
 log = logging.getLogger("xdsr.agent.resolve")
 
@@ -34,7 +35,7 @@ class Resolver:
     def __init__(self, sock: socket.socket, mac: str) -> None:
         self.sock = sock
         self.mac = mac
-        self._mac = frames.mac_to_bytes(mac)
+        self._mac = mac_bytes(mac)
         self._waiters: dict[NeighborKey, set[asyncio.Future[str]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         # Plain counters, read by the metrics collector.

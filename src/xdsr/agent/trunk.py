@@ -15,15 +15,15 @@ import socket
 import struct
 from collections.abc import Iterator
 
-from xdsr.agent import frames
 from xdsr.dataplane.netns import in_netns
+from xdsr.net import sockfilter
+from xdsr.net.frames import ETH_P_ALL
 
 log = logging.getLogger("xdsr.agent.trunk")
 
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
 PACKET_OUTGOING = 4
-SO_ATTACH_FILTER = 26  # not in the socket module
 TP_STATUS_CSUMNOTREADY = 0x08
 TP_STATUS_VLAN_VALID = 0x10
 TP_STATUS_CSUM_VALID = 0x80
@@ -38,11 +38,9 @@ def open_socket(ifname: str, netns: str | None, prog: list[tuple[int, int, int, 
         # place before the first frame arrives.
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
-            fprog, buf = frames.sock_fprog(prog)
-            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-            del buf
+            sockfilter.attach(sock, prog)
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            sock.bind((ifname, frames.ETH_P_ALL))
+            sock.bind((ifname, ETH_P_ALL))
             sock.setblocking(False)
         except BaseException:
             sock.close()

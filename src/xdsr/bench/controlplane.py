@@ -18,16 +18,14 @@ import queue
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
 from xdsr.dataplane import libbpf as bpf
-from xdsr.dataplane.probe import attached_program, probe_frame, run_probe
-from xdsr.demo.cluster import LocalCluster
 from xdsr.lab import FabricSpec, TenantSpec, build_fabric
+from xdsr.local.cluster import LocalCluster
+from xdsr.local.probes import FRONTEND_VLAN, Probes
 
-FRONTEND_VLAN = 10
 BACKEND_VLAN = 100
 
 
@@ -84,24 +82,6 @@ def lb_body(name: str, vip: str, n_members: int, salt: int) -> dict[str, object]
             ],
         }
     }
-
-
-class Probes:
-    """Each LB node's attached program, to ask whether it forwards a VIP."""
-
-    def __init__(self, nodes: list[tuple[Path, str, str]]) -> None:
-        self.progs: list[tuple[bpf.Program, str]] = [attached_program(pin, ifname, ns) for pin, ns, ifname in nodes]
-
-    @classmethod
-    def of(cls, cluster: LocalCluster) -> Probes:
-        return cls([(cluster.pin_dirs[name], ns, ifname) for name, ns, ifname in cluster.lbns])
-
-    def forwarding(self, vip: str) -> list[bool]:
-        return [run_probe(prog, probe_frame(mac, vip, 80, "tcp", FRONTEND_VLAN)).forwarded for prog, mac in self.progs]
-
-    def close(self) -> None:
-        for prog, _ in self.progs:
-            prog.close()
 
 
 def _wait_all(probes: Probes, vips: list[str], timeout: float, want: bool = True) -> float:

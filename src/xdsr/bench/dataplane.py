@@ -29,7 +29,7 @@ from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane.config import parse_config
 from xdsr.dataplane.loader import Dataplane, ensure_bpffs, remove_pins
 from xdsr.dataplane.state import apply, installed
-from xdsr.maglev.maglev import bench_build
+from xdsr.maglev.measure import bench_build
 from xdsr.paths import bpf_object
 
 LBN_MAC = "02:00:00:00:00:aa"

@@ -49,9 +49,9 @@ def up(
     from xdsr.apiserver import ApiServer, load_tokens
     from xdsr.apiserver.networks import Networks, load_networks
     from xdsr.cli.apiserver import parse_listen
+    from xdsr.local.etcd import EtcdServer
     from xdsr.operator.operator import Operator, Settings
     from xdsr.store.etcd import EtcdStore
-    from xdsr.store.server import EtcdServer
 
     state_dir.mkdir(parents=True, exist_ok=True)
     tokens_file, agent_token_file, admin = _ensure_tokens(state_dir)

@@ -15,6 +15,7 @@ import errno
 import logging
 import mmap
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ log = logging.getLogger("xdsr.libbpf")
 # Values from linux/bpf.h and linux/if_link.h.
 BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_PERCPU_HASH = 5
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_ARRAY_OF_MAPS = 12
 BPF_MAP_TYPE_HASH_OF_MAPS = 13
@@ -128,9 +130,21 @@ class _MapInfo(ctypes.Structure):
 
 
 class _ProgInfoHead(ctypes.Structure):
-    # The first fields of struct bpf_prog_info; the kernel fills only as much
-    # as we ask for.
-    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 8)]
+    # The first fields of struct bpf_prog_info, up to its map ids; the kernel
+    # fills only as much as we ask for.
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64),
+        ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32),
+        ("map_ids", ctypes.c_uint64),
+    ]
 
 
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
@@ -264,7 +278,7 @@ class Map(Fd):
         self.info = info or map_info(fd)
         self.key_size = self.info.key_size
         self.value_size = self.info.value_size
-        if self.info.type in (BPF_MAP_TYPE_PERCPU_ARRAY,):
+        if self.info.type in (BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH):
             # Per-CPU values are read and written as one buffer holding a
             # value per possible CPU, each rounded up to 8 bytes.
             self.value_size = ((self.info.value_size + 7) // 8 * 8) * possible_cpus()
@@ -339,6 +353,17 @@ class Map(Fd):
             yield nxt.raw
             cur = ctypes.create_string_buffer(nxt.raw, self.key_size)
 
+    def percpu_sums(self) -> dict[bytes, int]:
+        """key -> the sum over CPUs of a per-CPU map of u64 counters."""
+        if self.info.type not in (BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH) or self.info.value_size != 8:
+            raise ValueError(f"{self.info.name} is not a per-CPU map of u64 values")
+        sums = {}
+        for key in self.keys():
+            raw = self.lookup(key)
+            if raw is not None:
+                sums[key] = sum(struct.unpack(f"={len(raw) // 8}Q", raw))
+        return sums
+
     def update_batch(self, keys: bytes, values: bytes, count: int) -> None:
         """Write count elements in one syscall; keys and values are packed."""
         if len(keys) != count * self.key_size or len(values) != count * self.value_size:
@@ -405,12 +430,27 @@ class Program(Fd):
     def from_id(cls, prog_id: int) -> Program:
         return cls(_check(_lib.bpf_prog_get_fd_by_id(prog_id), f"open program id {prog_id}"))
 
-    @property
-    def id(self) -> int:
+    def _info(self, map_ids: ctypes.Array | None = None) -> _ProgInfoHead:
         info = _ProgInfoHead()
+        if map_ids is not None:
+            info.nr_map_ids = len(map_ids)
+            info.map_ids = ctypes.addressof(map_ids)
         size = ctypes.c_uint32(ctypes.sizeof(info))
         _check(_lib.bpf_obj_get_info_by_fd(self.fd, ctypes.byref(info), ctypes.byref(size)), "program info")
-        return int(info.id)
+        return info
+
+    @property
+    def id(self) -> int:
+        return int(self._info().id)
+
+    def map_ids(self) -> list[int]:
+        """Ids of the maps the program uses."""
+        n = self._info().nr_map_ids
+        if not n:
+            return []
+        ids = (ctypes.c_uint32 * n)()
+        got = self._info(ids).nr_map_ids
+        return list(ids[: min(n, got)])
 
     def test_run(
         self,

@@ -17,14 +17,15 @@ import mmap
 import os
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from xdsr.dataplane import abi
 from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane.flowhash import DEFAULT_HASH_SEED
-from xdsr.dataplane.model import mac_bytes
 from xdsr.dataplane.netns import in_netns, link
+from xdsr.net.frames import mac_bytes
 from xdsr.paths import bpf_object
 
 log = logging.getLogger("xdsr.dataplane")
@@ -271,22 +272,19 @@ class Dataplane:
         lk = link(ifname, netns)
         prog = self.load_program(lk.mac, lk.index, hash_seed)
         pin = self._prog_pin(ifname, netns)
-        flags = MODES[mode]
-        with in_netns(netns):
-            current = bpf.xdp_query_id(lk.index, flags)
-            old = None
-            if current:
-                ours = pin.exists() and bpf.Program.from_pin(str(pin)).id == current
-                if not ours and not force:
-                    raise DataplaneError(
-                        f"{ifname} already runs XDP program id {current}, which is not this data plane's; "
-                        "detach it or pass --force"
-                    )
-                old = bpf.Program.from_id(current)
-            try:
-                bpf.xdp_attach(lk.index, prog, flags, old_prog=old)
-            except bpf.BpfError as exc:
-                raise DataplaneError(f"cannot attach XDP ({mode}) to {ifname}: {exc}") from None
+
+        def check(current: int) -> None:
+            ours = pin.exists() and bpf.Program.from_pin(str(pin)).id == current
+            if not ours and not force:
+                raise DataplaneError(
+                    f"{ifname} already runs XDP program id {current}, which is not this data plane's; "
+                    "detach it or pass --force"
+                )
+
+        try:
+            attach_xdp(lk.index, prog, netns=netns, mode=mode, check_current=check)
+        except bpf.BpfError as exc:
+            raise DataplaneError(f"cannot attach XDP ({mode}) to {ifname}: {exc}") from None
         with contextlib.suppress(FileNotFoundError):
             pin.unlink()
         prog.pin(str(pin))
@@ -336,6 +334,48 @@ class Dataplane:
             raise DataplaneError(f"programs are still attached ({names}): detach them first")
         self.close()
         remove_pins(self.pin_dir)
+
+
+def attach_xdp(
+    ifindex: int,
+    prog: bpf.Program,
+    *,
+    netns: str | None = None,
+    mode: str = "native",
+    check_current: Callable[[int], None] | None = None,
+) -> None:
+    """Attach prog to an interface (inside netns), replacing the program
+    attached there in one step: the kernel is told which program it
+    replaces, so one attached meanwhile by someone else is never overwritten.
+    check_current(id) may raise to keep the program that runs now.
+
+    The one way xdsr attaches XDP: the data plane, the lab's programs and the
+    benchmark's all come through here."""
+    if mode not in MODES:
+        raise DataplaneError(f"unknown XDP mode {mode!r} (native or generic)")
+    flags = MODES[mode]
+    with in_netns(netns):
+        current = bpf.xdp_query_id(ifindex, flags)
+        if current and check_current is not None:
+            check_current(current)
+        old = bpf.Program.from_id(current) if current else None
+        try:
+            bpf.xdp_attach(ifindex, prog, flags, old_prog=old)
+        finally:
+            if old is not None:
+                old.close()
+
+
+def detach_xdp(ifindex: int, *, netns: str | None = None, mode: str | None = None) -> None:
+    """Detach whatever XDP program runs on an interface (in mode, or any)."""
+    with in_netns(netns):
+        bpf.xdp_detach(ifindex, MODES[mode] if mode else 0)
+
+
+def xdp_prog_id(ifindex: int, *, netns: str | None = None, mode: str | None = None) -> int:
+    """Id of the XDP program on an interface (in mode, or any), 0 if none."""
+    with in_netns(netns):
+        return bpf.xdp_query_id(ifindex, MODES[mode] if mode else 0)
 
 
 def prog_pin_name(ifname: str, netns: str | None) -> str:

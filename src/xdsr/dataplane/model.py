@@ -25,14 +25,6 @@ PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
 
 
-def mac_bytes(mac: str) -> bytes:
-    return bytes(int(p, 16) for p in mac.split(":"))
-
-
-def mac_str(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
-
-
 @dataclass(frozen=True)
 class ServiceKey:
     vip: IPAddress

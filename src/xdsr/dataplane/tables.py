@@ -15,8 +15,9 @@ import json
 import numpy as np
 
 from xdsr.dataplane import abi
-from xdsr.dataplane.model import Backend, Service, mac_bytes, mac_str
+from xdsr.dataplane.model import Backend, Service
 from xdsr.maglev import MaglevBackend, build_table
+from xdsr.net.frames import mac_bytes, mac_str
 
 BACKEND_SIZE = ctypes.sizeof(abi.Backend)
 

@@ -19,10 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from xdsr.bench.controlplane import Probes
-from xdsr.demo.cluster import LocalCluster
 from xdsr.demo.dataplane_demo import VIP, _count_router, _router_counts
 from xdsr.lab import Fabric, FabricSpec, TenantSpec, build_fabric, wait_until
+from xdsr.local.cluster import LocalCluster
+from xdsr.local.probes import Probes
 
 TENANTS = (
     TenantSpec(name="blue", frontend_vid=10, backend_vid=100, n_backends=4, vip=VIP),

@@ -9,12 +9,20 @@ benchmarks. See docs/lab.md.
         result = fab.tcp_client(0, conns=20)     # which backend served what
 
 Modules:
-  netns    Lab: namespaces, veths, bridge, routes, sysctls, the lab's BPF
-           programs, processes; wait_until; cleanup_stale
-  fabric   FabricSpec -> Fabric: the L2DSR topology
-  traffic  start/stop the echo servers and clients, parse their results
-  echo     `python -m xdsr.lab.echo` (backend server, stdlib only)
-  client   `python -m xdsr.lab.client` (TCP/UDP client, stdlib only)
+  netns     Lab: namespaces and everything in them as one unit, torn down
+            in reverse order; its processes
+  network   Lab's links, bridge, addresses, routes, neighbours, sysctls
+  programs  the lab's BPF programs (access ports, xdp_pass, xdp_census)
+  netlink   the thread every pyroute2 call of a lab runs on
+  process   LabProcess, a process inside a namespace
+  registry  which labs exist; cleanup_stale
+  commands  running iproute2/ethtool/sysctl; LabError; require_root
+  wait      wait_until
+  topology  FabricSpec, TenantSpec, the addressing plan, what was built
+  fabric    FabricSpec -> Fabric: the L2DSR topology, built and used
+  traffic   start/stop the echo servers and clients, parse their results
+  echo      `python -m xdsr.lab.echo` (backend server, stdlib only)
+  client    `python -m xdsr.lab.client` (TCP/UDP client, stdlib only)
 
 Names are imported lazily: `python -m xdsr.lab.echo` runs inside many
 namespaces at once and must not pay for pyroute2's import.
@@ -27,25 +35,25 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "Lab": "netns",
-    "LabError": "netns",
-    "LabCommandError": "netns",
-    "LabProcess": "netns",
-    "Iface": "netns",
-    "Veth": "netns",
-    "CensusKey": "netns",
-    "UNTAGGED": "netns",
-    "wait_until": "netns",
-    "cleanup_stale": "netns",
-    "lab_namespaces": "netns",
-    "require_root": "netns",
-    "FabricSpec": "fabric",
-    "TenantSpec": "fabric",
+    "LabError": "commands",
+    "LabCommandError": "commands",
+    "LabProcess": "process",
+    "Iface": "network",
+    "Veth": "network",
+    "CensusKey": "programs",
+    "UNTAGGED": "programs",
+    "wait_until": "wait",
+    "cleanup_stale": "registry",
+    "lab_namespaces": "registry",
+    "require_root": "commands",
+    "FabricSpec": "topology",
+    "TenantSpec": "topology",
     "Fabric": "fabric",
     "build_fabric": "fabric",
-    "Service": "fabric",
-    "ServiceBackend": "fabric",
-    "LbnTrunk": "fabric",
-    "BackendRef": "fabric",
+    "Service": "topology",
+    "ServiceBackend": "topology",
+    "LbnTrunk": "topology",
+    "BackendRef": "topology",
     "EchoServer": "traffic",
     "TcpSession": "traffic",
     "TcpResult": "traffic",
@@ -92,21 +100,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .fabric import BackendRef, Fabric, FabricSpec, LbnTrunk, Service, ServiceBackend, TenantSpec, build_fabric
-    from .netns import (
-        UNTAGGED,
-        CensusKey,
-        Iface,
-        Lab,
-        LabCommandError,
-        LabError,
-        LabProcess,
-        Veth,
-        cleanup_stale,
-        lab_namespaces,
-        require_root,
-        wait_until,
-    )
+    from .commands import LabCommandError, LabError, require_root
+    from .fabric import Fabric, build_fabric
+    from .netns import Lab
+    from .network import Iface, Veth
+    from .process import LabProcess
+    from .programs import UNTAGGED, CensusKey
+    from .registry import cleanup_stale, lab_namespaces
+    from .topology import BackendRef, FabricSpec, LbnTrunk, Service, ServiceBackend, TenantSpec
     from .traffic import (
         ConnResult,
         EchoServer,
@@ -119,6 +120,7 @@ if TYPE_CHECKING:
         start_echo,
         start_tcp_session,
     )
+    from .wait import wait_until
 
 
 def __getattr__(name: str) -> Any:

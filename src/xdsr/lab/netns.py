@@ -1,85 +1,90 @@
-"""Network-namespace lab primitives: namespaces, veths, a bridge, addresses,
-routes, sysctls, the lab's small BPF programs, and processes run inside
-namespaces -- all torn down again, in reverse order, when the lab closes.
+"""The lab: network namespaces, veths, a bridge, addresses, routes,
+sysctls, the lab's small BPF programs and processes run inside namespaces,
+as one unit -- all torn down again, in reverse order, when the lab closes.
 
-Everything that touches the system lives in this module, so the choice of
-tool is made in one place:
+How it touches the system:
   * netlink through pyroute2 for links, addresses, routes and neighbours
     (one socket per namespace, opened once and closed before the namespace
     is deleted: an open socket would keep a deleted namespace, and its
-    veths, alive);
-  * iproute2 / ethtool / bpftool as commands where pyroute2 is awkward:
-    tc BPF filters and XDP attachment (iproute2 loads the object with
-    libbpf), bridge FDB batches, offloads, sysctls, and reading the
-    counters of the lab's programs by their kernel ids.
+    veths, alive), on a thread of the lab's own (netlink.py);
+  * iproute2 / ethtool / sysctl as commands where pyroute2 is awkward:
+    bridge FDB batches, offloads, sysctls (commands.py), and tc for the
+    access ports' programs;
+  * XDP attachment and the programs' counters through the project's libbpf
+    binding and the data plane's loader (programs.py).
 
-Nothing is pinned to bpffs by the lab itself: the access-port VID travels in
-the tc filter's classid (see bpf/lab/vlan_access.bpf.c). `Lab.bpffs_dir()`
-hands out a per-lab directory for callers that do pin, and removes it on
-close. bpffs work must stay in this (host) mount namespace: `ip netns exec`
-and `ip -n` remount /sys, which hides /sys/fs/bpf from what they run.
+Nothing is pinned to bpffs by the lab itself. `Lab.bpffs_dir()` hands out a
+per-lab directory for callers that do pin, and removes it on close. bpffs
+work must stay in this (host) mount namespace: `ip netns exec` and `ip -n`
+remount /sys, which hides /sys/fs/bpf from what they run.
 
 A lab records itself in /run/xdsr-lab/<name>.json so that `cleanup_stale()`
-can remove what a killed process (SIGKILL, a crashed CI job) left behind.
+(registry.py) can remove what a killed process (SIGKILL, a crashed CI job)
+left behind.
 """
 
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import contextlib
-import ipaddress
-import json
 import logging
 import os
-import queue
 import re
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from xdsr import paths
+from . import programs
+from .commands import LabCommandError, LabError, require_root, run_cmd
+from .netlink import NetlinkThread
+from .network import Iface, NetworkConfig, Veth
+from .process import LabProcess
+from .programs import UNTAGGED, CensusKey
+from .registry import (
+    BPFFS,
+    NETNS_RUN_DIR,
+    REGISTRY_DIR,
+    cleanup_stale,
+    delete_netns,
+    kill_netns_pids,
+    lab_namespaces,
+    netns_exists,
+    proc_start_time,
+    rmtree_bpffs,
+    write_record,
+)
+from .wait import wait_until
+
+# Re-exported: the names xdsr.lab.netns always had.
+__all__ = [
+    "BPFFS",
+    "NETNS_RUN_DIR",
+    "REGISTRY_DIR",
+    "UNTAGGED",
+    "CensusKey",
+    "Iface",
+    "Lab",
+    "LabCommandError",
+    "LabError",
+    "LabProcess",
+    "Veth",
+    "cleanup_stale",
+    "lab_namespaces",
+    "require_root",
+    "wait_until",
+]
 
 if TYPE_CHECKING:  # pyroute2 costs ~130 ms to import; the traffic tools never need it
     from pyroute2 import IPRoute
 
 log = logging.getLogger("xdsr.lab")
-
-NETNS_RUN_DIR = Path("/run/netns")
-REGISTRY_DIR = Path("/run/xdsr-lab")
-BPFFS = Path("/sys/fs/bpf")
-
-# Offloads every lab veth turns off by default (see add_veth).
-DEFAULT_OFFLOADS_OFF = (
-    "rxvlan",  # keep received tags in the frame...
-    "txvlan",  # ...and write sent tags into it: XDP only sees the frame
-    "rx-vlan-stag-hw-parse",
-    "tx-vlan-stag-hw-insert",
-    "tx",  # full checksums on locally generated packets: XDP forwards raw frames
-)
-
-# Names of the counters of bpf/lab/vlan_access.bpf.c, in the order of its enum.
-ACCESS_COUNTERS = (
-    "egress_tagged",
-    "egress_drop",
-    "ingress_pass",
-    "ingress_other_vid",
-    "ingress_untagged",
-    "ingress_bad",
-)
-
-# In xdp_census keys, the VID of an untagged frame.
-UNTAGGED = 0xFFFF
 
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _ROLE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -87,293 +92,7 @@ _ROLE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 T = TypeVar("T")
 
 
-class LabError(RuntimeError):
-    """A lab operation failed, or teardown left something behind."""
-
-
-class LabCommandError(LabError):
-    """A command run by the lab exited non-zero."""
-
-    def __init__(self, cmd: Sequence[str], returncode: int, stdout: str, stderr: str) -> None:
-        self.cmd = list(cmd)
-        self.returncode = returncode
-        self.stdout = stdout
-        self.stderr = stderr
-        detail = (stderr or stdout).strip()
-        super().__init__(f"`{' '.join(self.cmd)}` exited {returncode}: {detail}")
-
-
-def wait_until(
-    predicate: Callable[[], T],
-    timeout: float = 5.0,
-    interval: float = 0.05,
-    what: str | None = None,
-    ignore: tuple[type[BaseException], ...] = (),
-) -> T:
-    """Poll `predicate` until it returns something truthy and return that.
-
-    Tests wait for conditions with a deadline instead of sleeping a guessed
-    time: fast when the condition is met early, a clear error when it never
-    is. Exceptions of the types in `ignore` count as "not yet" (the last one
-    is chained to the TimeoutError).
-    """
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except ignore as exc:
-            last_exc = exc
-        now = time.monotonic()
-        if now >= deadline:
-            raise TimeoutError(f"{what or getattr(predicate, '__name__', 'condition')} not met after {timeout}s") from (
-                last_exc
-            )
-        time.sleep(min(interval, deadline - now))
-
-
-@dataclass(frozen=True)
-class Iface:
-    """One interface of the lab."""
-
-    netns: str
-    ifname: str
-    mac: str
-    ifindex: int
-
-
-@dataclass(frozen=True)
-class Veth:
-    """Both ends of a veth pair."""
-
-    a: Iface
-    b: Iface
-
-
-class CensusKey(NamedTuple):
-    """A kind of frame counted by bpf/lab/xdp_census.bpf.c."""
-
-    dst: str  # destination MAC
-    vid: int  # outer 802.1Q VID as found in the frame, UNTAGGED if none
-    proto: int  # EtherType after the tag (0x0800, 0x86dd, 0x0806...)
-
-
-class LabProcess:
-    """A process started inside a namespace, tracked by its lab.
-
-    It runs in a session of its own (its pid is its process group), so the
-    lab can signal it and anything it forks; the namespace sweep at close
-    catches whatever escaped the group. stderr goes to an anonymous
-    temporary file: it can never fill a pipe and block the process, and is
-    still there to explain a failure.
-    """
-
-    def __init__(self, popen: subprocess.Popen[str], netns: str, cmd: Sequence[str], stderr_file: IO[bytes]) -> None:
-        self.popen = popen
-        self.netns = netns
-        self.cmd = list(cmd)
-        self._stderr_file = stderr_file
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def stdout(self) -> IO[str] | None:
-        return self.popen.stdout
-
-    @property
-    def returncode(self) -> int | None:
-        return self.popen.returncode
-
-    def poll(self) -> int | None:
-        return self.popen.poll()
-
-    def wait(self, timeout: float | None = None) -> int:
-        return self.popen.wait(timeout)
-
-    def signal(self, sig: int) -> None:
-        """Send `sig` to the process group (no error if it already exited)."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, sig)
-
-    def stop(self, timeout: float = 3.0) -> int | None:
-        """SIGTERM, then SIGKILL after `timeout`; returns the exit status."""
-        if self.popen.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.popen.wait(timeout)
-        else:
-            # The leader is gone; its group may not be.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-        return self.popen.returncode
-
-    def stderr_text(self) -> str:
-        """Everything the process wrote to stderr so far."""
-        if self._stderr_file.closed:
-            return ""
-        self._stderr_file.flush()
-        self._stderr_file.seek(0)
-        return self._stderr_file.read().decode(errors="replace")
-
-    def close(self) -> None:
-        """Release the pipes and the stderr file (after stop())."""
-        for f in (self.popen.stdout, self.popen.stdin):
-            if f is not None:
-                with contextlib.suppress(OSError):
-                    f.close()
-        self._stderr_file.close()
-
-    def __repr__(self) -> str:
-        return f"LabProcess(pid={self.pid}, netns={self.netns!r}, cmd={self.cmd!r}, rc={self.popen.returncode})"
-
-
-def _ip_family(addr: str) -> int:
-    return socket.AF_INET6 if ipaddress.ip_address(addr.split("/")[0]).version == 6 else socket.AF_INET
-
-
-def _proc_start_time(pid: int) -> int | None:
-    """Start time of `pid` in clock ticks since boot; None if there is no
-    such process or it is a zombie (dead, not yet reaped).
-
-    The pid alone could be reused by an unrelated process; pid plus start
-    time identifies the owner of a lab."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Fields after the parenthesised command name (which may hold spaces):
-    # [0] is field 3 (state), [19] is field 22 (starttime).
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
-def _run_cmd(
-    cmd: Sequence[str], *, check: bool = True, timeout: float | None = 30.0, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    log.debug("run %s", " ".join(cmd))
-    try:
-        res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, input=input, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise LabError(f"`{' '.join(cmd)}` did not finish within {timeout}s") from exc
-    if check and res.returncode != 0:
-        raise LabCommandError(cmd, res.returncode, res.stdout, res.stderr)
-    return res
-
-
-def _netns_exists(name: str) -> bool:
-    return (NETNS_RUN_DIR / name).exists()
-
-
-def _netns_pids(names: Iterable[str]) -> dict[str, list[int]]:
-    """Pids of every process whose network namespace is one of `names`."""
-    inodes: dict[tuple[int, int], str] = {}
-    for name in names:
-        with contextlib.suppress(OSError):
-            st = os.stat(NETNS_RUN_DIR / name)
-            inodes[(st.st_dev, st.st_ino)] = name
-    found: dict[str, list[int]] = {}
-    if not inodes:
-        return found
-    me = os.getpid()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            st = os.stat(f"/proc/{entry.name}/ns/net")
-        except OSError:
-            continue
-        owner = inodes.get((st.st_dev, st.st_ino))
-        if owner is not None:
-            found.setdefault(owner, []).append(int(entry.name))
-    return found
-
-
-def _kill_netns_pids(names: Iterable[str]) -> list[int]:
-    killed: list[int] = []
-    for pids in _netns_pids(names).values():
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-    return killed
-
-
-def _delete_netns(name: str) -> None:
-    from pyroute2 import netns
-
-    if _netns_exists(name):
-        netns.remove(name)
-
-
-def _rmtree_bpffs(path: Path) -> None:
-    # bpffs supports unlink and rmdir but not every call shutil makes on
-    # other file systems; walk it bottom-up by hand.
-    if not path.exists():
-        return
-    for root, dirs, files in os.walk(path, topdown=False):
-        for f in files:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(root, f))
-        for d in dirs:
-            with contextlib.suppress(FileNotFoundError):
-                os.rmdir(os.path.join(root, d))
-    with contextlib.suppress(FileNotFoundError):
-        os.rmdir(path)
-
-
-class _NetlinkThread:
-    """Runs every pyroute2 call of a lab on one thread of its own.
-
-    pyroute2's synchronous API drives an asyncio loop internally and fails
-    ("This event loop is already running") in a thread whose loop runs --
-    and the demo and operator tests are asyncio programs. A daemon thread
-    also outlives the interpreter's thread shutdown, so an atexit teardown
-    can still close the sockets.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._q: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            item = self._q.get()
-            if item is None:
-                return
-            fn, fut = item
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-    def call(self, fn: Callable[[], T]) -> T:
-        if threading.current_thread() is self._thread or not self._thread.is_alive():
-            return fn()
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._q.put((fn, fut))
-        return fut.result()
-
-    def stop(self) -> None:
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._q.put(None)
-            self._thread.join(5.0)
-
-
-class Lab:
+class Lab(NetworkConfig):
     """A set of network namespaces and everything in them, as one unit.
 
     Namespaces are named `<prefix>-<6 hex>-<role>`, so parallel runs never
@@ -408,7 +127,7 @@ class Lab:
         self._bpffs: Path | None = None
         self._prev_handlers: dict[int, Any] = {}
         self._registry = REGISTRY_DIR / f"{name}.json" if register else None
-        self._nl = _NetlinkThread(f"{name}-netlink")
+        self._nl = NetlinkThread(f"{name}-netlink")
         # Registered first, so it runs last: the sockets close on this thread.
         self._push_undo("stop the netlink thread", self._nl.stop)
         atexit.register(self.close)
@@ -457,7 +176,7 @@ class Lab:
             # Whatever still runs in a lab namespace (started by `run` and
             # timed out, daemonised children) dies before its namespace.
             with contextlib.suppress(Exception):
-                killed = _kill_netns_pids(self._namespaces)
+                killed = kill_netns_pids(self._namespaces)
                 if killed:
                     log.debug("lab %s: killed stray pids %s", self.name, killed)
             while self._undo:
@@ -466,7 +185,7 @@ class Lab:
                     fn()
                 except Exception as exc:
                     errors.append(f"{what}: {exc}")
-            left = [ns for ns in self._namespaces if _netns_exists(ns)]
+            left = [ns for ns in self._namespaces if netns_exists(ns)]
             if left:
                 errors.append(f"namespaces still present: {left}")
             if self._registry is not None and not left:
@@ -494,9 +213,7 @@ class Lab:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(max(0.0, deadline - time.monotonic()))
         for p in procs:
-            # Also for exited leaders: their process group may live on.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(p.pid, signal.SIGKILL)
+            p.signal(signal.SIGKILL)  # also for exited leaders: their group may live on
         for p in procs:
             try:
                 p.wait(2.0)
@@ -556,17 +273,14 @@ class Lab:
     def _write_registry(self) -> None:
         if self._registry is None:
             return
-        REGISTRY_DIR.mkdir(parents=True, exist_ok=True)
         record = {
             "lab": self.name,
             "pid": self._owner_pid,
-            "start_time": _proc_start_time(self._owner_pid),
+            "start_time": proc_start_time(self._owner_pid),
             "namespaces": self._namespaces,
             "bpffs": str(self._bpffs) if self._bpffs else None,
         }
-        tmp = self._registry.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        tmp.replace(self._registry)
+        write_record(self._registry, record)
 
     # -- namespaces ----------------------------------------------------
 
@@ -588,12 +302,12 @@ class Lab:
         if not _ROLE_RE.match(role):
             raise ValueError(f"namespace role {role!r}: lower-case letters, digits and '-'")
         name = self.netns_name(role)
-        if name in self._namespaces or _netns_exists(name):
+        if name in self._namespaces or netns_exists(name):
             raise LabError(f"namespace {name} exists already")
         netns.create(name)
         with self._lock:
             self._namespaces.append(name)
-        self._push_undo(f"delete netns {name}", lambda: _delete_netns(name))
+        self._push_undo(f"delete netns {name}", lambda: delete_netns(name))
         self._write_registry()
         self._ipr[name] = self._nl.call(lambda: IPRoute(netns=name, flags=0))
         self._push_undo(f"close netlink socket of {name}", lambda: self._close_ipr(name))
@@ -631,194 +345,7 @@ class Lab:
             raise LabError(f"{ns} is not a namespace of lab {self.name}") from None
         return self._nl.call(lambda: fn(ipr))
 
-    def sysctl(self, ns: str, values: Mapping[str, object]) -> None:
-        """Set sysctls inside `ns` (one process for all of them)."""
-        if values:
-            self.run(ns, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())])
-
-    def read_sysctl(self, ns: str, key: str) -> str:
-        return self.run(ns, ["sysctl", "-n", key]).stdout.strip()
-
-    # -- links ---------------------------------------------------------
-
-    def link_index(self, ns: str, ifname: str) -> int:
-        found = self.netlink(ns, lambda ipr: ipr.link_lookup(ifname=ifname))
-        if not found:
-            raise LabError(f"no interface {ifname} in {ns}")
-        return int(found[0])
-
-    def iface(self, ns: str, ifname: str) -> Iface:
-        idx = self.link_index(ns, ifname)
-        link = self.netlink(ns, lambda ipr: ipr.get_links(idx)[0])
-        return Iface(ns, ifname, str(link.get("IFLA_ADDRESS")), idx)
-
-    def set_up(self, ns: str, ifname: str) -> None:
-        idx = self.link_index(ns, ifname)
-        self.netlink(ns, lambda ipr: ipr.link("set", index=idx, state="up"))
-
-    def add_veth(
-        self,
-        ns_a: str,
-        name_a: str,
-        ns_b: str,
-        name_b: str,
-        *,
-        mac_a: str | None = None,
-        mac_b: str | None = None,
-        mtu: int | None = None,
-        offloads_off: Sequence[str] | None = DEFAULT_OFFLOADS_OFF,
-        up: bool = True,
-    ) -> Veth:
-        """A veth pair with end `name_a` in `ns_a` and `name_b` in `ns_b`.
-
-        By default both ends get VLAN offloads and tx checksum offload off
-        (DEFAULT_OFFLOADS_OFF): tags stay in the frame where XDP sees them,
-        and locally generated packets carry full checksums because XDP
-        forwards raw frames. Pass offloads_off=None to keep the defaults.
-        """
-        self._check_open()
-        for ns in (ns_a, ns_b):
-            if ns not in self._ipr:
-                raise LabError(f"{ns} is not a namespace of lab {self.name}")
-        peer: dict[str, Any] = {"ifname": name_b}
-        if ns_b != ns_a:
-            peer["net_ns_fd"] = ns_b
-        if mac_b:
-            peer["address"] = mac_b
-        if mtu:
-            peer["mtu"] = mtu
-        kwargs: dict[str, Any] = {"ifname": name_a, "kind": "veth", "peer": peer}
-        if mac_a:
-            kwargs["address"] = mac_a
-        if mtu:
-            kwargs["mtu"] = mtu
-        self.netlink(ns_a, lambda ipr: ipr.link("add", **kwargs))
-        if offloads_off:
-            self.set_offloads(ns_a, name_a, {f: False for f in offloads_off})
-            self.set_offloads(ns_b, name_b, {f: False for f in offloads_off})
-        if up:
-            self.set_up(ns_a, name_a)
-            self.set_up(ns_b, name_b)
-        return Veth(self.iface(ns_a, name_a), self.iface(ns_b, name_b))
-
-    def set_offloads(self, ns: str, ifname: str, features: Mapping[str, bool]) -> None:
-        """`ethtool -K` inside `ns`."""
-        args = [x for f, on in features.items() for x in (f, "on" if on else "off")]
-        self.run(ns, ["ethtool", "-K", ifname, *args])
-
-    def offloads(self, ns: str, ifname: str) -> dict[str, bool]:
-        """Current `ethtool -k` features of an interface."""
-        out = self.run(ns, ["ethtool", "-k", ifname]).stdout
-        feats: dict[str, bool] = {}
-        for line in out.splitlines()[1:]:
-            key, _, rest = line.strip().partition(":")
-            if rest:
-                feats[key] = rest.split()[0] == "on"
-        return feats
-
-    def add_bridge(self, ns: str, name: str = "br0") -> Iface:
-        """A VLAN-unaware bridge, up, forwarding at once.
-
-        STP off (ports forward as soon as they are up) and multicast snooping
-        off (IPv6 neighbour discovery is flooded, there is no querier)."""
-        self._check_open()
-        self.netlink(ns, lambda ipr: ipr.link("add", ifname=name, kind="bridge", br_stp_state=0, br_mcast_snooping=0))
-        self.set_up(ns, name)
-        return self.iface(ns, name)
-
-    def enslave(self, ns: str, ifname: str, bridge: str) -> None:
-        idx, master = self.link_index(ns, ifname), self.link_index(ns, bridge)
-        self.netlink(ns, lambda ipr: ipr.link("set", index=idx, master=master))
-
-    def add_fdb_static(self, ns: str, entries: Iterable[tuple[str, str]]) -> None:
-        """Static bridge FDB entries, (mac, port) pairs.
-
-        Hosts that never transmit (an LBN before its program runs) would
-        otherwise be reached by flooding; static entries make the fabric
-        deterministic."""
-        lines = [f"fdb replace {mac} dev {port} master static" for mac, port in entries]
-        if lines:
-            _run_cmd(["bridge", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n")
-
-    # -- addresses, routes, neighbours ----------------------------------
-
-    def add_address(self, ns: str, ifname: str, cidr: str) -> None:
-        """Add an address ("10.1.0.1/24", "fd00:1::1/64") to an interface."""
-        iface = ipaddress.ip_interface(cidr)
-        idx = self.link_index(ns, ifname)
-        self.netlink(
-            ns,
-            lambda ipr: ipr.addr(
-                "add",
-                index=idx,
-                address=str(iface.ip),
-                prefixlen=iface.network.prefixlen,
-                family=_ip_family(str(iface.ip)),
-            ),
-        )
-
-    def set_route(self, ns: str, dst: str, *, via: str | None = None, dev: str | None = None) -> None:
-        """Add or replace a route; `dst` may be "default" (family from `via`)."""
-        if dst == "default":
-            if via is None:
-                raise ValueError("a default route needs `via`")
-            family = _ip_family(via)
-            dst = "0.0.0.0/0" if family == socket.AF_INET else "::/0"
-        else:
-            family = _ip_family(dst)
-        kwargs: dict[str, Any] = {"family": family, "dst": dst}
-        if via:
-            kwargs["gateway"] = via
-        if dev:
-            kwargs["oif"] = self.link_index(ns, dev)
-        self.netlink(ns, lambda ipr: ipr.route("replace", **kwargs))
-
-    def set_multipath_route(self, ns: str, dst: str, nexthops: Sequence[tuple[str, str]]) -> None:
-        """Point `dst` at the (gateway, dev) nexthops, replacing any route.
-
-        One nexthop makes a plain route, several an ECMP route (how flows are
-        spread follows the namespace's fib_multipath_hash_policy), none an
-        `unreachable` route so senders get an ICMP error at once."""
-        kwargs: dict[str, Any] = {"dst": dst, "family": _ip_family(dst)}
-        if not nexthops:
-            kwargs["type"] = "unreachable"
-        elif len(nexthops) == 1:
-            kwargs["gateway"], kwargs["oif"] = nexthops[0][0], self.link_index(ns, nexthops[0][1])
-        else:
-            kwargs["multipath"] = [{"gateway": gw, "oif": self.link_index(ns, dev)} for gw, dev in nexthops]
-        self.netlink(ns, lambda ipr: ipr.route("replace", **kwargs))
-
-    def route_nexthops(self, ns: str, dst: str) -> list[str]:
-        """Gateways of the main-table route to exactly `dst` ([] if there is
-        none or it is unreachable)."""
-        net = ipaddress.ip_network(dst)
-        gws: list[str] = []
-        # A dump filtered here: given a dst, pyroute2 does a route *lookup*,
-        # which resolves a multipath route to the one nexthop it would use.
-        for r in self.netlink(ns, lambda ipr: list(ipr.get_routes(family=_ip_family(dst), table=254))):
-            rdst = r.get("RTA_DST") or ("0.0.0.0" if net.version == 4 else "::")
-            if r["dst_len"] != net.prefixlen or ipaddress.ip_address(rdst) != net.network_address:
-                continue
-            if r.get("RTA_GATEWAY"):
-                gws.append(r.get("RTA_GATEWAY"))
-            for hop in r.get("RTA_MULTIPATH") or []:
-                if hop.get("RTA_GATEWAY"):
-                    gws.append(hop.get("RTA_GATEWAY"))
-        return gws
-
-    def add_neighbour(self, ns: str, ifname: str, ip: str, mac: str) -> None:
-        """A permanent neighbour entry (never resolved, never expires)."""
-        from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
-
-        idx = self.link_index(ns, ifname)
-        self.netlink(
-            ns,
-            lambda ipr: ipr.neigh(
-                "replace", dst=ip, lladdr=mac, ifindex=idx, state=NUD_PERMANENT, family=_ip_family(ip)
-            ),
-        )
-
-    # -- the lab's BPF programs -----------------------------------------
+    # -- the lab's BPF programs (programs.py) ---------------------------
 
     def add_access_port(self, ns: str, ifname: str, vid: int) -> None:
         """Make `ifname` an 802.1Q access port of VLAN `vid`.
@@ -828,74 +355,33 @@ class Lab:
         The VID is the minor of the filter's classid (hex in tc syntax).
         Calling it again moves the port to another VLAN (filters replaced
         in place, never a moment without one)."""
-        if not 1 <= vid <= 4094:
-            raise ValueError(f"VID {vid} out of range 1..4094")
-        obj = paths.bpf_object("vlan_access")
-        batch = "\n".join(
-            [f"qdisc replace dev {ifname} clsact"]
-            + [
-                f"filter replace dev {ifname} {hook} pref 1 handle 1 bpf da obj {obj} sec tc/{hook} classid 1:{vid:x}"
-                for hook in ("egress", "ingress")
-            ]
-        )
-        _run_cmd(["tc", "-n", ns, "-batch", "-"], input=batch + "\n")
+        programs.add_access_port(ns, ifname, vid)
 
     def access_port_counters(self, ns: str, ifname: str) -> dict[str, int]:
         """Verdict counters of an access port's two programs, by name."""
-        totals = dict.fromkeys(ACCESS_COUNTERS, 0)
-        for direction in ("egress", "ingress"):
-            out = _run_cmd(["tc", "-n", ns, "-j", "filter", "show", "dev", ifname, direction]).stdout
-            for flt in json.loads(out or "[]"):
-                prog_id = flt.get("options", {}).get("prog", {}).get("id")
-                if prog_id is None:
-                    continue
-                for map_id in _prog_map_ids(prog_id):
-                    for key, value in _dump_percpu_map(map_id).items():
-                        idx = int.from_bytes(key, "little")
-                        if idx < len(ACCESS_COUNTERS):
-                            totals[ACCESS_COUNTERS[idx]] += value
-        return totals
+        return programs.access_port_counters(ns, ifname)
 
-    def attach_xdp(self, ns: str, ifname: str, obj: str | Path = "xdp_pass", section: str = "xdp") -> int:
+    def attach_xdp(self, ns: str, ifname: str, obj: str | Path = "xdp_pass", program: str | None = None) -> int:
         """Attach an XDP program in native (driver) mode; return its id.
 
         `obj` is a lab object name ("xdp_pass", "xdp_census") or a path.
         Native mode matters: veth only sets up the receive queues that
         accept a peer's XDP_TX frames for a native program."""
-        path = Path(obj) if isinstance(obj, Path) or "/" in str(obj) else paths.bpf_object(str(obj))
-        _run_cmd(["ip", "-n", ns, "link", "set", "dev", ifname, "xdpdrv", "obj", str(path), "sec", section])
-        prog_id = self.xdp_prog_id(ns, ifname)
-        if prog_id is None:
-            raise LabError(f"XDP program from {path} did not attach to {ns}/{ifname}")
-        return prog_id
+        return programs.attach_xdp(ns, self.link_index(ns, ifname), obj, program)
 
     def detach_xdp(self, ns: str, ifname: str) -> None:
-        _run_cmd(["ip", "-n", ns, "link", "set", "dev", ifname, "xdpdrv", "off"])
+        programs.detach_xdp(ns, self.link_index(ns, ifname))
 
     def xdp_prog_id(self, ns: str, ifname: str) -> int | None:
         """Id of the XDP program on an interface, None if there is none."""
-        idx = self.link_index(ns, ifname)
-        link = self.netlink(ns, lambda ipr: ipr.get_links(idx)[0])
-        xdp = link.get("IFLA_XDP")
-        if xdp is None:
-            return None
-        prog_id = xdp.get("IFLA_XDP_PROG_ID")
-        return int(prog_id) if prog_id else None
+        return programs.xdp_prog_id(ns, self.link_index(ns, ifname))
 
     def xdp_census(self, ns: str, ifname: str) -> dict[CensusKey, int]:
         """Frames seen so far by the xdp_census program on an interface."""
         prog_id = self.xdp_prog_id(ns, ifname)
         if prog_id is None:
             raise LabError(f"no XDP program on {ns}/{ifname}")
-        counts: dict[CensusKey, int] = {}
-        for map_id in _prog_map_ids(prog_id):
-            for key, value in _dump_percpu_map(map_id).items():
-                if len(key) < 10:
-                    continue
-                dst = ":".join(f"{b:02x}" for b in key[:6])
-                ck = CensusKey(dst, int.from_bytes(key[6:8], "little"), int.from_bytes(key[8:10], "big"))
-                counts[ck] = counts.get(ck, 0) + value
-        return counts
+        return programs.xdp_census(prog_id)
 
     def bpffs_dir(self) -> Path:
         """/sys/fs/bpf/<lab name>/, created on first use, removed at close.
@@ -908,7 +394,7 @@ class Lab:
             path = BPFFS / self.name
             path.mkdir(mode=0o700)
             self._bpffs = path
-            self._push_undo(f"remove {path}", lambda: _rmtree_bpffs(path))
+            self._push_undo(f"remove {path}", lambda: rmtree_bpffs(path))
             self._write_registry()
         return self._bpffs
 
@@ -933,7 +419,7 @@ class Lab:
         Returns the CompletedProcess (text stdout/stderr); raises
         LabCommandError on a non-zero exit when `check`."""
         self._check_open()
-        return _run_cmd(self._ns_cmd(ns, cmd), check=check, timeout=timeout, input=input)
+        return run_cmd(self._ns_cmd(ns, cmd), check=check, timeout=timeout, input=input)
 
     def output(self, ns: str, cmd: Sequence[str], *, timeout: float | None = 30.0) -> str:
         """stdout of `cmd` run inside `ns`."""
@@ -956,111 +442,26 @@ class Lab:
         full = self._ns_cmd(ns, cmd)
         err = tempfile.TemporaryFile()  # noqa: SIM115 -- lives as long as the process; LabProcess.close() closes it
         log.debug("popen %s", " ".join(full))
-        popen = subprocess.Popen(
+        proc = LabProcess(
+            ns,
+            cmd,
             full,
+            err,
             stdout=stdout,
             stdin=stdin,
-            stderr=err,
             text=True,
             bufsize=1,
-            start_new_session=True,
             env=dict(env) if env is not None else None,
-        )
-        proc = LabProcess(popen, ns, cmd, err)
+        ).start()
         with self._lock:
             self._procs.append(proc)
         return proc
 
     def stop(self, proc: LabProcess, timeout: float = 3.0) -> int | None:
         """Stop a process started with popen() and forget it."""
-        rc = proc.stop(timeout)
+        rc = proc.stop(grace=timeout)
         with self._lock:
             if proc in self._procs:
                 self._procs.remove(proc)
         proc.close()
         return rc
-
-
-def _prog_map_ids(prog_id: int) -> list[int]:
-    out = _run_cmd(["bpftool", "-j", "prog", "show", "id", str(prog_id)]).stdout
-    return [int(m) for m in json.loads(out).get("map_ids", [])]
-
-
-def _parse_bytes(values: Sequence[str] | str) -> bytes:
-    if isinstance(values, str):
-        return bytes.fromhex(values.replace("0x", "").replace(" ", ""))
-    return bytes(int(v, 16) for v in values)
-
-
-def _dump_percpu_map(map_id: int) -> dict[bytes, int]:
-    """key -> sum over CPUs of a per-CPU map with u64 values (bpftool JSON)."""
-    out = _run_cmd(["bpftool", "-j", "map", "dump", "id", str(map_id)]).stdout
-    result: dict[bytes, int] = {}
-    for entry in json.loads(out or "[]"):
-        if "key" not in entry:
-            continue  # a "formatted"-only entry would need BTF-aware parsing
-        key = _parse_bytes(entry["key"])
-        total = 0
-        for per_cpu in entry.get("values", []):
-            total += int.from_bytes(_parse_bytes(per_cpu["value"]), "little")
-        if "value" in entry:  # not per-CPU after all
-            total += int.from_bytes(_parse_bytes(entry["value"]), "little")
-        result[key] = total
-    return result
-
-
-def lab_namespaces(prefix: str | None = None) -> list[str]:
-    """Namespaces in /run/netns that belong to labs (registered ones), or
-    whose name starts with `prefix-`."""
-    names = sorted(p.name for p in NETNS_RUN_DIR.glob("*")) if NETNS_RUN_DIR.exists() else []
-    if prefix is not None:
-        return [n for n in names if n.startswith(prefix + "-")]
-    owned: set[str] = set()
-    for rec in _registry_records():
-        owned.update(rec.get("namespaces", []))
-    return [n for n in names if n in owned]
-
-
-def _registry_records() -> list[dict[str, Any]]:
-    records = []
-    for path in sorted(REGISTRY_DIR.glob("*.json")) if REGISTRY_DIR.exists() else []:
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        rec["_path"] = str(path)
-        records.append(rec)
-    return records
-
-
-def cleanup_stale(*, dry_run: bool = False) -> list[str]:
-    """Remove the namespaces (and bpffs directories) of labs whose owning
-    process no longer exists -- what a SIGKILLed test run or demo left.
-    Returns the namespaces removed (or that would be, with `dry_run`)."""
-    removed: list[str] = []
-    for rec in _registry_records():
-        pid, start = rec.get("pid"), rec.get("start_time")
-        if isinstance(pid, int) and start is not None and _proc_start_time(pid) == start:
-            continue  # the owner is alive: not stale
-        names = [n for n in rec.get("namespaces", []) if _netns_exists(n)]
-        removed.extend(names)
-        if dry_run:
-            continue
-        _kill_netns_pids(names)
-        for n in reversed(names):
-            with contextlib.suppress(Exception):
-                _delete_netns(n)
-        if rec.get("bpffs"):
-            _rmtree_bpffs(Path(rec["bpffs"]))
-        with contextlib.suppress(FileNotFoundError):
-            Path(rec["_path"]).unlink()
-    return removed
-
-
-def require_root() -> None:
-    """Raise LabError unless running as root with the tools the lab needs."""
-    if os.geteuid() != 0:
-        raise LabError("the lab needs root (network namespaces, BPF)")
-    missing = [t for t in ("ip", "tc", "bridge", "ethtool", "bpftool", "sysctl") if shutil.which(t) is None]
-    if missing:
-        raise LabError(f"the lab needs these commands: {', '.join(missing)}")

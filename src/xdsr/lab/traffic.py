@@ -22,7 +22,9 @@ from typing import Any
 
 import xdsr
 
-from .netns import Lab, LabError, LabProcess
+from .commands import LabError
+from .netns import Lab
+from .process import LabProcess
 
 # The tools must import from this very source tree, whatever the caller's
 # working directory or installation.

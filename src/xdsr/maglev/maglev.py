@@ -1,231 +1,21 @@
-"""Weighted Maglev lookup tables (Eisenbud et al., NSDI 2016).
+"""The fast Maglev table builder: the same table as the population rule's
+literal transcription (rule.reference_build_table), fast enough to rebuild
+large services on every change (milliseconds for 65537 slots).
 
-Every LB node of a group must compute the very same table from the same
-backend set, independently, so the population rule below is a contract
-(docs/maglev.md); changing any detail of it would make nodes disagree and
-reset connections during a rolling upgrade.
-
-Two implementations of the one rule live here:
-
-* :func:`reference_build_table`, a plain sequential transcription of the
-  rule, kept as the oracle the tests compare against;
-* :func:`build_table`, which produces the identical table fast enough to
-  rebuild large services on every change (milliseconds for 65537 slots).
+See docs/maglev.md for how it reaches the sequential loop's result without
+running one Python iteration per probe.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import operator
-import statistics
-import time
 from array import array
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
-from xdsr.maglev.primes import is_prime, next_prime
+from xdsr.maglev.rule import MaglevBackend, active_backends, out_dtype, permutation_params, reference_build_table
 
-__all__ = [
-    "BuildTimes",
-    "MaglevBackend",
-    "bench_build",
-    "build_table",
-    "default_table_size",
-    "disruption",
-    "permutation_params",
-    "reference_build_table",
-    "slot_counts",
-    "stable_table_size",
-]
-
-
-@dataclass(frozen=True)
-class MaglevBackend:
-    """A backend as the table builder sees it: an identity and a weight.
-
-    ``id`` is what the permutation is hashed from, so it must be stable across
-    nodes and restarts (e.g. the backend's MAC/VLAN or configured name), never
-    an index. ``weight`` 0 keeps the backend in the set but gives it no slots
-    (drained): the table indexes still refer to the caller's sequence.
-    """
-
-    id: str
-    weight: int = 1
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.id, str):
-            raise TypeError(f"backend id must be str, not {type(self.id).__name__}")
-        if isinstance(self.weight, bool):
-            raise TypeError("backend weight must be int, not bool")
-        try:  # accept numpy integers etc., but store a plain int (hashing, equality)
-            object.__setattr__(self, "weight", operator.index(self.weight))
-        except TypeError:
-            raise TypeError(f"backend weight must be int, not {type(self.weight).__name__}") from None
-        if self.weight < 0:
-            raise ValueError(f"backend {self.id!r}: weight must be >= 0, got {self.weight}")
-
-
-# ---------------------------------------------------------------------------
-# Sizing
-
-
-def default_table_size(n_backends: int, factor: int = 100, minimum: int = 101) -> int:
-    """Smallest prime ``>= max(minimum, factor * n_backends)``.
-
-    Why 100 x N (Eisenbud et al. use the same rule):
-
-    * Balance: population hands out slots round-robin, so with equal weights
-      each backend gets exactly ``floor(M/N)`` or ``ceil(M/N)`` slots; at
-      M/N >= 100 the shares differ by at most about 1 %.
-    * Disruption: when a backend leaves, its own 1/N of the slots must move
-      (the ideal), and some other slots move too because preferences
-      cascade. That collateral part shrinks as M/N grows. Measured at 100 x N
-      (docs/maglev.md): removing one backend moves 1.2/N of the table in
-      total for N=10, 2.6/N for N=100, 6.7/N for N=1000, i.e. 2.7 %, 1.6 %
-      and 0.6 % of the *other* backends' slots. 1000 x N cuts that
-      collateral part by 3-4x for ten times the memory; 10 x N raises it
-      (up to 4x for small N) and breaks the 1 % balance.
-
-    Memory for xdsr: the data plane stores 1 byte per slot (2 beyond 255
-    backends) and 16 bytes per backend, so a service costs about
-    ``(factor + 16) * N`` bytes: 12 KB for 100 backends, 216 KB for 1000
-    (2-byte slots), 864 KB for 4000 (and the builder's time grows with M too,
-    see docs/maglev.md). ``minimum`` keeps tiny services balanced: with 2
-    backends, 101 slots still split 51/50.
-
-    This is a function of N: a service whose members change gets another
-    size, and a table of another size sends almost every flow elsewhere
-    (stable_table_size is what a changing service needs).
-    """
-    if n_backends < 0:
-        raise ValueError(f"n_backends must be >= 0, got {n_backends}")
-    return next_prime(max(minimum, factor * n_backends, 2))
-
-
-# A service keeps its table size while it holds at least this many slots per
-# weighted backend (shares then differ by at most 1/50 = 2 %) ...
-MIN_SLOTS_PER_BACKEND = 50
-# ... and at most this many (a table of 10007 slots for 10 backends costs
-# 10 KB: memory is not worth a reshuffle until the table is far too big).
-MAX_SLOTS_PER_BACKEND = 1000
-
-
-def stable_table_size(current: int | None, n_backends: int) -> int:
-    """The table size for a service with n_backends weighted backends that
-    has `current` slots now: `current` while it is fit for n_backends, else
-    default_table_size(n_backends).
-
-    Why: Maglev moves only about 1/N of the flows when a backend joins or
-    leaves *a table of the same size*. With another size the permutations
-    change and nearly every flow lands elsewhere (adding an 11th backend to
-    10 moves 91 % of the flows from 1009 to 1103 slots, 11 % at 1009); for a
-    stateless L2DSR balancer that breaks every established connection that
-    moved. So a service keeps its size through membership changes and is
-    resized only when balance or memory demands it: growing from 4 to 255
-    backends one by one resizes 5 times (at 9, 19, 39, 79 and 159 backends,
-    each time to 100 x N), not 251 times.
-    """
-    want = default_table_size(n_backends)
-    if current is None or current < 2 or not is_prime(current):
-        return want
-    if n_backends <= 1:
-        return current  # one backend (or none) is balanced at any size
-    if MIN_SLOTS_PER_BACKEND * n_backends <= current <= MAX_SLOTS_PER_BACKEND * n_backends:
-        return current
-    return want
-
-
-# ---------------------------------------------------------------------------
-# The contract: permutation and validation
-
-
-def permutation_params(backend_id: str, table_size: int) -> tuple[int, int]:
-    """``(offset, skip)`` of a backend: its permutation is ``(offset + j*skip) % M``.
-
-    blake2b rather than Python's ``hash`` because the table must be the same
-    in every process on every node (``hash`` of str is salted per process).
-    """
-    d = hashlib.blake2b(backend_id.encode(), digest_size=16).digest()
-    h1 = int.from_bytes(d[:8], "little")
-    h2 = int.from_bytes(d[8:], "little")
-    return h1 % table_size, h2 % (table_size - 1) + 1
-
-
-def _validate(backends: Sequence[MaglevBackend], table_size: int) -> list[int]:
-    """Check the inputs; return the indexes of the backends with weight > 0 in priority order.
-
-    Priority is by id so that the table depends only on the set of backends,
-    not on the order a config file or an API call happened to list them in.
-    """
-    if isinstance(table_size, bool) or not isinstance(table_size, int):
-        raise TypeError(f"table_size must be int, not {type(table_size).__name__}")
-    if not is_prime(table_size):
-        raise ValueError(f"table_size must be prime, got {table_size}")
-    for b in backends:
-        if not isinstance(b, MaglevBackend):
-            raise TypeError(f"expected MaglevBackend, got {type(b).__name__}")
-    ids = Counter(b.id for b in backends)
-    if len(ids) != len(backends):
-        dups = sorted(i for i, c in ids.items() if c > 1)
-        raise ValueError(f"duplicate backend ids: {dups[:5]}")
-    order = sorted(range(len(backends)), key=lambda i: backends[i].id)
-    active = [i for i in order if backends[i].weight > 0]
-    if not active:
-        raise ValueError("no backend has weight > 0 (an empty service has no table)")
-    if table_size < len(active):
-        raise ValueError(f"table_size {table_size} is smaller than the {len(active)} backends with weight > 0")
-    return active
-
-
-def _out_dtype(n_backends: int) -> type[np.unsignedinteger]:
-    return np.uint16 if n_backends <= 65535 else np.uint32
-
-
-# ---------------------------------------------------------------------------
-# The oracle
-
-
-def reference_build_table(backends: Sequence[MaglevBackend], table_size: int) -> np.ndarray:
-    """The population rule transcribed literally, one turn at a time.
-
-    Deliberately naive (the paper's pseudocode plus the weight rule) so that
-    it can be checked by reading; :func:`build_table` must equal it exactly.
-    """
-    active = _validate(backends, table_size)
-    m = table_size
-    params = [permutation_params(backends[i].id, m) for i in active]
-    weights = [backends[i].weight for i in active]
-    w_max = max(weights)
-    next_j = [0] * len(active)
-    table = [-1] * m
-    filled = 0
-    r = 0
-    while True:
-        for k, i in enumerate(active):
-            w = weights[k]
-            if (r + 1) * w // w_max <= r * w // w_max:
-                continue  # no turn for this backend in round r
-            offset, skip = params[k]
-            c = (offset + next_j[k] * skip) % m
-            while table[c] >= 0:
-                next_j[k] += 1
-                c = (offset + next_j[k] * skip) % m
-            table[c] = i
-            next_j[k] += 1
-            filled += 1
-            if filled == m:
-                return np.array(table, dtype=_out_dtype(len(backends)))
-        r += 1
-
-
-# ---------------------------------------------------------------------------
-# The fast builder
-#
 # State shared by both strategies below: ``filled`` (one byte per slot, plus a
 # trailing byte that stays 0 and serves as the "end of candidates" sentinel),
 # ``out`` (slot -> local backend index) and ``ptr``: for each backend the
@@ -562,12 +352,12 @@ def build_table(backends: Sequence[MaglevBackend], table_size: int) -> np.ndarra
     See docs/maglev.md for the rule and for how this reaches the same result
     as the sequential loop without running one Python iteration per probe.
     """
-    active = _validate(backends, table_size)
+    active = active_backends(backends, table_size)
     if table_size >= 2**31:
         # Beyond this the int64 arithmetic in the builder could overflow; a
         # table this size (4 GB of slots) is no use to the data plane anyway.
         raise ValueError(f"table_size {table_size} is too large (must be < 2**31)")
-    dtype = _out_dtype(len(backends))
+    dtype = out_dtype(len(backends))
     if len(active) == 1:  # it takes every slot, whatever its permutation
         return np.full(table_size, active[0], dtype=dtype)
     if table_size <= _SMALL_TABLE:
@@ -583,56 +373,3 @@ def build_table(backends: Sequence[MaglevBackend], table_size: int) -> np.ndarra
     )
     local = builder.run()
     return np.asarray(active, dtype=dtype)[local]
-
-
-# ---------------------------------------------------------------------------
-# Measuring tables
-
-
-def slot_counts(table: np.ndarray, n_backends: int) -> np.ndarray:
-    """Slots per backend index (length ``n_backends``): the share of traffic each gets."""
-    return np.bincount(np.asarray(table, dtype=np.int64), minlength=n_backends)
-
-
-def disruption(old_table: np.ndarray, new_table: np.ndarray, old_ids: Sequence[str], new_ids: Sequence[str]) -> float:
-    """Fraction of slots whose backend *identity* changed between two tables.
-
-    Compared by id, not index, because a backend's index shifts whenever one
-    before it in the caller's list comes or goes; what breaks connections is
-    a flow landing on a different machine.
-    """
-    old_table = np.asarray(old_table)
-    new_table = np.asarray(new_table)
-    if old_table.shape != new_table.shape:
-        raise ValueError(f"tables differ in size: {old_table.shape} vs {new_table.shape}")
-    # Map ids to one shared numbering so that the comparison is vectorized.
-    codes: dict[str, int] = {}
-    old_codes = np.array([codes.setdefault(i, len(codes)) for i in old_ids], dtype=np.int64)
-    new_codes = np.array([codes.setdefault(i, len(codes)) for i in new_ids], dtype=np.int64)
-    moved = old_codes[old_table.astype(np.int64)] != new_codes[new_table.astype(np.int64)]
-    return float(moved.mean()) if moved.size else 0.0
-
-
-class BuildTimes(NamedTuple):
-    """Wall-clock seconds of :func:`build_table` over the repeats."""
-
-    min: float
-    median: float
-    max: float
-
-
-def bench_build(m: int = 65537, n: int = 1000, repeat: int = 7) -> BuildTimes:
-    """Time :func:`build_table` for ``n`` equal-weight backends and ``m`` slots.
-
-    One untimed warm-up first, so imports and numpy's first-call costs do
-    not count. Report the minimum as the builder's speed; the median and max
-    show how much a busy machine adds.
-    """
-    backends = [MaglevBackend(f"10.0.{i // 256}.{i % 256}/vlan{100 + i % 7}") for i in range(n)]
-    build_table(backends, m)
-    times = []
-    for _ in range(max(1, repeat)):
-        t0 = time.perf_counter()
-        build_table(backends, m)
-        times.append(time.perf_counter() - t0)
-    return BuildTimes(min(times), statistics.median(times), max(times))

@@ -4,7 +4,7 @@ See docs/benchmarks.md.
 
 Modules:
   frames    templates, checksum partial sums, how frame sizes are counted
-  programs  the bpf/bench programs: ctypes mirrors of bench.h, load, attach, read
+  programs  the bpf/bench programs: ctypes mirrors of bench.h, load, read
   duts      the devices under test: loopback, iptables DNAT, xdsr A and B, broken
   harness   the testbed, the trials, the results
   report    spreads, ratios, targets, Markdown and JSON

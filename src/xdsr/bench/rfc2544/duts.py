@@ -29,7 +29,8 @@ from xdsr.dataplane.netns import in_netns
 
 if TYPE_CHECKING:
     from xdsr.dataplane.loader import Dataplane
-    from xdsr.lab.netns import Iface, Lab
+    from xdsr.lab.netns import Lab
+    from xdsr.lab.network import Iface
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,16 @@ import struct
 from dataclasses import dataclass
 
 from xdsr.bench.rfc2544.programs import GEN_HDR_MAX, GEN_MAX_VIPS, GenCfg
-from xdsr.dataplane.model import mac_bytes
+from xdsr.net.frames import (
+    ETH_HLEN,
+    ETH_P_8021Q,
+    ETH_P_IP,
+    VLAN_HLEN,
+    checksum,
+    ethernet,
+    mac_bytes,
+    pseudo_header,
+)
 
 RFC2544_SIZES = (64, 128, 256, 512, 1024, 1280, 1510)
 IMIX_IP_SIZES = (40, 576, 1500)  # small, medium, large
@@ -32,8 +41,6 @@ FCS = 4
 L1_OVERHEAD = 20  # preamble 7 + SFD 1 + inter-frame gap 12
 MIN_WIRE_FRAME = 64
 
-ETH_HLEN = 14
-VLAN_HLEN = 4
 IPV4_HLEN = 20
 L4_HLEN = {"udp": 8, "tcp": 20}
 PROTO_NUMBERS = {"udp": socket.IPPROTO_UDP, "tcp": socket.IPPROTO_TCP}
@@ -63,20 +70,6 @@ def le_words_sum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
     return sum(struct.unpack(f"<{len(data) // 2}H", data))
-
-
-def fold(total: int) -> int:
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
-def inet_checksum(data: bytes) -> int:
-    """The Internet checksum of data, as a big-endian 16-bit value (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    return ~fold(total) & 0xFFFF
 
 
 @dataclass(frozen=True)
@@ -143,11 +136,7 @@ def build_template(
     saddr = ipaddress.IPv4Address(SADDR_BASE).packed
     daddr = ipaddress.IPv4Address(vips[0]).packed
 
-    eth = mac_bytes(dst_mac) + mac_bytes(src_mac)
-    if tagged:
-        assert vid is not None
-        eth += struct.pack("!HH", 0x8100, vid & 0x0FFF)
-    eth += struct.pack("!H", 0x0800)
+    eth = ethernet(mac_bytes(dst_mac), mac_bytes(src_mac), ETH_P_IP, vid)
 
     l4_len = ip_len - IPV4_HLEN
     if proto == "udp":
@@ -156,15 +145,15 @@ def build_template(
         # A SYN, as in the paper: every packet opens a connection.
         l4 = struct.pack("!HHIIBBHHH", SPORT_MIN, DST_PORT, 1, 0, 5 << 4, TCP_SYN, 64240, 0, 0)
     payload = bytes(l4_len - len(l4))
-    pseudo = saddr + daddr + struct.pack("!BBH", 0, proto_nr, l4_len)
-    l4_csum = inet_checksum(pseudo + l4 + payload)
+    pseudo = pseudo_header(saddr, daddr, proto_nr, l4_len)
+    l4_csum = checksum(pseudo + l4 + payload)
     if proto == "udp" and l4_csum == 0:
         l4_csum = 0xFFFF
     csum_off = 6 if proto == "udp" else 16
     l4 = l4[:csum_off] + struct.pack("!H", l4_csum) + l4[csum_off + 2 :]
 
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 0, 0x4000, TTL, proto_nr, 0, saddr, daddr)
-    ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
     frame = eth + ip + l4 + payload
     hdr = eth + ip + l4
     assert len(hdr) <= GEN_HDR_MAX
@@ -224,17 +213,17 @@ def parse_frame(frame: bytes) -> ParsedFrame:
     off = ETH_HLEN
     vid = None
     (ethertype,) = struct.unpack("!H", frame[12:14])
-    if ethertype == 0x8100:
+    if ethertype == ETH_P_8021Q:
         tci, ethertype = struct.unpack("!HH", frame[14:18])
         vid = tci & 0x0FFF
         off += VLAN_HLEN
-    if ethertype != 0x0800:
+    if ethertype != ETH_P_IP:
         raise ValueError(f"not IPv4: EtherType {ethertype:#06x}")
     ip = frame[off : off + IPV4_HLEN]
     ip_len = struct.unpack("!H", ip[2:4])[0]
     proto = ip[9]
     l4 = frame[off + IPV4_HLEN : off + ip_len]
-    pseudo = ip[12:20] + struct.pack("!BBH", 0, proto, len(l4))
+    pseudo = pseudo_header(ip[12:16], ip[16:20], proto, len(l4))
     sport, dport = struct.unpack("!HH", l4[:4])
     udp_csum_absent = proto == socket.IPPROTO_UDP and l4[6:8] == b"\0\0"
     return ParsedFrame(
@@ -247,6 +236,6 @@ def parse_frame(frame: bytes) -> ParsedFrame:
         dport=dport,
         proto=proto,
         ip_len=ip_len,
-        ip_checksum_ok=inet_checksum(ip) == 0,
-        l4_checksum_ok=not udp_csum_absent and inet_checksum(pseudo + l4) == 0,
+        ip_checksum_ok=checksum(ip) == 0,
+        l4_checksum_ok=not udp_csum_absent and checksum(pseudo + l4) == 0,
     )

@@ -25,6 +25,7 @@ ratios between DUTs (paired by trial) hold up better than the rates.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import platform
@@ -40,11 +41,10 @@ from xdsr.bench.rfc2544.programs import (
     Counter,
     CountStats,
     Generator,
-    attach_xdp,
-    detach_xdp,
     pinned_to,
 )
 from xdsr.bench.scenarios import FRONTEND_VLAN
+from xdsr.dataplane.loader import attach_xdp, detach_xdp
 from xdsr.dataplane.netns import in_netns
 
 log = logging.getLogger("xdsr.bench.rfc2544")
@@ -444,8 +444,8 @@ class Runner:
                 results.duts[dut.key] = {**dut.describe(), "expectations": c.n_expectations}
             # Detach before the counters and programs are closed (the
             # namespaces' deletion would also do it).
-            undo_in_lab(detach_xdp, tb.tester_ns, tb.tester.ifindex)
-            undo_in_lab(detach_xdp, tb.dut_ns, tb.dut.ifindex)
+            undo_in_lab(functools.partial(detach_xdp, tb.tester.ifindex, netns=tb.tester_ns, mode="native"))
+            undo_in_lab(functools.partial(detach_xdp, tb.dut.ifindex, netns=tb.dut_ns, mode="native"))
             for point in self.config.points():
                 self._run_point(tb, point, counters, results)
         results.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -490,8 +490,8 @@ class Runner:
     ) -> Trial:
         """Attach the DUT and its counter, warm up, then measure for `seconds`."""
         cfg = self.config
-        attach_xdp(tb.dut_ns, tb.dut.ifindex, dut.program())
-        attach_xdp(tb.tester_ns, tb.tester.ifindex, counter.prog)
+        attach_xdp(tb.dut.ifindex, dut.program(), netns=tb.dut_ns)
+        attach_xdp(tb.tester.ifindex, counter.prog, netns=tb.tester_ns)
         dut.before_trial(tb)
         ifindex = tb.tester.ifindex
 

@@ -1,5 +1,6 @@
 """The benchmark's BPF programs (bpf/bench/): ctypes mirrors of bench.h,
-loading with their configuration, attaching, and reading their counters.
+loading with their configuration and reading their counters (they are
+attached with xdsr.dataplane.loader.attach_xdp, as every XDP program is).
 
 Everything goes through xdsr's libbpf binding; nothing here is pinned (the
 harness holds the file descriptors, and the lab's namespaces take the
@@ -17,8 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 
 from xdsr.dataplane import libbpf as bpf
-from xdsr.dataplane.model import mac_bytes
-from xdsr.dataplane.netns import in_netns
+from xdsr.net.frames import mac_bytes
 from xdsr.paths import bpf_object
 
 GEN_HDR_MAX = 64
@@ -249,23 +249,6 @@ def load_broken(every: int) -> bpf.Program:
 def load_simple(name: str) -> bpf.Program:
     """A program without configuration (xdp_tx, xdp_pass)."""
     return bpf.load_program(str(bpf_object(name)), name)
-
-
-def attach_xdp(netns: str, ifindex: int, prog: bpf.Program) -> None:
-    """Attach prog in native mode, atomically replacing whatever is there."""
-    with in_netns(netns):
-        current = bpf.xdp_query_id(ifindex, bpf.XDP_FLAGS_DRV_MODE)
-        old = bpf.Program.from_id(current) if current else None
-        try:
-            bpf.xdp_attach(ifindex, prog, bpf.XDP_FLAGS_DRV_MODE, old_prog=old)
-        finally:
-            if old is not None:
-                old.close()
-
-
-def detach_xdp(netns: str, ifindex: int) -> None:
-    with in_netns(netns), contextlib.suppress(bpf.BpfError):
-        bpf.xdp_detach(ifindex, bpf.XDP_FLAGS_DRV_MODE)
 
 
 @contextlib.contextmanager

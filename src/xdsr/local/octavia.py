@@ -1,5 +1,6 @@
 """The real Octavia API and driver agent as local processes, with xdsr as
-their provider: for tests/octavia and the latency benchmark (bench.py).
+their provider: for tests/octavia and the latency benchmark
+(xdsr.bench.octavia).
 
 No Keystone, Neutron, RabbitMQ or MySQL: `auth_strategy = noauth` (the
 project comes from the X-Project-Id header, every caller is admin), a SQLite
@@ -21,18 +22,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from xdsr.store.server import free_port
+from xdsr.local.process import Child, free_port
 
 
 def init_db(path: str | Path) -> None:
@@ -166,7 +165,12 @@ class LocalOctavia:
             neutron = false
             """)
         )
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.procs: dict[str, Child] = {}
+
+    def _child(self, name: str) -> Child:
+        log = self.workdir / f"{name}.log"
+        argv = [_bin(f"octavia-{name}"), "--config-file", str(self.conf), "--log-file", str(log)]
+        return Child(f"octavia {name}", argv, log_path=log, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
     # --- lifecycle ---
 
@@ -175,12 +179,12 @@ class LocalOctavia:
             # All three at once: each spends seconds importing Octavia, and
             # neither server touches the database before its first request.
             init = subprocess.Popen(
-                [sys.executable, "-m", "xdsr.octavia.local", "init-db", str(self.db)],
+                [sys.executable, "-m", "xdsr.local.octavia", "init-db", str(self.db)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
             )
-            self._spawn("driver-agent", _bin("octavia-driver-agent"))
-            self._spawn("api", _bin("octavia-api"))
+            for name in ("driver-agent", "api"):
+                self.procs[name] = self._child(name).start()
             out, _ = init.communicate(timeout=timeout)
             if init.returncode:
                 raise RuntimeError(f"creating Octavia's database failed:\n{out.decode(errors='replace')}")
@@ -190,50 +194,32 @@ class LocalOctavia:
             raise
         return self
 
-    def _spawn(self, name: str, exe: str) -> None:
-        log = self.workdir / f"{name}.log"
-        with open(log, "ab") as out:
-            self.procs[name] = subprocess.Popen(
-                [exe, "--config-file", str(self.conf), "--log-file", str(log)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            )
-
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
         sockets = [self.sockdir / f"{s}.sock" for s in ("status", "stats", "get")]
-        while True:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"octavia {name} exited with {proc.returncode}:\n{self.logs()}")
-            api_up = False
+
+        def ready() -> bool:
+            if self.procs["driver-agent"].poll() is not None:
+                raise RuntimeError(f"octavia driver-agent exited with {self.procs['driver-agent'].returncode}")
             with contextlib.suppress(httpx.HTTPError):
-                api_up = httpx.get(self.url + "/", timeout=1.0).status_code == 200
-            if api_up and all(s.exists() for s in sockets) and (self.spool / "wake.sock").exists():
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"octavia not ready after {timeout}s:\n{self.logs()}")
-            time.sleep(0.1)
+                if httpx.get(self.url + "/", timeout=1.0).status_code != 200:
+                    return False
+                return all(s.exists() for s in sockets) and (self.spool / "wake.sock").exists()
+            return False
+
+        try:
+            self.procs["api"].wait_ready(ready, timeout, interval=0.1)
+        except (RuntimeError, TimeoutError) as exc:
+            raise type(exc)(f"{exc}\n{self.logs()}") from None
 
     def close(self) -> None:
+        # By process group: the driver agent forks its listeners and provider
+        # agents, the group holds them all. The driver agent waits for its
+        # listeners' request timeouts on SIGTERM; nothing here needs a
+        # graceful stop beyond a moment.
         for name in ("api", "driver-agent"):
             proc = self.procs.pop(name, None)
-            if proc is None:
-                continue
-            # By process group: the driver agent forks its listeners and
-            # provider agents, the group holds them all.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            # The driver agent waits for its listeners' request timeouts on
-            # SIGTERM; nothing here needs a graceful stop beyond a moment.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(3)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
+            if proc is not None:
+                proc.stop(grace=3.0)
         shutil.rmtree(self.sockdir, ignore_errors=True)
         if self._own_workdir and not os.environ.get("XDSR_KEEP_OCTAVIA_LOGS"):
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -273,4 +259,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "init-db":
         init_db(sys.argv[2])
     else:
-        sys.exit("usage: python -m xdsr.octavia.local init-db PATH")
+        sys.exit("usage: python -m xdsr.local.octavia init-db PATH")

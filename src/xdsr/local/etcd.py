@@ -1,5 +1,6 @@
 """A local etcd for `xdsr up`, the demo and the tests: Debian's etcd-server,
-started on free loopback ports with its own data directory, stopped by PID."""
+started on free loopback ports with its own data directory, stopped by its
+process group."""
 
 from __future__ import annotations
 
@@ -7,18 +8,11 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from xdsr.local.process import Child, free_port
 
 
 class EtcdServer:
@@ -38,8 +32,8 @@ class EtcdServer:
         self.port = port or free_port()
         self.peer_port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir.with_suffix(".log")
+        self.proc: Child | None = None
 
     def start(self, timeout: float = 15.0) -> EtcdServer:
         peer = f"http://127.0.0.1:{self.peer_port}"
@@ -59,19 +53,18 @@ class EtcdServer:
             "--auto-compaction-mode", "revision",
             "--auto-compaction-retention", "100000",
         ]  # fmt: skip
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"etcd exited with {self.proc.returncode}: {self.log_tail()}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(self.endpoint + "/health", timeout=1) as r:
-                if b'"true"' in r.read():
-                    return self
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"etcd did not become healthy in {timeout}s: {self.log_tail()}")
+        self.proc = Child("etcd", cmd, log_path=self.log_path).start()
+        try:
+            self.proc.wait_ready(self._healthy, timeout, what="healthy")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _healthy(self) -> bool:
+        with contextlib.suppress(OSError), urllib.request.urlopen(self.endpoint + "/health", timeout=1) as r:
+            return b'"true"' in r.read()
+        return False
 
     def log_tail(self, n: int = 2000) -> str:
         try:
@@ -80,16 +73,8 @@ class EtcdServer:
             return ""
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            self.proc.stop(sig)
         self.proc = None
 
     def kill(self) -> None:

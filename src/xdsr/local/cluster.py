@@ -12,19 +12,17 @@ import contextlib
 import logging
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 import yaml
 
-from xdsr.store.server import EtcdServer, free_port
+from xdsr.local.etcd import EtcdServer
+from xdsr.local.process import Child, free_port
 
 if TYPE_CHECKING:
     from xdsr.lab import Fabric
@@ -32,64 +30,29 @@ if TYPE_CHECKING:
 log = logging.getLogger("xdsr.cluster")
 
 
-@dataclass
-class Component:
-    """One xdsr process of the cluster."""
+class Component(Child):
+    """One xdsr process of the cluster, healthy once its health_url answers."""
 
-    name: str
-    cmd: list[str]
-    log_path: Path
-    health_url: str | None = None
-    proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, name: str, cmd: list[str], log_path: Path, health_url: str | None = None) -> None:
+        super().__init__(name, cmd, log_path=log_path, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.health_url = health_url
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 20.0) -> Self:
         if self.running:
-            return
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(self.log_path, "ab") as logf:
-            logf.write(f"--- start {time.strftime('%H:%M:%S')}: {' '.join(self.cmd)}\n".encode())
-            self.proc = subprocess.Popen(self.cmd, stdout=logf, stderr=logf, start_new_session=True, env=env)
+            return self
+        super().start()
         if self.health_url:
             self.wait_healthy(timeout)
+        return self
 
     def wait_healthy(self, timeout: float) -> None:
+        self.wait_ready(self._healthy, timeout, what="healthy")
+
+    def _healthy(self) -> bool:
         assert self.health_url is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.health_url, timeout=1.0).status_code < 500:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"{self.name} not healthy after {timeout}s:\n{self.log_tail()}")
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
-        self.proc = None
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(self.health_url, timeout=1.0).status_code < 500
+        return False
 
 
 @dataclass

@@ -5,11 +5,11 @@ For each run, one fully populated create through Octavia's REST API (a load
 balancer, a TCP listener on port 80, its pool and members given by address
 and subnet — no MACs: the LB nodes resolve them, as without Neutron); the
 clock stops when every LB node's attached XDP program forwards a packet for
-the VIP (BPF_PROG_TEST_RUN on each node's program, xdsr.bench.controlplane.
+the VIP (BPF_PROG_TEST_RUN on each node's program, xdsr.local.probes.
 Probes), and when Octavia shows the load balancer ACTIVE. Then a cascade
 delete, until no node forwards the VIP and Octavia has forgotten it.
 
-    python -m xdsr.octavia.bench [runs]     # as root: builds its own fabric, cluster and Octavia
+    python -m xdsr.bench.octavia [runs]     # as root: builds its own fabric, cluster and Octavia
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 
-from xdsr.bench.controlplane import FRONTEND_VLAN, Probes, Series
+from xdsr.bench.controlplane import Series
+from xdsr.local.probes import FRONTEND_VLAN, Probes
 
 
 def _until(check: Any, timeout: float, what: str) -> None:
@@ -99,9 +100,9 @@ def measure(
 
 
 def main(runs: int = 10) -> dict[str, Any]:
-    from xdsr.demo.cluster import LocalCluster
     from xdsr.lab import FabricSpec, TenantSpec, build_fabric
-    from xdsr.octavia.local import LocalOctavia
+    from xdsr.local.cluster import LocalCluster
+    from xdsr.local.octavia import LocalOctavia
 
     vip, frontend, backend = "203.0.113.10", str(uuid.uuid4()), str(uuid.uuid4())
     tenant = TenantSpec(name="a", n_backends=3, vip=vip, frontend_vid=FRONTEND_VLAN, backend_vid=100)
