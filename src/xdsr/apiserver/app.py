@@ -29,6 +29,7 @@ from xdsr.apiserver.errors import ApiError, Fault, install_handlers
 from xdsr.apiserver.listing import PAGING, ListQuery
 from xdsr.apiserver.networks import Networks
 from xdsr.apiserver.service import Service
+from xdsr.apiserver.tree import tree_router
 from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
 from xdsr.store.base import Store
 
@@ -254,6 +255,7 @@ def create_app(store: Store, tokens: Iterable[Token] | TokenRegistry, networks: 
     app.add_middleware(PathAliases)
     app.include_router(_versions_router())
     app.include_router(_lbaas_router(service, registry), prefix="/v2/lbaas")
+    app.include_router(tree_router(service, registry), prefix="/v2/lbaas")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
