@@ -17,6 +17,10 @@ POOL_PROTOCOLS = ("TCP", "UDP")
 # 5-tuple hash. ROUND_ROBIN is accepted because it is what clients send by
 # default; SOURCE_IP_PORT is the honest name.
 LB_ALGORITHMS = ("ROUND_ROBIN", "SOURCE_IP_PORT")
+# Health monitors that send HTTP requests: only they have http_method, url_path and expected_codes.
+HTTP_MONITORS = ("HTTP", "HTTPS")
+# What can probe the members of a UDP pool.
+UDP_POOL_MONITORS = ("UDP-CONNECT", "TCP", "HTTP")
 
 # Octavia's own values, so that a known-but-refused value gets its reason and
 # an unknown one a plain "must be one of".

@@ -28,8 +28,7 @@ from xdsr.store.docs import dump
 # carries the value base64-encoded (4/3 larger). Refuse well before that.
 MAX_DOC_BYTES = 1_000_000
 
-HTTP_MONITORS = ("HTTP", "HTTPS")
-UDP_POOL_MONITORS = ("UDP-CONNECT", "TCP", "HTTP")
+HTTP_MONITORS, UDP_POOL_MONITORS = l2dsr.HTTP_MONITORS, l2dsr.UDP_POOL_MONITORS
 
 
 def now() -> str:
