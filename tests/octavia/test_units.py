@@ -103,6 +103,16 @@ def test_listener_refusals(change: dict[str, Any], where: str, words: str) -> No
     assert str(err.value).startswith(where + ":") and words in str(err.value)
 
 
+def test_a_listeners_inline_default_pool_is_judged() -> None:
+    lb = tree()
+    li = {**lb["listeners"][0], "default_pool": {**lb["pools"][0], "lb_algorithm": "LEAST_CONNECTIONS"}}
+    with pytest.raises(validate.Refused, match=r"^listener\.default_pool\.lb_algorithm: LEAST_CONNECTIONS"):
+        validate.listener(li)
+    lb["listeners"][0]["default_pool"] = {**lb["pools"][0], "pool_id": uid(), "protocol": "UDP"}
+    with pytest.raises(validate.Refused, match=r"^loadbalancer\.listeners\[0\]\.default_pool\.protocol"):
+        validate.loadbalancer(lb)
+
+
 @pytest.mark.parametrize(
     ("change", "where", "words"),
     [

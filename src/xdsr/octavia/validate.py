@@ -117,9 +117,13 @@ def loadbalancer(lb: Obj) -> str | None:
     group = lbn_group(lb)
     pools = {p.get("pool_id"): p for p in lb.get("pools") or [] if isinstance(p, Mapping)}
     for i, li in enumerate(lb.get("listeners") or []):
-        default = li.get("default_pool") or pools.get(li.get("default_pool_id"))
+        where = f"loadbalancer.listeners[{i}].default_pool"
+        nested = li.get("default_pool")
+        if nested and nested.get("pool_id") not in pools:
+            pool(nested, where)  # not among the load balancer's pools: judged here
+        default = nested or pools.get(li.get("default_pool_id"))
         if default:
-            pool_fits_listener(default, li, f"loadbalancer.listeners[{i}].default_pool")
+            pool_fits_listener(default, li, where)
     for i, p in enumerate(lb.get("pools") or []):
         _monitor_fits(p, f"loadbalancer.pools[{i}]")
     return group
@@ -129,8 +133,8 @@ def listener(li: Obj, where: str = "listener") -> None:
     _check(s.ListenerInline, mapping.listener(li), where)
     default = li.get("default_pool")
     if isinstance(default, Mapping) and default:
+        pool(default, f"{where}.default_pool")
         pool_fits_listener(default, li, f"{where}.default_pool")
-        _monitor_fits(default, f"{where}.default_pool")
 
 
 def pool(p: Obj, where: str = "pool") -> None:
