@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from xdsr.octavia import mapping, spool, validate
-from xdsr.octavia.changes import committed, deleting, split_op
+from xdsr.octavia.changes import CHILDREN, committed, deleting, split_op
 from xdsr.octavia.follow import Follower
 from xdsr.octavia.neutron import Neutron, NeutronLookupError
 from xdsr.octavia.report import Reporter, deleted_payload, failure_payload, status_payload
@@ -322,7 +322,7 @@ class Agent:
                 last = self.xdsr.statuses([lb_id]).get(lb_id)
                 if last is None:
                     return None
-                pending = [last] + [e for k in ("listeners", "pools", "members", "healthmonitors") for e in last[k]]
+                pending = [last] + [e for k in CHILDREN for e in last[k]]
                 if not any(e["provisioning_status"].startswith("PENDING_") for e in pending):
                     return last
             except XdsrUnreachable as exc:
