@@ -1,7 +1,9 @@
 """The provider agent against a real xdsr API server (on a real etcd), with
 a stand-in for Octavia's DriverLibrary and for the operator: it makes xdsr
-hold what Octavia's committed tree holds, whatever the change, sends only
-differences, waits for commits, and reports statuses. No root, no Octavia."""
+hold what Octavia's committed tree holds, whatever the change, in one
+request and at most one write of xdsr's document (none when nothing
+changed), waits for commits, and reports statuses. The driver refuses with
+the API server's words. No root, no Octavia."""
 
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests.apiserver.helpers import TOKEN_ADMIN, FakeOperator, ServerThread, eventually, observe
+from tests.apiserver.helpers import TOKEN_ADMIN, FakeOperator, ServerThread, eventually, observe, stored
 from xdsr.local.etcd import EtcdServer
+from xdsr.octavia import mapping, validate
 from xdsr.octavia.agent import Agent
-from xdsr.octavia.xdsr_api import XdsrClient
+from xdsr.octavia.xdsr_api import XdsrClient, tree_path
 
 
 def uid() -> str:
@@ -126,34 +129,58 @@ def xdsr_view(agent: Agent, lb_id: str) -> dict[str, Any]:
     t = agent.xdsr.tree(lb_id)
     assert t is not None
     return {
-        "listeners": {k: v["default_pool_id"] for k, v in t.listeners.items()},
-        "pools": set(t.pools),
-        "members": {k: (p, m["weight"]) for k, (p, m) in t.members.items()},
-        "healthmonitors": {k: v["delay"] for k, v in t.healthmonitors.items()},
+        "listeners": {li["id"]: li["default_pool_id"] for li in t["listeners"]},
+        "pools": {p["id"] for p in t["pools"]},
+        "members": {m["id"]: (p["id"], m["weight"]) for p in t["pools"] for m in p["members"]},
+        "healthmonitors": {
+            p["healthmonitor"]["id"]: p["healthmonitor"]["delay"] for p in t["pools"] if p["healthmonitor"]
+        },
     }
 
 
-def test_sync_converges_on_octavias_tree(agent: Agent) -> None:
+def generation(api: ServerThread, lb_id: str) -> int:
+    """The generation of xdsr's document: every write of it adds one."""
+    doc = stored(api.endpoint, lb_id)
+    assert doc is not None
+    return doc.generation
+
+
+class Calls:
+    """The requests the agent sends to xdsr."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.seen: list[tuple[str, str]] = []
+        real = agent.xdsr.request
+
+        def spy(method: str, path: str, **kw: Any) -> Any:
+            self.seen.append((method, path))
+            return real(method, path, **kw)
+
+        agent.xdsr.request = spy  # type: ignore[method-assign]
+
+    def take(self) -> list[tuple[str, str]]:
+        out, self.seen = self.seen, []
+        return out
+
+
+def test_sync_converges_on_octavias_tree(api: ServerThread, agent: Agent) -> None:
     lb = octavia_tree(1)
     lb_id = lb["loadbalancer_id"]
     pool = lb["pools"][0]
+    calls = Calls(agent)
     agent.sync(lb)
+    assert calls.take() == [("PUT", tree_path(lb_id))]  # the whole tree in one request
+    assert generation(api, lb_id) == 1
     v = xdsr_view(agent, lb_id)
     assert v["pools"] == {pool["pool_id"]}
     assert set(v["members"]) == {m["member_id"] for m in pool["members"]}
     assert v["listeners"] == {lb["listeners"][0]["listener_id"]: pool["pool_id"]}
 
     # Nothing changed in Octavia: nothing is written to xdsr.
-    calls: list[tuple[str, str]] = []
-    real = agent.xdsr.request
-
-    def spy(method: str, path: str, **kw: Any) -> Any:
-        calls.append((method, path))
-        return real(method, path, **kw)
-
-    agent.xdsr.request = spy  # type: ignore[method-assign]
+    calls.take()
     agent.sync(lb)
-    assert [c for c in calls if c[0] != "GET"] == []
+    assert calls.take() == [("PUT", tree_path(lb_id))]
+    assert generation(api, lb_id) == 1
 
     # Many changes at once: a member's weight, a new member, the monitor's
     # delay, a second pool that becomes the listener's default, the first
@@ -171,6 +198,7 @@ def test_sync_converges_on_octavias_tree(agent: Agent) -> None:
     new_pool["members"] = [member(new_pool["pool_id"], 7)]
     lb["pools"].append(new_pool)
     agent.sync(lb)
+    assert len(calls.take()) == 1 and generation(api, lb_id) == 2  # five changes, one request, one write
     v = xdsr_view(agent, lb_id)
     assert v["members"][pool["members"][0]["member_id"]][1] == 0
     assert pool["members"][2]["member_id"] in v["members"]
@@ -213,11 +241,14 @@ def test_process_waits_for_the_commit_and_reports(api: ServerThread, agent: Agen
         ghost = member(lb["pools"][0]["pool_id"], 9)
         agent.process({"op": "member_create", "object": ghost})
         assert len(lib.reports) == 1
-        assert ghost["member_id"] not in {k for k in agent.xdsr.tree(lb_id).members}  # type: ignore[union-attr]
+        assert ghost["member_id"] not in xdsr_view(agent, lb_id)["members"]
 
-        # A member delete: DELETED, and its pool, listener and load balancer reported back.
+        # A member delete: DELETED, and its pool, listener and load balancer
+        # reported back. One Octavia change, one write of xdsr's document.
         gone = lb["pools"][0]["members"][1]
+        before = generation(api, lb_id)
         agent.process({"op": "member_delete", "object": gone})
+        assert generation(api, lb_id) == before + 1
         report = lib.reports[-1]
         assert {"id": gone["member_id"], "provisioning_status": "DELETED"} in report["members"]
         assert report["pools"][0]["provisioning_status"] == "ACTIVE"
@@ -256,3 +287,43 @@ def test_follow_reports_changes_only(api: ServerThread, agent: Agent) -> None:
     observe(api.endpoint, other["loadbalancer_id"])
     agent.follow(stats=True)
     assert all(r["loadbalancers"][0]["id"] != other["loadbalancer_id"] for r in lib.reports if "loadbalancers" in r)
+
+
+@pytest.mark.parametrize(
+    ("where", "change"),
+    [
+        ("listeners", {"protocol": "HTTP"}),
+        ("listeners", {"connection_limit": 10}),
+        ("listeners", {"default_tls_container_ref": "https://barbican/secrets/1"}),
+        ("pools", {"lb_algorithm": "LEAST_CONNECTIONS"}),
+        ("pools", {"session_persistence": {"type": "SOURCE_IP"}}),
+        ("pools", {"tls_enabled": True}),
+        ("members", {"backup": True}),
+        ("members", {"weight": 1000}),
+        ("healthmonitor", {"http_version": 1.1}),
+        ("loadbalancer", {"additional_vips": [{"ip_address": "198.51.100.200"}]}),
+        ("loadbalancer", {"vip_address": "127.0.0.1"}),
+    ],
+)
+def test_the_driver_refuses_in_the_api_servers_words(agent: Agent, where: str, change: dict[str, Any]) -> None:
+    """The same Octavia tree, judged by the driver (validate) and sent to the
+    xdsr API server (as the agent would): the same refusal, word for word."""
+    lb = octavia_tree(200)
+    pool = lb["pools"][0]
+    target = {
+        "loadbalancer": lb,
+        "listeners": lb["listeners"][0],
+        "pools": pool,
+        "members": pool["members"][0],
+        "healthmonitor": pool["healthmonitor"],
+    }[where]
+    target.update(change)
+    with pytest.raises(validate.Refused) as refused:
+        validate.loadbalancer(lb)
+    r = agent.xdsr.http.put(
+        tree_path(lb["loadbalancer_id"]),
+        json={"loadbalancer": mapping.loadbalancer(lb)},
+        headers={"X-Auth-Token": TOKEN_ADMIN},
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["faultstring"] == str(refused.value)

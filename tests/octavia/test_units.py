@@ -1,10 +1,13 @@
 """The driver's pure parts, without Octavia or root: what is refused and why,
 Octavia objects → xdsr bodies, the spool, the status payloads, Neutron
-lookups against a stand-in."""
+lookups against a stand-in; and that the driver loads without the API
+server's web stack."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from xdsr.api import schemas as s
 from xdsr.octavia import mapping, spool, validate
-from xdsr.octavia.agent import deleting, failure_payload, split_op, status_payload, tree_ids
+from xdsr.octavia.changes import COMMITTED_FIELDS, deleting, split_op, tree_ids
 from xdsr.octavia.neutron import Neutron, NeutronLookupError
+from xdsr.octavia.report import failure_payload, status_payload
 
 
 def uid() -> str:
@@ -98,6 +103,16 @@ def test_listener_refusals(change: dict[str, Any], where: str, words: str) -> No
     assert str(err.value).startswith(where + ":") and words in str(err.value)
 
 
+def test_a_listeners_inline_default_pool_is_judged() -> None:
+    lb = tree()
+    li = {**lb["listeners"][0], "default_pool": {**lb["pools"][0], "lb_algorithm": "LEAST_CONNECTIONS"}}
+    with pytest.raises(validate.Refused, match=r"^listener\.default_pool\.lb_algorithm: LEAST_CONNECTIONS"):
+        validate.listener(li)
+    lb["listeners"][0]["default_pool"] = {**lb["pools"][0], "pool_id": uid(), "protocol": "UDP"}
+    with pytest.raises(validate.Refused, match=r"^loadbalancer\.listeners\[0\]\.default_pool\.protocol"):
+        validate.loadbalancer(lb)
+
+
 @pytest.mark.parametrize(
     ("change", "where", "words"),
     [
@@ -124,12 +139,17 @@ def test_member_and_monitor_refusals() -> None:
         lb = tree()
         lb["pools"][0]["members"][0]["protocol_port"] = 81
         validate.loadbalancer(lb)
+    probe = {"delay": 5, "timeout": 1, "max_retries": 3}
     with pytest.raises(validate.Refused, match="exceeds delay"):
-        validate.healthmonitor({"type": "TCP", "delay": 1, "timeout": 5})
+        validate.healthmonitor({**probe, "type": "TCP", "delay": 1, "timeout": 5})
     with pytest.raises(validate.Refused, match="the pool is UDP"):
-        validate.healthmonitor({"type": "HTTPS", "delay": 5, "timeout": 1}, pool_protocol="UDP")
+        validate.healthmonitor({**probe, "type": "HTTPS"}, pool_protocol="UDP")
     with pytest.raises(validate.Refused, match="http_version and domain_name"):
-        validate.healthmonitor({"type": "HTTP", "http_version": 1.1})
+        validate.healthmonitor({**probe, "type": "HTTP", "http_version": 1.1})
+    with pytest.raises(validate.Refused, match="SCTP health monitors are not supported"):
+        validate.healthmonitor({**probe, "type": "SCTP"})
+    with pytest.raises(validate.Refused, match=r"^member\.vnic_type: unknown attribute"):
+        validate.member({"address": "10.1.0.1", "protocol_port": 80, "vnic_type": "direct"})
 
 
 def test_loadbalancer_refusals() -> None:
@@ -174,21 +194,72 @@ def test_fully_populated_body_keeps_octavia_ids() -> None:
     (li,) = body["listeners"]
     (pool,) = body["pools"]
     assert li["id"] == lb["listeners"][0]["listener_id"] and li["default_pool_id"] == pool["id"]
-    assert "tls_versions" not in li and "connection_limit" not in li
+    assert "tls_versions" not in li and "tls_ciphers" not in li  # Octavia's defaults ask for nothing
+    assert li["connection_limit"] == -1 and li["insert_headers"] == {}  # carried: the schema judges them
+    assert "loadbalancer_id" not in li and "pool_id" not in pool["members"][0]  # parents: nesting says it
     m11, m12 = pool["members"]
     assert m11["mac_address"] == "02:00:00:00:00:11" and m11["segment"] == {"type": "vlan", "id": 100}
     assert "mac_address" not in m12 and "segment" not in m12  # resolved by the LB nodes
     assert pool["healthmonitor"]["id"] == lb["pools"][0]["healthmonitor"]["healthmonitor_id"]
     assert "http_method" not in pool["healthmonitor"]  # not on a TCP monitor
+    s.LoadBalancerCreate.model_validate(body)  # what the agent sends is a valid xdsr create
     # Objects being deleted stay out; a listener loses a default pool that is.
     skipped = mapping.loadbalancer(lb, skip=frozenset({lb["pools"][0]["pool_id"]}))
-    assert "pools" not in skipped and "default_pool_id" not in skipped["listeners"][0]
+    assert not skipped["pools"] and "default_pool_id" not in skipped["listeners"][0]
 
 
-def test_differs_compares_as_xdsr_renders() -> None:
-    want = mapping.member_attrs({"name": None, "weight": 0, "admin_state_up": True})
-    have = {"name": "", "weight": 1, "admin_state_up": True, "monitor_address": None, "monitor_port": None}
-    assert mapping.differs(want, have) == {"weight": 0}
+def test_mapping_is_strict() -> None:
+    """Every attribute of Octavia's provider objects is either an attribute of
+    the xdsr schema (carried, judged by it) or named as not the object's own
+    or as Octavia's default: none is dropped silently."""
+    dm = pytest.importorskip("octavia_lib.api.drivers.data_models")
+    import inspect
+
+    kinds = {
+        "loadbalancer": (dm.LoadBalancer, s.LoadBalancerCreate),
+        "listener": (dm.Listener, s.ListenerInline),
+        "pool": (dm.Pool, s.PoolInline),
+        "member": (dm.Member, s.MemberInline),
+        "healthmonitor": (dm.HealthMonitor, s.HealthMonitorInline),
+    }
+    for kind, (octavia, schema) in kinds.items():
+        attrs = set(inspect.signature(octavia.__init__).parameters) - {"self"}
+        left = attrs - {mapping.ID_KEY[kind]} - mapping.NOT_OWN[kind] - mapping.OCTAVIA_DEFAULTS.get(kind, frozenset())
+        # vnic_type is carried too (the schema refuses all but Octavia's default "normal", as unknown).
+        assert left - set(schema.model_fields) <= {"vnic_type"}, (kind, left - set(schema.model_fields))
+    # A refused attribute reaches the schema: the API server's words.
+    with pytest.raises(validate.Refused, match=r"^loadbalancer\.pools\[0\]\.tls_enabled: TLS is not supported"):
+        lb = tree()
+        lb["pools"][0]["tls_enabled"] = True
+        validate.loadbalancer(lb)
+    # An attribute xdsr does not know (a newer Octavia's) is refused, not dropped.
+    with pytest.raises(validate.Refused, match=r"^listener\.quic: unknown attribute"):
+        validate.listener({**tree()["listeners"][0], "quic": True})
+
+
+def test_committed_fields_are_what_an_update_may_change() -> None:
+    # Derived from the schemas; they hold what the agent compared before they were.
+    assert {"name", "admin_state_up", "weight", "monitor_address", "monitor_port"} <= set(COMMITTED_FIELDS["member"])
+    assert {"default_pool_id", "timeout_client_data", "timeout_tcp_inspect"} <= set(COMMITTED_FIELDS["listener"])
+    assert {"delay", "max_retries_down", "url_path", "expected_codes"} <= set(COMMITTED_FIELDS["health_monitor"])
+    assert {"lb_algorithm", "description"} <= set(COMMITTED_FIELDS["pool"])
+    assert {"vip_qos_policy_id"} <= set(COMMITTED_FIELDS["loadbalancer"])
+    assert "address" not in COMMITTED_FIELDS["member"] and "protocol" not in COMMITTED_FIELDS["listener"]
+
+
+def test_the_driver_loads_without_the_web_stack() -> None:
+    """Octavia's API process imports the driver: it must not pull in the xdsr
+    API server, FastAPI, uvicorn, starlette or numpy."""
+    code = (
+        "import sys, json\n"
+        "import xdsr.octavia.driver, xdsr.octavia.validate, xdsr.octavia.agent\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(json.loads(out))
+    heavy = {"fastapi", "uvicorn", "starlette", "numpy"}
+    assert not loaded & heavy, sorted(loaded & heavy)
+    assert not any(m.startswith("xdsr.apiserver") for m in loaded), sorted(m for m in loaded if "apiserver" in m)
 
 
 # --- spool ---

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from xdsr.local.etcd import EtcdServer
 from xdsr.store import Compacted, StoreUnavailable
 from xdsr.store.etcd import EtcdStore
 

@@ -34,6 +34,7 @@ from xdsr.apiserver.routes import (
     versions,
 )
 from xdsr.apiserver.service import Service
+from xdsr.apiserver.tree import tree_router
 from xdsr.store.base import Store
 
 # --- path aliases ---------------------------------------------------------------------
@@ -104,6 +105,7 @@ def create_app(store: Store, tokens: Iterable[Token] | TokenRegistry, networks: 
     app.include_router(versions.router)
     for resource in (loadbalancers, listeners, pools, members, healthmonitors, statuses, providers):
         app.include_router(resource.router, prefix="/v2/lbaas")
+    app.include_router(tree_router(service, registry), prefix="/v2/lbaas")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

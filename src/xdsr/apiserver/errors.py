@@ -8,7 +8,6 @@ supported: ...`.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from xdsr.api.faults import validation_text
 from xdsr.store.base import Conflict, StoreUnavailable
 
 log = logging.getLogger("xdsr.apiserver")
@@ -58,47 +58,6 @@ def conflict(field: str | None, message: str) -> ApiError:
 def fault(status: int, text: str) -> JSONResponse:
     body = Fault(faultcode="Client" if status < 500 else "Server", faultstring=text)
     return JSONResponse(body.model_dump(), status_code=status)
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    parts = list(loc)
-    if parts and parts[0] in ("body", "query", "path", "header"):
-        parts = parts[1:]
-    out = ""
-    for p in parts:
-        if isinstance(p, int):
-            out += f"[{p}]"
-        elif p in ("function-after", "function-before") or str(p).startswith(("function-", "lax-", "json-or-")):
-            continue  # pydantic's internal validator names, not fields
-        else:
-            out += f".{p}" if out else str(p)
-    return out or "body"
-
-
-def _msg(err: dict[str, Any]) -> str:
-    msg = str(err.get("msg", "invalid"))
-    # Our own refusals are raised as ValueError; pydantic prefixes them.
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix) :]
-    if err.get("type") == "extra_forbidden":
-        msg = "unknown attribute"
-    elif err.get("type") == "missing":
-        msg = "required attribute is missing"
-    return msg
-
-
-def validation_text(errors: list[dict[str, Any]]) -> str:
-    seen: list[str] = []
-    for err in errors:
-        if err.get("type") == "json_invalid":
-            # loc is the character position, not a field
-            line = f"body: invalid JSON: {(err.get('ctx') or {}).get('error', 'cannot parse')}"
-        else:
-            line = f"{_loc(tuple(err.get('loc', ())))}: {_msg(err)}"
-        if line not in seen:
-            seen.append(line)
-    return "; ".join(seen[:10])
 
 
 def install_handlers(app: FastAPI) -> None:

@@ -4,7 +4,8 @@
 Octavia calls a driver inside its database transaction and creates a new
 driver object for every request. So each method here only
 
-1. refuses, with UnsupportedOptionError and a reason a user understands,
+1. refuses, with UnsupportedOptionError and the words the xdsr API server
+   would answer (validate.py maps the object into the xdsr API's schema),
    what L2 direct server return cannot do (Octavia answers 501 and rolls
    the request back: nothing is left anywhere), and
 2. queues the change in the spool directory (xdsr.octavia.spool) and
@@ -27,6 +28,7 @@ from octavia_lib.api.drivers import driver_lib, provider_base
 from octavia_lib.api.drivers import exceptions as lib_exc
 from oslo_config import cfg
 
+from xdsr.api import l2dsr
 from xdsr.octavia import config, spool, validate
 
 LOG = logging.getLogger(__name__)
@@ -42,6 +44,10 @@ def _dict(obj: Any) -> dict[str, Any]:
         return obj
     out: dict[str, Any] = obj.to_dict(recurse=True, render_unsets=False)
     return out
+
+
+def _without(obj: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in names}
 
 
 def _refuse(check: Callable[[], T]) -> T:
@@ -117,14 +123,14 @@ class XdsrProviderDriver(provider_base.ProviderDriver):  # type: ignore[misc]
 
     def loadbalancer_create(self, loadbalancer: dm.LoadBalancer) -> None:
         lb = _dict(loadbalancer)
-        _refuse(lambda: validate.loadbalancer(lb))
-        group = _refuse(lambda: validate.lbn_group(lb))
+        group = _refuse(lambda: validate.loadbalancer(lb))
         self._queue("loadbalancer_create", lb["loadbalancer_id"], object=lb, lbn_group=group)
 
     def loadbalancer_update(self, old_loadbalancer: dm.LoadBalancer, new_loadbalancer: dm.LoadBalancer) -> None:
-        new = _dict(new_loadbalancer)
-        lb_id = new.get("loadbalancer_id") or _dict(old_loadbalancer)["loadbalancer_id"]
-        _refuse(lambda: validate.loadbalancer({"vip_address": "-", **new}))
+        old, new = _dict(old_loadbalancer), _dict(new_loadbalancer)
+        lb_id = new.get("loadbalancer_id") or old["loadbalancer_id"]
+        # Judged as the load balancer it makes; its children are not part of the change.
+        _refuse(lambda: validate.loadbalancer({**old, **new, "listeners": [], "pools": []}))
         self._queue("loadbalancer_update", lb_id, object=new)
 
     def loadbalancer_delete(self, loadbalancer: dm.LoadBalancer, cascade: bool = False) -> None:
@@ -149,7 +155,7 @@ class XdsrProviderDriver(provider_base.ProviderDriver):  # type: ignore[misc]
     def listener_update(self, old_listener: dm.Listener, new_listener: dm.Listener) -> None:
         old, new = _dict(old_listener), _dict(new_listener)
         merged = {**old, **new}
-        _refuse(lambda: validate.listener({k: v for k, v in merged.items() if k != "default_pool"}))
+        _refuse(lambda: validate.listener(_without(merged, "default_pool")))
         if new.get("default_pool_id") and new.get("default_pool_id") != old.get("default_pool_id"):
             self._check_pool_ports(new["default_pool_id"], merged.get("protocol_port"))
         self._queue("listener_update", old.get("loadbalancer_id"), object={**new, "listener_id": old["listener_id"]})
@@ -177,7 +183,7 @@ class XdsrProviderDriver(provider_base.ProviderDriver):  # type: ignore[misc]
 
     def pool_update(self, old_pool: dm.Pool, new_pool: dm.Pool) -> None:
         old, new = _dict(old_pool), _dict(new_pool)
-        _refuse(lambda: validate.pool({k: v for k, v in new.items() if k not in ("members", "healthmonitor")}))
+        _refuse(lambda: validate.pool(_without({**old, **new}, "members", "healthmonitor")))
         self._queue("pool_update", old.get("loadbalancer_id"), object={**new, "pool_id": old["pool_id"]})
 
     def pool_delete(self, pool: dm.Pool) -> None:
@@ -195,7 +201,7 @@ class XdsrProviderDriver(provider_base.ProviderDriver):  # type: ignore[misc]
 
     def member_update(self, old_member: dm.Member, new_member: dm.Member) -> None:
         old, new = _dict(old_member), _dict(new_member)
-        _refuse(lambda: validate.member(new))
+        _refuse(lambda: validate.member({**old, **new}))
         self._queue("member_update", object={**new, "member_id": old["member_id"], "pool_id": old.get("pool_id")})
 
     def member_delete(self, member: dm.Member) -> None:
@@ -230,9 +236,7 @@ class XdsrProviderDriver(provider_base.ProviderDriver):  # type: ignore[misc]
     # --- L7: never ---
 
     def _no_l7(self, *_: Any) -> None:
-        raise lib_exc.UnsupportedOptionError(
-            user_fault_string=validate.l2dsr.L7, operator_fault_string=validate.l2dsr.L7
-        )
+        raise lib_exc.UnsupportedOptionError(user_fault_string=l2dsr.L7, operator_fault_string=l2dsr.L7)
 
     l7policy_create = l7policy_update = l7policy_delete = _no_l7
     l7rule_create = l7rule_update = l7rule_delete = _no_l7

@@ -1,10 +1,21 @@
-"""Octavia's objects → the xdsr API server's request bodies, 1:1.
+"""Octavia's objects → the xdsr API's request bodies (xdsr.api.schemas), strictly.
 
 Inputs are octavia-lib provider objects as plain dicts (`*_id` naming:
 `loadbalancer_id`, `listener_id`, `pool_id`, `member_id`,
 `healthmonitor_id`). Every xdsr object takes Octavia's id (the API server
 accepts client-chosen ids from admin tokens), so nothing maps ids and the
 driver keeps no state. Pure functions.
+
+Strict: every attribute of Octavia's is carried through under its own name,
+so that the xdsr schema judges it — an attribute xdsr refuses (TLS,
+session persistence, L7 policies, backup members, ...) reaches the schema's
+refusal and its L2DSR reason, and one xdsr does not know is refused as
+unknown. Left out are only what is not the object's own (NOT_OWN: links to
+its parents, which xdsr expresses by nesting; Octavia's copies of the
+secrets behind a certificate reference, whose reference is carried), and
+the values Octavia fills in itself on every object (OCTAVIA_DEFAULTS), which
+ask for nothing. What Octavia expresses through its flavor and availability
+zone (the LB node group) is the driver's to decide (validate.lbn_group).
 
 Attributes xdsr stores but Octavia has no notion of come from elsewhere:
 `vip_segment` and a member's `mac_address`/`segment` from Neutron when the
@@ -18,35 +29,75 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from xdsr.api.l2dsr import HTTP_MONITORS
+
 Obj = Mapping[str, Any]
 Body = dict[str, Any]
 
 # What a member needs beyond Octavia's attributes: (mac_address, segment), either may be None.
 MemberExtra = Callable[[Obj], tuple[str | None, dict[str, Any] | None]]
 
-HTTP_MONITORS = ("HTTP", "HTTPS")
+# Octavia's name of each kind's id; in xdsr it is `id`.
+ID_KEY = {
+    "loadbalancer": "loadbalancer_id",
+    "listener": "listener_id",
+    "pool": "pool_id",
+    "member": "member_id",
+    "healthmonitor": "healthmonitor_id",
+}
+# Not the object's own: its parents (xdsr nests children in them; a child's
+# project is its load balancer's), and the certificate data Octavia read
+# from a *_container_ref (the reference is carried and refused on its own).
+NOT_OWN = {
+    "loadbalancer": frozenset({"flavor"}),  # the driver's: validate.lbn_group
+    "listener": frozenset(
+        {
+            "loadbalancer_id",
+            "project_id",
+            "default_tls_container_data",
+            "sni_container_data",
+            "client_ca_tls_container_data",
+            "client_crl_container_data",
+        }
+    ),
+    "pool": frozenset(
+        {
+            "loadbalancer_id",
+            "listener_id",
+            "project_id",
+            "tls_container_data",
+            "ca_tls_container_data",
+            "crl_container_data",
+        }
+    ),
+    "member": frozenset({"pool_id", "project_id"}),
+    "healthmonitor": frozenset({"pool_id", "project_id"}),
+}
+# Values Octavia fills in on every object, whatever the user asked: TLS
+# versions, ciphers and ALPN protocols default on every listener and pool
+# (they mean nothing without a certificate, which is refused), every member
+# is a "normal" vNIC, and an update may reset a TCP monitor's HTTP
+# attributes to Octavia's HTTP defaults.
+OCTAVIA_DEFAULTS = {
+    "listener": frozenset({"tls_versions", "tls_ciphers", "alpn_protocols"}),
+    "pool": frozenset({"tls_versions", "tls_ciphers", "alpn_protocols"}),
+}
+HTTP_ONLY = ("http_method", "url_path", "expected_codes")
+
+
+def _own(obj: Obj, kind: str, also: frozenset[str] = frozenset()) -> Body:
+    """The object's own attributes under xdsr's names; unset (None) ones left out."""
+    skip = NOT_OWN[kind] | OCTAVIA_DEFAULTS.get(kind, frozenset()) | also
+    out: Body = {}
+    for key, value in obj.items():
+        if value is None or key in skip:
+            continue
+        out["id" if key == ID_KEY[kind] else key] = value
+    return out
 
 
 def _none(_: Obj) -> tuple[None, None]:
     return None, None
-
-
-def _text(value: object) -> str:
-    return "" if value is None else str(value)
-
-
-def _drop_none(body: Body, keep: tuple[str, ...] = ()) -> Body:
-    return {k: v for k, v in body.items() if v is not None or k in keep}
-
-
-def loadbalancer_attrs(lb: Obj) -> Body:
-    """What may change on a load balancer after its creation."""
-    return {
-        "name": _text(lb.get("name")),
-        "description": _text(lb.get("description")),
-        "admin_state_up": bool(lb.get("admin_state_up", True)),
-        "vip_qos_policy_id": lb.get("vip_qos_policy_id"),
-    }
 
 
 def loadbalancer(
@@ -58,102 +109,57 @@ def loadbalancer(
     skip: frozenset[str] = frozenset(),
 ) -> Body:
     """The fully populated create of a load balancer and everything under it
-    (one write in xdsr, so its LB nodes get it in one generation). `skip`:
-    ids of objects being deleted."""
-    az = lb.get("availability_zone")
-    body: Body = {
-        "id": lb["loadbalancer_id"],
-        "project_id": lb.get("project_id"),
-        **loadbalancer_attrs(lb),
-        "vip_address": lb.get("vip_address"),
-        "vip_subnet_id": lb.get("vip_subnet_id"),
-        "vip_network_id": lb.get("vip_network_id"),
-        "vip_port_id": lb.get("vip_port_id"),
-        "vip_segment": vip_segment,
-        "lbn_group": lbn_group,
-        # At creation Octavia hands the zone's metadata, elsewhere its name.
-        "availability_zone": az if isinstance(az, str) else None,
-    }
-    body = _drop_none(body)
+    (the body of one write of the whole tree). `skip`: ids of objects being
+    deleted (Octavia's tree shows them until the deletion is reported)."""
+    body = _own(lb, "loadbalancer", frozenset({"listeners", "pools"}))
+    # At creation Octavia hands the zone's metadata (the driver's to judge), elsewhere its name.
+    if not isinstance(lb.get("availability_zone"), str):
+        body.pop("availability_zone", None)
+    if lbn_group is not None:
+        body["lbn_group"] = lbn_group
+    if vip_segment is not None:
+        body["vip_segment"] = vip_segment
     pools = [p for p in lb.get("pools") or [] if p and p.get("pool_id") not in skip]
-    if pools:
-        body["pools"] = [pool(p, member_extra=member_extra, skip=skip) for p in pools]
-    listeners = [li for li in lb.get("listeners") or [] if li and li.get("listener_id") not in skip]
-    if listeners:
-        pool_ids = {p["pool_id"] for p in pools}
-        body["listeners"] = []
-        for li in listeners:
-            item = listener(li)
-            if item.get("default_pool_id") not in pool_ids:
-                item.pop("default_pool_id", None)
-            body["listeners"].append(item)
+    body["pools"] = [pool(p, member_extra=member_extra, skip=skip) for p in pools]
+    pool_ids = {p["pool_id"] for p in pools}
+    body["listeners"] = []
+    for li in lb.get("listeners") or []:
+        if not li or li.get("listener_id") in skip:
+            continue
+        item = listener(li)
+        if item.get("default_pool_id") not in pool_ids:
+            item.pop("default_pool_id", None)  # its pool is being deleted
+        body["listeners"].append(item)
     return body
 
 
-def listener_attrs(li: Obj) -> Body:
-    return {
-        "name": _text(li.get("name")),
-        "description": _text(li.get("description")),
-        "admin_state_up": bool(li.get("admin_state_up", True)),
-        "timeout_client_data": li.get("timeout_client_data"),
-        "timeout_member_connect": li.get("timeout_member_connect"),
-        "timeout_member_data": li.get("timeout_member_data"),
-        "timeout_tcp_inspect": li.get("timeout_tcp_inspect"),
-        "default_pool_id": li.get("default_pool_id"),
-    }
+def listener(li: Obj) -> Body:
+    body = _own(li, "listener")
+    # A default pool Octavia also names by id is mapped on its own (one of
+    # the load balancer's pools, or checked by the driver as such).
+    if body.get("default_pool_id"):
+        body.pop("default_pool", None)
+    elif isinstance(body.get("default_pool"), Mapping):
+        body["default_pool"] = pool(body["default_pool"])
+    return body
 
 
-def listener(li: Obj, loadbalancer_id: str | None = None) -> Body:
-    body = {
-        "id": li["listener_id"],
-        "protocol": li.get("protocol"),
-        "protocol_port": li.get("protocol_port"),
-        **listener_attrs(li),
-    }
-    if loadbalancer_id is not None:
-        body["loadbalancer_id"] = loadbalancer_id
-    return _drop_none(body)
-
-
-def pool_attrs(p: Obj) -> Body:
-    return {
-        "name": _text(p.get("name")),
-        "description": _text(p.get("description")),
-        "admin_state_up": bool(p.get("admin_state_up", True)),
-        "lb_algorithm": p.get("lb_algorithm"),
-    }
-
-
-def pool(
-    p: Obj,
-    *,
-    loadbalancer_id: str | None = None,
-    member_extra: MemberExtra = _none,
-    skip: frozenset[str] = frozenset(),
-) -> Body:
-    body: Body = {"id": p["pool_id"], "protocol": p.get("protocol"), **pool_attrs(p)}
-    if loadbalancer_id is not None:
-        body["loadbalancer_id"] = loadbalancer_id
-    members = [m for m in p.get("members") or [] if m and m.get("member_id") not in skip]
-    if members:
-        body["members"] = [member(m, member_extra) for m in members]
+def pool(p: Obj, *, member_extra: MemberExtra = _none, skip: frozenset[str] = frozenset()) -> Body:
+    body = _own(p, "pool", frozenset({"members", "healthmonitor"}))
+    body["members"] = [member(m, member_extra) for m in p.get("members") or [] if m and m.get("member_id") not in skip]
     hm = p.get("healthmonitor")
     if hm and hm.get("healthmonitor_id") not in skip:
         body["healthmonitor"] = healthmonitor(hm)
-    return _drop_none(body)
+    return body
 
 
-def member_attrs(m: Obj, extra: MemberExtra = _none) -> Body:
-    mac, segment = extra(m)
-    body: Body = {
-        "name": _text(m.get("name")),
-        "admin_state_up": bool(m.get("admin_state_up", True)),
-        "weight": 1 if m.get("weight") is None else m.get("weight"),
-        "monitor_address": m.get("monitor_address"),
-        "monitor_port": m.get("monitor_port"),
-    }
+def member(m: Obj, extra: MemberExtra = _none) -> Body:
+    body = _own(m, "member")
+    if body.get("vnic_type") == "normal":
+        del body["vnic_type"]
     # Only what is known: without Neutron the LB nodes resolve the MAC and the
     # API server fills the segment from subnet_id.
+    mac, segment = extra(m)
     if mac is not None:
         body["mac_address"] = mac
     if segment is not None:
@@ -161,53 +167,9 @@ def member_attrs(m: Obj, extra: MemberExtra = _none) -> Body:
     return body
 
 
-def member(m: Obj, extra: MemberExtra = _none) -> Body:
-    body = {
-        "id": m["member_id"],
-        "address": m.get("address"),
-        "protocol_port": m.get("protocol_port"),
-        "subnet_id": m.get("subnet_id"),
-        **member_attrs(m, extra),
-    }
-    return _drop_none(body)
-
-
-def healthmonitor_attrs(hm: Obj) -> Body:
-    body = {
-        "name": _text(hm.get("name")),
-        "admin_state_up": bool(hm.get("admin_state_up", True)),
-        "delay": hm.get("delay"),
-        "timeout": hm.get("timeout"),
-        "max_retries": hm.get("max_retries"),
-        "max_retries_down": hm.get("max_retries_down") or 3,
-    }
-    # xdsr refuses HTTP attributes on other monitors; Octavia may carry its defaults.
-    if hm.get("type") in HTTP_MONITORS:
-        body.update(
-            http_method=hm.get("http_method"), url_path=hm.get("url_path"), expected_codes=hm.get("expected_codes")
-        )
+def healthmonitor(hm: Obj) -> Body:
+    body = _own(hm, "healthmonitor")
+    if body.get("type") not in HTTP_MONITORS:
+        for name in HTTP_ONLY:
+            body.pop(name, None)
     return body
-
-
-def healthmonitor(hm: Obj, pool_id: str | None = None) -> Body:
-    body = {"id": hm["healthmonitor_id"], "type": hm.get("type"), **healthmonitor_attrs(hm)}
-    if pool_id is not None:
-        body["pool_id"] = pool_id
-    return _drop_none(body)
-
-
-def differs(wanted: Obj, current: Obj) -> Body:
-    """The attributes of `wanted` whose values `current` (an xdsr object as
-    the API renders it) does not have: the body of an update, empty if none."""
-    out: Body = {}
-    for key, value in wanted.items():
-        have = current.get(key)
-        if key in ("name", "description"):
-            have, value = _text(have), _text(value)
-        elif key in ("monitor_address",) and value is not None:
-            value = str(value)
-        elif key == "mac_address" and value is not None and have is not None:
-            value, have = str(value).lower(), str(have).lower()
-        if value != have:
-            out[key] = value
-    return out

@@ -1,12 +1,11 @@
 """A small synchronous client of the xdsr API server for the provider agent:
 requests with the admin token, errors split into "unreachable, retry" and
-"refused, with xdsr's reason", and the whole of one load balancer read back
-as the API renders it (to compare with Octavia's view)."""
+"refused, with xdsr's reason", and a load balancer's whole tree read or
+replaced in one request (xdsr's /v2/lbaas/xdsr/loadbalancers/{id}/tree)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -15,23 +14,16 @@ Obj = dict[str, Any]
 LB = "/v2/lbaas/loadbalancers"
 
 
+def tree_path(lb_id: str) -> str:
+    return f"/v2/lbaas/xdsr/loadbalancers/{lb_id}/tree"
+
+
 class XdsrUnreachable(Exception):
     """No answer, or the API server cannot reach its store (503): retry later."""
 
 
 class XdsrRefused(Exception):
     """The API server refused the request; the message is its faultstring."""
-
-
-@dataclass
-class Tree:
-    """One xdsr load balancer and everything under it, as the API renders them."""
-
-    lb: Obj
-    listeners: dict[str, Obj] = field(default_factory=dict)
-    pools: dict[str, Obj] = field(default_factory=dict)
-    members: dict[str, tuple[str, Obj]] = field(default_factory=dict)  # id -> (pool id, member)
-    healthmonitors: dict[str, Obj] = field(default_factory=dict)
 
 
 def _fault(r: httpx.Response) -> str:
@@ -67,33 +59,15 @@ class XdsrClient:
             raise XdsrUnreachable(f"{method} {path}: {r.status_code} {_fault(r)}")
         raise XdsrRefused(f"{_fault(r)} ({method} {path}: {r.status_code})")
 
-    def list_all(self, path: str, key: str, params: list[tuple[str, str]] | None = None) -> list[Obj]:
-        out: list[Obj] = []
-        url: str | None = path
-        query: list[tuple[str, str]] | None = [*(params or []), ("limit", "1000")]
-        while url:
-            body = self.request("GET", url, params=query).json()
-            out.extend(body[key])
-            nxt = [link["href"] for link in body.get(f"{key}_links", []) if link.get("rel") == "next"]
-            # The next link is absolute and carries the query.
-            url, query = (httpx.URL(nxt[0]).raw_path.decode(), None) if nxt else (None, None)
-        return out
+    def tree(self, lb_id: str) -> Obj | None:
+        """The load balancer with its listeners, pools, members and monitors, as the API renders them."""
+        r = self.request("GET", tree_path(lb_id), ok=(200, 404))
+        return r.json()["loadbalancer"] if r.status_code == 200 else None  # type: ignore[no-any-return]
 
-    def tree(self, lb_id: str) -> Tree | None:
-        r = self.request("GET", f"{LB}/{lb_id}", ok=(200, 404))
-        if r.status_code == 404:
-            return None
-        t = Tree(lb=r.json()["loadbalancer"])
-        by_lb = [("loadbalancer_id", lb_id)]
-        t.listeners = {li["id"]: li for li in self.list_all("/v2/lbaas/listeners", "listeners", by_lb)}
-        t.pools = {p["id"]: p for p in self.list_all("/v2/lbaas/pools", "pools", by_lb)}
-        for pool_id in t.pools:
-            for m in self.list_all(f"/v2/lbaas/pools/{pool_id}/members", "members"):
-                t.members[m["id"]] = (pool_id, m)
-        if t.pools:
-            hms = self.list_all("/v2/lbaas/healthmonitors", "healthmonitors", [("pool_id", p) for p in t.pools])
-            t.healthmonitors = {h["id"]: h for h in hms}
-        return t
+    def put_tree(self, lb_id: str, body: Obj) -> None:
+        """Make the load balancer exactly `body` (a fully populated create whose objects carry their ids), or
+        create it: one write in xdsr, none if nothing changes."""
+        self.request("PUT", tree_path(lb_id), json={"loadbalancer": body})
 
     def statuses(self, lb_ids: list[str] | None = None) -> dict[str, Obj]:
         """xdsr's statuses of every (or these) load balancer(s), by id (GET /v2/lbaas/xdsr/statuses)."""
