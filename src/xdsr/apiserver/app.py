@@ -31,10 +31,10 @@ from xdsr.apiserver.routes import (
     pools,
     providers,
     statuses,
+    tree,
     versions,
 )
 from xdsr.apiserver.service import Service
-from xdsr.apiserver.tree import tree_router
 from xdsr.store.base import Store
 
 # --- path aliases ---------------------------------------------------------------------
@@ -103,9 +103,8 @@ def create_app(store: Store, tokens: Iterable[Token] | TokenRegistry, networks: 
     install_handlers(app)
     app.add_middleware(PathAliases)
     app.include_router(versions.router)
-    for resource in (loadbalancers, listeners, pools, members, healthmonitors, statuses, providers):
+    for resource in (loadbalancers, listeners, pools, members, healthmonitors, statuses, providers, tree):
         app.include_router(resource.router, prefix="/v2/lbaas")
-    app.include_router(tree_router(service, registry), prefix="/v2/lbaas")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -45,7 +45,7 @@ CallerDep = Annotated[Caller, Depends(authenticate)]
 _TYPES = {str: "string", int: "integer", bool: "boolean", IPAddress: "string"}
 
 
-def _faults(*codes: int) -> dict[int | str, dict[str, Any]]:
+def faults(*codes: int) -> dict[int | str, dict[str, Any]]:
     what = {
         400: "Invalid request: faultstring names the field and says why",
         401: "No or unknown X-Auth-Token",
@@ -58,8 +58,8 @@ def _faults(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": Fault, "description": what[code]} for code in codes}
 
 
-READ = _faults(400, 401, 404, 503)
-WRITE = _faults(400, 401, 403, 404, 409, 413, 503)
+READ = faults(400, 401, 404, 503)
+WRITE = faults(400, 401, 403, 404, 409, 413, 503)
 
 
 def fields_param(out: type[BaseModel]) -> dict[str, Any]:

@@ -25,13 +25,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
 from xdsr.api import schemas as s
 from xdsr.apiserver import ops, render
-from xdsr.apiserver.auth import Caller, TokenRegistry
-from xdsr.apiserver.errors import ApiError, Fault, conflict, not_found
+from xdsr.apiserver.auth import Caller
+from xdsr.apiserver.errors import ApiError, conflict, not_found
+from xdsr.apiserver.routes.common import CallerDep, ServiceDep, faults
 from xdsr.apiserver.service import Service
 from xdsr.model import keys
 from xdsr.model.loadbalancer import LoadBalancer
@@ -75,10 +75,6 @@ NOT_ATTRIBUTES = {
 
 class TreeRoot(BaseModel):
     loadbalancer: s.LoadBalancerFullOut
-
-
-def _faults(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": Fault} for code in codes}
 
 
 def _attributes(obj: BaseModel) -> dict[str, Any]:
@@ -139,87 +135,84 @@ def _missing_id(body: BaseModel, where: str) -> str | None:
     return None
 
 
-def tree_router(service: Service, registry: TokenRegistry) -> APIRouter:
-    api_key = APIKeyHeader(name="X-Auth-Token", auto_error=False, description="A token from the tokens file")
+def admin(caller: CallerDep) -> Caller:
+    if not caller.admin:
+        raise ApiError(403, "only an admin may read or replace a whole tree")
+    return caller
 
-    async def admin(token: Annotated[str | None, Depends(api_key)]) -> Caller:
-        caller = registry.authenticate(token)
-        if caller is None:
-            raise ApiError(401, "authentication required: send a known token in the X-Auth-Token header")
-        if not caller.admin:
-            raise ApiError(403, "only an admin may read or replace a whole tree")
-        await service.ready()
-        return caller
 
-    AdminDep = Annotated[Caller, Depends(admin)]
-    router = APIRouter(tags=["xdsr"])
+AdminDep = Annotated[Caller, Depends(admin)]
+router = APIRouter(tags=["xdsr"])
 
-    def full(lb: LoadBalancer, status: int = 200) -> JSONResponse:
-        body = {"loadbalancer": render.loadbalancer(lb, service.status(lb), full=True)}
-        return JSONResponse(body, status_code=status)
 
-    @router.get(
-        PATH,
-        response_model=None,
-        responses={200: {"model": TreeRoot}, **_faults(401, 403, 404, 503)},
-        summary="xdsr: a load balancer with all its listeners, pools, members and health monitors (admin)",
-    )
-    async def get_tree(caller: AdminDep, loadbalancer_id: str) -> JSONResponse:
-        return full(service.lb(caller, loadbalancer_id))
+def full(service: Service, lb: LoadBalancer, status: int = 200) -> JSONResponse:
+    body = {"loadbalancer": render.loadbalancer(lb, service.status(lb), full=True)}
+    return JSONResponse(body, status_code=status)
 
-    @router.put(
-        PATH,
-        response_model=None,
-        responses={
-            200: {"model": TreeRoot, "description": "Replaced"},
-            201: {"model": TreeRoot, "description": "Created"},
-            **_faults(400, 401, 403, 404, 409, 413, 503),
-        },
-        summary="xdsr: replace (or create) a load balancer's whole tree in one write; objects matched by id (admin)",
-    )
-    async def put_tree(caller: AdminDep, loadbalancer_id: str, body: s.LoadBalancerCreateRequest) -> JSONResponse:
-        b = body.loadbalancer
-        try:
-            lb_id = str(uuid.UUID(loadbalancer_id))
-        except ValueError:
-            raise ApiError(400, f"{loadbalancer_id!r} is not a UUID", "loadbalancer_id") from None
-        if b.id is not None and str(b.id) != lb_id:
-            raise ApiError(400, f"must be the id in the path, {lb_id}", "loadbalancer.id")
-        b = b.model_copy(update={"id": uuid.UUID(lb_id)})
-        missing = _missing_id(b, "loadbalancer")
-        if missing:
-            raise ApiError(400, "every object of a tree needs its id: objects are matched by id", missing)
-        # Ids of other load balancers' objects are taken; this one's are its own.
-        for kind, obj_id, field in ops.requested_ids(b, "loadbalancer", "loadbalancer")[1:]:
-            owner = service.cache.owner(kind, obj_id)  # type: ignore[arg-type]
-            if owner is not None and owner.id != lb_id:
-                raise conflict(field, f"{kind} {obj_id} belongs to load balancer {owner.id}: the id is taken")
 
-        current = service.cache.lb(lb_id)
-        if current is None:
-            project = service.project_for(caller, b.project_id, "loadbalancer.project_id")
-            lb = service.with_vip_segment(b, ops.build_loadbalancer(b, project, ops.now()))
-            return full(await service.create_lb(caller, lb), 201)
+@router.get(
+    PATH,
+    response_model=None,
+    responses={200: {"model": TreeRoot}, **faults(401, 403, 404, 503)},
+    summary="xdsr: a load balancer with all its listeners, pools, members and health monitors (admin)",
+)
+async def get_tree(caller: AdminDep, service: ServiceDep, loadbalancer_id: str) -> JSONResponse:
+    return full(service, service.lb(caller, loadbalancer_id))
 
-        if b.project_id is not None and b.project_id != current.project_id:
-            raise conflict("loadbalancer.project_id", f"the load balancer belongs to project {current.project_id}")
-        stamp = ops.now()
-        wanted = ops.build_loadbalancer(b, current.project_id, stamp)
-        service.networks.complete(wanted)
 
-        def apply(now: LoadBalancer | None) -> LoadBalancer:
-            if now is None:
-                raise not_found("load balancer", lb_id)  # deleted meanwhile
-            if now.deleting:
-                raise conflict(None, f"load balancer {lb_id} is being deleted")
-            if now.vip_address != wanted.vip_address:
-                vip_now = now.vip_address
-                raise conflict("loadbalancer.vip_address", f"the VIP of {lb_id} is {vip_now}: it cannot change")
-            return replace(now, wanted.model_copy(deep=True), stamp)
+@router.put(
+    PATH,
+    response_model=None,
+    responses={
+        200: {"model": TreeRoot, "description": "Replaced"},
+        201: {"model": TreeRoot, "description": "Created"},
+        **faults(400, 401, 403, 404, 409, 413, 503),
+    },
+    summary="xdsr: replace (or create) a load balancer's whole tree in one write; objects matched by id (admin)",
+)
+async def put_tree(
+    caller: AdminDep, service: ServiceDep, loadbalancer_id: str, body: s.LoadBalancerCreateRequest
+) -> JSONResponse:
+    b = body.loadbalancer
+    try:
+        lb_id = str(uuid.UUID(loadbalancer_id))
+    except ValueError:
+        raise ApiError(400, f"{loadbalancer_id!r} is not a UUID", "loadbalancer_id") from None
+    if b.id is not None and str(b.id) != lb_id:
+        raise ApiError(400, f"must be the id in the path, {lb_id}", "loadbalancer.id")
+    b = b.model_copy(update={"id": uuid.UUID(lb_id)})
+    missing = _missing_id(b, "loadbalancer")
+    if missing:
+        raise ApiError(400, "every object of a tree needs its id: objects are matched by id", missing)
+    # Ids of other load balancers' objects are taken; this one's are its own.
+    for kind, obj_id, field in ops.requested_ids(b, "loadbalancer", "loadbalancer")[1:]:
+        owner = service.cache.owner(kind, obj_id)  # type: ignore[arg-type]
+        if owner is not None and owner.id != lb_id:
+            raise conflict(field, f"{kind} {obj_id} belongs to load balancer {owner.id}: the id is taken")
 
-        doc, rev = await update_doc(service.store, keys.lb_key(lb_id), LoadBalancer, apply)
-        assert doc is not None
-        service.cache.lbs.apply_local(lb_id, doc, rev)
-        return full(doc)
+    current = service.cache.lb(lb_id)
+    if current is None:
+        project = service.project_for(caller, b.project_id, "loadbalancer.project_id")
+        lb = service.with_vip_segment(b, ops.build_loadbalancer(b, project, ops.now()))
+        return full(service, await service.create_lb(caller, lb), 201)
 
-    return router
+    if b.project_id is not None and b.project_id != current.project_id:
+        raise conflict("loadbalancer.project_id", f"the load balancer belongs to project {current.project_id}")
+    stamp = ops.now()
+    wanted = ops.build_loadbalancer(b, current.project_id, stamp)
+    service.networks.complete(wanted)
+
+    def apply(now: LoadBalancer | None) -> LoadBalancer:
+        if now is None:
+            raise not_found("load balancer", lb_id)  # deleted meanwhile
+        if now.deleting:
+            raise conflict(None, f"load balancer {lb_id} is being deleted")
+        if now.vip_address != wanted.vip_address:
+            vip_now = now.vip_address
+            raise conflict("loadbalancer.vip_address", f"the VIP of {lb_id} is {vip_now}: it cannot change")
+        return replace(now, wanted.model_copy(deep=True), stamp)
+
+    doc, rev = await update_doc(service.store, keys.lb_key(lb_id), LoadBalancer, apply)
+    assert doc is not None
+    service.cache.lbs.apply_local(lb_id, doc, rev)
+    return full(service, doc)
