@@ -1,9 +1,12 @@
 """Every side that reads a service accepts and refuses the same ones.
 
-One table of examples, one column per side. A side is a function that takes
-the services (as the operator would send them) and raises when it refuses
-them. To add a side (the API server, the Octavia driver), map the example
-into its input and add it to SIDES; to add an example, add a row.
+Two tables. CASES holds whole services as the operator sends them, checked
+by the two sides that read that schema (the agent and `xdsr dp apply`).
+VALUES holds one value of one attribute (a VIP, a member's address, a MAC,
+a VLAN, a table size), checked by every side that takes that attribute:
+the agent, `xdsr dp apply`, the API server's request schema and the Octavia
+driver. A side is a function that raises when it refuses; to add a side,
+map the example into its input; to add an example, add a row.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import pytest
 from pydantic import ValidationError
 
 from xdsr.agent import rules
+from xdsr.api import schemas as api
 from xdsr.dataplane.config import ConfigError, parse_config
 from xdsr.model.agent import DesiredState
+from xdsr.octavia import validate as octavia
 
 Services = list[dict[str, Any]]
 
@@ -170,3 +175,159 @@ def test_every_side_agrees(case: Case, side: str) -> None:
 def test_the_table_has_both_answers() -> None:
     assert {c.accepted for c in CASES} == {True, False}
     assert len({c.name for c in CASES}) == len(CASES)
+
+
+# --- one value of one attribute, on every side that takes it --------------------------------
+
+LB_ID, LISTENER_ID, POOL_ID, MEMBER_ID = (f"00000000-0000-4000-8000-00000000000{i}" for i in range(1, 5))
+
+
+def _node_service(what: str, value: Any) -> dict[str, Any]:
+    """The operator's service with `value` in place of attribute `what`."""
+    backend: dict[str, Any] = {"id": "m1", "mac": "02:00:00:00:00:01", "vlan": 100}
+    if what == "member address":
+        backend["address"] = value
+    elif what == "MAC":
+        backend["mac"] = value
+    elif what == "VLAN":
+        backend["vlan"] = value
+    service = svc(backends=[backend])
+    if what == "VIP":
+        service["vip"] = value
+    elif what == "VLAN":
+        service["segment"] = {"type": "vlan", "id": value}
+    elif what == "table size":
+        service["table_size"] = value
+    return service
+
+
+def _api_create(what: str, value: Any) -> dict[str, Any]:
+    """The API's fully populated create with `value` in place of attribute `what`."""
+    member_: dict[str, Any] = {"address": "10.1.0.12", "protocol_port": 80}
+    pool: dict[str, Any] = {"protocol": "TCP", "lb_algorithm": "ROUND_ROBIN", "members": [member_]}
+    lb: dict[str, Any] = {
+        "vip_address": "203.0.113.10",
+        "listeners": [{"protocol": "TCP", "protocol_port": 80, "default_pool": pool}],
+    }
+    if what == "VIP":
+        lb["vip_address"] = value
+    elif what == "member address":
+        member_["address"] = value
+    elif what == "MAC":
+        member_["mac_address"] = value
+    elif what == "VLAN":
+        lb["vip_segment"] = {"type": "vlan", "id": value}
+        member_["segment"] = {"type": "vlan", "id": value}
+    elif what == "table size":
+        pool["table_size"] = value
+    return {"loadbalancer": lb}
+
+
+def _octavia_lb(what: str, value: Any) -> dict[str, Any]:
+    """Octavia's provider objects (as the driver gets them) with `value` in place of `what`."""
+    member_ = {"member_id": MEMBER_ID, "pool_id": POOL_ID, "address": "10.1.0.12", "protocol_port": 80}
+    if what == "member address":
+        member_["address"] = value
+    return {
+        "loadbalancer_id": LB_ID,
+        "vip_address": value if what == "VIP" else "203.0.113.10",
+        "listeners": [
+            {
+                "listener_id": LISTENER_ID,
+                "loadbalancer_id": LB_ID,
+                "protocol": "TCP",
+                "protocol_port": 80,
+                "default_pool_id": POOL_ID,
+            }
+        ],
+        "pools": [
+            {
+                "pool_id": POOL_ID,
+                "loadbalancer_id": LB_ID,
+                "listener_id": LISTENER_ID,
+                "protocol": "TCP",
+                "lb_algorithm": "ROUND_ROBIN",
+                "members": [member_],
+            }
+        ],
+    }
+
+
+# side -> (check, the attributes it takes, the exceptions by which it refuses). Octavia
+# has no MAC, VLAN or table size of its own (Neutron gives the segment and the MAC).
+VALUE_SIDES: dict[str, tuple[Callable[[str, Any], object], set[str], tuple[type[Exception], ...]]] = {
+    "agent": (
+        lambda what, v: _agent([_node_service(what, v)]),
+        {"VIP", "member address", "MAC", "VLAN", "table size"},
+        (ValidationError, rules.InvalidState),
+    ),
+    "dp apply": (
+        lambda what, v: _dp_apply([_node_service(what, v)]),
+        {"VIP", "member address", "MAC", "VLAN", "table size"},
+        (ConfigError,),
+    ),
+    "API server": (
+        lambda what, v: api.LoadBalancerCreateRequest.model_validate(_api_create(what, v)),
+        {"VIP", "member address", "MAC", "VLAN", "table size"},
+        (ValidationError,),
+    ),
+    "Octavia driver": (
+        lambda what, v: octavia.loadbalancer(_octavia_lb(what, v)),
+        {"VIP", "member address"},
+        (octavia.Refused,),
+    ),
+}
+
+VALUES: list[tuple[str, Any, bool]] = [
+    ("VIP", "203.0.113.10", True),
+    ("VIP", "2001:db8::10", True),
+    ("VIP", "10.0.0.1", True),
+    *(("VIP", v, False) for v in ("127.0.0.1", "::1", "255.255.255.255", "0.0.0.0", "::", "224.0.0.1", "ff02::1")),
+    ("VIP", "::ffff:203.0.113.10", False),
+    ("VIP", "300.1.1.1", False),
+    ("VIP", 5, False),
+    ("VIP", "", False),
+    ("member address", "10.1.0.12", True),
+    ("member address", "fd00:1::13", True),
+    *(
+        ("member address", v, False)
+        for v in ("127.0.0.1", "::1", "255.255.255.255", "0.0.0.0", "224.0.0.1", "::ffff:10.2.0.9", 5, "x")
+    ),
+    ("MAC", "02:00:00:00:00:ab", True),
+    ("MAC", "02-00-00-00-00-AB", True),
+    *(
+        ("MAC", v, False)
+        for v in ("zz:00:00:00:00:01", "02:00:00:00:01", "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "00:00:00:00:00:00")
+    ),
+    ("VLAN", 0, True),
+    ("VLAN", 4094, True),
+    ("VLAN", 4095, False),
+    ("VLAN", -1, False),
+    ("table size", 2, True),
+    ("table size", 65537, True),
+    ("table size", 4_194_301, True),
+    ("table size", 65536, False),
+    ("table size", 1, False),
+    ("table size", 4_194_319, False),  # prime, but above the bound
+]
+
+
+@pytest.mark.parametrize(
+    ("row", "side"),
+    [(row, side) for row in VALUES for side, (_, takes, _) in VALUE_SIDES.items() if row[0] in takes],
+    ids=lambda x: x if isinstance(x, str) else f"{x[0]}={x[1]!r}:{'ok' if x[2] else 'refused'}",
+)
+def test_every_side_agrees_on_each_value(row: tuple[str, Any, bool], side: str) -> None:
+    what, value, accepted = row
+    check, _, refusals = VALUE_SIDES[side]
+    if accepted:
+        check(what, value)
+    else:
+        with pytest.raises(refusals):
+            check(what, value)
+
+
+def test_every_value_is_judged_by_every_side_that_takes_it() -> None:
+    kinds = {what for what, _, _ in VALUES}
+    assert kinds == set().union(*(takes for _, takes, _ in VALUE_SIDES.values()))
+    assert {accepted for _, _, accepted in VALUES} == {True, False}
