@@ -249,13 +249,14 @@ def parse_protocols(reply: Reply) -> dict[str, ProtocolInfo]:
             channel = ""
         elif code == 1006 and cur is not None:
             for line in text.splitlines():
+                if line.strip().startswith("Channel "):
+                    channel = line.split()[-1]
+                    continue
                 key, sep, value = line.strip().partition(":")
                 if not sep:
                     continue
                 key, value = key.strip(), value.strip()
-                if key == "Channel":
-                    channel = value
-                elif key == "Routes" and channel:
+                if key == "Routes" and channel:
                     m = _ROUTES_RE.search(value)
                     if m:
                         cur.exported[channel] = int(m.group(1))
