@@ -119,11 +119,12 @@ def render_config(cfg: BgpConfig, include: Path, node: str) -> str:
             f"  local {peer.source or ''} as {cfg.asn};".replace("local  as", "local as"),
             f"  neighbor {peer.address} as {peer.asn};",
             f"  hold time {cfg.hold_time};",
-            f"  keepalive time {max(1, cfg.hold_time // 3) if cfg.hold_time else 0};",
             f"  connect delay time {CONNECT_DELAY};",
             f"  connect retry time {CONNECT_RETRY};",
             f"  error wait time {ERROR_WAIT[0]}, {ERROR_WAIT[1]};",
         ]
+        if cfg.hold_time:
+            body.append(f"  keepalive time {max(1, cfg.hold_time // 3)};")
         if peer.multihop is not None:
             body.append(f"  multihop {peer.multihop};")
         if cfg.bfd.enabled:

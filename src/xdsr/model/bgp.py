@@ -158,6 +158,10 @@ class BgpConfig(_Model):
         addrs = [str(p.address) for p in self.peers]
         if len(set(addrs)) != len(addrs):
             raise ValueError(f"peers: addresses must be unique, got {addrs}")
+        for name, p in zip(names, self.peers, strict=True):
+            # BIRD runs iBGP sessions multihop, and multihop BFD needs a fixed source.
+            if self.bfd.enabled and (p.multihop is not None or p.asn == self.asn) and p.source is None:
+                raise ValueError(f"peers: {name} is multihop (or iBGP) with BFD: give its `source` address")
         if self.router_id is None and not any(p.address.version == 4 for p in self.peers):
             raise ValueError("router_id: required when no peer is reached over IPv4")
         return self
