@@ -86,6 +86,10 @@ def announce(fab: Fabric, routers: BgpRouters, cluster: LocalCluster, runs: int)
             out.append(time.perf_counter() - t0)
             api.delete(f"/v2/lbaas/loadbalancers/{lb_id}", params={"cascade": "true"}).raise_for_status()
             _route_is(routers, [], 30)
+            # The VIP is free again once the deletion is complete, not when it is accepted.
+            wait_until(
+                lambda i=lb_id: api.get(f"/v2/lbaas/loadbalancers/{i}").status_code == 404, timeout=30, what="deleted"
+            )
     return out
 
 
