@@ -55,6 +55,7 @@ class Env:
         except TimeoutError:
             raise AssertionError(
                 f"route via {self.route(ipv6)}, wanted {want}; sessions {self.routers.sessions('a')}\n"
+                f"router's BIRD: {self.routers.show_route('a', f'{VIP6}/128' if ipv6 else f'{VIP}/32')}\n"
                 f"{self.cluster.logs()}"
             ) from None
 

@@ -7,18 +7,22 @@ announcing, no load balancer) for the next one."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from tests.bgp.conftest import Env, make_env, until
+from tests.bgp.conftest import VIP, VIP6, Env, make_env, until
 from tests.conftest import needs_root
+from xdsr.model.keys import lbn_key
 
 pytestmark = needs_root
 
@@ -32,7 +36,9 @@ DETECTION_DEADLINE = 1.5
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    yield from make_env("xbgp")
+    # Every node gives the IPv4 VIP the same attributes (the router would
+    # stop spreading it over nodes whose MEDs differ).
+    yield from make_env("xbgp", vips={VIP: {"communities": ["65000:10", "65000:1:2"], "med": 5}})
 
 
 @pytest.fixture
@@ -56,6 +62,14 @@ def alive(pid: int) -> bool:
     # A zombie is dead too: it waits for a parent that is gone or not reaping.
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split(") ", 1)[1][0] != "Z"
+
+
+def lbn_record(env: Env, name: str) -> dict[str, Any]:
+    """The node's registration record, read straight from etcd's gateway."""
+    key = base64.b64encode(lbn_key(name).encode()).decode()
+    r = httpx.post(env.cluster.etcd.endpoint + "/v3/kv/range", json={"key": key}, timeout=2)
+    kvs = r.json().get("kvs") or []
+    return json.loads(base64.b64decode(kvs[0]["value"])) if kvs else {}
 
 
 def restart_agent(env: Env, name: str) -> None:
@@ -86,6 +100,12 @@ def test_routes_follow_the_api(env: Env) -> None:
         metrics = httpx.get(env.cluster.agent_urls[name] + "/metrics", timeout=5).text
         assert 'xdsr_bgp_session_up{peer="rt_a"} 1.0' in metrics
         assert 'xdsr_bgp_announced_routes{peer="rt_a"} 2.0' in metrics
+
+    # The per-VIP policy reaches the router with every path.
+    seen = env.routers.show_route("a", f"{VIP}/32")
+    assert seen.count("BGP.community: (65000,10)") == 3 and seen.count("BGP.med: 5") == 3, seen
+    assert seen.count("BGP.large_community: (65000, 1, 2)") == 3, seen
+    assert "BGP.community" not in env.routers.show_route("a", f"{VIP6}/128")  # the default policy: none
 
     res4 = env.fab.tcp_client("a", conns=20, interval_ms=20, duration=0.3)
     res6 = env.fab.tcp_client("a", ipv6=True, conns=20, interval_ms=20, duration=0.3)
@@ -127,6 +147,7 @@ def test_node_dies(env: Env, lb: str) -> None:
     crashed host): BFD takes it out of the route; nothing else breaks; it
     comes back when the link does."""
     lbn = env.fab.lbns[2]
+    until(lambda: env.routers.protected("a") == ["lbn0", "lbn1", "lbn2"], what="every session under BFD")
     session = env.fab.tcp_session("a", conns=30, interval_ms=50)
     try:
         env.fab.lab.netlink(env.fab.switch_ns, lambda ipr: ipr.link("set", ifname=lbn.switch_port, state="down"))
@@ -156,6 +177,7 @@ def test_drain(env: Env, lb: str) -> None:
         assert not fresh.broken
         metrics = httpx.get(env.cluster.agent_urls["lbn0"] + "/metrics", timeout=5).text
         assert "xdsr_bgp_drained 1.0" in metrics
+        until(lambda: lbn_record(env, "lbn0")["bgp"] == "drained", what="the drain in the node's registration")
     finally:
         result = session.stop()
     assert not result.broken, result.broken
@@ -205,6 +227,8 @@ def test_bad_config_is_refused_before_the_data_plane(
     trunk and the router's route stay as they were."""
     lbn = env.fab.lbns[2]
     prog = env.fab.lab.xdp_prog_id(lbn.netns, lbn.ifname)
+    state_dir = env.cluster.workdir / "agent-state"
+    running = {p.name: p.read_bytes() for p in state_dir.glob("lbn2.bird*.conf")}
     doc = env.routers.agent_config(2, **change)
     bad = tmp_path / "bgp.yaml"
     bad.write_text(yaml.safe_dump(doc))
@@ -215,6 +239,9 @@ def test_bad_config_is_refused_before_the_data_plane(
     assert r.returncode == 2, r.stderr
     assert message in r.stderr, r.stderr
     assert env.fab.lab.xdp_prog_id(lbn.netns, lbn.ifname) == prog
+    # The running agent's BIRD files are not touched by the refused one.
+    assert {p.name: p.read_bytes() for p in state_dir.glob("lbn2.bird*.conf")} == running
+    assert len(running) == 2
     assert env.route() == ALL
 
 
@@ -250,6 +277,10 @@ def test_session_that_cannot_come_up(
             return peer if not peer["up"] and peer["error"] and (error is None or error in peer["error"]) else None
 
         peer = until(reported, timeout=15, what="session error reported")
+        until(
+            lambda: lbn_record(env, "lbn2")["bgp"] == "announcing; sessions down: rt_a",
+            what="the session down in the node's registration",
+        )
         assert peer["state"] != "Established"
         assert env.route() == [0, 1]
         metrics = httpx.get(env.cluster.agent_urls["lbn2"] + "/metrics", timeout=5).text

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -83,13 +84,14 @@ def load_config(path: Path) -> BgpConfig:
 
 
 def check_config(cfg: BgpConfig, bird: Bird, node: str) -> None:
-    """Before the data plane is touched: write BIRD's configuration and an
-    empty announcement file, and have BIRD parse them (`bird -p`)."""
-    paths = bird.paths
-    paths.config.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(paths.config, render_config(cfg, paths.include, node))
-    write_atomically(paths.include, render_announcements(cfg, {}))
-    bird.check()
+    """Before the data plane is touched: have BIRD parse the configuration the
+    agent would give it (`bird -p`), in a scratch directory: the files of a
+    BIRD already running for this node are not touched."""
+    with tempfile.TemporaryDirectory(prefix="xdsr-bird-check-") as tmp:
+        conf, include = Path(tmp) / "bird.conf", Path(tmp) / "announce.conf"
+        include.write_text(render_announcements(cfg, {}))
+        conf.write_text(render_config(cfg, include, node))
+        bird.check(conf)
 
 
 def wanted(cfg: BgpConfig, agent: Agent) -> Announcements:
@@ -135,8 +137,15 @@ class Speaker:
 
     # -- lifecycle -------------------------------------------------------
 
-    def launch(self) -> None:
-        """Start BIRD, announcing nothing yet. On the main thread (bird.py)."""
+    def launch(self, node: str) -> None:
+        """Write BIRD's configuration and an empty announcement file, and start
+        BIRD. On the main thread (bird.py)."""
+        paths = self.bird.paths
+        if self.bird.answers():
+            raise BirdError(f"a BIRD already answers on {paths.socket}: is another agent running as {node}?")
+        paths.config.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(paths.config, render_config(self.cfg, paths.include, node))
+        write_atomically(paths.include, render_announcements(self.cfg, {}))
         self.bird.start()
 
     async def start(self) -> None:
@@ -217,6 +226,21 @@ class Speaker:
             self.protocols = await self.bird.protocols()
             self.bird_error = None
             self._log_sessions()
+            self._publish()
+
+    def summary(self) -> str:
+        """One line for the node's registration record, which the operator watches."""
+        st = self.status()
+        out = f"withdrawn: {st.reason}" if st.state == "withdrawn" else str(st.state)
+        down = [p.name for p in st.peers if not p.up]
+        return out + (f"; sessions down: {', '.join(down)}" if down else "")
+
+    def _publish(self) -> None:
+        reg = self.agent.registration
+        if reg is not None and not self.stopping:
+            text = self.summary()
+            if reg.record.bgp != text:
+                reg.update(bgp=text)
 
     async def _restart_bird(self) -> None:
         rc = self.bird.proc.returncode if self.bird.proc else None

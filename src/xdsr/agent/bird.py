@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -305,11 +306,11 @@ class Bird:
         self.netns = netns
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def _argv(self, *extra: str) -> list[str]:
+    def _argv(self, *extra: str, config: Path | None = None) -> list[str]:
         exe = shutil.which(self.binary)
         if exe is None:
             raise BirdError(f"BIRD binary {self.binary!r} not found (Debian: apt-get install bird2)")
-        argv = [exe, "-c", str(self.paths.config), *extra]
+        argv = [exe, "-c", str(config or self.paths.config), *extra]
         if self.netns:
             path = f"/run/netns/{self.netns}"
             if not os.path.exists(path):
@@ -319,12 +320,20 @@ class Bird:
             argv = ["nsenter", f"--net={path}", "--", *argv]
         return argv
 
-    def check(self) -> None:
-        """Parse the configuration without starting (`bird -p`): BIRD's own
+    def check(self, config: Path) -> None:
+        """Parse a configuration without starting (`bird -p`): BIRD's own
         verdict on what the agent generated, before the data plane is touched."""
-        r = subprocess.run(self._argv("-p"), capture_output=True, text=True, timeout=30)
+        r = subprocess.run(self._argv("-p", config=config), capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise BirdError(f"BIRD refuses the configuration: {(r.stderr or r.stdout).strip()}")
+
+    def answers(self) -> bool:
+        """Whether a BIRD already answers on this node's control socket."""
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1.0)
+            s.connect(str(self.paths.socket))
+            return True
+        return False
 
     def start(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -227,7 +227,7 @@ def run(opts: Options) -> int:
         speaker = Speaker(bgp_cfg, bird, agent, watch, drained=opts.drain, run_on_dp=agent._dp)
         agent.bgp = speaker
         try:
-            speaker.launch()  # here, on the main thread: BIRD dies with the agent (bird.py)
+            speaker.launch(opts.name)  # here, on the main thread: BIRD dies with the agent (bird.py)
         except (BirdError, OSError) as exc:
             sock.close()
             raise StartupError(f"cannot start BIRD: {exc}") from None

@@ -100,6 +100,9 @@ def failover(
     times: list[float] = []
     lost: list[int] = []
     for run in range(runs):
+        # A node back from the previous run is protected by BFD only once its
+        # BFD session is up too (it follows the BGP session by up to ~1 s).
+        wait_until(lambda: routers.protected("a") == ["lbn0", "lbn1", "lbn2"], timeout=30, what="sessions protected")
         victim = run % 3
         name = f"lbn{victim}"
         session = fab.tcp_session("a", conns=conns, interval_ms=20)

@@ -184,6 +184,35 @@ class BgpRouters:
         protos = parse_protocols(self._command(name, "show protocols all"))
         return {n: p.details.get("BGP state", p.info) for n, p in protos.items() if p.proto == "BGP"}
 
+    def show_route(self, tenant: str | int, prefix: str) -> str:
+        """BIRD's `show route all PREFIX` on the tenant's router: every path and its attributes."""
+        name = self.fab.tenant(tenant).name
+        return str(self._command(name, f"show route {prefix} all").text())
+
+    def bfd_sessions(self, tenant: str | int = 0) -> dict[str, str]:
+        """Peer address -> its BFD session's state on the router ("Up", "Down", "Init")."""
+        name = self.fab.tenant(tenant).name
+        out = {}
+        for _code, line in self._command(name, "show bfd sessions").lines:
+            parts = line.split()
+            if len(parts) >= 3:
+                try:
+                    addr = str(ipaddress.ip_address(parts[0]))
+                except ValueError:
+                    continue
+                out[addr] = parts[2]
+        return out
+
+    def protected(self, tenant: str | int = 0) -> list[str]:
+        """LB nodes whose session is established and, with BFD, whose BFD session is up:
+        only then is a silent node caught in BFD time (a BFD session comes up
+        after its BGP session, at BFD's slow pace, within about a second)."""
+        up = self.established(tenant)
+        if not self.spec.bfd:
+            return up
+        bfd = self.bfd_sessions(tenant)
+        return [n for n in up if bfd.get(lbn_peering_ip(int(n.removeprefix("lbn")))) == "Up"]
+
     def established(self, tenant: str | int = 0) -> list[str]:
         return sorted(n for n, s in self.sessions(tenant).items() if s == "Established")
 
