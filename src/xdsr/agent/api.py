@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from xdsr.agent.bird import BirdError
 from xdsr.agent.core import Agent
 from xdsr.agent.rules import InvalidState
 from xdsr.model.agent import AgentState, DesiredState
@@ -154,7 +155,11 @@ def create_app(agent: Agent, token: bytes, lifespan: Callable[[FastAPI], Abstrac
     async def _drain(drained: bool) -> JSONResponse:
         if agent.bgp is None:
             return JSONResponse({"detail": "BGP is not configured on this node (xdsr agent --bgp-config)"}, 409)
-        status = await agent.bgp.set_drained(drained)
+        try:
+            status = await agent.bgp.set_drained(drained)
+        except BirdError as exc:
+            # Recorded: the speaker's loop keeps telling BIRD until it listens.
+            return JSONResponse({"detail": f"drained={drained} recorded, but BIRD was not told yet: {exc}"}, 503)
         return JSONResponse(status.model_dump(mode="json"))
 
     @app.put("/v1/drain", response_model=BgpStatus, responses={**_STATE_RESPONSES, **_NO_BGP})

@@ -108,6 +108,8 @@ def wanted(cfg: BgpConfig, agent: Agent) -> Announcements:
 
 
 class Speaker:
+    """Keeps BIRD's announcements equal to what the node may announce now."""
+
     def __init__(
         self,
         cfg: BgpConfig,
@@ -125,7 +127,7 @@ class Speaker:
         self.drained = drained
         self.stopping = False
         self.reason: str | None = None
-        self.written: Announcements = {}  # what the include file holds (empty at launch: check_config)
+        self.written: Announcements = {}  # what the include file holds (empty at launch)
         self.protocols: dict[str, ProtocolInfo] = {}
         self.bird_error: str | None = None
         self._run_on_dp = run_on_dp
