@@ -117,7 +117,7 @@ def render_config(cfg: BgpConfig, include: Path, node: str) -> str:
     out.append(f'include "{include}";')
     for name, peer in zip(cfg.peer_names(), cfg.peers, strict=True):
         body = [
-            f"  local {peer.source or ''} as {cfg.asn};".replace("local  as", "local as"),
+            f"  local {peer.source} as {cfg.asn};" if peer.source else f"  local as {cfg.asn};",
             f"  neighbor {peer.address} as {peer.asn};",
             f"  hold time {cfg.hold_time};",
             f"  connect delay time {CONNECT_DELAY};",
