@@ -142,6 +142,17 @@ def test_sigkill_agent(env: Env, lb: str) -> None:
     env.wait_route(ALL)
 
 
+def test_bird_dies_alone(env: Env, lb: str) -> None:
+    """BIRD killed behind the agent's back: the router drops the node, the
+    agent notices, starts BIRD again and announces again."""
+    bird = bird_pid(env, "lbn0")
+    os.kill(bird, signal.SIGKILL)
+    env.wait_route([1, 2], timeout=DETECTION_DEADLINE)
+    env.wait_route(ALL)
+    assert bird_pid(env, "lbn0") != bird
+    assert "bird exited rc=-9: starting it again" in env.cluster.agents["lbn0"].log_tail()
+
+
 def test_node_dies(env: Env, lb: str) -> None:
     """The whole node goes silent (its trunk's switch port goes down, as a
     crashed host): BFD takes it out of the route; nothing else breaks; it
