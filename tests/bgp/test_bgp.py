@@ -193,6 +193,13 @@ def test_drain(env: Env, lb: str) -> None:
         result = session.stop()
     assert not result.broken, result.broken
     assert not result.switched
+    # A drain outlives a restart of the agent.
+    restart = env.cluster.agents["lbn0"]
+    restart.stop()
+    restart.start()
+    until(lambda: env.agent("lbn0", "GET", "/v1/state")["generation"] > 0, what="lbn0 applied")
+    until(lambda: env.bgp("lbn0")["peers"][0]["up"], what="lbn0's session up")
+    assert env.bgp("lbn0")["state"] == "drained" and env.route() == [1, 2]
     st = env.agent("lbn0", "DELETE", "/v1/drain")
     assert st["state"] == "announcing" and st["announced"] == ["203.0.113.20/32"]
     env.wait_route(ALL)
@@ -341,5 +348,6 @@ def test_drain_flag(env: Env, lb: str) -> None:
     finally:
         agent.stop()
         agent.cmd = good
+        (env.cluster.workdir / "agent-state" / "lbn2.drained").unlink(missing_ok=True)  # a drain is kept
         agent.start()
     env.wait_route(ALL)

@@ -117,14 +117,17 @@ class Speaker:
         agent: Agent,
         watch: XdpWatch | None,
         *,
-        drained: bool = False,
+        drain_file: Path | None = None,
         run_on_dp: Callable[[Callable[[], str | None]], asyncio.Future[str | None]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.bird = bird
         self.agent = agent
         self.watch = watch
-        self.drained = drained
+        # A drain outlives agent restarts (not reboots: the state dir is tmpfs),
+        # so a node taken out for maintenance stays out until undrained.
+        self.drain_file = drain_file
+        self.drained = drain_file is not None and drain_file.exists()
         self.stopping = False
         self.reason: str | None = None
         self.written: Announcements = {}  # what the include file holds (empty at launch)
@@ -175,8 +178,18 @@ class Speaker:
         if drained != self.drained:
             log.info("bgp %s", "drain: withdrawing every VIP, still forwarding" if drained else "undrain")
         self.drained = drained
+        self.keep_drain()
         await self.sync()
         return self.status()
+
+    def keep_drain(self) -> None:
+        if self.drain_file is None:
+            return
+        if self.drained:
+            self.drain_file.parent.mkdir(parents=True, exist_ok=True)
+            self.drain_file.touch()
+        else:
+            self.drain_file.unlink(missing_ok=True)
 
     # -- the loop --------------------------------------------------------
 

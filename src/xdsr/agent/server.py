@@ -224,7 +224,11 @@ def run(opts: Options) -> int:
     speaker = None
     if speaker_setup is not None:
         bgp_cfg, bird = speaker_setup
-        speaker = Speaker(bgp_cfg, bird, agent, watch, drained=opts.drain, run_on_dp=agent._dp)
+        drain_file = opts.state_dir / f"{opts.name}.drained"
+        speaker = Speaker(bgp_cfg, bird, agent, watch, drain_file=drain_file, run_on_dp=agent._dp)
+        if opts.drain:
+            speaker.drained = True
+            speaker.keep_drain()
         agent.bgp = speaker
         try:
             speaker.launch(opts.name)  # here, on the main thread: BIRD dies with the agent (bird.py)
