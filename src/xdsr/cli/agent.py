@@ -53,6 +53,13 @@ def agent(
             "(repeat per VLAN and family; IPv6 defaults to the trunk's link-local address)",
         ),
     ] = None,
+    bgp_config: Annotated[
+        Path | None,
+        typer.Option("--bgp-config", help="announce the VIPs this node serves to routers over BGP (docs/bgp.md)"),
+    ] = None,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="start drained: announce nothing, keep forwarding (needs --bgp-config)")
+    ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
 ) -> None:
     """Run the LB node agent: attach the data plane to IFACE and serve the operator's API."""
@@ -75,6 +82,8 @@ def agent(
         state_dir=state_dir,
         lease_ttl=lease_ttl,
         health_sources=tuple(health_source or ()),
+        bgp_config=bgp_config,
+        drain=drain,
     )
     try:
         code = run(opts)
