@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from tests.conftest import IS_ROOT
-from xdsr.local.cluster import LocalCluster
 from xdsr.lab import Fabric, FabricSpec, TenantSpec, build_fabric, wait_until
 from xdsr.lab.router import BgpRouters, BgpSpec
+from xdsr.local.cluster import LocalCluster
 
 VIP = "203.0.113.20"
 VIP6 = "fd00:203::20"

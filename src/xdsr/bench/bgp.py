@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from xdsr.local.cluster import LocalCluster
 from xdsr.lab import Fabric, FabricSpec, TenantSpec, build_fabric, wait_until
 from xdsr.lab.router import BgpRouters, BgpSpec
+from xdsr.local.cluster import LocalCluster
 
 VIP = "203.0.113.30"
 ALL = [0, 1, 2]
