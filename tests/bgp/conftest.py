@@ -61,10 +61,9 @@ class Env:
 
     def kill_agent(self, name: str) -> None:
         """SIGKILL the agent process alone (not its group): BIRD must die with it by itself."""
-        proc = self.cluster.agents[name].proc
-        assert proc is not None
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        agent = self.cluster.agents[name]
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait(10)
 
     def create_lb(self, ipv6: bool = False, name: str = "web") -> str:
         t = self.fab.tenant("a")

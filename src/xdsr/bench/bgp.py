@@ -109,10 +109,8 @@ def failover(
         undo: Callable[[], None]
         try:
             if fault == "sigkill":
-                proc = cluster.agents[name].proc
-                assert proc is not None
                 t0 = time.perf_counter()
-                os.kill(proc.pid, signal.SIGKILL)
+                os.kill(cluster.agents[name].pid, signal.SIGKILL)
                 undo = cluster.agents[name].start
             else:
                 port = fab.lbns[victim].switch_port
@@ -126,7 +124,7 @@ def failover(
             wait_until(lambda w=want: routers.lbns_in_route("a") == w, timeout=30, interval=0.001, what="failover")
             times.append(time.perf_counter() - t0)
             if fault == "sigkill":
-                proc.wait(10)
+                cluster.agents[name].wait(10)
         finally:
             result = session.stop()
         lost.append(len(result.broken))
