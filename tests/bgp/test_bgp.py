@@ -219,7 +219,7 @@ def test_xdp_detached_behind_the_agents_back(env: Env, lb: str) -> None:
 
 
 def _agent_cmd(env: Env, name: str, config: Path) -> list[str]:
-    cmd = list(env.cluster.agents[name].cmd)
+    cmd = list(env.cluster.agents[name].argv)
     i = cmd.index("--bgp-config")
     cmd[i + 1] = str(config)
     return cmd
@@ -280,11 +280,11 @@ def test_session_that_cannot_come_up(
     conf = tmp_path / "bgp.yaml"
     conf.write_text(yaml.safe_dump(env.routers.agent_config(2, **change)))
     agent = env.cluster.agents["lbn2"]
-    good = agent.cmd
+    good = agent.argv
     agent.stop()
     env.wait_route([0, 1])
     try:
-        agent.cmd = _agent_cmd(env, "lbn2", conf)
+        agent.argv = _agent_cmd(env, "lbn2", conf)
         agent.start()
         until(lambda: env.agent("lbn2", "GET", "/v1/state")["generation"] > 0, what="lbn2 applied")
         state = env.agent("lbn2", "GET", "/v1/state")
@@ -305,7 +305,7 @@ def test_session_that_cannot_come_up(
         assert 'xdsr_bgp_session_up{peer="rt_a"} 0.0' in metrics
     finally:
         agent.stop()
-        agent.cmd = good
+        agent.argv = good
         agent.start()
     env.wait_route(ALL)
 
@@ -329,11 +329,11 @@ def test_clean_stop_withdraws(env: Env, lb: str) -> None:
 def test_drain_flag(env: Env, lb: str) -> None:
     """`xdsr agent --drain` starts without announcing anything."""
     agent = env.cluster.agents["lbn2"]
-    good = agent.cmd
+    good = agent.argv
     agent.stop()
     env.wait_route([0, 1])
     try:
-        agent.cmd = [*good, "--drain"]
+        agent.argv = [*good, "--drain"]
         agent.start()
         until(lambda: env.agent("lbn2", "GET", "/v1/state")["generation"] > 0, what="lbn2 applied")
         until(lambda: env.bgp("lbn2")["peers"][0]["up"], what="lbn2's session up")
@@ -344,7 +344,7 @@ def test_drain_flag(env: Env, lb: str) -> None:
         env.wait_route(ALL)
     finally:
         agent.stop()
-        agent.cmd = good
+        agent.argv = good
         (env.cluster.workdir / "agent-state" / "lbn2.drained").unlink(missing_ok=True)  # a drain is kept
         agent.start()
     env.wait_route(ALL)
