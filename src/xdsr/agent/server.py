@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -38,6 +39,7 @@ from xdsr.agent.resolver import Resolver
 from xdsr.dataplane.loader import DEFAULT_PIN_DIR, Dataplane
 from xdsr.dataplane.netns import link
 from xdsr.model.group import LbnRecord
+from xdsr.web.tls import ServerTls
 
 log = logging.getLogger("xdsr.agent")
 
@@ -72,6 +74,8 @@ class Options:
     state_dir: Path = DEFAULT_STATE_DIR
     lease_ttl: int = 10
     health_sources: tuple[str, ...] = ()  # "VLAN=ADDRESS" each
+    tls: ServerTls | None = None  # mutual TLS (web/tls.py); None only with insecure_http
+    insecure_http: bool = False  # plain HTTP, asked for explicitly (a lab, one machine)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -135,11 +139,29 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _endpoint(host: str, port: int) -> str:
+def _endpoint(host: str, port: int, scheme: str = "http") -> str:
     addr = ipaddress.ip_address(host)
     if addr.is_unspecified:
-        return f"http://{socket.gethostname()}:{port}"
-    return f"http://[{host}]:{port}" if addr.version == 6 else f"http://{host}:{port}"
+        return f"{scheme}://{socket.gethostname()}:{port}"
+    return f"{scheme}://[{host}]:{port}" if addr.version == 6 else f"{scheme}://{host}:{port}"
+
+
+def check_tls(opts: Options) -> None:
+    """TLS, or plain HTTP asked for by name: never plain HTTP by default."""
+    if opts.tls is None:
+        if not opts.insecure_http:
+            raise StartupError(
+                "the API is served over mutual TLS: give --tls-cert, --tls-key and --tls-client-ca "
+                "(or --insecure-http for plain HTTP on a lab or a single machine)",
+                2,
+            )
+        return
+    if opts.insecure_http:
+        raise StartupError("--insecure-http and --tls-* exclude each other", 2)
+    try:
+        opts.tls.check()
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"--tls-cert/--tls-key/--tls-client-ca: {exc}", 2) from None
 
 
 def run(opts: Options) -> int:
@@ -149,6 +171,7 @@ def run(opts: Options) -> int:
     prometheus_client.disable_created_metrics()
     if not NAME_RE.match(opts.name):
         raise StartupError(f"--name {opts.name!r}: letters, digits, '.', '_', '-' (up to 63)", 2)
+    check_tls(opts)
     token = read_token(opts.token_file)
     sources = parse_health_sources(opts.health_sources)
     host, port = parse_listen(opts.listen)
@@ -173,7 +196,7 @@ def run(opts: Options) -> int:
         raise StartupError(f"cannot start the data plane on {opts.iface}: {exc}") from None
 
     registration = None
-    endpoint = opts.advertise or _endpoint(host, port)
+    endpoint = opts.advertise or _endpoint(host, port, "https" if opts.tls else "http")
     if opts.store:
         from xdsr.store.etcd import EtcdStore
 
@@ -224,7 +247,13 @@ def run(opts: Options) -> int:
     app = create_app(agent, token, lifespan)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=3, server_header=False
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=3,
+            server_header=False,
+            **(opts.tls.uvicorn() if opts.tls else {}),  # type: ignore[arg-type]
         )
     )
 
