@@ -42,8 +42,11 @@ class CA:
         self.path = directory / f"{name}-ca.pem"
         self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, cn: str, *, server: bool, ips: tuple[str, ...] = ("127.0.0.1",)) -> Issued:
-        """A certificate for serverAuth (with the ips as SANs) or clientAuth."""
+    def issue(self, cn: str, *, server: bool, client: bool = False, ips: tuple[str, ...] = ("127.0.0.1",)) -> Issued:
+        """A certificate for serverAuth (with the ips as SANs) or clientAuth, or both."""
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+        if client or not server:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         builder = (
@@ -55,10 +58,7 @@ class CA:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
-                critical=False,
-            )
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
         if server:
             sans = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips] + [x509.DNSName(cn)]

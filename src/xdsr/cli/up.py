@@ -44,21 +44,27 @@ def up(
     etcd_port: Annotated[int, typer.Option(help="client port of the etcd it starts")] = 2379,
     group_size: Annotated[int, typer.Option(help="LB nodes per group")] = 3,
     networks_file: Annotated[Path | None, typer.Option(help="subnets and their segments (see docs/api.md)")] = None,
+    agent_ca: Annotated[Path | None, typer.Option(help="the CA the agents' TLS certificates chain to")] = None,
+    agent_cert: Annotated[Path | None, typer.Option(help="the operator's client certificate (clientAuth)")] = None,
+    agent_key: Annotated[Path | None, typer.Option(help="its private key")] = None,
+    insecure_http: Annotated[
+        bool, typer.Option(help="reach the agents over plain HTTP instead of mutual TLS (a lab, one machine)")
+    ] = False,
 ) -> None:
     """Run etcd, the API server and the operator until Ctrl-C."""
     from xdsr.apiserver import ApiServer, load_tokens
     from xdsr.apiserver.networks import Networks, load_networks
     from xdsr.cli.apiserver import parse_listen
+    from xdsr.cli.operator import agent_tls
     from xdsr.local.etcd import EtcdServer
+    from xdsr.operator.agents import AgentClient
     from xdsr.operator.operator import Operator, Settings
     from xdsr.store.etcd import EtcdStore
 
+    tls = agent_tls(agent_ca, agent_cert, agent_key, insecure_http)
+
     state_dir.mkdir(parents=True, exist_ok=True)
     tokens_file, agent_token_file, admin = _ensure_tokens(state_dir)
-    etcd = None
-    if store is None:
-        etcd = EtcdServer(state_dir / "etcd", port=etcd_port).start()
-        store = etcd.endpoint
     host, port = parse_listen(listen)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
 
@@ -66,30 +72,58 @@ def up(
         assert store is not None
         networks = load_networks(networks_file) if networks_file else Networks()
         api = ApiServer(EtcdStore(store), load_tokens(tokens_file), host=host, port=port, networks=networks)
-        op = Operator(EtcdStore(store), agent_token_file.read_text().strip(), Settings(group_size=group_size))
-        await api.start()
-        await op.start()
-        typer.echo(
-            f"xdsr control plane up\n"
-            f"  API        {api.url}   (X-Auth-Token: admin token in {tokens_file})\n"
-            f"  etcd       {store}\n"
-            f"  LB nodes   xdsr agent --iface IFACE --name NAME --listen ADDR:PORT --store {store} "
-            f"--token-file {agent_token_file}\n"
-            f"Ctrl-C stops it; LB nodes keep forwarding."
-        )
-        if admin:
-            log.debug("admin token: %s", admin)
+        token = agent_token_file.read_text().strip()
+        op = Operator(EtcdStore(store), token, Settings(group_size=group_size), agents=AgentClient(token, tls=tls))
+        # From here the loop's handlers take over from _stop below.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await op.stop()
-        await api.stop()
+        try:
+            await api.start()
+            await op.start()
+            if not stop.is_set():
+                agent_tls = (
+                    "--insecure-http" if tls is None else "--tls-cert CERT --tls-key KEY --tls-client-ca CLIENT-CA"
+                )
+                typer.echo(
+                    f"xdsr control plane up\n"
+                    f"  API        {api.url}   (X-Auth-Token: admin token in {tokens_file})\n"
+                    f"  etcd       {store}\n"
+                    f"  LB nodes   xdsr agent --iface IFACE --name NAME --listen ADDR:PORT --store {store} "
+                    f"--token-file {agent_token_file} {agent_tls}\n"
+                    f"Ctrl-C stops it; LB nodes keep forwarding."
+                )
+                if admin:
+                    log.debug("admin token: %s", admin)
+                await stop.wait()
+        finally:
+            await op.stop()
+            await api.stop()
 
+    # SIGTERM/SIGINT stop `xdsr up` from the first child on: until the
+    # event loop's handlers take over, they raise Stop, and the finally
+    # below stops the etcd it started (a child in a session of its own,
+    # which no signal to this process reaches).
+    def _stop(signum: int, frame: object) -> None:
+        raise Stop(signum)
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    etcd = None
     try:
+        if store is None:
+            etcd = EtcdServer(state_dir / "etcd", port=etcd_port)
+            store = etcd.start().endpoint
         asyncio.run(main())
+    except Stop:
+        pass
     finally:
         if etcd is not None:
             with contextlib.suppress(Exception):
                 etcd.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Stop(Exception):
+    """SIGTERM or SIGINT before the event loop runs."""
