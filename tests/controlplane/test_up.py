@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,57 @@ def test_sigterm_while_starting_leaves_no_etcd(tmp_path: Path, when: str) -> Non
     if "xdsr control plane up" in out:
         pytest.skip("the control plane came up before the signal: the window was missed")
     assert not _running_with(data), f"etcd outlived `xdsr up`:\n{out}"
+
+
+def test_etcd_for_other_machines_needs_tls(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        # TLS to the agents, none for etcd, which would listen beyond loopback.
+        [sys.executable, "-m", "xdsr.cli", "up", "--state-dir", str(tmp_path), "--etcd-listen", "192.0.2.1",
+         "--agent-ca", "x", "--agent-cert", "y", "--agent-key", "z"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--etcd-cert" in proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(not shutil.which("etcd"), reason="etcd is not installed (Debian package etcd-server)")
+def test_up_serves_etcd_over_tls(tmp_path: Path) -> None:
+    from tests.certs import CA
+
+    ca = CA(tmp_path, "xdsr")
+    member = ca.issue("etcd-member", server=True, client=True)
+    api_port, etcd_port = free_port(), free_port()
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xdsr.cli", "up", "--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}",
+         "--etcd-port", str(etcd_port), "--etcd-cert", str(member.cert), "--etcd-key", str(member.key),
+         "--etcd-client-ca", str(ca.path), "--insecure-http"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        tokens = state / "tokens.yaml"
+        wait_until(tokens.exists, timeout=20, what="tokens file")
+        admin = yaml.safe_load(tokens.read_text())["tokens"][0]["token"]
+        api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers={"X-Auth-Token": admin}, timeout=5)
+
+        def ready() -> bool:
+            try:
+                return api.get("/v2/lbaas/loadbalancers").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout=30, what="API up on a TLS etcd")
+        # etcd itself: https only, and only with a certificate our CA signed.
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{etcd_port}/health", timeout=2)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"https://127.0.0.1:{etcd_port}/v3/kv/range", verify=ssl_context(ca.path), timeout=2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert f"etcd       https://127.0.0.1:{etcd_port}" in out
+
+
+def ssl_context(ca: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca))

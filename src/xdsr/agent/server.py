@@ -198,7 +198,7 @@ def run(opts: Options) -> int:
     registration = None
     endpoint = opts.advertise or _endpoint(host, port, "https" if opts.tls else "http")
     if opts.store:
-        from xdsr.store.etcd import EtcdStore
+        from xdsr.store.etcd import EtcdConfig, EtcdStore
 
         record = LbnRecord(
             name=opts.name,
@@ -208,7 +208,9 @@ def run(opts: Options) -> int:
             version=xdsr.__version__,
             max_services=dp.max_services,  # what the maps hold: the operator places no more here
         )
-        registration = Registration(EtcdStore(opts.store), record, ttl=opts.lease_ttl, interval=opts.lease_ttl / 3)
+        registration = Registration(
+            EtcdStore(opts.store, config=EtcdConfig.from_env()), record, ttl=opts.lease_ttl, interval=opts.lease_ttl / 3
+        )
 
     config = AgentConfig(
         name=opts.name,

@@ -29,7 +29,11 @@ def agent(
         int | None, typer.Option("--max-services", help="size the maps for N services when creating them")
     ] = None,
     store: Annotated[
-        str | None, typer.Option("--store", help="etcd endpoint (http://HOST:PORT) to register this node in")
+        str | None,
+        typer.Option(
+            "--store",
+            help="etcd endpoints (comma-separated URLs) to register in; TLS, auth: ETCDCTL_*",
+        ),
     ] = None,
     group: Annotated[str | None, typer.Option("--group", help="the LBN group this node asks to join")] = None,
     advertise: Annotated[

@@ -13,7 +13,7 @@ import typer
 
 from xdsr.operator.agents import AgentClient
 from xdsr.operator.operator import Operator, Settings
-from xdsr.store.etcd import EtcdStore
+from xdsr.store.etcd import EtcdConfig, EtcdStore
 from xdsr.web.tls import ClientTls
 
 
@@ -27,7 +27,9 @@ def agent_tls(ca: Path | None, cert: Path | None, key: Path | None, insecure_htt
 
 
 def operator(
-    store: Annotated[str, typer.Option(help="etcd endpoint, e.g. http://127.0.0.1:2379")],
+    store: Annotated[
+        str, typer.Option(help="etcd endpoints, comma-separated, e.g. http://127.0.0.1:2379 (TLS, auth: ETCDCTL_*)")
+    ],
     token_file: Annotated[Path, typer.Option(help="file holding the token the LB nodes' agents accept")],
     group_size: Annotated[int, typer.Option(help="LB nodes per group")] = 3,
     resync: Annotated[float, typer.Option(help="seconds between full passes and node polls")] = 10.0,
@@ -45,7 +47,12 @@ def operator(
 
     async def main() -> None:
         agents = AgentClient(token, tls=tls)
-        op = Operator(EtcdStore(store), token, Settings(group_size=group_size, resync=resync), agents=agents)
+        op = Operator(
+            EtcdStore(store, config=EtcdConfig.from_env()),
+            token,
+            Settings(group_size=group_size, resync=resync),
+            agents=agents,
+        )
         task = asyncio.current_task()
         assert task is not None
         for sig in (signal.SIGTERM, signal.SIGINT):

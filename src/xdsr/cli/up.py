@@ -42,6 +42,14 @@ def up(
     listen: Annotated[str, typer.Option(help="ADDR:PORT of the API")] = "127.0.0.1:9876",
     store: Annotated[str | None, typer.Option(help="use this etcd instead of starting one")] = None,
     etcd_port: Annotated[int, typer.Option(help="client port of the etcd it starts")] = 2379,
+    etcd_listen: Annotated[
+        str, typer.Option(help="address of the etcd it starts, for LB nodes on other machines (needs --etcd-cert)")
+    ] = "127.0.0.1",
+    etcd_cert: Annotated[Path | None, typer.Option(help="serve etcd over TLS with this certificate")] = None,
+    etcd_key: Annotated[Path | None, typer.Option(help="its private key")] = None,
+    etcd_client_ca: Annotated[
+        Path | None, typer.Option(help="the CA whose certificates etcd's clients must present")
+    ] = None,
     group_size: Annotated[int, typer.Option(help="LB nodes per group")] = 3,
     networks_file: Annotated[Path | None, typer.Option(help="subnets and their segments (see docs/api.md)")] = None,
     agent_ca: Annotated[Path | None, typer.Option(help="the CA the agents' TLS certificates chain to")] = None,
@@ -59,9 +67,17 @@ def up(
     from xdsr.local.etcd import EtcdServer
     from xdsr.operator.agents import AgentClient
     from xdsr.operator.operator import Operator, Settings
-    from xdsr.store.etcd import EtcdStore
+    from xdsr.store.etcd import EtcdConfig, EtcdStore
 
     tls = agent_tls(agent_ca, agent_cert, agent_key, insecure_http)
+    etcd_tls = _etcd_tls(etcd_listen, etcd_cert, etcd_key, etcd_client_ca, insecure_http)
+    config = EtcdConfig.from_env()
+    if etcd_tls is not None and config.cert is None:
+        # Our own clients: etcd's certificate (its JSON gateway already needs
+        # it to carry clientAuth), trusting the CA that signs its clients.
+        config = EtcdConfig(
+            ca=config.ca or etcd_tls[2], cert=etcd_tls[0], key=etcd_tls[1], user=config.user, password=config.password
+        )
 
     state_dir.mkdir(parents=True, exist_ok=True)
     tokens_file, agent_token_file, admin = _ensure_tokens(state_dir)
@@ -71,9 +87,13 @@ def up(
     async def main() -> None:
         assert store is not None
         networks = load_networks(networks_file) if networks_file else Networks()
-        api = ApiServer(EtcdStore(store), load_tokens(tokens_file), host=host, port=port, networks=networks)
+        api = ApiServer(
+            EtcdStore(store, config=config), load_tokens(tokens_file), host=host, port=port, networks=networks
+        )
         token = agent_token_file.read_text().strip()
-        op = Operator(EtcdStore(store), token, Settings(group_size=group_size), agents=AgentClient(token, tls=tls))
+        op = Operator(
+            EtcdStore(store, config=config), token, Settings(group_size=group_size), agents=AgentClient(token, tls=tls)
+        )
         # From here the loop's handlers take over from _stop below.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -112,7 +132,7 @@ def up(
     etcd = None
     try:
         if store is None:
-            etcd = EtcdServer(state_dir / "etcd", port=etcd_port)
+            etcd = EtcdServer(state_dir / "etcd", port=etcd_port, host=etcd_listen, tls=etcd_tls)
             store = etcd.start().endpoint
         asyncio.run(main())
     except Stop:
@@ -123,6 +143,28 @@ def up(
                 etcd.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _etcd_tls(
+    listen: str, cert: Path | None, key: Path | None, client_ca: Path | None, insecure_http: bool
+) -> tuple[Path, Path, Path] | None:
+    """etcd's TLS: all three files or none; an etcd other machines reach needs it unless plain HTTP is asked for."""
+    import ipaddress
+
+    if cert and key and client_ca:
+        return cert, key, client_ca
+    if cert or key or client_ca:
+        raise typer.BadParameter("give all of --etcd-cert, --etcd-key and --etcd-client-ca")
+    try:
+        loopback = ipaddress.ip_address(listen).is_loopback
+    except ValueError:
+        raise typer.BadParameter(f"--etcd-listen {listen!r} is not an IP address") from None
+    if not loopback and not insecure_http:
+        raise typer.BadParameter(
+            f"--etcd-listen {listen}: other machines reach etcd, serve it over TLS (--etcd-cert, --etcd-key, "
+            "--etcd-client-ca) or pass --insecure-http"
+        )
+    return None
 
 
 class Stop(Exception):
