@@ -100,3 +100,15 @@ def test_a_tls_operator_never_sends_its_token_in_the_clear(pki: dict[str, Any]) 
     c = AgentClient("t" * 20, tls=ClientTls(pki["ca"].path, op.cert, op.key))
     with pytest.raises(AgentError, match="not https"):
         put_and_get(c, "http://127.0.0.1:9")
+
+
+def test_a_body_over_the_limit_is_413(tls_agent: AgentProcess) -> None:
+    from xdsr.agent.api import MAX_BODY_BYTES
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(MAX_BODY_BYTES // (1 << 20) + 2):
+            yield b" " * (1 << 20)
+
+    r = tls_agent.http.put("/v1/state", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
+    assert tls_agent.state()["generation"] == 0
