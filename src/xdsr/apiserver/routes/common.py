@@ -53,7 +53,7 @@ def faults(*codes: int) -> dict[int | str, dict[str, Any]]:
     what = {
         400: "Invalid request: faultstring names the field and says why",
         401: "No or unknown X-Auth-Token",
-        403: "Not allowed for this token",
+        403: "Not allowed for this token, or a quota of the project is met",
         404: "No such object (or another project's)",
         409: "Conflicts with the current state",
         413: "The request body, or the load balancer's document it would make, is too large",
