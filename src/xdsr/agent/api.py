@@ -8,6 +8,9 @@ PUT /v1/drain     withdraw every VIP, keep forwarding -> BgpStatus (bearer token
 DELETE /v1/drain  announce again -> BgpStatus (bearer token)
 GET /healthz      {"ok", "name", "generation"}
 GET /metrics      Prometheus text
+
+Served over mutual TLS (xdsr.web.tls; docs/agent.md), or plain HTTP when
+asked for with --insecure-http. No /docs, /redoc or /openapi.json.
 """
 
 from __future__ import annotations
@@ -29,8 +32,17 @@ from xdsr.agent.core import Agent
 from xdsr.agent.rules import InvalidState
 from xdsr.model.agent import AgentState, DesiredState
 from xdsr.model.bgp import BgpStatus
+from xdsr.web.guard import BodyLimit
 
 PROTECTED_PREFIX = "/v1/"
+# The largest desired state read. A state is a list of services with their
+# backends (the tables are built here, not sent): 64 MiB is room for some
+# 300,000 backends, far beyond what a node's maps hold.
+MAX_BODY_BYTES = 64 << 20
+
+
+def _detail(status: int, message: str) -> bytes:
+    return json.dumps({"detail": message}).encode()
 
 
 def _digest(token: bytes) -> bytes:
@@ -106,7 +118,14 @@ def create_app(agent: Agent, token: bytes, lifespan: Callable[[FastAPI], Abstrac
         version=agent.version,
         summary="The LB node agent: owns the node's XDP data plane.",
         lifespan=lifespan,
+        # No interactive docs and no schema on a node: the API is documented
+        # in docs/agent.md, and a node answers only what the operator needs.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
+    # The last added runs first: the token, then the size (web.guard).
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, render=_detail)
     app.add_middleware(BearerAuth, token=token)
 
     @app.exception_handler(RequestValidationError)

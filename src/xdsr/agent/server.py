@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -41,6 +42,7 @@ from xdsr.dataplane.loader import DEFAULT_PIN_DIR, MODES, Dataplane
 from xdsr.dataplane.netns import link
 from xdsr.model.bgp import BgpConfig
 from xdsr.model.group import LbnRecord
+from xdsr.web.tls import ServerTls
 
 log = logging.getLogger("xdsr.agent")
 
@@ -77,6 +79,8 @@ class Options:
     health_sources: tuple[str, ...] = ()  # "VLAN=ADDRESS" each
     bgp_config: Path | None = None  # announce VIPs to routers (docs/bgp.md)
     drain: bool = False  # start drained: announce nothing
+    tls: ServerTls | None = None  # mutual TLS (web/tls.py); None only with insecure_http
+    insecure_http: bool = False  # plain HTTP, asked for explicitly (a lab, one machine)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -140,11 +144,29 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _endpoint(host: str, port: int) -> str:
+def _endpoint(host: str, port: int, scheme: str = "http") -> str:
     addr = ipaddress.ip_address(host)
     if addr.is_unspecified:
-        return f"http://{socket.gethostname()}:{port}"
-    return f"http://[{host}]:{port}" if addr.version == 6 else f"http://{host}:{port}"
+        return f"{scheme}://{socket.gethostname()}:{port}"
+    return f"{scheme}://[{host}]:{port}" if addr.version == 6 else f"{scheme}://{host}:{port}"
+
+
+def check_tls(opts: Options) -> None:
+    """TLS, or plain HTTP asked for by name: never plain HTTP by default."""
+    if opts.tls is None:
+        if not opts.insecure_http:
+            raise StartupError(
+                "the API is served over mutual TLS: give --tls-cert, --tls-key and --tls-client-ca "
+                "(or --insecure-http for plain HTTP on a lab or a single machine)",
+                2,
+            )
+        return
+    if opts.insecure_http:
+        raise StartupError("--insecure-http and --tls-* exclude each other", 2)
+    try:
+        opts.tls.check()
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"--tls-cert/--tls-key/--tls-client-ca: {exc}", 2) from None
 
 
 def _bgp_setup(opts: Options) -> tuple[BgpConfig, Bird] | None:
@@ -172,6 +194,7 @@ def run(opts: Options) -> int:
     prometheus_client.disable_created_metrics()
     if not NAME_RE.match(opts.name):
         raise StartupError(f"--name {opts.name!r}: letters, digits, '.', '_', '-' (up to 63)", 2)
+    check_tls(opts)
     token = read_token(opts.token_file)
     sources = parse_health_sources(opts.health_sources)
     host, port = parse_listen(opts.listen)
@@ -198,9 +221,9 @@ def run(opts: Options) -> int:
     watch = XdpWatch(opts.iface, opts.netns, trunk.index, att.prog_id, MODES[att.mode])
 
     registration = None
-    endpoint = opts.advertise or _endpoint(host, port)
+    endpoint = opts.advertise or _endpoint(host, port, "https" if opts.tls else "http")
     if opts.store:
-        from xdsr.store.etcd import EtcdStore
+        from xdsr.store.etcd import EtcdConfig, EtcdStore
 
         record = LbnRecord(
             name=opts.name,
@@ -210,7 +233,9 @@ def run(opts: Options) -> int:
             version=xdsr.__version__,
             max_services=dp.max_services,  # what the maps hold: the operator places no more here
         )
-        registration = Registration(EtcdStore(opts.store), record, ttl=opts.lease_ttl, interval=opts.lease_ttl / 3)
+        registration = Registration(
+            EtcdStore(opts.store, config=EtcdConfig.from_env()), record, ttl=opts.lease_ttl, interval=opts.lease_ttl / 3
+        )
 
     config = AgentConfig(
         name=opts.name,
@@ -269,7 +294,13 @@ def run(opts: Options) -> int:
     app = create_app(agent, token, lifespan)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=3, server_header=False
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=3,
+            server_header=False,
+            **(opts.tls.uvicorn() if opts.tls else {}),  # type: ignore[arg-type]
         )
     )
 
