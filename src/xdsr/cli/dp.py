@@ -17,7 +17,14 @@ from rich.table import Table
 from xdsr.dataplane import abi
 from xdsr.dataplane.config import ConfigError, load_config
 from xdsr.dataplane.libbpf import BpfError
-from xdsr.dataplane.loader import DEFAULT_LIMITS, DEFAULT_PIN_DIR, Dataplane, DataplaneError, Limits
+from xdsr.dataplane.loader import (
+    DEFAULT_LIMITS,
+    DEFAULT_PIN_DIR,
+    Dataplane,
+    DataplaneError,
+    Limits,
+    check_attachable,
+)
 from xdsr.dataplane.state import ApplyReport, InstalledService, Stats, apply, installed, read_stats
 
 app = typer.Typer(help="Attach, configure and inspect the XDP data plane of this LB node.", no_args_is_help=True)
@@ -54,6 +61,8 @@ def attach(
     """Load the XDP program onto IFACE, creating or adopting the pinned maps."""
     try:
         limits = Limits(max_services, table_memory << 20, max_backends)
+        # Before any map is created: a refused attach leaves nothing behind.
+        check_attachable(iface, netns, mode)
         with Dataplane.create_or_open(pin_dir, limits=limits) as dp:
             a = dp.attach(iface, netns=netns, mode=mode, force=force)
     except (DataplaneError, BpfError, LookupError, FileNotFoundError) as exc:
