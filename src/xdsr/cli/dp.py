@@ -24,6 +24,7 @@ from xdsr.dataplane.loader import (
     DataplaneError,
     Limits,
     check_attachable,
+    remove_pins,
 )
 from xdsr.dataplane.state import ApplyReport, InstalledService, Stats, apply, installed, read_stats
 
@@ -59,13 +60,17 @@ def attach(
     force: Annotated[bool, typer.Option(help="replace an XDP program that is not xdsr's")] = False,
 ) -> None:
     """Load the XDP program onto IFACE, creating or adopting the pinned maps."""
+    created = not Dataplane.exists(pin_dir)
     try:
         limits = Limits(max_services, table_memory << 20, max_backends)
-        # Before any map is created: a refused attach leaves nothing behind.
+        # Before any map is created: what xdsr can tell beforehand costs nothing.
         check_attachable(iface, netns, mode)
         with Dataplane.create_or_open(pin_dir, limits=limits) as dp:
             a = dp.attach(iface, netns=netns, mode=mode, force=force)
     except (DataplaneError, BpfError, LookupError, FileNotFoundError) as exc:
+        # A refused attach leaves nothing behind: maps it created go too.
+        if created:
+            remove_pins(pin_dir)
         raise _fail(str(exc)) from None
     out.print(f"attached xdsr (program id {a.prog_id}, {a.mode}) to {iface}; maps in {pin_dir}")
 
