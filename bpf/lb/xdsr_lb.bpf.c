@@ -8,8 +8,8 @@
  * the frame back out (XDP_TX) with the backend's MAC and VLAN. An ICMP
  * "fragmentation needed" or "packet too big" about a VIP's reply goes the
  * way of the flow it quotes (parsing.h), so path-MTU discovery works for
- * the backends. Every LBN of a group holds
- * identical tables, so the router's ECMP may hand a flow to any of them.
+ * the backends. Every LBN of a group holds identical tables, so the
+ * router's ECMP may hand a flow to any of them.
  * Anything that is not a service's traffic goes to the host's stack
  * untouched.
  *
