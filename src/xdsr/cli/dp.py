@@ -24,7 +24,7 @@ from xdsr.dataplane.loader import (
     DataplaneError,
     Limits,
     check_attachable,
-    remove_pins,
+    remove_maps,
 )
 from xdsr.dataplane.state import ApplyReport, InstalledService, Stats, apply, installed, read_stats
 
@@ -61,6 +61,7 @@ def attach(
 ) -> None:
     """Load the XDP program onto IFACE, creating or adopting the pinned maps."""
     created = not Dataplane.exists(pin_dir)
+    dir_existed = pin_dir.exists()
     try:
         limits = Limits(max_services, table_memory << 20, max_backends)
         # Before any map is created: what xdsr can tell beforehand costs nothing.
@@ -68,9 +69,10 @@ def attach(
         with Dataplane.create_or_open(pin_dir, limits=limits) as dp:
             a = dp.attach(iface, netns=netns, mode=mode, force=force)
     except (DataplaneError, BpfError, LookupError, FileNotFoundError) as exc:
-        # A refused attach leaves nothing behind: maps it created go too.
+        # A refused attach leaves nothing behind: the maps it created go too
+        # (only those: the directory may hold somebody else's pins).
         if created:
-            remove_pins(pin_dir)
+            remove_maps(pin_dir, remove_dir=not dir_existed)
         raise _fail(str(exc)) from None
     out.print(f"attached xdsr (program id {a.prog_id}, {a.mode}) to {iface}; maps in {pin_dir}")
 

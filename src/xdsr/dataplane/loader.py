@@ -403,6 +403,18 @@ def prog_pin_name(ifname: str, netns: str | None) -> str:
     return f"xdp@{ifname}@{netns}" if netns else f"xdp@{ifname}"
 
 
+def remove_maps(pin_dir: str | os.PathLike[str], remove_dir: bool = False) -> None:
+    """Unlink the data plane's map pins in pin_dir (and the directory, if
+    asked and nothing else is left in it)."""
+    pin = Path(pin_dir)
+    for name in ALL_MAPS:
+        with contextlib.suppress(FileNotFoundError):
+            (pin / name).unlink()
+    if remove_dir:
+        with contextlib.suppress(OSError):  # gone already, or not empty
+            pin.rmdir()
+
+
 def remove_pins(pin_dir: str | os.PathLike[str]) -> None:
     """Unlink everything xdsr pinned in pin_dir, then the directory."""
     pin = Path(pin_dir)
