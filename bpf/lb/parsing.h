@@ -31,18 +31,24 @@ struct vlan_hdr {
 	__be16 encap_proto;
 };
 
+/* parse_icmp_*: the packet is not an ICMP error the program steers; go on
+ * with the ordinary lookup. */
+#define XDSR_PARSE_NEXT (-2)
+
 /* What the program needs to know about a packet once it is parsed. */
 struct xdsr_pkt {
 	union {
-		struct xdsr_svc_key key; /* destination side: VIP, port, proto, segment */
+		struct xdsr_svc_key key; /* destination side: VIP, port, proto, family, segment */
 		__u64 key_words[3];      /* the same, as the index hashes and compares it */
 	};
 	__u64 hash_words[5];     /* flow-hash input, see hashing.h */
 	__u32 n_words;           /* 2 for IPv4, 5 for IPv6 */
 	__u32 ports;             /* first 32 bits of TCP/UDP, 0 if none */
 	__u16 tci;               /* host order, valid when tagged */
+	__u16 vid;               /* tci's VID, 0 when untagged */
 	__u8 tagged;
 	__u8 fragment;
+	__u8 icmp;               /* an ICMP "too big" steered by the flow it quotes */
 };
 
 /* b is the interface MAC from .rodata: it must be read through a volatile
@@ -53,22 +59,14 @@ static __always_inline int mac_equal(const __u8 *a, const volatile __u8 *b)
 	       *(const __u16 *)(a + 4) == *(const volatile __u16 *)(b + 4);
 }
 
-/* Minimum header sizes that make a TCP or UDP packet well formed. */
-static __always_inline int l4_min_len(__u8 proto)
-{
-	if (proto == IPPROTO_TCP)
-		return sizeof(struct tcphdr);
-	if (proto == IPPROTO_UDP)
-		return sizeof(struct udphdr);
-	return 0;
-}
-
 /*
  * Read the ports of a non-fragmented TCP or UDP packet into the key and the
  * hash input. Other protocols are looked up with port 0 and hashed on
- * addresses and protocol only.
+ * addresses and protocol only. l4_len is what the IP header says follows
+ * (the frame may be longer: Ethernet pads short frames), so a header that
+ * lies only in the padding is truncated.
  */
-static __always_inline int parse_l4(void *l4, void *data_end, struct xdsr_pkt *pkt)
+static __always_inline int parse_l4(void *l4, void *data_end, __u32 l4_len, struct xdsr_pkt *pkt)
 {
 	__u8 proto = pkt->key.proto;
 
@@ -80,35 +78,124 @@ static __always_inline int parse_l4(void *l4, void *data_end, struct xdsr_pkt *p
 	if (proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 
-		if ((void *)(th + 1) > data_end)
+		if (l4_len < sizeof(*th) || (void *)(th + 1) > data_end)
 			return XDSR_R_MALFORMED;
-		if (th->doff < 5 || l4 + th->doff * 4 > data_end)
+		if (th->doff < 5 || th->doff * 4 > l4_len)
 			return XDSR_R_MALFORMED;
 	} else {
 		struct udphdr *uh = l4;
+		__u32 ulen;
 
-		if ((void *)(uh + 1) > data_end)
+		if (l4_len < sizeof(*uh) || (void *)(uh + 1) > data_end)
+			return XDSR_R_MALFORMED;
+		ulen = bpf_ntohs(uh->len);
+		if (ulen < sizeof(*uh) || ulen > l4_len)
 			return XDSR_R_MALFORMED;
 	}
+	/* Port 0 is no service's: its key names the fragments' entry. */
+	if (!((struct udphdr *)l4)->dest)
+		return XDSR_R_NO_SERVICE;
 	/* Source and destination port sit in the same place in both headers. */
 	pkt->key.port = ((struct udphdr *)l4)->dest;
 	pkt->ports = *(__u32 *)l4;
 	return XDSR_PARSE_OK;
 }
 
+/* RFC 792 and 4443: an ICMP error quotes at least the offending packet's IP
+ * header and the first 8 bytes of its payload. */
+#define XDSR_ICMP_HDR 8
+#define XDSR_QUOTED_L4 8
+#define XDSR_ICMP_FRAG_NEEDED_TYPE 3
+#define XDSR_ICMP_FRAG_NEEDED_CODE 4
+#define XDSR_ICMPV6_TOO_BIG 2
+
+/*
+ * The quoted packet is a backend's reply, VIP:port -> client:port, that a
+ * router on the way to the client could not forward without fragmenting.
+ * Look the service up by the quoted source and hash the quoted flow
+ * reversed, so the error reaches the backend that sent the reply: the
+ * client's packets of that flow hash to it. inner_ports points at the
+ * quoted TCP/UDP ports; the caller has filled the hash's address words.
+ */
+static __always_inline int steer_icmp(const __be16 *inner_ports, __u8 inner_proto, struct xdsr_pkt *pkt)
+{
+	if (inner_proto != IPPROTO_TCP && inner_proto != IPPROTO_UDP)
+		return XDSR_PARSE_NEXT;
+	if (!inner_ports[0] || !inner_ports[1])
+		return XDSR_PARSE_NEXT;
+	pkt->key.port = inner_ports[0];
+	pkt->key.proto = inner_proto;
+	pkt->ports = (__u32)inner_ports[1] | (__u32)inner_ports[0] << 16;
+	pkt->icmp = 1;
+	return XDSR_PARSE_OK;
+}
+
+/* An ICMP "fragmentation needed" to a VIP, quoting a packet the VIP sent. */
+static __always_inline int parse_icmp4(void *l4, void *data_end, __u32 l4_len, const struct iphdr *outer,
+				       struct xdsr_pkt *pkt)
+{
+	const __u8 *ic = l4;
+	struct iphdr *in = l4 + XDSR_ICMP_HDR;
+	__be16 *ports;
+	__u32 hdr_len;
+
+	if (l4_len < XDSR_ICMP_HDR + sizeof(*in) + XDSR_QUOTED_L4 || (void *)(in + 1) > data_end)
+		return XDSR_PARSE_NEXT;
+	if (ic[0] != XDSR_ICMP_FRAG_NEEDED_TYPE || ic[1] != XDSR_ICMP_FRAG_NEEDED_CODE)
+		return XDSR_PARSE_NEXT;
+	if (in->version != 4 || in->ihl < 5 || in->saddr != outer->daddr)
+		return XDSR_PARSE_NEXT;
+	/* A later fragment quotes no ports. */
+	if (in->frag_off & bpf_htons(IP_OFFSET))
+		return XDSR_PARSE_NEXT;
+	hdr_len = in->ihl * 4;
+	if (l4_len < XDSR_ICMP_HDR + hdr_len + XDSR_QUOTED_L4)
+		return XDSR_PARSE_NEXT;
+	ports = (void *)in + hdr_len;
+	if ((void *)(ports + 2) > data_end)
+		return XDSR_PARSE_NEXT;
+	pkt->hash_words[0] = (__u64)in->daddr | (__u64)in->saddr << 32;
+	return steer_icmp(ports, in->protocol, pkt);
+}
+
+/* An ICMPv6 "packet too big" to a VIP, quoting a packet the VIP sent (with
+ * no extension header: replies of the services carry none). */
+static __always_inline int parse_icmp6(void *l4, void *data_end, __u32 l4_len, const struct ipv6hdr *outer,
+				       struct xdsr_pkt *pkt)
+{
+	const __u8 *ic = l4;
+	struct ipv6hdr *in = l4 + XDSR_ICMP_HDR;
+	const __u64 *inner_src, *outer_dst;
+	__be16 *ports = (void *)(in + 1);
+
+	if (l4_len < XDSR_ICMP_HDR + sizeof(*in) + XDSR_QUOTED_L4 || (void *)(ports + 2) > data_end)
+		return XDSR_PARSE_NEXT;
+	if (ic[0] != XDSR_ICMPV6_TOO_BIG || in->version != 6)
+		return XDSR_PARSE_NEXT;
+	inner_src = (const __u64 *)&in->saddr;
+	outer_dst = (const __u64 *)&outer->daddr;
+	if (inner_src[0] != outer_dst[0] || inner_src[1] != outer_dst[1])
+		return XDSR_PARSE_NEXT;
+	__builtin_memcpy(&pkt->hash_words[0], &in->daddr, 16);
+	__builtin_memcpy(&pkt->hash_words[2], &in->saddr, 16);
+	return steer_icmp(ports, in->nexthdr, pkt);
+}
+
 static __always_inline int parse_ipv4(void *l3, void *data_end, struct xdsr_pkt *pkt)
 {
 	struct iphdr *iph = l3;
-	__u32 hdr_len;
+	__u32 hdr_len, tot_len;
+	int r;
 
 	if ((void *)(iph + 1) > data_end)
 		return XDSR_R_MALFORMED;
 	if (iph->version != 4 || iph->ihl < 5)
 		return XDSR_R_MALFORMED;
 	hdr_len = iph->ihl * 4;
+	tot_len = bpf_ntohs(iph->tot_len);
 	if (l3 + hdr_len > data_end)
 		return XDSR_R_MALFORMED;
-	if (bpf_ntohs(iph->tot_len) < hdr_len || l3 + bpf_ntohs(iph->tot_len) > data_end)
+	if (tot_len < hdr_len || l3 + tot_len > data_end)
 		return XDSR_R_MALFORMED;
 
 	/* ::ffff:a.b.c.d */
@@ -116,12 +203,18 @@ static __always_inline int parse_ipv4(void *l3, void *data_end, struct xdsr_pkt 
 	pkt->key.addr[10] = 0xff;
 	pkt->key.addr[11] = 0xff;
 	__builtin_memcpy(&pkt->key.addr[12], &iph->daddr, 4);
+	pkt->key.family = XDSR_FAMILY_IPV4;
 	pkt->key.proto = iph->protocol;
 	pkt->fragment = (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)) != 0;
-
-	pkt->hash_words[0] = (__u64)iph->saddr | (__u64)iph->daddr << 32;
 	pkt->n_words = 2;
-	return parse_l4(l3 + hdr_len, data_end, pkt);
+
+	if (iph->protocol == IPPROTO_ICMP && !pkt->fragment) {
+		r = parse_icmp4(l3 + hdr_len, data_end, tot_len - hdr_len, iph, pkt);
+		if (r != XDSR_PARSE_NEXT)
+			return r;
+	}
+	pkt->hash_words[0] = (__u64)iph->saddr | (__u64)iph->daddr << 32;
+	return parse_l4(l3 + hdr_len, data_end, tot_len - hdr_len, pkt);
 }
 
 #ifndef NEXTHDR_HOP
@@ -130,6 +223,9 @@ static __always_inline int parse_ipv4(void *l3, void *data_end, struct xdsr_pkt 
 #define NEXTHDR_FRAGMENT 44
 #define NEXTHDR_AUTH 51
 #define NEXTHDR_DEST 60
+#endif
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58
 #endif
 
 struct ipv6_frag {
@@ -145,17 +241,28 @@ static __always_inline int is_ipv6_ext(__u8 nexthdr)
 	       nexthdr == NEXTHDR_FRAGMENT || nexthdr == NEXTHDR_AUTH || nexthdr == NEXTHDR_DEST;
 }
 
+/*
+ * The extension headers are walked within the payload length. A fragment
+ * header ends the walk: what follows it is the fragmentable part, whose
+ * headers only the first fragment shows, so its next-header field is the
+ * protocol of every fragment of the datagram and all of them take the same
+ * way (a datagram whose fragmentable part starts with another extension
+ * header is no service's: passed to the host whole).
+ */
 static __always_inline int parse_ipv6(void *l3, void *data_end, struct xdsr_pkt *pkt)
 {
 	struct ipv6hdr *ip6h = l3;
 	void *pos = l3 + sizeof(*ip6h);
+	__u32 payload_len, ext_len = 0;
 	__u8 nexthdr;
+	int r;
 
 	if ((void *)(ip6h + 1) > data_end)
 		return XDSR_R_MALFORMED;
 	if (ip6h->version != 6)
 		return XDSR_R_MALFORMED;
-	if (pos + bpf_ntohs(ip6h->payload_len) > data_end)
+	payload_len = bpf_ntohs(ip6h->payload_len);
+	if (pos + payload_len > data_end)
 		return XDSR_R_MALFORMED;
 
 	nexthdr = ip6h->nexthdr;
@@ -166,18 +273,21 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct xdsr_pkt 
 		if (nexthdr == NEXTHDR_FRAGMENT) {
 			struct ipv6_frag *fh = pos;
 
-			if ((void *)(fh + 1) > data_end)
+			if (ext_len + sizeof(*fh) > payload_len || (void *)(fh + 1) > data_end)
 				return XDSR_R_MALFORMED;
-			/* An atomic fragment (offset 0, no M flag) is a whole packet. */
-			if (fh->frag_off & bpf_htons(0xfff9))
-				pkt->fragment = 1;
 			nexthdr = fh->nexthdr;
 			pos = fh + 1;
+			ext_len += sizeof(*fh);
+			/* An atomic fragment (offset 0, no M flag) is a whole packet. */
+			if (fh->frag_off & bpf_htons(0xfff9)) {
+				pkt->fragment = 1;
+				break;
+			}
 		} else {
 			__u8 *eh = pos;
 			__u32 len;
 
-			if ((void *)(eh + 2) > data_end)
+			if (ext_len + 2 > payload_len || (void *)(eh + 2) > data_end)
 				return XDSR_R_MALFORMED;
 			/* AH counts its length in 4-octet units minus 2, the others
 			 * in 8-octet units not counting the first. */
@@ -185,19 +295,28 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct xdsr_pkt 
 				len = (eh[1] + 2) * 4;
 			else
 				len = (eh[1] + 1) * 8;
+			if (ext_len + len > payload_len)
+				return XDSR_R_MALFORMED;
 			nexthdr = eh[0];
 			pos += len;
+			ext_len += len;
 		}
 	}
-	if (is_ipv6_ext(nexthdr))
+	if (!pkt->fragment && is_ipv6_ext(nexthdr))
 		return XDSR_R_UNSUPPORTED;
 
 	__builtin_memcpy(pkt->key.addr, &ip6h->daddr, 16);
+	pkt->key.family = XDSR_FAMILY_IPV6;
 	pkt->key.proto = nexthdr;
+	pkt->n_words = 5;
+	if (nexthdr == IPPROTO_ICMPV6 && !pkt->fragment) {
+		r = parse_icmp6(pos, data_end, payload_len - ext_len, ip6h, pkt);
+		if (r != XDSR_PARSE_NEXT)
+			return r;
+	}
 	__builtin_memcpy(&pkt->hash_words[0], &ip6h->saddr, 16);
 	__builtin_memcpy(&pkt->hash_words[2], &ip6h->daddr, 16);
-	pkt->n_words = 5;
-	return parse_l4(pos, data_end, pkt);
+	return parse_l4(pos, data_end, payload_len - ext_len, pkt);
 }
 
 /*
@@ -232,9 +351,10 @@ static __always_inline int parse_packet(void *data, void *data_end, const volati
 		proto = vh->encap_proto;
 		l3 = vh + 1;
 	}
-	pkt->key.seg_type = XDSR_SEG_VLAN;
-	pkt->key.seg_id = pkt->tci & 0x0fff;
+	pkt->vid = pkt->tci & 0x0fff;
+	pkt->key.segment = (__u32)XDSR_SEG_VLAN << XDSR_SEG_TYPE_SHIFT | pkt->vid;
 	pkt->fragment = 0;
+	pkt->icmp = 0;
 
 	if (proto == bpf_htons(ETH_P_IP))
 		return parse_ipv4(l3, data_end, pkt);

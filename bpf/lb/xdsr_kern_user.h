@@ -14,7 +14,14 @@
 #include <linux/types.h>
 
 enum xdsr_abi {
-	XDSR_ABI_VERSION = 2,
+	XDSR_ABI_VERSION = 3,
+};
+
+/* Address family of a service key: an IPv6 frame to ::ffff:a.b.c.d is not
+ * traffic for the IPv4 VIP a.b.c.d. */
+enum xdsr_family {
+	XDSR_FAMILY_IPV4 = 4,
+	XDSR_FAMILY_IPV6 = 6,
 };
 
 /* Segment types: how the tenant network of a VIP is identified. Only VLAN is
@@ -26,18 +33,21 @@ enum xdsr_seg_type {
 };
 
 /*
- * What identifies a service: (VIP, destination port, protocol, segment).
- * IPv4 VIPs are stored IPv4-mapped (::ffff:a.b.c.d) so that one index serves
- * both families. Port 0 is reserved: it names the table that receives every
- * fragment of (VIP, protocol, segment), because a non-first fragment carries
- * no port. 24 bytes: compared as three 64-bit words.
+ * What identifies a service: (VIP, destination port, protocol, address
+ * family, segment). IPv4 VIPs are stored IPv4-mapped (::ffff:a.b.c.d) with
+ * family XDSR_FAMILY_IPV4, so one index serves both families and the family
+ * keeps them apart. Port 0 is reserved: it names the table that receives
+ * every fragment of (VIP, protocol, segment), because a non-first fragment
+ * carries no port; a TCP or UDP packet to port 0 matches nothing. The
+ * segment is its type in the top 8 bits and its id (VID, or a 24-bit VNI)
+ * below. 24 bytes: compared as three 64-bit words.
  */
 struct xdsr_svc_key {
 	__u8 addr[16];
 	__be16 port;
 	__u8 proto;
-	__u8 seg_type;
-	__u32 seg_id;
+	__u8 family;  /* enum xdsr_family */
+	__u32 segment; /* seg_type << XDSR_SEG_TYPE_SHIFT | seg_id */
 };
 
 enum xdsr_layout {
@@ -45,6 +55,7 @@ enum xdsr_layout {
 	XDSR_INDEX_PROBES = 32,    /* a key sits at most this many buckets from its home */
 	XDSR_MAX_BACKENDS = 65535, /* per service; 0xffff marks a slot without backend */
 	XDSR_MAX_NARROW = 255,     /* up to this many backends, slots are 1 byte (0xff: none) */
+	XDSR_SEG_TYPE_SHIFT = 24,  /* a key's segment: type above this bit, id below */
 };
 
 enum xdsr_svc_flags {
@@ -114,7 +125,8 @@ enum xdsr_reason {
 	XDSR_R_FRAGMENT = 8,    /* detail: a forwarded IP fragment */
 	XDSR_R_VLAN_PUSH = 9,   /* detail: tag added */
 	XDSR_R_VLAN_POP = 10,   /* detail: tag removed */
-	XDSR_R_MAX = 11,
+	XDSR_R_ICMP_ERROR = 11, /* detail: an ICMP "too big" steered to the quoted flow's backend */
+	XDSR_R_MAX = 12,
 };
 
 /* Written once at creation into xdsr_meta[0]: the sizes the maps were made

@@ -3,10 +3,13 @@
  * The LBN core: stateless L2 direct server return in XDP.
  *
  * For a frame addressed to this interface: parse it, find the service by
- * (VIP, destination port, protocol, segment) in the service index, hash the
- * flow onto a slot of the service's Maglev table, and send the frame back out
- * (XDP_TX) with the backend's MAC and VLAN. Every LBN of a group holds
- * identical tables, so the router's ECMP may hand a flow to any of them.
+ * (VIP, destination port, protocol, address family, segment) in the service
+ * index, hash the flow onto a slot of the service's Maglev table, and send
+ * the frame back out (XDP_TX) with the backend's MAC and VLAN. An ICMP
+ * "fragmentation needed" or "packet too big" about a VIP's reply goes the
+ * way of the flow it quotes (parsing.h), so path-MTU discovery works for
+ * the backends. Every LBN of a group holds identical tables, so the
+ * router's ECMP may hand a flow to any of them.
  * Anything that is not a service's traffic goes to the host's stack
  * untouched.
  *
@@ -44,6 +47,7 @@ struct xdsr_abi_types {
 	struct xdsr_meta meta;
 	enum xdsr_abi abi;
 	enum xdsr_seg_type seg_type;
+	enum xdsr_family family;
 	enum xdsr_layout layout;
 	enum xdsr_svc_flags flags;
 	enum xdsr_reason reason;
@@ -116,7 +120,7 @@ static __always_inline const struct xdsr_backend *pick_backend(const struct xdsr
 	__u64 proto_vid;
 
 	/* Fragments and other protocols hash without ports (pkt->ports is 0). */
-	proto_vid = (__u64)((pkt->key.seg_id << 16) | pkt->key.proto) << 32;
+	proto_vid = (__u64)(((__u32)pkt->vid << 16) | pkt->key.proto) << 32;
 	if (pkt->n_words == 2)
 		pkt->hash_words[1] = pkt->ports | proto_vid;
 	else
@@ -174,6 +178,8 @@ int xdsr_lb(struct xdp_md *ctx)
 	count(&xdsr_svc_stats, svc->stats_id, bytes);
 	if (pkt.fragment)
 		count_reason(XDSR_R_FRAGMENT, bytes);
+	if (pkt.icmp)
+		count_reason(XDSR_R_ICMP_ERROR, bytes);
 	if (detail >= 0)
 		count_reason(detail, bytes);
 	return verdict(XDSR_R_FORWARDED, bytes);

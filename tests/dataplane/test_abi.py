@@ -80,9 +80,12 @@ def test_reason_verdicts_cover_every_reason() -> None:
 @pytest.mark.parametrize(
     ("vip", "port", "proto", "seg_id", "packed"),
     [
-        # IPv4 as IPv4-mapped IPv6, the port in network byte order, the rest native (x86: little endian).
-        ("10.0.0.1", 80, 6, 7, "00000000000000000000ffff0a000001" + "0050" + "06" + "01" + "07000000"),
-        ("2001:db8::fff", 443, 17, 4094, "20010db8000000000000000000000fff" + "01bb" + "11" + "01" + "fe0f0000"),
+        # IPv4 as IPv4-mapped IPv6 with family 4, the port in network byte order, the rest native
+        # (x86: little endian); the segment is its type (VLAN = 1) in the top byte and its id below.
+        ("10.0.0.1", 80, 6, 7, "00000000000000000000ffff0a000001" + "0050" + "06" + "04" + "07000001"),
+        ("2001:db8::fff", 443, 17, 4094, "20010db8000000000000000000000fff" + "01bb" + "11" + "06" + "fe0f0001"),
+        # The IPv6 address ::ffff:10.0.0.1 is not the IPv4 VIP 10.0.0.1: the family differs.
+        ("::ffff:10.0.0.1", 80, 6, 7, "00000000000000000000ffff0a000001" + "0050" + "06" + "06" + "07000001"),
     ],
 )
 def test_a_service_key_packs_through_the_mirror(vip: str, port: int, proto: int, seg_id: int, packed: str) -> None:

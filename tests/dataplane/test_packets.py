@@ -16,7 +16,16 @@ from dataclasses import dataclass
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
-from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
+from scapy.layers.inet6 import (
+    ICMPv6PacketTooBig,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+    fragment6,
+)
+from scapy.layers.ipsec import AH
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
@@ -261,8 +270,6 @@ def _cases() -> Iterator[Case]:
         IPv6(src=CLIENT6, dst="2001:db8::30") / IPv6ExtHdrFragment(id=99) / UDP(sport=3, dport=5000) / Raw(b"G" * 100)
     )
     be = expected_backend(svc6, CLIENT6, "2001:db8::30", udp, 0, 0, 10, True)
-    from scapy.layers.inet6 import fragment6
-
     for i, fr in enumerate(fragment6(whole6, 80)):
         f = eth(10) / fr
         yield Case(f"v6 fragment {i}", bytes(f), bpf.XDP_TX, Reason.FORWARDED, rewritten(f, be, 10))
@@ -325,6 +332,147 @@ def _cases() -> Iterator[Case]:
     )
     yield Case("IPv6 extension chain too long", bytes(f), bpf.XDP_DROP, Reason.UNSUPPORTED)
     yield Case("runt frame", bytes(eth(None))[:14], bpf.XDP_PASS, Reason.NOT_IP)
+    yield from _contract_cases()
+
+
+def _contract_cases() -> Iterator[Case]:
+    """The edge cases of docs/dataplane.md's contract that the program once
+    got wrong (issue 11)."""
+    tcp, udp = socket.IPPROTO_TCP, socket.IPPROTO_UDP
+
+    # Port 0 is no service's: a TCP or UDP packet to it must not take the
+    # fragments' port-0 entry (which 203.0.113.30 and 2001:db8::30 have).
+    for name, f in [
+        ("v4 udp", eth(10) / IP(src=CLIENT4, dst="203.0.113.30") / UDP(sport=1000, dport=0) / Raw(b"p")),
+        ("v4 tcp", eth(10) / IP(src=CLIENT4, dst="203.0.113.30") / TCP(sport=1000, dport=0)),
+        ("v6 udp", eth(10) / IPv6(src=CLIENT6, dst="2001:db8::30") / UDP(sport=1000, dport=0) / Raw(b"p")),
+    ]:
+        yield Case(f"{name} to port 0 of a VIP with fragment entries", bytes(f), bpf.XDP_PASS, Reason.NO_SERVICE)
+
+    # The address family is part of the key: ::ffff:203.0.113.10 is an IPv6
+    # address, not the IPv4 VIP.
+    f = eth(10) / IPv6(src=CLIENT6, dst="::ffff:203.0.113.10") / TCP(sport=40000, dport=80)
+    yield Case("v6 to the IPv4-mapped form of an IPv4 VIP", bytes(f), bpf.XDP_PASS, Reason.NO_SERVICE)
+    f = eth(10) / IPv6(src=CLIENT6, dst="::ffff:203.0.113.30") / IPv6ExtHdrFragment(id=5, m=1) / UDP(dport=5000)
+    yield Case("v6 fragment to the IPv4-mapped form of an IPv4 VIP", bytes(f), bpf.XDP_PASS, Reason.NO_SERVICE)
+
+    # IPv6 fragments whose fragmentable part starts with an extension
+    # header: the fragment header's next header is every fragment's
+    # protocol, so the whole datagram takes one way (here: no service's).
+    for ext_name, ext in [("destination options", IPv6ExtHdrDestOpt()), ("AH", AH(icv=b"\0" * 12))]:
+        whole = IPv6(src=CLIENT6, dst="2001:db8::30") / IPv6ExtHdrFragment(id=77) / ext / UDP(sport=9, dport=5000)
+        frags = fragment6(whole / Raw(b"H" * 120), 96)
+        assert len(frags) >= 2
+        for i, fr in enumerate(frags):
+            f = eth(10) / fr
+            yield Case(
+                f"v6 fragment {i}, {ext_name} first in the fragmentable part", bytes(f), bpf.XDP_PASS, Reason.NO_SERVICE
+            )
+    # A later fragment whose payload happens to read like a destination
+    # options header followed by UDP is still just payload.
+    lookalike = bytes(IPv6ExtHdrDestOpt(nh=udp)) + bytes(UDP(sport=9, dport=5000)) + b"J" * 16
+    f = eth(10) / IPv6(src=CLIENT6, dst="2001:db8::30") / IPv6ExtHdrFragment(nh=60, id=78, offset=8) / Raw(lookalike)
+    yield Case("v6 later fragment whose payload looks like headers", bytes(f), bpf.XDP_PASS, Reason.NO_SERVICE)
+
+    # Truncated datagrams: the IP lengths, not the frame's, say what is
+    # there; Ethernet pads short frames, and padding is not a header.
+    ip = IP(src=CLIENT4, dst="203.0.113.10", len=20) / TCP(sport=3, dport=80)
+    yield Case("v4 total length 20, TCP only in the padding", bytes(eth(10) / ip), bpf.XDP_DROP, Reason.MALFORMED)
+    ip = IP(src=CLIENT4, dst="203.0.113.10", len=20 + 12) / TCP(sport=3, dport=80)
+    yield Case("v4 total length cuts the TCP header", bytes(eth(10) / ip), bpf.XDP_DROP, Reason.MALFORMED)
+    opts = TCP(sport=3, dport=80, options=[("NOP", None)] * 8)
+    ip = IP(src=CLIENT4, dst="203.0.113.10", len=20 + 20) / opts
+    yield Case("v4 total length cuts the TCP options", bytes(eth(10) / ip), bpf.XDP_DROP, Reason.MALFORMED)
+    ip = IP(src=CLIENT4, dst="203.0.113.10", len=20 + 6) / UDP(sport=3, dport=53)
+    yield Case("v4 total length cuts the UDP header", bytes(eth(10) / ip), bpf.XDP_DROP, Reason.MALFORMED)
+    ip = IP(src=CLIENT4, dst="203.0.113.10") / UDP(sport=3, dport=53, len=200) / Raw(b"u" * 10)
+    yield Case("UDP length past the IP payload", bytes(eth(10) / ip), bpf.XDP_DROP, Reason.MALFORMED)
+    ip = IP(src=CLIENT4, dst="203.0.113.10") / UDP(sport=3, dport=53, len=4) / Raw(b"u" * 10)
+    yield Case("UDP length below its header", bytes(eth(10) / ip), bpf.XDP_DROP, Reason.MALFORMED)
+    ip6 = IPv6(src=CLIENT6, dst="2001:db8::10", plen=0) / TCP(sport=3, dport=443)
+    yield Case("v6 payload length 0 with a TCP header after it", bytes(eth(10) / ip6), bpf.XDP_DROP, Reason.MALFORMED)
+    ip6 = IPv6(src=CLIENT6, dst="2001:db8::10", plen=8) / IPv6ExtHdrDestOpt() / TCP(sport=3, dport=443)
+    yield Case("v6 payload length ends after an extension header", bytes(eth(10) / ip6), bpf.XDP_DROP, Reason.MALFORMED)
+    ip6 = IPv6(src=CLIENT6, dst="2001:db8::10", plen=4) / IPv6ExtHdrDestOpt() / TCP(sport=3, dport=443)
+    yield Case("v6 payload length cuts an extension header", bytes(eth(10) / ip6), bpf.XDP_DROP, Reason.MALFORMED)
+    ip6 = IPv6(src=CLIENT6, dst="2001:db8::30", plen=4) / IPv6ExtHdrFragment(id=3, m=1) / UDP(dport=5000)
+    yield Case("v6 payload length cuts the fragment header", bytes(eth(10) / ip6), bpf.XDP_DROP, Reason.MALFORMED)
+
+    # ICMP "fragmentation needed" / "packet too big" about a VIP's reply go
+    # to the backend of the quoted flow, which is the backend the client's
+    # packets of that flow reach.
+    rng = random.Random(11)
+    for vip, port, proto, family in [
+        ("203.0.113.30", 5000, udp, 4),
+        ("203.0.113.30", 7000, tcp, 4),
+        ("2001:db8::30", 5000, udp, 6),
+    ]:
+        svc = _service(vip, port, proto, 10)
+        for i in range(6):
+            client = CLIENT4 if family == 4 else CLIENT6
+            if i % 2:
+                client = (
+                    f"198.51.100.{rng.randrange(1, 255)}"
+                    if family == 4
+                    else f"2001:db8:ffff::{rng.randrange(1, 65535):x}"
+                )
+            cport = rng.randrange(1024, 65536)
+            f = eth(10) / too_big(
+                vip, client, proto, port, cport, router="192.0.2.1" if family == 4 else "2001:db8:1::1"
+            )
+            be = expected_backend(svc, client, vip, proto, cport, port, 10, False)
+            yield Case(
+                f"{'ICMP' if family == 4 else 'ICMPv6'} too big about {vip}:{port}/{proto} reply {i}",
+                bytes(f),
+                bpf.XDP_TX,
+                Reason.FORWARDED,
+                rewritten(f, be, 10),
+            )
+    f = eth(10) / too_big("203.0.113.10", CLIENT4, tcp, 80, 40000, router="192.0.2.1")
+    yield Case(
+        "ICMP too big about a single-backend service",
+        bytes(f),
+        bpf.XDP_TX,
+        Reason.FORWARDED,
+        rewritten(f, Backend(B1, 100), 10),
+    )
+    f = eth(10) / too_big("203.0.113.10", CLIENT4, tcp, 80, 40000, router="192.0.2.1", to="203.0.113.20")
+    yield Case("ICMP too big sent to another address than the quoted source", bytes(f), bpf.XDP_PASS, Reason.NO_SERVICE)
+    f = eth(10) / too_big("203.0.113.10", CLIENT4, tcp, 80, 40000, router="192.0.2.1", code=3)
+    yield Case("ICMP port unreachable about a VIP's reply", bytes(f), bpf.XDP_PASS, Reason.NO_SERVICE)
+    f = eth(10) / too_big("203.0.113.10", CLIENT4, tcp, 81, 40000, router="192.0.2.1")
+    yield Case("ICMP too big about a port without service", bytes(f), bpf.XDP_PASS, Reason.NO_SERVICE)
+    f = eth(11) / too_big("203.0.113.10", CLIENT4, tcp, 80, 40000, router="192.0.2.1")
+    yield Case("ICMP too big on another VLAN", bytes(f), bpf.XDP_PASS, Reason.NO_SERVICE)
+    f = eth(10) / too_big("203.0.113.10", CLIENT4, tcp, 80, 40000, router="192.0.2.1", quote=20 + 4)
+    yield Case("ICMP too big quoting less than 8 bytes of TCP", bytes(f), bpf.XDP_PASS, Reason.NO_SERVICE)
+    f = eth(10) / too_big("203.0.113.10", CLIENT4, tcp, 80, 40000, router="192.0.2.1", frag_offset=4)
+    yield Case("ICMP too big quoting a later fragment", bytes(f), bpf.XDP_PASS, Reason.NO_SERVICE)
+    f = eth(10) / too_big("2001:db8::10", CLIENT6, udp, 443, 40000, router="2001:db8:1::1", quote=40 + 4)
+    yield Case("ICMPv6 too big quoting less than 8 bytes of UDP", bytes(f), bpf.XDP_PASS, Reason.NO_SERVICE)
+
+
+def too_big(
+    vip: str,
+    client: str,
+    proto: int,
+    port: int,
+    cport: int,
+    *,
+    router: str,
+    to: str | None = None,
+    code: int = 4,
+    quote: int = 200,
+    frag_offset: int = 0,
+) -> Packet:
+    """A router's ICMP "fragmentation needed" (IPv4) or "packet too big"
+    (IPv6) about the reply vip:port -> client:cport, sent to `to` (the VIP)."""
+    l4 = TCP(sport=port, dport=cport, flags="A") if proto == socket.IPPROTO_TCP else UDP(sport=port, dport=cport)
+    if ":" in vip:
+        reply = IPv6(src=vip, dst=client) / l4 / Raw(b"R" * 1400)
+        return IPv6(src=router, dst=to or vip) / ICMPv6PacketTooBig(mtu=1280) / Raw(bytes(reply)[:quote])
+    reply = IP(src=vip, dst=client, flags="DF", frag=frag_offset) / l4 / Raw(b"R" * 1400)
+    return IP(src=router, dst=to or vip) / ICMP(type=3, code=code, nexthopmtu=1400) / Raw(bytes(reply)[:quote])
 
 
 CASES = list(_cases())

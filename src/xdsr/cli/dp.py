@@ -17,7 +17,15 @@ from rich.table import Table
 from xdsr.dataplane import abi
 from xdsr.dataplane.config import ConfigError, load_config
 from xdsr.dataplane.libbpf import BpfError
-from xdsr.dataplane.loader import DEFAULT_LIMITS, DEFAULT_PIN_DIR, Dataplane, DataplaneError, Limits
+from xdsr.dataplane.loader import (
+    DEFAULT_LIMITS,
+    DEFAULT_PIN_DIR,
+    Dataplane,
+    DataplaneError,
+    Limits,
+    check_attachable,
+    remove_maps,
+)
 from xdsr.dataplane.state import ApplyReport, InstalledService, Stats, apply, installed, read_stats
 
 app = typer.Typer(help="Attach, configure and inspect the XDP data plane of this LB node.", no_args_is_help=True)
@@ -52,11 +60,19 @@ def attach(
     force: Annotated[bool, typer.Option(help="replace an XDP program that is not xdsr's")] = False,
 ) -> None:
     """Load the XDP program onto IFACE, creating or adopting the pinned maps."""
+    created = not Dataplane.exists(pin_dir)
+    dir_existed = pin_dir.exists()
     try:
         limits = Limits(max_services, table_memory << 20, max_backends)
+        # Before any map is created: what xdsr can tell beforehand costs nothing.
+        check_attachable(iface, netns, mode)
         with Dataplane.create_or_open(pin_dir, limits=limits) as dp:
             a = dp.attach(iface, netns=netns, mode=mode, force=force)
     except (DataplaneError, BpfError, LookupError, FileNotFoundError) as exc:
+        # A refused attach leaves nothing behind: the maps it created go too
+        # (only those: the directory may hold somebody else's pins).
+        if created:
+            remove_maps(pin_dir, remove_dir=not dir_existed)
         raise _fail(str(exc)) from None
     out.print(f"attached xdsr (program id {a.prog_id}, {a.mode}) to {iface}; maps in {pin_dir}")
 

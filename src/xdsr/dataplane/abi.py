@@ -10,18 +10,24 @@ from __future__ import annotations
 import ctypes
 import enum
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 CHUNK_SIZE = 64
 INDEX_PROBES = 32
 MAX_BACKENDS = 65535
 MAX_NARROW = 255
+SEG_TYPE_SHIFT = 24  # a key's segment: its type above this bit, its id below
 
 
 class SegType(enum.IntEnum):
     VLAN = 1
     VXLAN = 2
     GENEVE = 3
+
+
+class Family(enum.IntEnum):
+    IPV4 = 4
+    IPV6 = 6
 
 
 class Reason(enum.IntEnum):
@@ -36,9 +42,10 @@ class Reason(enum.IntEnum):
     FRAGMENT = 8
     VLAN_PUSH = 9
     VLAN_POP = 10
+    ICMP_ERROR = 11
 
 
-REASON_MAX = 11
+REASON_MAX = 12
 
 # What the program does for each reason; the details count forwarded packets
 # a second time and have no verdict of their own.
@@ -54,6 +61,7 @@ REASON_VERDICT = {
     Reason.FRAGMENT: "detail",
     Reason.VLAN_PUSH: "detail",
     Reason.VLAN_POP: "detail",
+    Reason.ICMP_ERROR: "detail",
 }
 
 
@@ -67,8 +75,8 @@ class SvcKey(ctypes.Structure):
         ("addr", ctypes.c_uint8 * 16),
         ("port", ctypes.c_uint16),  # network byte order
         ("proto", ctypes.c_uint8),
-        ("seg_type", ctypes.c_uint8),
-        ("seg_id", ctypes.c_uint32),
+        ("family", ctypes.c_uint8),  # Family
+        ("segment", ctypes.c_uint32),  # seg_type << SEG_TYPE_SHIFT | seg_id
     ]
 
 
@@ -148,11 +156,13 @@ STRUCTS: dict[str, type[ctypes.Structure] | type[ctypes.Union]] = {
 ENUMS: dict[str, dict[str, int]] = {
     "xdsr_abi": {"XDSR_ABI_VERSION": ABI_VERSION},
     "xdsr_seg_type": {f"XDSR_SEG_{s.name}": s.value for s in SegType},
+    "xdsr_family": {f"XDSR_FAMILY_{f.name}": f.value for f in Family},
     "xdsr_layout": {
         "XDSR_CHUNK_SIZE": CHUNK_SIZE,
         "XDSR_INDEX_PROBES": INDEX_PROBES,
         "XDSR_MAX_BACKENDS": MAX_BACKENDS,
         "XDSR_MAX_NARROW": MAX_NARROW,
+        "XDSR_SEG_TYPE_SHIFT": SEG_TYPE_SHIFT,
     },
     "xdsr_svc_flags": {"XDSR_SVC_USED": SvcFlags.USED, "XDSR_SVC_NARROW": SvcFlags.NARROW},
     "xdsr_reason": {**{f"XDSR_R_{r.name}": r.value for r in Reason}, "XDSR_R_MAX": REASON_MAX},

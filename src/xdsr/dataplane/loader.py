@@ -24,7 +24,7 @@ from pathlib import Path
 from xdsr.dataplane import abi
 from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane.flowhash import DEFAULT_HASH_SEED
-from xdsr.dataplane.netns import in_netns, link
+from xdsr.dataplane.netns import Link, in_netns, link
 from xdsr.net.frames import mac_bytes
 from xdsr.paths import bpf_object
 
@@ -81,6 +81,12 @@ DEFAULT_LIMITS = Limits()
 
 MODES = {"native": bpf.XDP_FLAGS_DRV_MODE, "generic": bpf.XDP_FLAGS_SKB_MODE}
 
+# The program is not multi-buffer capable (no xdp.frags): in native mode a
+# frame must fit one 4 KiB page after XDP's 256 bytes of headroom and the
+# kernel's 320 bytes of shared info, 3520 bytes, which is an 802.1Q-tagged
+# frame of this MTU. Drivers with smaller buffers refuse less themselves.
+MAX_NATIVE_MTU = 3502
+
 
 class DataplaneError(RuntimeError):
     """An operation on the data plane failed; the message says what to do."""
@@ -118,6 +124,21 @@ class Attachment:
     prog_id: int
     mode: str
     live: bool  # the interface really runs this program
+
+
+def check_attachable(ifname: str, netns: str | None = None, mode: str = "native") -> Link:
+    """The interface, if the program can run on it in this mode; raises
+    DataplaneError (or LookupError) before anything is loaded or pinned."""
+    if mode not in MODES:
+        raise DataplaneError(f"unknown XDP mode {mode!r} (native or generic)")
+    lk = link(ifname, netns)
+    if mode == "native" and lk.mtu > MAX_NATIVE_MTU:
+        raise DataplaneError(
+            f"{ifname} has MTU {lk.mtu}, above {MAX_NATIVE_MTU}, the largest the xdsr program handles in native "
+            f"mode (it takes each frame in one buffer: no jumbo frames); set the trunk's MTU to {MAX_NATIVE_MTU} "
+            "or less"
+        )
+    return lk
 
 
 class Dataplane:
@@ -267,9 +288,7 @@ class Dataplane:
     ) -> Attachment:
         """Load the program for ifname and attach it; replaces a previous xdsr
         program atomically, refuses to replace anyone else's unless force."""
-        if mode not in MODES:
-            raise DataplaneError(f"unknown XDP mode {mode!r} (native or generic)")
-        lk = link(ifname, netns)
+        lk = check_attachable(ifname, netns, mode)
         prog = self.load_program(lk.mac, lk.index, hash_seed)
         pin = self._prog_pin(ifname, netns)
 
@@ -382,6 +401,18 @@ def prog_pin_name(ifname: str, netns: str | None) -> str:
     """Name of the pinned program of an attachment. bpffs refuses dots in
     names; '@' appears in neither interface nor namespace names."""
     return f"xdp@{ifname}@{netns}" if netns else f"xdp@{ifname}"
+
+
+def remove_maps(pin_dir: str | os.PathLike[str], remove_dir: bool = False) -> None:
+    """Unlink the data plane's map pins in pin_dir (and the directory, if
+    asked and nothing else is left in it)."""
+    pin = Path(pin_dir)
+    for name in ALL_MAPS:
+        with contextlib.suppress(FileNotFoundError):
+            (pin / name).unlink()
+    if remove_dir:
+        with contextlib.suppress(OSError):  # gone already, or not empty
+            pin.rmdir()
 
 
 def remove_pins(pin_dir: str | os.PathLike[str]) -> None:

@@ -43,15 +43,17 @@ class ServiceKey:
 
     def to_abi(self) -> abi.SvcKey:
         """The key as the kernel's struct xdsr_svc_key (through the mirror
-        test_abi.py checks against BTF): an IPv4 VIP as IPv4-mapped IPv6,
-        the port in network byte order."""
-        addr = self.vip.packed if self.vip.version == 6 else _V4_MAPPED + self.vip.packed
+        test_abi.py checks against BTF): an IPv4 VIP as IPv4-mapped IPv6
+        with family IPv4 (so an IPv6 packet to ::ffff:a.b.c.d matches no
+        IPv4 service), the port in network byte order, the segment's type
+        and id in one word."""
+        v4 = self.vip.version == 4
         return abi.SvcKey(
-            addr=_Addr.from_buffer_copy(addr),
+            addr=_Addr.from_buffer_copy(_V4_MAPPED + self.vip.packed if v4 else self.vip.packed),
             port=socket.htons(self.port),
             proto=self.proto,
-            seg_type=self.seg_type,
-            seg_id=self.seg_id,
+            family=abi.Family.IPV4 if v4 else abi.Family.IPV6,
+            segment=self.seg_type << abi.SEG_TYPE_SHIFT | self.seg_id,
         )
 
     @functools.cached_property
@@ -64,10 +66,15 @@ class ServiceKey:
 
     @classmethod
     def from_abi(cls, key: abi.SvcKey) -> ServiceKey:
-        vip: IPAddress = ipaddress.IPv6Address(bytes(key.addr))
-        if vip.ipv4_mapped is not None:
-            vip = vip.ipv4_mapped
-        return cls(vip, socket.ntohs(key.port), key.proto, abi.SegType(key.seg_type), key.seg_id)
+        addr = bytes(key.addr)
+        vip: IPAddress
+        if abi.Family(key.family) == abi.Family.IPV4:
+            vip = ipaddress.IPv4Address(addr[12:])
+        else:
+            vip = ipaddress.IPv6Address(addr)
+        seg_type = abi.SegType(key.segment >> abi.SEG_TYPE_SHIFT)
+        seg_id = key.segment & ((1 << abi.SEG_TYPE_SHIFT) - 1)
+        return cls(vip, socket.ntohs(key.port), key.proto, seg_type, seg_id)
 
     @classmethod
     def unpack(cls, raw: bytes) -> ServiceKey:

@@ -49,14 +49,15 @@ class Link:
     name: str
     index: int
     mac: str
+    mtu: int
 
 
 def link(ifname: str, netns: str | None = None) -> Link:
-    """Index and MAC of an interface, looked up over netlink in netns."""
+    """Index, MAC and MTU of an interface, looked up over netlink in netns."""
     with in_netns(netns), IPRoute() as ipr:
         found = ipr.link_lookup(ifname=ifname)
         if not found:
             where = f" in network namespace {netns}" if netns else ""
             raise LookupError(f"no interface {ifname!r}{where}")
         msg = ipr.get_links(found[0])[0]
-        return Link(ifname, found[0], msg.get_attr("IFLA_ADDRESS"))
+        return Link(ifname, found[0], msg.get_attr("IFLA_ADDRESS"), int(msg.get_attr("IFLA_MTU")))
