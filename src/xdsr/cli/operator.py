@@ -12,26 +12,45 @@ from typing import Annotated
 import typer
 
 from xdsr.operator.operator import Operator, Settings
-from xdsr.store.etcd import EtcdStore
+from xdsr.store.connect import HELP as STORE_HELP
+from xdsr.store.connect import is_kubernetes, open_store
 
 
 def operator(
-    store: Annotated[str, typer.Option(help="etcd endpoint, e.g. http://127.0.0.1:2379")],
+    store: Annotated[str, typer.Option(help=STORE_HELP)],
     token_file: Annotated[Path, typer.Option(help="file holding the token the LB nodes' agents accept")],
     group_size: Annotated[int, typer.Option(help="LB nodes per group")] = 3,
     resync: Annotated[float, typer.Option(help="seconds between full passes and node polls")] = 10.0,
+    leader_elect: Annotated[
+        bool,
+        typer.Option(
+            help="act only while holding the Lease xdsr-operator (Kubernetes store): of several replicas one acts"
+        ),
+    ] = False,
 ) -> None:
     """Watch the store; place load balancers on groups of LB nodes; push their rules; report status."""
     token = token_file.read_text().strip()
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    if leader_elect and not is_kubernetes(store):
+        typer.echo("error: --leader-elect needs --store kubernetes", err=True)
+        raise typer.Exit(2)
 
-    async def main() -> None:
-        op = Operator(EtcdStore(store), token, Settings(group_size=group_size, resync=resync))
+    async def main() -> int:
+        db = open_store(store, component="operator")
+        op = Operator(db, token, Settings(group_size=group_size, resync=resync))
         task = asyncio.current_task()
         assert task is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await op.run()
+            if not leader_elect:
+                await op.run()
+                return 0
+            from xdsr.store.kubernetes import KubernetesStore, LeaderElection
 
-    asyncio.run(main())
+            assert isinstance(db, KubernetesStore)
+            if not await LeaderElection(db, "xdsr-operator").lead(op.run()):
+                return 1  # lost the Lease: stop acting; the pod restarts and stands again
+        return 0
+
+    raise typer.Exit(asyncio.run(main()))

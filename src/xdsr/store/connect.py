@@ -1,0 +1,27 @@
+"""One way for every component to open the store it is told to use."""
+
+from __future__ import annotations
+
+from xdsr.store.base import Store
+
+KUBERNETES = "kubernetes"
+HELP = (
+    "the store: etcd's client URL (http://HOST:PORT), or 'kubernetes' (in-cluster, else $KUBECONFIG or "
+    "~/.kube/config; the namespace is the context's) or 'kubernetes:KUBECONFIG'"
+)
+
+
+def is_kubernetes(spec: str) -> bool:
+    return spec == KUBERNETES or spec.startswith(KUBERNETES + ":")
+
+
+def open_store(spec: str, *, component: str) -> Store:
+    """The store named by spec. component names the writer (the field manager
+    on Kubernetes); agents leave expired leases to the control plane to end."""
+    if is_kubernetes(spec):
+        from xdsr.store.kubernetes import KubernetesStore
+
+        return KubernetesStore.from_spec(spec, field_manager=f"xdsr-{component}", reap_leases=component != "agent")
+    from xdsr.store.etcd import EtcdStore
+
+    return EtcdStore(spec)
