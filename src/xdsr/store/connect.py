@@ -17,11 +17,11 @@ def is_kubernetes(spec: str) -> bool:
 
 def open_store(spec: str, *, component: str) -> Store:
     """The store named by spec. component names the writer (the field manager
-    on Kubernetes); agents leave expired leases to the control plane to end."""
+    on Kubernetes); only the operator ends expired leases (and deletes their keys)."""
     if is_kubernetes(spec):
         from xdsr.store.kubernetes import KubernetesStore
 
-        return KubernetesStore.from_spec(spec, field_manager=f"xdsr-{component}", reap_leases=component != "agent")
+        return KubernetesStore.from_spec(spec, field_manager=f"xdsr-{component}", reap_leases=component == "operator")
     from xdsr.store.etcd import EtcdStore
 
     return EtcdStore(spec)

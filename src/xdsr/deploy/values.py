@@ -1,0 +1,80 @@
+"""The one typed description of a Kubernetes deployment of xdsr (`xdsr manifests --values FILE`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+_Name = str  # DNS-1123 names are checked by kube-apiserver itself
+
+
+class _Values(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Image(_Values):
+    repository: str = "localhost/xdsr"
+    tag: str = "dev"
+    pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+class Resources(_Values):
+    cpu: str = "100m"
+    memory: str = "128Mi"
+    memory_limit: str = "512Mi"
+
+
+class ApiServerValues(_Values):
+    replicas: int = Field(2, ge=1)
+    port: int = Field(9876, ge=1, le=65535)
+    tokens_secret: _Name = "xdsr-api-tokens"  # key tokens.yaml: tokens: [{token, project_id, admin}]
+    networks_configmap: _Name | None = "xdsr-networks"  # key networks.yaml; None: no Neutron-style subnets
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    resources: Resources = Resources()
+
+
+class OperatorValues(_Values):
+    replicas: int = Field(2, ge=1)  # one acts (the Lease xdsr-operator), the other stands by
+    group_size: int = Field(3, ge=1)
+    resync: float = Field(10.0, gt=0)
+    resources: Resources = Resources()
+
+
+class AgentValues(_Values):
+    node_label: str = "xdsr.io/lbn"  # the DaemonSet runs on nodes labelled node_label=node_label_value
+    node_label_value: str = "true"
+    iface: str = "eth1"  # the trunk interface on every LB node
+    port: int = Field(9101, ge=1, le=65535)
+    mode: Literal["native", "generic"] = "native"
+    lease_ttl: int = Field(10, ge=2)
+    pin_dir: str = "/sys/fs/bpf/xdsr"
+    # a Localhost profile in the kubelet's seccomp directory (shipped: deploy/seccomp-bpf.json);
+    # None: RuntimeDefault, which on most runtimes refuses bpf() without CAP_SYS_ADMIN
+    seccomp_localhost_profile: str | None = "xdsr/seccomp-bpf.json"
+    max_unavailable: int = Field(1, ge=1)  # LB nodes a rolling update takes down at once
+    termination_grace_seconds: int = Field(30, ge=1)
+    resources: Resources = Resources(cpu="200m", memory="256Mi", memory_limit="1Gi")
+
+
+class Values(_Values):
+    namespace: _Name = "xdsr"
+    image: Image = Image()
+    agent_token_secret: _Name = "xdsr-agent-token"  # key token: the bearer token agents accept from the operator
+    apiserver: ApiServerValues = ApiServerValues()
+    operator: OperatorValues = OperatorValues()
+    agent: AgentValues = AgentValues()
+    service_monitor: bool = True  # a monitoring.coreos.com ServiceMonitor (Prometheus Operator) for the agents
+    labels: dict[str, str] = {}
+
+
+def load_values(path: Path | None) -> Values:
+    if path is None:
+        return Values()
+    return Values.model_validate(yaml.safe_load(path.read_text()) or {})
