@@ -165,3 +165,24 @@ def test_the_shipped_seccomp_profile_allows_bpf_with_cap_bpf_only() -> None:
     debian = Path("/usr/share/containers/seccomp.json")
     if debian.exists():  # the shipped file is what derive() makes of Debian's default
         assert profile == derive(json.loads(debian.read_text()))
+
+
+def test_the_papers_two_clusters(tmp_path: Any) -> None:
+    """The control cluster holds the resources and the LB nodes' rights; the LB cluster runs the
+    DaemonSet, whose agents reach the control cluster through a kubeconfig."""
+    control = _rendered({"components": ["crds", "apiserver", "operator", "lbn-access"]}, tmp_path)
+    lb = _rendered({"components": ["lbn"], "agent": {"control_kubeconfig_secret": "xdsr-control"}}, tmp_path)
+    assert not any(o["kind"] == "DaemonSet" for o in control)
+    assert any(o["kind"] == "Role" and o["metadata"]["name"] == "xdsr-lbn" for o in control)
+    assert not any(o["kind"] in ("CustomResourceDefinition", "Role", "Deployment") for o in lb)
+    ds = next(o for o in lb if o["kind"] == "DaemonSet")
+    (c,) = ds["spec"]["template"]["spec"]["containers"]
+    assert c["args"][c["args"].index("--store") + 1] == "kubernetes:/etc/xdsr/kube/kubeconfig"
+    assert {"name": "control-kubeconfig", "secret": {"secretName": "xdsr-control", "defaultMode": 0o400}} in ds["spec"][
+        "template"
+    ]["spec"]["volumes"]
+    sa = next(o for o in lb if o["kind"] == "ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False  # no rights in the LB cluster
+    for obj in control + lb:
+        if not obj["apiVersion"].startswith("monitoring.coreos.com"):
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)

@@ -256,6 +256,15 @@ def _agent(v: Values) -> list[Obj]:
         ),
     }
     probe = {"httpGet": {"path": "/healthz", "port": g.port, "host": "127.0.0.1"}, "periodSeconds": 5}
+    store = "kubernetes"
+    mounts: list[Obj] = []
+    volumes: list[Obj] = []
+    if g.control_kubeconfig_secret:  # the paper's two clusters: the resources are in the control cluster
+        store = "kubernetes:/etc/xdsr/kube/kubeconfig"
+        mounts.append({"name": "control-kubeconfig", "mountPath": "/etc/xdsr/kube", "readOnly": True})
+        volumes.append(
+            {"name": "control-kubeconfig", "secret": {"secretName": g.control_kubeconfig_secret, "defaultMode": 0o400}}
+        )
     container = {
         "name": "agent",
         "image": v.image.ref,
@@ -271,7 +280,7 @@ def _agent(v: Values) -> list[Obj]:
             "--advertise",
             f"http://$(NODE_IP):{g.port}",
             "--store",
-            "kubernetes",
+            store,
             "--token-file",
             "/etc/xdsr/agent/token",
             "--pin-dir",
@@ -293,6 +302,7 @@ def _agent(v: Values) -> list[Obj]:
             {"name": "bpffs", "mountPath": "/sys/fs/bpf", "mountPropagation": "HostToContainer"},
             {"name": "state", "mountPath": "/run/xdsr"},
             {"name": "agent-token", "mountPath": "/etc/xdsr/agent", "readOnly": True},
+            *mounts,
         ],
     }
     daemonset = {
@@ -321,13 +331,13 @@ def _agent(v: Values) -> list[Obj]:
                         {"name": "bpffs", "hostPath": {"path": "/sys/fs/bpf", "type": "DirectoryOrCreate"}},
                         {"name": "state", "hostPath": {"path": "/run/xdsr", "type": "DirectoryOrCreate"}},
                         {"name": "agent-token", "secret": {"secretName": v.agent_token_secret, "defaultMode": 0o400}},
+                        *volumes,
                     ],
                 },
             },
         },
     }
     out = [
-        *_rbac(v, "lbn", _rules(["lbnodes"], [], [], True)),
         daemonset,
         {
             "apiVersion": "v1",
@@ -355,8 +365,12 @@ def _agent(v: Values) -> list[Obj]:
     return out
 
 
+def _lbn_access(v: Values) -> list[Obj]:
+    return _rbac(v, "lbn", _rules(["lbnodes"], [], [], True))
+
+
 def manifests(v: Values) -> list[Obj]:
-    """Every object, in the order kubectl apply can create them."""
+    """Every object of v.components, in the order kubectl apply can create them."""
     namespace = {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -365,4 +379,16 @@ def manifests(v: Values) -> list[Obj]:
             "labels": {**_labels(v, "namespace"), "pod-security.kubernetes.io/enforce": "privileged"},
         },
     }
-    return [*crds(), namespace, *_apiserver(v), *_operator(v), *_agent(v)]
+    out: list[Obj] = []
+    if "crds" in v.components:
+        out += crds()
+    out.append(namespace)
+    for name, part in (("apiserver", _apiserver), ("operator", _operator), ("lbn-access", _lbn_access)):
+        if name in v.components:
+            out += part(v)
+    if "lbn" in v.components:
+        if "lbn-access" not in v.components:  # the LB cluster: the agents' rights are in the control cluster
+            sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(v, "xdsr-lbn", "lbn")}
+            out.append({**sa, "automountServiceAccountToken": False})
+        out += _agent(v)
+    return out

@@ -60,11 +60,23 @@ class AgentValues(_Values):
     seccomp_localhost_profile: str | None = "xdsr/seccomp-bpf.json"
     max_unavailable: int = Field(1, ge=1)  # LB nodes a rolling update takes down at once
     termination_grace_seconds: int = Field(30, ge=1)
+    # The paper's two clusters: the LB nodes in the LB cluster reach the custom resources in
+    # the LB control cluster through a kubeconfig (Secret key `kubeconfig`) of the control
+    # cluster's xdsr-lbn ServiceAccount. None: the cluster the DaemonSet runs in.
+    control_kubeconfig_secret: _Name | None = None
     resources: Resources = Resources(cpu="200m", memory="256Mi", memory_limit="1Gi")
+
+
+Component = Literal["crds", "apiserver", "operator", "lbn-access", "lbn"]
+ALL: list[Component] = ["crds", "apiserver", "operator", "lbn-access", "lbn"]
 
 
 class Values(_Values):
     namespace: _Name = "xdsr"
+    # What to print: all in one cluster; in the paper's two, the control cluster gets
+    # crds, apiserver, operator and lbn-access (the LB nodes' RBAC on the custom resources),
+    # the LB cluster gets lbn (the DaemonSet, its Service and ServiceMonitor).
+    components: list[Component] = ALL
     image: Image = Image()
     agent_token_secret: _Name = "xdsr-agent-token"  # key token: the bearer token agents accept from the operator
     apiserver: ApiServerValues = ApiServerValues()
