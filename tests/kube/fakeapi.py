@@ -126,6 +126,7 @@ class FakeKubeApi:
     def start(self) -> FakeKubeApi:
         app = Starlette(routes=[
             Route("/apis/{group}/{version}/namespaces/{ns}/{plural}", self._collection, methods=["GET", "POST"]),
+            Route("/api/{version}/namespaces/{ns}/{plural}", self._collection, methods=["GET", "POST"]),
             Route("/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", self._item,
                   methods=["GET", "PUT", "DELETE"]),
             Route("/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/status", self._status,
@@ -204,7 +205,7 @@ class FakeKubeApi:
 
     def _key(self, req: Request) -> tuple[str, str, str]:
         p = req.path_params
-        return (f"{p['group']}/{p['plural']}", p["ns"], p.get("name", ""))
+        return (f"{p.get('group', 'core')}/{p['plural']}", p["ns"], p.get("name", ""))
 
     async def _notify(self) -> None:
         assert self.state.changed is not None
@@ -242,6 +243,9 @@ class FakeKubeApi:
         resource, ns, _ = self._key(req)
         obj = await req.json()
         name = obj.get("metadata", {}).get("name")
+        if not name and obj.get("metadata", {}).get("generateName"):
+            name = obj["metadata"]["generateName"] + uuid.uuid4().hex[:5]
+            obj["metadata"]["name"] = name
         if not name:
             raise ApiError(422, "Invalid", "metadata.name: Required value")
         if (resource, ns, name) in self.state.objects:

@@ -73,6 +73,14 @@ def test_a_load_balancer_created_through_the_api_is_forwarded_by_all_three_nodes
             return bool(lb["provisioning_status"] == "ACTIVE")
 
         wait_until(active, timeout=30, interval=0.05, what="ACTIVE")
+
+        def group_ready() -> bool:  # what `kubectl get lbngroups` shows, written beside the operator
+            groups = [o for (r, _, _), o in env.api.state.objects.items() if r == "xdsr.io/lbngroups"]
+            st = groups[0].get("status") if len(groups) == 1 else None
+            ready = {c["type"]: c["status"] for c in (st or {}).get("conditions", [])}.get("Ready")
+            return bool(st and st["loadBalancers"] == 1 and st["ready"] == "3/3" and ready == "True")
+
+        wait_until(group_ready, timeout=30, interval=0.1, what="the LBNGroup's status Ready, 3/3, one load balancer")
         # What the control plane wrote is custom resources of the fake API, not etcd.
         kinds = {r for (r, _, _) in env.api.state.objects}
         assert {"xdsr.io/loadbalancers", "xdsr.io/lbngroups", "xdsr.io/lbngrouprules", "xdsr.io/lbnodes"} <= kinds

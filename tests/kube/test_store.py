@@ -141,3 +141,45 @@ def test_of_two_operator_replicas_one_leads_and_the_other_takes_over(api: FakeKu
             await st.close()
 
     asyncio.run(body())
+
+
+def test_lbngroup_status_conditions_and_events(api: FakeKubeApi) -> None:
+    from xdsr.model.group import Group, LbnRecord
+    from xdsr.store.docs import dump
+    from xdsr.store.kubernetes_status import GroupStatusWriter
+
+    async def body() -> None:
+        s = KubernetesStore(api.config("groups"))
+        await s.put(keys.group_key("g1"), dump(Group(name="g1", lbns=["a", "b", "c"])))
+        for n in ("a", "b"):  # c is not live
+            await s.put(keys.lbn_key(n), dump(LbnRecord(name=n, endpoint=f"http://{n}:9101", started_at=1.0)))
+        lb = {"id": LB, "project_id": "p", "created_at": "2026-01-01T00:00:00Z", "vip_address": "203.0.113.10",
+              "generation": 2}  # fmt: skip
+        await s.put(keys.lb_key(LB), json.dumps(lb).encode())
+        await s.put(keys.rules_key("g1", LB), json.dumps({"generation": 2, "project_id": "p"}).encode())
+        await s.put(keys.status_key(LB), json.dumps({"id": LB, "observed_generation": 1}).encode())
+        writer = GroupStatusWriter(s)
+
+        def status() -> dict:  # type: ignore[type-arg]
+            return api.state.objects[("xdsr.io/lbngroups", "groups", "g1")]["status"]  # type: ignore[no-any-return]
+
+        await writer.pass_once()
+        st = status()
+        assert (st["nodes"], st["loadBalancers"], st["ready"]) == (2, 1, "2/3")
+        conds = {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}
+        assert conds == {"Ready": ("False", "RulesPending"), "Progressing": ("True", "RulesPending"),
+                         "Degraded": ("True", "NodeMissing")}  # fmt: skip
+        await s.put(keys.status_key(LB), json.dumps({"id": LB, "observed_generation": 2}).encode())
+        await s.put(keys.lbn_key("c"), dump(LbnRecord(name="c", endpoint="http://c:9101", started_at=1.0)))
+        await writer.pass_once()
+        conds = {c["type"]: (c["status"], c["reason"]) for c in status()["conditions"]}
+        assert conds == {"Ready": ("True", "AllObserved"), "Progressing": ("False", "UpToDate"),
+                         "Degraded": ("False", "AsExpected")}  # fmt: skip
+        events = [o for (r, ns, _), o in api.state.objects.items() if r == "core/events" and ns == "groups"]
+        assert sorted((e["reason"], e["type"]) for e in events) == [
+            ("AllObserved", "Normal"), ("AsExpected", "Normal"), ("UpToDate", "Normal"),
+        ]  # fmt: skip
+        assert all(e["involvedObject"]["kind"] == "LBNGroup" for e in events)
+        await s.close()
+
+    asyncio.run(body())

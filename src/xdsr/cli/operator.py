@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,15 +42,33 @@ def operator(
         assert task is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
+        work = op.run()
+        if is_kubernetes(store):
+            from xdsr.store.kubernetes_status import GroupStatusWriter
+
+            # kubectl's view of each LBNGroup (status, conditions, events), beside the operator
+            work = _together(work, GroupStatusWriter(db).run())  # type: ignore[arg-type]
         with contextlib.suppress(asyncio.CancelledError):
             if not leader_elect:
-                await op.run()
+                await work
                 return 0
             from xdsr.store.kubernetes import KubernetesStore, LeaderElection
 
             assert isinstance(db, KubernetesStore)
-            if not await LeaderElection(db, "xdsr-operator").lead(op.run()):
+            if not await LeaderElection(db, "xdsr-operator").lead(work):
                 return 1  # lost the Lease: stop acting; the pod restarts and stands again
         return 0
 
     raise typer.Exit(asyncio.run(main()))
+
+
+async def _together(*coros: Any) -> None:
+    """Run all; the first to end (or fail) ends the others."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            t.result()
+    finally:
+        for t in tasks:
+            t.cancel()
