@@ -184,6 +184,7 @@ class KubernetesStore:
         self._reaper: asyncio.Task[None] | None = None
         self._lease_seen: dict[str, tuple[str, float]] = {}  # lease name -> (resourceVersion, when seen)
         self._lease_uid: dict[int, str] = {}
+        self._leased_kinds: dict[int, set[str]] = {}  # per lease of ours, the kinds we put keys of on it
         self._closed = False
         self.watch_timeout = 300  # seconds the server keeps one watch request open; then it is resumed
 
@@ -327,6 +328,7 @@ class KubernetesStore:
         m = mapping_of(key)
         if lease:
             await self._lease_known(lease)
+            self._leased_kinds.setdefault(lease, set()).add(m.plural)
         if m.part == "status":
             return await self._put_status(key, value, expect)
         name = object_name(key)
@@ -524,11 +526,13 @@ class KubernetesStore:
     async def revoke_lease(self, lease: int) -> None:
         with contextlib.suppress(ApiError):
             await self._client.delete(Lease, _lease_name(lease), namespace=self.namespace)
-        await self._delete_leased(lease)
+        # Only the kinds this store put on it: an agent may not even list the others.
+        await self._delete_leased(lease, self._leased_kinds.pop(lease, set()))
 
-    async def _delete_leased(self, lease: int) -> None:
+    async def _delete_leased(self, lease: int, kinds: set[str] | None = None) -> None:
         """The keys on a lease that ended (the garbage collector would too, later)."""
-        for plural in dict.fromkeys(m.plural for m in (*MAPPINGS, GENERIC)):
+        every = dict.fromkeys(m.plural for m in (*MAPPINGS, GENERIC))
+        for plural in every if kinds is None else [k for k in every if k in kinds]:
             objs, _ = await self._list_kind(plural, {LEASE_LABEL: f"{lease:016x}"})
             for obj in objs:
                 body = {"kind": "DeleteOptions", "apiVersion": "v1",
