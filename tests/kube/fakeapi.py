@@ -83,7 +83,7 @@ class FakeState:
     history: list[_Change] = field(default_factory=list)
     compacted: int = 0
     bookmark_interval: float = 1.0
-    changed: asyncio.Condition | None = None
+    changed: asyncio.Event | None = None  # set, and replaced, on every change
 
     def now(self) -> str:
         return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -140,7 +140,7 @@ class FakeKubeApi:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
-            self.state.changed = asyncio.Condition()
+            self.state.changed = asyncio.Event()
             ready.set()
             assert self._server is not None
             loop.run_until_complete(self._server.serve(sockets=[self._sock]))
@@ -209,8 +209,8 @@ class FakeKubeApi:
 
     async def _notify(self) -> None:
         assert self.state.changed is not None
-        async with self.state.changed:
-            self.state.changed.notify_all()
+        done, self.state.changed = self.state.changed, asyncio.Event()
+        done.set()
 
     async def _collection(self, req: Request) -> Response:
         self.requests.append((req.method, req.url.path, dict(req.query_params)))
@@ -377,10 +377,11 @@ class FakeKubeApi:
                     kind = "Lease" if resource.startswith("coordination") else "Object"
                     yield line("BOOKMARK", {"kind": kind, "apiVersion": "v1",
                                             "metadata": {"resourceVersion": str(sent)}})  # fmt: skip
-                async with state.changed:
+                changed = state.changed
+                if state.rv == sent:
                     with contextlib.suppress(TimeoutError):
                         wait = min(state.bookmark_interval, max(0.0, end - time.monotonic()))
-                        await asyncio.wait_for(state.changed.wait_for(lambda s=sent: state.rv > s), wait)
+                        await asyncio.wait_for(changed.wait(), wait)
 
         return StreamingResponse(events(), media_type="application/json")
 

@@ -1,7 +1,9 @@
 """The image (Containerfile): the LB node agent run from it by podman inside a
 lab network namespace, with the DaemonSet's least privilege (not privileged;
 CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_NET_RAW, CAP_SYS_RESOURCE; the
-shipped seccomp profile; host bpffs), forwards real TCP and UDP.
+shipped seccomp profile; host bpffs), forwards real TCP and UDP; when the
+container is replaced (a DaemonSet update) the node forwards throughout and
+the new agent adopts the pinned maps.
 
 Opt-in: building the image takes minutes (a Debian base from the archive, then
 the build), more than CI's budget, so the test runs when the image
@@ -92,9 +94,10 @@ def test_the_agent_from_the_image_forwards_real_traffic(
         "--max-services", "64", "--mode", "native",
     ]  # fmt: skip
     doc = {"generation": 1, "services": services_doc(fab)}
-    t0 = time.perf_counter()
-    _podman(podman_env, *run)
-    try:
+    names = [name, name + "-b"]
+
+    def put_state(container: str) -> httpx.Response:
+        """PUT the state as the operator would, until the agent takes it."""
         with (
             in_netns(ns),
             httpx.Client(
@@ -106,20 +109,38 @@ def test_the_agent_from_the_image_forwards_real_traffic(
                 try:
                     r = http.put("/v1/state", json=doc)
                     if r.status_code == 200:
-                        break
+                        return r
                 except httpx.TransportError:
                     pass
-                state = _podman(podman_env, "inspect", name, "--format", "{{.State.Status}}", check=False).stdout
-                assert "exited" not in state, _podman(podman_env, "logs", name, check=False).stderr
-                assert time.monotonic() < deadline, _podman(podman_env, "logs", name, check=False).stderr
+                state = _podman(podman_env, "inspect", container, "--format", "{{.State.Status}}", check=False).stdout
+                assert "exited" not in state, _podman(podman_env, "logs", container, check=False).stderr
+                assert time.monotonic() < deadline, _podman(podman_env, "logs", container, check=False).stderr
                 time.sleep(0.02)
-        applied = time.perf_counter() - t0
-        assert all(s["ok"] for s in r.json()["services"]), r.text
+
+    def traffic() -> None:
         tcp = fab.tcp_client(0, conns=24, interval_ms=50, duration=0.3)
-        took = time.perf_counter() - t0
         assert tcp.all_ok, tcp.broken[:3]
         assert set(tcp.by_backend()) == {b.name for b in fab.tenant(0).backends}
         assert not fab.udp_client(0, flows=30).unanswered
-        print(f"\ncontainer start to state applied: {applied * 1000:.0f} ms; to a TCP run through it: {took:.2f} s")
+
+    try:
+        t0 = time.perf_counter()
+        _podman(podman_env, *run)
+        r = put_state(name)
+        applied = time.perf_counter() - t0
+        assert all(s["ok"] for s in r.json()["services"]), r.text
+        traffic()
+        print(f"\ncontainer start to state applied (forwarding): {applied * 1000:.0f} ms")
+
+        # A DaemonSet update: the pod goes (SIGTERM: the agent leaves XDP and its maps in place),
+        # the node forwards without it, and the next pod adopts the pinned maps.
+        _podman(podman_env, "rm", "-f", "-t", "10", name)
+        traffic()
+        run[run.index(name)] = names[1]
+        _podman(podman_env, *run)
+        r = put_state(names[1])
+        assert all(s["ok"] for s in r.json()["services"]), r.text
+        traffic()
     finally:
-        _podman(podman_env, "rm", "-f", "-t", "5", name, check=False)
+        for n in names:
+            _podman(podman_env, "rm", "-f", "-t", "5", n, check=False)
