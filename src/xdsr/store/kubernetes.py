@@ -179,6 +179,7 @@ class KubernetesStore:
         self._client = AsyncClient(
             self._config, namespace=self.namespace, field_manager=field_manager, timeout=httpx2.Timeout(timeout)
         )
+        self._timeout = timeout
         self._reap = reap_leases
         self._reap_interval = reap_interval
         self._reaper: asyncio.Task[None] | None = None
@@ -428,6 +429,8 @@ class KubernetesStore:
             params["resourceVersion"] = version
             br = generic.prepare_request("list", res=_resources[m.plural], namespace=self.namespace, watch=True,
                                          params=dict(params, timeoutSeconds=self.watch_timeout))  # fmt: skip
+            # The server ends the stream after timeoutSeconds; silence well past that is a dead connection.
+            br.timeout = httpx2.Timeout(self._timeout, read=self.watch_timeout + 30)
             req = generic.build_adapter_request(br)
             try:
                 resp = await generic.send(req, stream=True)
