@@ -117,7 +117,9 @@ def object_name(key: str) -> str:
 
 
 def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
+    # A MicroTime needs its six digits of fraction, and the encoder drops a zero fraction.
+    now = datetime.datetime.now(datetime.UTC)
+    return now if now.microsecond else now.replace(microsecond=1)
 
 
 def _rv(obj: dict[str, Any]) -> int:
