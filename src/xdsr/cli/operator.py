@@ -27,6 +27,10 @@ def operator(
             help="act only while holding the Lease xdsr-operator (Kubernetes store): of several replicas one acts"
         ),
     ] = False,
+    health_listen: Annotated[
+        str | None,
+        typer.Option(help="ADDR:PORT answering GET /healthz while the process's loop runs (a liveness probe)"),
+    ] = None,
 ) -> None:
     """Watch the store; place load balancers on groups of LB nodes; push their rules; report status."""
     token = token_file.read_text().strip()
@@ -48,6 +52,9 @@ def operator(
 
             # kubectl's view of each LBNGroup (status, conditions, events), beside the operator
             work = _together(work, GroupStatusWriter(db).run())  # type: ignore[arg-type]
+        if health_listen:
+            host, _, port = health_listen.rpartition(":")
+            await asyncio.start_server(_healthz, host or "0.0.0.0", int(port))
         with contextlib.suppress(asyncio.CancelledError):
             if not leader_elect:
                 await work
@@ -72,3 +79,14 @@ async def _together(*coros: Any) -> None:
     finally:
         for t in tasks:
             t.cancel()
+
+
+async def _healthz(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """200 to any request: answered by the operator's own event loop, so a wedged loop fails the probe."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+        )
+        await writer.drain()
+    writer.close()

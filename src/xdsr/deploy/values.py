@@ -44,6 +44,7 @@ class OperatorValues(_Values):
     replicas: int = Field(2, ge=1)  # one acts (the Lease xdsr-operator), the other stands by
     group_size: int = Field(3, ge=1)
     resync: float = Field(10.0, gt=0)
+    health_port: int = Field(9102, ge=1, le=65535)  # its liveness probe (GET /healthz)
     resources: Resources = Resources()
 
 
