@@ -81,10 +81,10 @@ class LocalCluster:
         projects: tuple[str, ...] = ("demo",),
         group_size: int = 3,
         resync: float = 2.0,
+        store: str | None = None,  # another store than its own etcd (e.g. kubernetes:KUBECONFIG)
         workdir: Path | None = None,
         subnets: list[dict[str, object]] | None = None,
         health_sources: dict[str, list[str]] | None = None,
-        store: str | None = None,
     ) -> None:
         self.lbns = list(lbns)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="xdsr-cluster-"))
