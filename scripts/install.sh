@@ -46,7 +46,7 @@ fi
 stamp=.venv/.xdsr-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test,octavia]'
+    .venv/bin/pip install -q -e '.[test,octavia,kubernetes]'
     touch "$stamp"
 fi
 echo "install.sh: ready ($(.venv/bin/python --version), $(clang --version | head -1))"

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.kube.fakeapi import FakeKubeApi, fake_kube_api
 from xdsr.local.etcd import EtcdServer
 
 
@@ -14,3 +15,9 @@ def etcd() -> Iterator[EtcdServer]:
         pytest.skip("etcd is not installed (Debian package etcd-server)")
     with EtcdServer() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def kube_api() -> Iterator[FakeKubeApi]:
+    with fake_kube_api(bookmark_interval=0.2) as api:
+        yield api

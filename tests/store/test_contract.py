@@ -1,6 +1,8 @@
 """What every Store must do, run over each implementation: etcd (the real
-store, needs the etcd binary) and the in-memory one that unit tests use.
-What only etcd does (going away, coming back) is in test_etcd.py."""
+store, needs the etcd binary), the Kubernetes API (over a fake API server that
+keeps the API's conventions, tests/kube/fakeapi.py) and the in-memory one that
+unit tests use. What only etcd does (going away, coming back) is in
+test_etcd.py; what only the Kubernetes store does is in tests/kube."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pydantic import BaseModel
 from xdsr.store import Compacted, Conflict, Event, Store
 from xdsr.store.docs import get_doc, update_doc
 from xdsr.store.etcd import EtcdStore
+from xdsr.store.kubernetes import KubernetesStore
 from xdsr.store.memory import MemoryStore
 
 
@@ -45,11 +48,18 @@ async def _memory_compact(store: Store, revision: int) -> None:
     store.compact(revision)
 
 
-@pytest.fixture(params=["etcd", "memory"])
+@pytest.fixture(params=["etcd", "kubernetes", "memory"])
 def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "etcd":
         server = request.getfixturevalue("etcd")
         return Backend(lambda: EtcdStore(server.endpoint), _etcd_compact)
+    if request.param == "kubernetes":
+        api = request.getfixturevalue("kube_api")
+
+        async def compact(store: Store, revision: int) -> None:
+            api.compact(revision)
+
+        return Backend(lambda: KubernetesStore(api.config(), namespace="contract"), compact)
     shared = MemoryStore()  # one data set, handed to every "client"
     return Backend(lambda: shared, _memory_compact)
 

@@ -223,7 +223,7 @@ def run(opts: Options) -> int:
     registration = None
     endpoint = opts.advertise or _endpoint(host, port, "https" if opts.tls else "http")
     if opts.store:
-        from xdsr.store.etcd import EtcdConfig, EtcdStore
+        from xdsr.store.connect import open_store
 
         record = LbnRecord(
             name=opts.name,
@@ -233,9 +233,8 @@ def run(opts: Options) -> int:
             version=xdsr.__version__,
             max_services=dp.max_services,  # what the maps hold: the operator places no more here
         )
-        registration = Registration(
-            EtcdStore(opts.store, config=EtcdConfig.from_env()), record, ttl=opts.lease_ttl, interval=opts.lease_ttl / 3
-        )
+        store = open_store(opts.store, component="agent")
+        registration = Registration(store, record, ttl=opts.lease_ttl, interval=opts.lease_ttl / 3)
 
     config = AgentConfig(
         name=opts.name,

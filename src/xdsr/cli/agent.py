@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from xdsr.dataplane.loader import DEFAULT_PIN_DIR
+from xdsr.store.connect import HELP as STORE_HELP
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -28,13 +29,7 @@ def agent(
     max_services: Annotated[
         int | None, typer.Option("--max-services", help="size the maps for N services when creating them")
     ] = None,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            "--store",
-            help="etcd endpoints (comma-separated URLs) to register in; TLS, auth: ETCDCTL_*",
-        ),
-    ] = None,
+    store: Annotated[str | None, typer.Option("--store", help="where to register this node: " + STORE_HELP)] = None,
     group: Annotated[str | None, typer.Option("--group", help="the LBN group this node asks to join")] = None,
     advertise: Annotated[
         str | None,

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from xdsr.store.connect import HELP as STORE_HELP
+
 log = logging.getLogger("xdsr.cli")
 
 
@@ -23,7 +25,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 def apiserver(
-    store: Annotated[str, typer.Option("--store", help="the store: etcd's client URL")] = "http://127.0.0.1:2379",
+    store: Annotated[str, typer.Option("--store", help=STORE_HELP)] = "http://127.0.0.1:2379",
     listen: Annotated[str, typer.Option("--listen", help="ADDR:PORT to serve on")] = "127.0.0.1:9876",
     tokens_file: Annotated[
         Path, typer.Option("--tokens-file", help="YAML: tokens: [{token, project_id, admin}]")
@@ -35,7 +37,7 @@ def apiserver(
     """Serve the load-balancer API (the subset of Octavia v2 that L2DSR can serve) until SIGINT/SIGTERM."""
     from xdsr.apiserver import ApiServer, TokensError, load_tokens
     from xdsr.apiserver.networks import Networks, NetworksError, load_networks
-    from xdsr.store.etcd import EtcdConfig, EtcdStore
+    from xdsr.store.connect import open_store
 
     try:
         host, port = parse_listen(listen)
@@ -46,7 +48,7 @@ def apiserver(
         raise typer.Exit(2) from None
 
     async def run() -> None:
-        etcd = EtcdStore(store, config=EtcdConfig.from_env())
+        etcd = open_store(store, component="apiserver")
         server = ApiServer(etcd, tokens, host=host, port=port, log_level="info", networks=networks)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ from xdsr.cli import bench, dp
 from xdsr.cli.agent import agent
 from xdsr.cli.apiserver import apiserver
 from xdsr.cli.demo import demo
+from xdsr.cli.manifests import manifests
 from xdsr.cli.operator import operator
 from xdsr.cli.up import up
 
@@ -26,6 +27,7 @@ app.command()(apiserver)
 app.command()(operator)
 app.command()(agent)
 app.command()(up)
+app.command()(manifests)
 
 
 @app.callback()

@@ -7,13 +7,14 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from xdsr.operator.agents import AgentClient
 from xdsr.operator.operator import Operator, Settings
-from xdsr.store.etcd import EtcdConfig, EtcdStore
+from xdsr.store.connect import HELP as STORE_HELP
+from xdsr.store.connect import is_kubernetes, open_store
 from xdsr.web.tls import ClientTls
 
 
@@ -27,12 +28,20 @@ def agent_tls(ca: Path | None, cert: Path | None, key: Path | None, insecure_htt
 
 
 def operator(
-    store: Annotated[
-        str, typer.Option(help="etcd endpoints, comma-separated, e.g. http://127.0.0.1:2379 (TLS, auth: ETCDCTL_*)")
-    ],
+    store: Annotated[str, typer.Option(help=STORE_HELP)],
     token_file: Annotated[Path, typer.Option(help="file holding the token the LB nodes' agents accept")],
     group_size: Annotated[int, typer.Option(help="LB nodes per group")] = 3,
     resync: Annotated[float, typer.Option(help="seconds between full passes and node polls")] = 10.0,
+    leader_elect: Annotated[
+        bool,
+        typer.Option(
+            help="act only while holding the Lease xdsr-operator (Kubernetes store): of several replicas one acts"
+        ),
+    ] = False,
+    health_listen: Annotated[
+        str | None,
+        typer.Option(help="ADDR:PORT answering GET /healthz while the process's loop runs (a liveness probe)"),
+    ] = None,
     agent_ca: Annotated[Path | None, typer.Option(help="the CA the agents' TLS certificates chain to")] = None,
     agent_cert: Annotated[Path | None, typer.Option(help="the operator's client certificate (clientAuth)")] = None,
     agent_key: Annotated[Path | None, typer.Option(help="its private key")] = None,
@@ -44,20 +53,58 @@ def operator(
     token = token_file.read_text().strip()
     tls = agent_tls(agent_ca, agent_cert, agent_key, insecure_http)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    if leader_elect and not is_kubernetes(store):
+        typer.echo("error: --leader-elect needs --store kubernetes", err=True)
+        raise typer.Exit(2)
 
-    async def main() -> None:
-        agents = AgentClient(token, tls=tls)
-        op = Operator(
-            EtcdStore(store, config=EtcdConfig.from_env()),
-            token,
-            Settings(group_size=group_size, resync=resync),
-            agents=agents,
-        )
+    async def main() -> int:
+        db = open_store(store, component="operator")
+        op = Operator(db, token, Settings(group_size=group_size, resync=resync), agents=AgentClient(token, tls=tls))
         task = asyncio.current_task()
         assert task is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await op.run()
+        work = op.run()
+        if is_kubernetes(store):
+            from xdsr.store.kubernetes_status import GroupStatusWriter
 
-    asyncio.run(main())
+            # kubectl's view of each LBNGroup (status, conditions, events), beside the operator
+            work = _together(work, GroupStatusWriter(db).run())  # type: ignore[arg-type]
+        if health_listen:
+            host, _, port = health_listen.rpartition(":")
+            await asyncio.start_server(_healthz, host or "0.0.0.0", int(port))
+        with contextlib.suppress(asyncio.CancelledError):
+            if not leader_elect:
+                await work
+                return 0
+            from xdsr.store.kubernetes import KubernetesStore, LeaderElection
+
+            assert isinstance(db, KubernetesStore)
+            if not await LeaderElection(db, "xdsr-operator").lead(work):
+                return 1  # lost the Lease: stop acting; the pod restarts and stands again
+        return 0
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+async def _together(*coros: Any) -> None:
+    """Run all; the first to end (or fail) ends the others."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            t.result()
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+async def _healthz(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """200 to any request: answered by the operator's own event loop, so a wedged loop fails the probe."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+        )
+        await writer.drain()
+    writer.close()

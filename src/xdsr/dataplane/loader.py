@@ -292,13 +292,20 @@ class Dataplane:
         prog = self.load_program(lk.mac, lk.index, hash_seed)
         pin = self._prog_pin(ifname, netns)
 
-        def check(current: int) -> None:
-            ours = pin.exists() and bpf.Program.from_pin(str(pin)).id == current
-            if not ours and not force:
+        def check(current: int) -> bpf.Program | None:
+            # Our program is opened from its pin: opening it by id needs CAP_SYS_ADMIN,
+            # which an agent in a container (CAP_BPF, CAP_NET_ADMIN) does not have.
+            running = bpf.Program.from_pin(str(pin)) if pin.exists() else None
+            if running is not None and running.id == current:
+                return running
+            if running is not None:
+                running.close()
+            if not force:
                 raise DataplaneError(
                     f"{ifname} already runs XDP program id {current}, which is not this data plane's; "
                     "detach it or pass --force"
                 )
+            return None
 
         try:
             attach_xdp(lk.index, prog, netns=netns, mode=mode, check_current=check)
@@ -361,12 +368,13 @@ def attach_xdp(
     *,
     netns: str | None = None,
     mode: str = "native",
-    check_current: Callable[[int], None] | None = None,
+    check_current: Callable[[int], bpf.Program | None] | None = None,
 ) -> None:
     """Attach prog to an interface (inside netns), replacing the program
     attached there in one step: the kernel is told which program it
     replaces, so one attached meanwhile by someone else is never overwritten.
-    check_current(id) may raise to keep the program that runs now.
+    check_current(id) may raise to keep the program that runs now, and may
+    return that program, opened another way than by id (which needs CAP_SYS_ADMIN).
 
     The one way xdsr attaches XDP: the data plane, the lab's programs and the
     benchmark's all come through here."""
@@ -375,9 +383,9 @@ def attach_xdp(
     flags = MODES[mode]
     with in_netns(netns):
         current = bpf.xdp_query_id(ifindex, flags)
-        if current and check_current is not None:
-            check_current(current)
-        old = bpf.Program.from_id(current) if current else None
+        old = check_current(current) if current and check_current is not None else None
+        if current and old is None:
+            old = bpf.Program.from_id(current)
         try:
             bpf.xdp_attach(ifindex, prog, flags, old_prog=old)
         finally:

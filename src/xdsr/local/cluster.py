@@ -81,6 +81,7 @@ class LocalCluster:
         projects: tuple[str, ...] = ("demo",),
         group_size: int = 3,
         resync: float = 2.0,
+        store: str | None = None,  # another store than its own etcd (e.g. kubernetes:KUBECONFIG)
         workdir: Path | None = None,
         subnets: list[dict[str, object]] | None = None,
         health_sources: dict[str, list[str]] | None = None,
@@ -106,18 +107,21 @@ class LocalCluster:
         networks_file = self.workdir / "networks.yaml"
         networks_file.write_text(yaml.safe_dump({"subnets": subnets or []}))
         self.etcd = EtcdServer(self.workdir / "etcd")
+        # store: another store than the cluster's own etcd (e.g. kubernetes:KUBECONFIG); etcd then stays down
+        self.own_etcd = store is None
+        self.store = store or self.etcd.endpoint
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.apiserver = Component(
             "apiserver",
-            _xdsr("apiserver", "--store", self.etcd.endpoint, "--listen", f"127.0.0.1:{self.api_port}",
+            _xdsr("apiserver", "--store", self.store, "--listen", f"127.0.0.1:{self.api_port}",
                   "--tokens-file", str(tokens_file), "--networks-file", str(networks_file)),
             self.workdir / "apiserver.log",
             health_url=self.api_url + "/",
         )  # fmt: skip
         self.operator = Component(
             "operator",
-            _xdsr("-v", "operator", "--store", self.etcd.endpoint, "--token-file", str(agent_token), "--insecure-http",
+            _xdsr("-v", "operator", "--store", self.store, "--token-file", str(agent_token), "--insecure-http",
                   "--group-size", str(group_size), "--resync", str(resync)),
             self.workdir / "operator.log",
         )  # fmt: skip
@@ -132,7 +136,7 @@ class LocalCluster:
             self.agents[name] = Component(
                 f"agent {name}",
                 _xdsr("-v", "agent", "--iface", iface, "--netns", netns, "--name", name,
-                      "--listen", f"127.0.0.1:{port}", "--store", self.etcd.endpoint,
+                      "--listen", f"127.0.0.1:{port}", "--store", self.store,
                       "--token-file", str(agent_token), "--pin-dir", str(pin), "--insecure-http",
                       "--state-dir", str(self.workdir / "agent-state"),
                       *(a for src in (health_sources or {}).get(name, ()) for a in ("--health-source", src)),
@@ -153,7 +157,8 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         try:
-            self.etcd.start()
+            if self.own_etcd:
+                self.etcd.start()
             self.apiserver.start()
             self.operator.start()
             for a in self.agents.values():
@@ -170,7 +175,8 @@ class LocalCluster:
                 c.stop()
             except Exception:
                 log.exception("stopping %s", c.name)
-        self.etcd.stop()
+        if self.own_etcd:
+            self.etcd.stop()
         if self._own_workdir and not os.environ.get("XDSR_KEEP_CLUSTER_LOGS"):
             import shutil
 
