@@ -291,20 +291,41 @@ class Dataplane:
         log.info("attached %s (id %d, %s) to %s%s", PROG_NAME, prog.id, mode, ifname, f" in {netns}" if netns else "")
         return Attachment(ifname, netns, prog.id, mode, True)
 
-    def detach(self, ifname: str, netns: str | None = None) -> None:
+    def _runs_on_these_maps(self, prog_id: int, pin: Path) -> bool:
+        """An xdsr program of this data plane: the attachment's pin, or (its
+        pin gone, e.g. after a purge elsewhere) a program using these maps."""
+        if pin.exists():
+            with contextlib.closing(bpf.Program.from_pin(str(pin))) as p:
+                if p.id == prog_id:
+                    return True
+        try:
+            prog = bpf.Program.from_id(prog_id)
+        except bpf.BpfError:
+            return False
+        with contextlib.closing(prog):
+            return bool(set(prog.map_ids()) & {m.info.id for m in self.maps.values()})
+
+    def detach(self, ifname: str, netns: str | None = None) -> list[str]:
+        """Remove this data plane's program from ifname in whichever mode it
+        runs (native, generic); returns the modes it was removed from, [] if
+        none (detaching twice is no error). Anyone else's program stays."""
         pin = self._prog_pin(ifname, netns)
         lk = link(ifname, netns)
+        removed = []
         with in_netns(netns):
-            current = bpf.xdp_query_id(lk.index)
-            ours = pin.exists() and bpf.Program.from_pin(str(pin)).id == current
-            if current and not ours:
-                raise DataplaneError(f"{ifname} runs XDP program id {current}, which is not this data plane's")
-            if current:
-                bpf.xdp_detach(lk.index)
+            for name, flag in MODES.items():
+                current = bpf.xdp_query_id(lk.index, flag)
+                if not current:
+                    continue
+                if not self._runs_on_these_maps(current, pin):
+                    raise DataplaneError(
+                        f"{ifname} runs XDP program id {current} ({name}), which is not this data plane's"
+                    )
+                bpf.xdp_detach(lk.index, flag)
+                removed.append(name)
         with contextlib.suppress(FileNotFoundError):
             pin.unlink()
-        if not current:
-            raise DataplaneError(f"no xdsr program is attached to {ifname}")
+        return removed
 
     def attachments(self) -> list[Attachment]:
         out = []

@@ -78,18 +78,37 @@ class ApplyReport:
         return self.index_swapped
 
 
+def lock_path(pin_dir: os.PathLike[str] | str) -> str:
+    name = hashlib.sha256(str(os.path.realpath(pin_dir)).encode()).hexdigest()[:16]
+    return os.path.join(LOCK_DIR, f"{name}.lock")
+
+
 @contextlib.contextmanager
 def _locked(dp: Dataplane) -> Iterator[None]:
     """One apply at a time per data plane, across processes: two writers
-    could otherwise hand out the same free space."""
+    could otherwise hand out the same free space.
+
+    The lock file is removed by its holder before unlocking; a waiter that
+    then gets the lock on the removed file sees it is not the file at the
+    path any more and tries again, so removal never lets two in at once."""
     os.makedirs(LOCK_DIR, exist_ok=True)
-    name = hashlib.sha256(str(dp.pin_dir.resolve()).encode()).hexdigest()[:16]
-    with open(os.path.join(LOCK_DIR, f"{name}.lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    path = lock_path(dp.pin_dir)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
 
 
 def _sel(dp: Dataplane) -> abi.Sel:
