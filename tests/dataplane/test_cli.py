@@ -45,7 +45,7 @@ def test_apply_show_stats_and_an_invalid_file(tmp_path: Path, pin_dir: Path) -> 
     assert "3 created" in out
     assert "3 unchanged" in xdsr("dp", "apply", str(good), "--pin-dir", str(pin_dir), "--create").stdout
 
-    shown = json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir), "--create").stdout)
+    shown = json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout)
     assert [s["vip"] for s in shown["services"]] == ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
     assert shown["services"][0]["backends"] == [{"mac": "02:00:00:00:00:01", "vlan": 100, "weight": 2}]
     assert shown["max_services"] == 4096
@@ -57,9 +57,9 @@ def test_apply_show_stats_and_an_invalid_file(tmp_path: Path, pin_dir: Path) -> 
     proc = xdsr("dp", "apply", str(bad), "--pin-dir", str(pin_dir), "--create", check=False)
     assert proc.returncode == 2
     assert "services[0].backends[0].mac" in proc.stderr and "nothing was changed" in proc.stderr
-    assert json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir), "--create").stdout) == shown
+    assert json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout) == shown
 
-    stats = json.loads(xdsr("dp", "stats", "--json", "--pin-dir", str(pin_dir), "--create").stdout)
+    stats = json.loads(xdsr("dp", "stats", "--json", "--pin-dir", str(pin_dir)).stdout)
     assert stats["reasons"]["forwarded"] == {"verdict": "tx", "packets": 0, "bytes": 0}
     assert len(stats["services"]) == 3
 
@@ -83,10 +83,10 @@ def test_apply_warns_when_a_table_is_resized(tmp_path: Path, pin_dir: Path) -> N
 
 
 def test_commands_explain_a_missing_data_plane(pin_dir: Path) -> None:
-    proc = xdsr("dp", "show", "--pin-dir", str(pin_dir), "--create", check=False)
+    proc = xdsr("dp", "show", "--pin-dir", str(pin_dir), check=False)
     assert proc.returncode == 1
     assert "no xdsr data plane is pinned" in proc.stderr
-    proc = xdsr("dp", "attach", "no-such-if0", "--pin-dir", str(pin_dir), "--create", check=False)
+    proc = xdsr("dp", "attach", "no-such-if0", "--pin-dir", str(pin_dir), check=False)
     assert proc.returncode == 1
     assert "no interface 'no-such-if0'" in proc.stderr
 
@@ -103,11 +103,11 @@ def test_apply_takes_the_agents_schema_and_refuses_what_an_agent_refuses(tmp_pat
     proc = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir), "--create")
     assert "1 created" in proc.stdout
     assert "web: no MAC given for m2; left out of the table" in proc.stderr
-    shown = json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir), "--create").stdout)
+    shown = json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout)
     assert shown["services"][0]["backends"] == [{"mac": "02:00:00:00:00:01", "vlan": 100, "weight": 2}]
 
     cfg["services"][0]["vip"] = "127.0.0.1"  # type: ignore[index]
     file.write_text(yaml.safe_dump(cfg))
     proc = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir), "--create", check=False)
     assert proc.returncode == 2 and "services[0].vip" in proc.stderr and "cannot be a VIP" in proc.stderr
-    assert json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir), "--create").stdout) == shown
+    assert json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout) == shown

@@ -35,8 +35,9 @@ from xdsr.agent.core import Agent, AgentConfig
 from xdsr.agent.health import HealthChecker, IPAddress
 from xdsr.agent.registration import Registration
 from xdsr.agent.resolver import Resolver
-from xdsr.dataplane.loader import DEFAULT_PIN_DIR, Dataplane
+from xdsr.dataplane.loader import DEFAULT_PIN_DIR, Dataplane, DataplaneError
 from xdsr.dataplane.netns import link
+from xdsr.dataplane.owner import acquire
 from xdsr.model.group import LbnRecord
 
 log = logging.getLogger("xdsr.agent")
@@ -153,6 +154,13 @@ def run(opts: Options) -> int:
     sources = parse_health_sources(opts.health_sources)
     host, port = parse_listen(opts.listen)
     sock = _bind(host, port)
+    try:
+        # Held for the agent's life: a second agent or `xdsr dp apply` on
+        # these maps is refused instead of replacing the tables.
+        owner = acquire(opts.pin_dir, "a second xdsr agent")
+    except (DataplaneError, OSError) as exc:
+        sock.close()
+        raise StartupError(str(exc)) from None
     dp: Dataplane | None = None
     resolver: Resolver | None = None
     health: HealthChecker | None = None
@@ -170,6 +178,7 @@ def run(opts: Options) -> int:
             resolver.close()
         if dp is not None:
             dp.close()
+        owner.undo()  # a failed start leaves no maps and no directory it made
         raise StartupError(f"cannot start the data plane on {opts.iface}: {exc}") from None
 
     registration = None
@@ -236,5 +245,8 @@ def run(opts: Options) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
-    asyncio.run(server.serve(sockets=[sock]))
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        owner.release()
     return 0 if server.started else 1

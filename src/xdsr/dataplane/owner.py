@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from xdsr.dataplane.loader import DataplaneError, ensure_bpffs, remove_pins
+from xdsr.dataplane.loader import Dataplane, DataplaneError, ensure_bpffs, remove_pins
 
 
 class OwnedError(DataplaneError):
@@ -44,10 +44,23 @@ def _holder(fd: int) -> int | None:
 class Owner:
     """The held lock on one pin directory; release() (or exit) frees it."""
 
-    def __init__(self, pin_dir: Path, fd: int, created: bool) -> None:
+    def __init__(self, pin_dir: Path, fd: int, created: bool, had_maps: bool) -> None:
         self.pin_dir = pin_dir
         self.fd = fd
         self.created = created  # this owner made the directory
+        self.had_maps = had_maps  # a data plane was pinned there before
+
+    def undo(self) -> None:
+        """After a failed start: remove the maps this owner pinned where
+        there were none, the directory too if it made it, and unlock."""
+        if not self.had_maps:
+            with contextlib.suppress(OSError):
+                if self.created:
+                    remove_pins(self.pin_dir)
+                else:
+                    for entry in self.pin_dir.iterdir():
+                        entry.unlink()
+        self.release(remove_if_empty=True)
 
     def release(self, *, remove_if_empty: bool = False) -> None:
         """Unlock; with remove_if_empty, remove a directory this owner made
@@ -87,7 +100,7 @@ def acquire(pin_dir: str | os.PathLike[str], what: str) -> Owner:
             f"the data plane in {pin} is owned by {by} (an xdsr agent or another xdsr dp command): "
             f"{what} would replace tables it believes it holds; stop it first, or change the tables through it"
         ) from None
-    return Owner(pin, fd, created)
+    return Owner(pin, fd, created, Dataplane.exists(pin))
 
 
 @contextlib.contextmanager
@@ -95,20 +108,13 @@ def owned(pin_dir: str | os.PathLike[str], what: str, *, undo_on_error: bool = F
     """Own pin_dir for the body. With undo_on_error, a body that fails in a
     directory that held no data plane before leaves none behind: maps it
     pinned are removed, and the directory if this call made it."""
-    from xdsr.dataplane.loader import Dataplane
-
     owner = acquire(pin_dir, what)
-    had_maps = Dataplane.exists(owner.pin_dir)
     try:
         yield owner
     except BaseException:
-        if undo_on_error and not had_maps:
-            with contextlib.suppress(OSError):
-                if owner.created:
-                    remove_pins(owner.pin_dir)
-                else:
-                    for entry in owner.pin_dir.iterdir():
-                        entry.unlink()
-        owner.release(remove_if_empty=True)
+        if undo_on_error:
+            owner.undo()
+        else:
+            owner.release()
         raise
     owner.release()

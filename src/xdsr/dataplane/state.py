@@ -134,6 +134,42 @@ def _parse_index(data: bytes) -> dict[ServiceKey, abi.SvcEntry]:
     return out
 
 
+def index_digest(dp: Dataplane) -> bytes:
+    """Digest of the live index: it names every service, its table and where
+    they are, so it changes whenever anyone changes what the kernel forwards."""
+    return hashlib.sha256(_index_bytes(dp, _sel(dp).live & 1)).digest()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """How full the maps are, read from the live index."""
+
+    services: int
+    max_services: int
+    table_memory: int  # bytes of Maglev slots the maps hold
+    table_memory_used: int  # bytes live tables take (shared tables once)
+    backends: int  # backend entries the maps hold
+    backends_used: int
+
+    @property
+    def table_memory_free(self) -> int:
+        return self.table_memory - self.table_memory_used
+
+
+def usage(dp: Dataplane) -> Usage:
+    entries = read_index(dp)
+    tables_ = {(e.slot_base, tables.slot_chunks(e.table_size, e.n_backends)) for e in entries.values()}
+    backends = {(e.backend_base, int(e.n_backends)) for e in entries.values()}
+    return Usage(
+        services=sum(1 for k in entries if k.port),
+        max_services=dp.max_services,
+        table_memory=dp.slot_chunks * abi.CHUNK_SIZE,
+        table_memory_used=sum(n for _, n in tables_) * abi.CHUNK_SIZE,
+        backends=dp.backend_slots,
+        backends_used=sum(n for _, n in backends),
+    )
+
+
 def read_index(dp: Dataplane) -> dict[ServiceKey, abi.SvcEntry]:
     """Every used bucket of the live index (fragment entries included)."""
     return _parse_index(_index_bytes(dp, _sel(dp).live & 1))
