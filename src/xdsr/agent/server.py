@@ -22,7 +22,6 @@ import stat
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import prometheus_client
@@ -35,7 +34,8 @@ from xdsr.agent.core import Agent, AgentConfig
 from xdsr.agent.health import HealthChecker, IPAddress
 from xdsr.agent.registration import Registration
 from xdsr.agent.resolver import Resolver
-from xdsr.dataplane.loader import DEFAULT_PIN_DIR, Dataplane, DataplaneError
+from xdsr.agent.settings import AgentSettings
+from xdsr.dataplane.loader import Dataplane, DataplaneError
 from xdsr.dataplane.netns import link
 from xdsr.dataplane.owner import acquire
 from xdsr.model.group import LbnRecord
@@ -56,23 +56,8 @@ class StartupError(Exception):
         self.exit_code = exit_code
 
 
-@dataclass(frozen=True)
-class Options:
-    iface: str
-    name: str
-    listen: str
-    token_file: Path
-    netns: str | None = None
-    pin_dir: Path = Path(DEFAULT_PIN_DIR)
-    max_services: int | None = None
-    store: str | None = None
-    group: str | None = None
-    advertise: str | None = None
-    mode: str = "native"
-    resolve_interval: float = 30.0
-    state_dir: Path = DEFAULT_STATE_DIR
-    lease_ttl: int = 10
-    health_sources: tuple[str, ...] = ()  # "VLAN=ADDRESS" each
+# What run() takes: every option of the agent, defined once (settings.py).
+Options = AgentSettings
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -202,6 +187,7 @@ def run(opts: Options) -> int:
         netns=opts.netns,
         resolve_interval=opts.resolve_interval,
         neighbor_file=opts.state_dir / f"{opts.name}.neighbors.json",
+        verify_interval=opts.verify_interval,
     )
     agent = Agent(config, dp, resolver, registration=registration, health=health)
     agent.adopt()

@@ -1,84 +1,87 @@
-"""`xdsr agent`: run the LB node agent (docs/agent.md)."""
+"""`xdsr agent`: run the LB node agent (docs/agent.md).
+
+Its flags are derived from the fields of xdsr.agent.settings.AgentSettings,
+which the configuration file and the environment set too: an option is
+defined there, once."""
 
 from __future__ import annotations
 
+import inspect
 import logging
+import types
+import typing
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from xdsr.dataplane.loader import DEFAULT_PIN_DIR
+from xdsr.agent.settings import AgentSettings, SettingsError, env_name, flag_name, load
 
 err = Console(stderr=True, soft_wrap=True)
 
+_CONFIG_HELP = "YAML file of options (the same names as the flags, with _): default /etc/xdsr/agent.yaml if it exists"
 
-def agent(
-    iface: Annotated[str, typer.Option("--iface", help="the trunk interface to load balance on")],
-    name: Annotated[str, typer.Option("--name", help="this LB node's name (its key in the store)")],
-    listen: Annotated[str, typer.Option("--listen", help="ADDR:PORT of the HTTP API, e.g. 127.0.0.1:9101")],
-    token_file: Annotated[
-        Path, typer.Option("--token-file", help="file holding the bearer token the operator must send (chmod 600)")
-    ],
-    netns: Annotated[str | None, typer.Option("--netns", help="network namespace of IFACE")] = None,
-    pin_dir: Annotated[Path, typer.Option("--pin-dir", help="bpffs directory of the pinned maps")] = Path(
-        DEFAULT_PIN_DIR
-    ),
-    max_services: Annotated[
-        int | None, typer.Option("--max-services", help="size the maps for N services when creating them")
-    ] = None,
-    store: Annotated[
-        str | None, typer.Option("--store", help="etcd endpoint (http://HOST:PORT) to register this node in")
-    ] = None,
-    group: Annotated[str | None, typer.Option("--group", help="the LBN group this node asks to join")] = None,
-    advertise: Annotated[
-        str | None, typer.Option("--advertise", help="the API's URL as the operator reaches it (default http://LISTEN)")
-    ] = None,
-    mode: Annotated[str, typer.Option("--mode", help="XDP mode: native or generic")] = "native",
-    resolve_interval: Annotated[
-        float, typer.Option("--resolve-interval", help="seconds between confirmations of a resolved MAC", min=1.0)
-    ] = 30.0,
-    state_dir: Annotated[
-        Path, typer.Option("--state-dir", help="where the resolved-MAC cache survives agent restarts (tmpfs)")
-    ] = Path("/run/xdsr/agent"),
-    lease_ttl: Annotated[
-        int, typer.Option("--lease-ttl", help="seconds the registration outlives a dead agent", min=2)
-    ] = 10,
-    health_source: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--health-source",
-            help="VLAN=ADDRESS: this node's own address on a backend VLAN, the source of health checks there "
-            "(repeat per VLAN and family; IPv6 defaults to the trunk's link-local address)",
-        ),
-    ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
-) -> None:
+
+def _flag_type(annotation: Any) -> Any:
+    """The flag's type: the field's, optional (a flag not given leaves the
+    file, the environment or the default in charge); lists repeat."""
+    if typing.get_origin(annotation) is tuple:
+        return list[str] | None
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    return annotation | None
+
+
+def _parameters() -> list[inspect.Parameter]:
+    params = [
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[Path | None, typer.Option("--config", help=_CONFIG_HELP)],
+        )
+    ]
+    for name, field in AgentSettings.model_fields.items():
+        default = "required" if field.is_required() else f"default {field.default}"
+        if isinstance(field.default, tuple) and not field.default:
+            default = "none"
+        help_ = f"{field.description} ({default}; env {env_name(name)})"
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    _flag_type(field.annotation), typer.Option(flag_name(name), help=help_, show_default=False)
+                ],
+            )
+        )
+    return params
+
+
+def agent(**flags: Any) -> None:
     """Run the LB node agent: attach the data plane to IFACE and serve the operator's API."""
-    from xdsr.agent.server import Options, StartupError, run
+    from xdsr.agent.server import StartupError, run
 
-    logging.getLogger("xdsr").setLevel(log_level.upper())
-    opts = Options(
-        iface=iface,
-        name=name,
-        listen=listen,
-        token_file=token_file,
-        netns=netns,
-        pin_dir=pin_dir,
-        max_services=max_services,
-        store=store,
-        group=group,
-        advertise=advertise,
-        mode=mode,
-        resolve_interval=resolve_interval,
-        state_dir=state_dir,
-        lease_ttl=lease_ttl,
-        health_sources=tuple(health_source or ()),
-    )
+    config = flags.pop("config", None)
+    if flags.get("health_sources") is not None:
+        flags["health_sources"] = tuple(flags["health_sources"])
     try:
-        code = run(opts)
+        settings = load(flags, config)
+    except SettingsError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    logging.getLogger("xdsr").setLevel(settings.log_level.upper())
+    try:
+        code = run(settings)
     except StartupError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
     raise typer.Exit(code)
+
+
+_params = _parameters()
+agent.__signature__ = inspect.Signature(_params)  # type: ignore[attr-defined]
+agent.__annotations__ = {p.name: p.annotation for p in _params}
