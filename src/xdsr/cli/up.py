@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 import yaml
 
+from xdsr.local.etcd import EtcdError, EtcdServer
+
 log = logging.getLogger("xdsr.up")
 
 
@@ -37,6 +39,19 @@ def _ensure_tokens(state_dir: Path) -> tuple[Path, Path, str]:
     return tokens, agent, admin
 
 
+def _fail(msg: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(code)
+
+
+async def _watch_etcd(etcd: EtcdServer, stop: asyncio.Event) -> None:
+    """The control plane is nothing without its etcd: stop when it dies."""
+    while etcd.exited is None:
+        await asyncio.sleep(0.5)
+    log.error("etcd exited with status %s: stopping", etcd.exited)
+    stop.set()
+
+
 def up(
     state_dir: Annotated[Path, typer.Option(help="etcd data, tokens; kept across runs")] = Path("/var/lib/xdsr"),
     listen: Annotated[str, typer.Option(help="ADDR:PORT of the API")] = "127.0.0.1:9876",
@@ -49,17 +64,25 @@ def up(
     from xdsr.apiserver import ApiServer, load_tokens
     from xdsr.apiserver.networks import Networks, load_networks
     from xdsr.cli.apiserver import parse_listen
-    from xdsr.local.etcd import EtcdServer
     from xdsr.operator.operator import Operator, Settings
     from xdsr.store.etcd import EtcdStore
 
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tokens_file, agent_token_file, admin = _ensure_tokens(state_dir)
+    try:
+        host, port = parse_listen(listen)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tokens_file, agent_token_file, admin = _ensure_tokens(state_dir)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    except OSError as exc:
+        hint = " (run as root, or pass --state-dir DIR)" if isinstance(exc, PermissionError) else ""
+        raise _fail(f"cannot use the state directory {state_dir}: {exc.strerror}{hint}") from None
     etcd = None
     if store is None:
-        etcd = EtcdServer(state_dir / "etcd", port=etcd_port).start()
+        try:
+            etcd = EtcdServer(state_dir / "etcd", port=etcd_port).start()
+        except (EtcdError, RuntimeError, TimeoutError, FileNotFoundError) as exc:
+            raise _fail(str(exc)) from None
         store = etcd.endpoint
-    host, port = parse_listen(listen)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
 
     async def main() -> None:
@@ -83,12 +106,17 @@ def up(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        watcher = asyncio.create_task(_watch_etcd(etcd, stop)) if etcd is not None else None
         await stop.wait()
+        if watcher is not None:
+            watcher.cancel()
         await op.stop()
         await api.stop()
 
     try:
         asyncio.run(main())
+        if etcd is not None and etcd.exited is not None:
+            raise _fail(f"etcd exited with status {etcd.exited}; its log is {etcd.log_path}:\n{etcd.log_tail(800)}")
     finally:
         if etcd is not None:
             with contextlib.suppress(Exception):

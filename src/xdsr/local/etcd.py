@@ -8,11 +8,26 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import urllib.request
 from pathlib import Path
 
 from xdsr.local.process import Child, free_port
+
+
+class EtcdError(RuntimeError):
+    """etcd cannot start; the message says why and what to do."""
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class EtcdServer:
@@ -36,6 +51,14 @@ class EtcdServer:
         self.proc: Child | None = None
 
     def start(self, timeout: float = 15.0) -> EtcdServer:
+        # Another etcd on the port would answer the health check for the one
+        # that failed to start: refuse a busy port instead of using it.
+        for what, port in (("client", self.port), ("peer", self.peer_port)):
+            if not port_free(port):
+                raise EtcdError(
+                    f"cannot start etcd: its {what} port 127.0.0.1:{port} is in use (another etcd? "
+                    "pass its URL with --store to use it, or choose another --etcd-port)"
+                )
         peer = f"http://127.0.0.1:{self.peer_port}"
         cmd = [
             "etcd",
@@ -60,6 +83,11 @@ class EtcdServer:
             self.stop()
             raise
         return self
+
+    @property
+    def exited(self) -> int | None:
+        """etcd's exit status once it died, None while it runs."""
+        return self.proc.poll() if self.proc is not None else None
 
     def _healthy(self) -> bool:
         with contextlib.suppress(OSError), urllib.request.urlopen(self.endpoint + "/health", timeout=1) as r:
