@@ -138,3 +138,57 @@ def test_options_from_a_file_and_the_environment(fab: Fabric, agent_factory: Any
         assert a.metric("xdsr_dataplane_services_max") == 32
     finally:
         child.stop()
+
+
+def test_the_agent_runs_with_the_capabilities_its_unit_grants(fab: Fabric, agent_factory: Any) -> None:
+    """deploy/systemd/xdsr-agent.service's capabilities, and no other: the
+    agent starts, applies and forwards. It runs inside the trunk's network
+    namespace (nsenter, which keeps /sys/fs/bpf), as the unit runs in the
+    host's."""
+    import re
+
+    import httpx
+
+    from xdsr.dataplane.netns import in_netns
+    from xdsr.local.process import Child
+
+    unit = (Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "xdsr-agent.service").read_text()
+    caps = re.search(r"^CapabilityBoundingSet=(.*)$", unit, re.M)
+    assert caps is not None
+    wanted = ",".join("+" + c.removeprefix("CAP_").lower() for c in caps.group(1).split())
+    a: AgentProcess = agent_factory()
+    cmd = [
+        "nsenter", f"--net=/run/netns/{a.ns}",
+        "setpriv", "--inh-caps=-all", "--ambient-caps=-all", f"--bounding-set=-all,{wanted}", "--",
+        *XDSR, "agent", "--iface", a.ifname, "--name", "capped", "--listen", f"127.0.0.1:{a.port}",
+        "--token-file", str(a.token_file), "--pin-dir", str(a.pin_dir), "--state-dir", str(a.state_dir),
+        "--max-services", "64",
+    ]  # fmt: skip
+    # CAP_NET_ADMIN 12, CAP_NET_RAW 13, CAP_SYS_RESOURCE 24, CAP_PERFMON 38, CAP_BPF 39
+    # (as far as this machine grants them: a container may lack SYS_RESOURCE,
+    # which kernels since 5.11 do not need for BPF memory)
+    mine = re.search(r"^CapBnd:\s*([0-9a-f]+)$", Path("/proc/self/status").read_text(), re.M)
+    assert mine is not None
+    mask = ((1 << 12) | (1 << 13) | (1 << 24) | (1 << 38) | (1 << 39)) & int(mine.group(1), 16)
+    # Twice: the second start replaces the program the first one attached.
+    for generation in (1, 2):
+        child = Child("capped agent", cmd, log_path=a.workdir / "capped.log").start()
+        try:
+            with in_netns(a.ns), httpx.Client(base_url=a.url, headers={"Authorization": f"Bearer {a.token}"}) as http:
+                try:
+                    wait_until(
+                        lambda: child.poll() is None and http.get("/healthz").status_code == 200,  # noqa: B023
+                        20,
+                        what="capped agent up",
+                        ignore=(httpx.TransportError,),
+                    )
+                except TimeoutError:
+                    raise AssertionError(f"start {generation}: {child.log_tail()}") from None
+                status = Path(f"/proc/{child.pid}/status").read_text()  # setpriv execs the agent in place
+                assert f"CapEff:\t{mask:016x}" in status, status
+                r = http.put("/v1/state", json={"generation": generation, "services": services_doc(fab)})
+                assert r.status_code == 200 and r.json()["error"] is None, r.text
+            assert fab.tcp_client(0, conns=8, interval_ms=50, duration=0.3).all_ok
+        finally:
+            child.stop()
+        assert child.returncode == 0, child.log_tail()

@@ -281,8 +281,18 @@ class Dataplane:
                     "detach it or pass --force"
                 )
 
+        def running(current: int) -> bpf.Program:
+            # From the pin when it is ours: opening a program by id needs
+            # CAP_SYS_ADMIN, which the agent's unit does not grant.
+            if pin.exists():
+                p = bpf.Program.from_pin(str(pin))
+                if p.id == current:
+                    return p
+                p.close()
+            return bpf.Program.from_id(current)
+
         try:
-            attach_xdp(lk.index, prog, netns=netns, mode=mode, check_current=check)
+            attach_xdp(lk.index, prog, netns=netns, mode=mode, check_current=check, open_current=running)
         except bpf.BpfError as exc:
             raise DataplaneError(f"cannot attach XDP ({mode}) to {ifname}: {exc}") from None
         with contextlib.suppress(FileNotFoundError):
@@ -364,11 +374,13 @@ def attach_xdp(
     netns: str | None = None,
     mode: str = "native",
     check_current: Callable[[int], None] | None = None,
+    open_current: Callable[[int], bpf.Program] | None = None,
 ) -> None:
     """Attach prog to an interface (inside netns), replacing the program
     attached there in one step: the kernel is told which program it
     replaces, so one attached meanwhile by someone else is never overwritten.
-    check_current(id) may raise to keep the program that runs now.
+    check_current(id) may raise to keep the program that runs now;
+    open_current(id) opens it (default: by id).
 
     The one way xdsr attaches XDP: the data plane, the lab's programs and the
     benchmark's all come through here."""
@@ -379,7 +391,7 @@ def attach_xdp(
         current = bpf.xdp_query_id(ifindex, flags)
         if current and check_current is not None:
             check_current(current)
-        old = bpf.Program.from_id(current) if current else None
+        old = (open_current or bpf.Program.from_id)(current) if current else None
         try:
             bpf.xdp_attach(ifindex, prog, flags, old_prog=old)
         finally:
