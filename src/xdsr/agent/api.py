@@ -3,6 +3,9 @@
 PUT /v1/state     DesiredState -> AgentState    (bearer token)
 GET /v1/state     AgentState                    (bearer token)
 GET /v1/desired   the DesiredState last applied (bearer token)
+GET /v1/bgp       BgpStatus: sessions and what the node announces (bearer token)
+PUT /v1/drain     withdraw every VIP, keep forwarding -> BgpStatus (bearer token)
+DELETE /v1/drain  announce again -> BgpStatus (bearer token)
 GET /healthz      {"ok", "name", "generation"}
 GET /metrics      Prometheus text
 """
@@ -21,9 +24,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from xdsr.agent.bird import BirdError
 from xdsr.agent.core import Agent
 from xdsr.agent.rules import InvalidState
 from xdsr.model.agent import AgentState, DesiredState
+from xdsr.model.bgp import BgpStatus
 
 PROTECTED_PREFIX = "/v1/"
 
@@ -139,6 +144,33 @@ def create_app(agent: Agent, token: bytes, lifespan: Callable[[FastAPI], Abstrac
     async def get_desired() -> DesiredState | None:
         """The desired state last applied (null before the first PUT since start)."""
         return agent.desired
+
+    @app.get("/v1/bgp", response_model=BgpStatus, responses=_STATE_RESPONSES)
+    async def get_bgp() -> BgpStatus:
+        """The node's BGP sessions and what it announces (docs/bgp.md)."""
+        return agent.bgp.status() if agent.bgp is not None else BgpStatus(enabled=False)
+
+    _NO_BGP = {409: {"description": "BGP is not configured on this node"}}
+
+    async def _drain(drained: bool) -> JSONResponse:
+        if agent.bgp is None:
+            return JSONResponse({"detail": "BGP is not configured on this node (xdsr agent --bgp-config)"}, 409)
+        try:
+            status = await agent.bgp.set_drained(drained)
+        except BirdError as exc:
+            # Recorded: the speaker's loop keeps telling BIRD until it listens.
+            return JSONResponse({"detail": f"drained={drained} recorded, but BIRD was not told yet: {exc}"}, 503)
+        return JSONResponse(status.model_dump(mode="json"))
+
+    @app.put("/v1/drain", response_model=BgpStatus, responses={**_STATE_RESPONSES, **_NO_BGP})
+    async def put_drain() -> JSONResponse:
+        """Drain: withdraw every VIP from the routers; the node keeps forwarding what still arrives."""
+        return await _drain(True)
+
+    @app.delete("/v1/drain", response_model=BgpStatus, responses={**_STATE_RESPONSES, **_NO_BGP})
+    async def delete_drain() -> JSONResponse:
+        """End a drain: announce again what the data plane holds."""
+        return await _drain(False)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:

@@ -30,14 +30,17 @@ from fastapi import FastAPI
 
 import xdsr
 from xdsr.agent.api import create_app
+from xdsr.agent.bgp import Speaker, XdpWatch, check_config, load_config
+from xdsr.agent.bird import Bird, BirdError, BirdPaths
 from xdsr.agent.core import Agent, AgentConfig
 from xdsr.agent.health import HealthChecker, IPAddress
 from xdsr.agent.registration import Registration
 from xdsr.agent.resolver import Resolver
 from xdsr.agent.settings import AgentSettings
-from xdsr.dataplane.loader import Dataplane, DataplaneError
+from xdsr.dataplane.loader import MODES, Dataplane, DataplaneError
 from xdsr.dataplane.netns import link
 from xdsr.dataplane.owner import acquire
+from xdsr.model.bgp import BgpConfig
 from xdsr.model.group import LbnRecord
 
 log = logging.getLogger("xdsr.agent")
@@ -128,6 +131,24 @@ def _endpoint(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if addr.version == 6 else f"http://{host}:{port}"
 
 
+def _bgp_setup(opts: Options) -> tuple[BgpConfig, Bird] | None:
+    """Read and check the BGP configuration, BIRD's parse included."""
+    if opts.bgp_config is None:
+        if opts.drain:
+            raise StartupError("--drain withdraws BGP announcements: it needs --bgp-config", 2)
+        return None
+    try:
+        cfg = load_config(opts.bgp_config)
+    except ValueError as exc:
+        raise StartupError(f"--bgp-config {exc}", 2) from None
+    bird = Bird(cfg.bird, BirdPaths.under(opts.state_dir, opts.name), opts.netns)
+    try:
+        check_config(cfg, bird, opts.name)
+    except (BirdError, OSError) as exc:
+        raise StartupError(f"--bgp-config {opts.bgp_config}: {exc}", 2) from None
+    return cfg, bird
+
+
 def run(opts: Options) -> int:
     """Run the agent until SIGTERM/SIGINT; returns the exit status."""
     # One sample per counter, not two: the *_created series mean nothing
@@ -138,6 +159,7 @@ def run(opts: Options) -> int:
     token = read_token(opts.token_file)
     sources = parse_health_sources(opts.health_sources)
     host, port = parse_listen(opts.listen)
+    speaker_setup = _bgp_setup(opts)  # a bad BGP configuration fails before the kernel is touched
     sock = _bind(host, port)
     try:
         # Held for the agent's life: a second agent or `xdsr dp apply` on
@@ -165,6 +187,7 @@ def run(opts: Options) -> int:
             dp.close()
         owner.undo()  # a failed start leaves no maps and no directory it made
         raise StartupError(f"cannot start the data plane on {opts.iface}: {exc}") from None
+    watch = XdpWatch(opts.iface, opts.netns, trunk.index, att.prog_id, MODES[att.mode])
 
     registration = None
     endpoint = opts.advertise or _endpoint(host, port)
@@ -191,10 +214,27 @@ def run(opts: Options) -> int:
     )
     agent = Agent(config, dp, resolver, registration=registration, health=health)
     agent.adopt()
+    speaker = None
+    if speaker_setup is not None:
+        bgp_cfg, bird = speaker_setup
+        drain_file = opts.state_dir / f"{opts.name}.drained"
+        speaker = Speaker(bgp_cfg, bird, agent, watch, drain_file=drain_file, run_on_dp=agent._dp)
+        if opts.drain:
+            speaker.drained = True
+            speaker.keep_drain()
+        agent.bgp = speaker
+        try:
+            speaker.launch(opts.name)  # here, on the main thread: BIRD dies with the agent (bird.py)
+        except (BirdError, OSError) as exc:
+            sock.close()
+            raise StartupError(f"cannot start BIRD: {exc}") from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await agent.start()
+        if speaker is not None:
+            await speaker.start()
+            agent.on_applied = speaker.kick
         log.info(
             "agent started name=%s iface=%s netns=%s trunk_mac=%s prog_id=%d mode=%s listen=%s:%d endpoint=%s "
             "store=%s pid=%d",
@@ -213,6 +253,9 @@ def run(opts: Options) -> int:
         try:
             yield
         finally:
+            if speaker is not None:
+                agent.on_applied = None
+                await speaker.stop()  # withdraw first: the routers move the traffic while the node still forwards
             await agent.stop()
             log.info("agent stopped name=%s: the XDP program stays attached and keeps forwarding", opts.name)
 

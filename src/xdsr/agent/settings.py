@@ -61,6 +61,10 @@ class AgentSettings(BaseModel):
         "(repeat per VLAN and family; IPv6 defaults to the trunk's link-local address)",
         json_schema_extra={"flag": "--health-source"},
     )
+    bgp_config: Path | None = Field(
+        None, description="announce the VIPs this node serves to routers over BGP (docs/bgp.md)"
+    )
+    drain: bool = Field(False, description="start drained: announce nothing, keep forwarding (needs --bgp-config)")
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="debug, info, warning, error")
 
 

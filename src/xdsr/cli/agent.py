@@ -45,8 +45,8 @@ def _parameters() -> list[inspect.Parameter]:
     ]
     for name, field in AgentSettings.model_fields.items():
         default = "required" if field.is_required() else f"default {field.default}"
-        if isinstance(field.default, tuple) and not field.default:
-            default = "none"
+        if field.default is None or field.default == ():
+            default = "optional"
         help_ = f"{field.description} ({default}; env {env_name(name)})"
         params.append(
             inspect.Parameter(

@@ -84,6 +84,7 @@ class LocalCluster:
         workdir: Path | None = None,
         subnets: list[dict[str, object]] | None = None,
         health_sources: dict[str, list[str]] | None = None,
+        agent_args: dict[str, list[str]] | None = None,  # more `xdsr agent` options per node (e.g. --bgp-config)
     ) -> None:
         self.lbns = list(lbns)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="xdsr-cluster-"))
@@ -134,7 +135,8 @@ class LocalCluster:
                       "--listen", f"127.0.0.1:{port}", "--store", self.etcd.endpoint,
                       "--token-file", str(agent_token), "--pin-dir", str(pin),
                       "--state-dir", str(self.workdir / "agent-state"),
-                      *(a for src in (health_sources or {}).get(name, ()) for a in ("--health-source", src))),
+                      *(a for src in (health_sources or {}).get(name, ()) for a in ("--health-source", src)),
+                      *(agent_args or {}).get(name, ())),
                 self.workdir / f"agent-{name}.log",
                 health_url=f"http://127.0.0.1:{port}/healthz",
             )  # fmt: skip
