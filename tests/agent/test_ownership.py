@@ -5,11 +5,14 @@ and a failed start leaves nothing behind."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 import yaml
 
 from tests.agent.conftest import XDSR, AgentProcess, services_doc
@@ -192,3 +195,14 @@ def test_the_agent_runs_with_the_capabilities_its_unit_grants(fab: Fabric, agent
         finally:
             child.stop()
         assert child.returncode == 0, child.log_tail()
+
+
+def test_metrics_pass_promtool(fab: Fabric, agent: AgentProcess) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    assert agent.put({"generation": 1, "services": services_doc(fab)}).status_code == 200
+    text = httpx.get(agent.url + "/metrics", timeout=10).text
+    assert "process_resident_memory_bytes" in text and "xdsr_dataplane_xdp_program_id" in text
+    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

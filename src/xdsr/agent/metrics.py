@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -30,6 +30,9 @@ class AgentMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        # process_* (CPU, memory, open files) and python_info, as every component has
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         self.apply_seconds = Histogram(
             "xdsr_agent_apply_seconds",
             "Time to apply a desired state to the data plane (build changed tables, swap them in)",
