@@ -44,9 +44,10 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.xdsr-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints/octavia-test.txt -nt "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test,octavia,kubernetes]'
+    # The real Octavia that tests/octavia run, at the exact versions tested.
+    .venv/bin/pip install -q -e '.[test,octavia,kubernetes]' -r constraints/octavia-test.txt
     touch "$stamp"
 fi
 echo "install.sh: ready ($(.venv/bin/python --version), $(clang --version | head -1))"

@@ -140,6 +140,14 @@ struct xdsr_meta {
 	__u32 reserved;
 };
 
+/* The mark `xdsr dp probe` puts in a frame's XDP metadata (4 bytes, host
+ * order, through BPF_PROG_TEST_RUN): the program computes the verdict of a
+ * marked frame but counts nothing, so probes never show in the counters
+ * users read. A received frame has no metadata, so it is never marked. */
+enum xdsr_probe {
+	XDSR_PROBE_MARK = 0x62727078,
+};
+
 /* Per-attachment constants, set in .rodata by the loader before load. */
 struct xdsr_prog_cfg {
 	__u8 mac[6];        /* the interface's MAC: new source MAC, and the only

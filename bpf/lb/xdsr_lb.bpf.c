@@ -51,12 +51,25 @@ struct xdsr_abi_types {
 	enum xdsr_layout layout;
 	enum xdsr_svc_flags flags;
 	enum xdsr_reason reason;
+	enum xdsr_probe probe;
 };
 struct xdsr_abi_types xdsr_abi_anchor SEC(".xdsr_abi");
 
-static __always_inline int verdict(__u32 reason, __u64 bytes)
+/* A probe's frame (see XDSR_PROBE_MARK): judged like any other, never counted. */
+static __always_inline int is_probe(const struct xdp_md *ctx)
 {
-	count_reason(reason, bytes);
+	void *meta = (void *)(long)ctx->data_meta;
+	void *data = (void *)(long)ctx->data;
+
+	if (meta + sizeof(__u32) > data)
+		return 0;
+	return *(__u32 *)meta == XDSR_PROBE_MARK;
+}
+
+static __always_inline int verdict(__u32 reason, __u64 bytes, int quiet)
+{
+	if (!quiet)
+		count_reason(reason, bytes);
 	switch (reason) {
 	case XDSR_R_FORWARDED:
 		return XDP_TX;
@@ -158,31 +171,34 @@ int xdsr_lb(struct xdp_md *ctx)
 	const struct xdsr_backend *be;
 	struct xdsr_pkt pkt;
 	int reason, detail;
+	int quiet = is_probe(ctx);
 
 	reason = parse_packet(data, data_end, xdsr_cfg.mac, &pkt);
 	if (reason != XDSR_PARSE_OK)
-		return verdict(reason, bytes);
+		return verdict(reason, bytes, quiet);
 
 	svc = find_service(&pkt);
 	if (!svc)
-		return verdict(XDSR_R_NO_SERVICE, bytes);
+		return verdict(XDSR_R_NO_SERVICE, bytes, quiet);
 
 	be = pick_backend(svc, &pkt);
 	if (!be)
-		return verdict(XDSR_R_NO_BACKEND, bytes);
+		return verdict(XDSR_R_NO_BACKEND, bytes, quiet);
 
 	reason = rewrite_l2(ctx, &pkt, be, xdsr_cfg.mac, &detail);
 	if (reason != XDSR_PARSE_OK)
-		return verdict(reason, bytes);
+		return verdict(reason, bytes, quiet);
 
-	count(&xdsr_svc_stats, svc->stats_id, bytes);
-	if (pkt.fragment)
-		count_reason(XDSR_R_FRAGMENT, bytes);
-	if (pkt.icmp)
-		count_reason(XDSR_R_ICMP_ERROR, bytes);
-	if (detail >= 0)
-		count_reason(detail, bytes);
-	return verdict(XDSR_R_FORWARDED, bytes);
+	if (!quiet) {
+		count(&xdsr_svc_stats, svc->stats_id, bytes);
+		if (pkt.fragment)
+			count_reason(XDSR_R_FRAGMENT, bytes);
+		if (pkt.icmp)
+			count_reason(XDSR_R_ICMP_ERROR, bytes);
+		if (detail >= 0)
+			count_reason(detail, bytes);
+	}
+	return verdict(XDSR_R_FORWARDED, bytes, quiet);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,7 +1,9 @@
 """Where the compiled BPF objects are.
 
-The objects are built from bpf/ at set-up (scripts/install.sh runs
-`make -C bpf`). XDSR_BPF_DIR overrides the location.
+An installed wheel carries them in the package (xdsr/bpf/, built by
+setup.py); a source checkout (an editable install) has them in bpf/build,
+built by `make -C bpf` (scripts/install.sh runs it). XDSR_BPF_DIR overrides
+both.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGED = Path(__file__).resolve().parent / "bpf"
 
 
 def bpf_dir() -> Path:
     env = os.environ.get("XDSR_BPF_DIR")
-    return Path(env) if env else REPO_ROOT / "bpf" / "build"
+    if env:
+        return Path(env)
+    return PACKAGED if PACKAGED.is_dir() else REPO_ROOT / "bpf" / "build"
 
 
 def bpf_object(name: str) -> Path:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from xdsr.agent import core
+from xdsr.agent import core, drift
 from xdsr.agent.core import Agent, AgentConfig
 from xdsr.agent.resolver import NeighborKey
 from xdsr.dataplane.loader import DataplaneError
@@ -45,6 +45,9 @@ class FakeKernel:
     def read_stats(self, dp: Any, services: list[InstalledService]) -> Stats:
         return Stats({}, {s.service.key: CounterValue(10, 1000) for s in services})
 
+    def digest(self, dp: Any) -> bytes:
+        return repr([(s.key, s.digest()) for s in self.services]).encode()
+
     def close(self) -> None:
         pass
 
@@ -72,6 +75,8 @@ def kernel(monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
     monkeypatch.setattr(core, "apply", k.apply)
     monkeypatch.setattr(core, "installed", k.installed)
     monkeypatch.setattr(core, "read_stats", k.read_stats)
+    monkeypatch.setattr(drift, "index_digest", k.digest)
+    monkeypatch.setattr(drift, "installed", k.installed)
     return k
 
 
@@ -160,5 +165,23 @@ def test_a_failed_reapply_is_retried(kernel: FakeKernel) -> None:
         await a._resolve_round()  # nothing is due, but the re-apply is still pending
         assert len(kernel.services[0].backends) == 2
         await a.stop()
+
+    run(body())
+
+
+def test_a_resync_repairs_drift(kernel: FakeKernel) -> None:
+    """Someone else changed the tables: the operator's re-sent state (same
+    generation) finds the kernel's index changed, re-applies and counts it."""
+
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+        assert (await a.put(desired(2, with_member=False)))[0] == 200
+        intended = kernel.services
+        assert (await a.put(desired(2, with_member=False)))[0] == 200 and len(kernel.applies) == 1  # no drift
+        kernel.services = []  # e.g. `xdsr dp apply` of an empty file behind the agent's back
+        status, st = await a.put(desired(2, with_member=False))
+        assert status == 200 and st.error is None
+        assert len(kernel.applies) == 2 and kernel.services == intended
+        assert a.drift.repairs == 1
 
     run(body())

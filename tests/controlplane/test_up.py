@@ -169,3 +169,54 @@ def test_up_serves_etcd_over_tls(tmp_path: Path) -> None:
 
 def ssl_context(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))
+
+
+def _up(tmp_path: Path, etcd_port: int, *prefix: str) -> list[str]:
+    return [*prefix, sys.executable, "-m", "xdsr.cli", "up", "--state-dir", str(tmp_path),
+            "--listen", f"127.0.0.1:{free_port()}", "--etcd-port", str(etcd_port), "--insecure-http"]  # fmt: skip
+
+
+@pytest.mark.skipif(not shutil.which("etcd"), reason="etcd is not installed (Debian package etcd-server)")
+def test_up_refuses_an_etcd_port_in_use_and_stops_when_its_etcd_dies(tmp_path: Path) -> None:
+    from xdsr.local.etcd import EtcdServer
+
+    with EtcdServer() as other:
+        proc = subprocess.run(_up(tmp_path / "a", other.port), capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"127.0.0.1:{other.port} is in use" in proc.stderr and "Traceback" not in proc.stderr
+
+    state = tmp_path / "b"
+    up = subprocess.Popen(
+        _up(state, free_port()), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert up.stdout is not None and "xdsr control plane up" in up.stdout.readline()
+        children = Path(f"/proc/{up.pid}/task/{up.pid}/children").read_text().split()
+        (etcd_pid,) = [int(p) for p in children if Path(f"/proc/{p}/comm").read_text().strip() == "etcd"]
+        os.kill(etcd_pid, signal.SIGKILL)
+        _, err = up.communicate(timeout=30)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert up.returncode == 1
+    assert "etcd exited with status" in err and "Traceback" not in err
+
+
+def test_up_as_a_user_with_the_defaults_says_why_it_cannot(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root to run the command as another user")
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+           sys.executable, "-m", "xdsr.cli", "up", "--insecure-http"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "cannot use the state directory /var/lib/xdsr" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_apiserver_without_its_tokens_file_exits_non_zero(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "xdsr.cli", "apiserver", "--tokens-file", str(tmp_path / "missing.yaml"),
+         "--listen", f"127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "missing.yaml" in proc.stderr

@@ -41,9 +41,9 @@ def _cfg(n: int) -> dict[str, object]:
 def test_apply_show_stats_and_an_invalid_file(tmp_path: Path, pin_dir: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(_cfg(3)))
-    out = xdsr("dp", "apply", str(good), "--pin-dir", str(pin_dir)).stdout
+    out = xdsr("dp", "apply", str(good), "--pin-dir", str(pin_dir), "--create").stdout
     assert "3 created" in out
-    assert "3 unchanged" in xdsr("dp", "apply", str(good), "--pin-dir", str(pin_dir)).stdout
+    assert "3 unchanged" in xdsr("dp", "apply", str(good), "--pin-dir", str(pin_dir), "--create").stdout
 
     shown = json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout)
     assert [s["vip"] for s in shown["services"]] == ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
@@ -54,7 +54,7 @@ def test_apply_show_stats_and_an_invalid_file(tmp_path: Path, pin_dir: Path) -> 
     cfg = _cfg(1)
     cfg["services"][0]["backends"][0]["mac"] = "not-a-mac"  # type: ignore[index]
     bad.write_text(json.dumps(cfg))
-    proc = xdsr("dp", "apply", str(bad), "--pin-dir", str(pin_dir), check=False)
+    proc = xdsr("dp", "apply", str(bad), "--pin-dir", str(pin_dir), "--create", check=False)
     assert proc.returncode == 2
     assert "services[0].backends[0].mac" in proc.stderr and "nothing was changed" in proc.stderr
     assert json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout) == shown
@@ -70,15 +70,15 @@ def test_apply_warns_when_a_table_is_resized(tmp_path: Path, pin_dir: Path) -> N
     file = tmp_path / "state.yaml"
     cfg = _cfg(1)
     file.write_text(yaml.safe_dump(cfg))
-    assert "warning" not in xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir)).stdout
+    assert "warning" not in xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir), "--create").stdout
     cfg["services"][0]["backends"].append({"mac": "02:00:00:00:00:02", "vlan": 100})  # type: ignore[index]
     file.write_text(yaml.safe_dump(cfg))
-    out = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir)).stdout
+    out = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir), "--create").stdout
     assert "warning: 203.0.113.1:443/tcp vlan 10: table resized 101 -> 211 slots" in out
     cfg["services"][0]["table_size"] = 211  # type: ignore[index]
     cfg["services"][0]["backends"].append({"mac": "02:00:00:00:00:03", "vlan": 100})  # type: ignore[index]
     file.write_text(yaml.safe_dump(cfg))
-    out = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir)).stdout
+    out = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir), "--create").stdout
     assert "1 updated" in out and "warning" not in out
 
 
@@ -100,7 +100,7 @@ def test_apply_takes_the_agents_schema_and_refuses_what_an_agent_refuses(tmp_pat
     cfg["services"][0]["backends"].append({"id": "m2", "address": "10.1.0.12", "vlan": 100})  # type: ignore[index]
     file = tmp_path / "state.yaml"
     file.write_text(yaml.safe_dump(cfg))
-    proc = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir))
+    proc = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir), "--create")
     assert "1 created" in proc.stdout
     assert "web: no MAC given for m2; left out of the table" in proc.stderr
     shown = json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout)
@@ -108,6 +108,6 @@ def test_apply_takes_the_agents_schema_and_refuses_what_an_agent_refuses(tmp_pat
 
     cfg["services"][0]["vip"] = "127.0.0.1"  # type: ignore[index]
     file.write_text(yaml.safe_dump(cfg))
-    proc = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir), check=False)
+    proc = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir), "--create", check=False)
     assert proc.returncode == 2 and "services[0].vip" in proc.stderr and "cannot be a VIP" in proc.stderr
     assert json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout) == shown

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 from prometheus_client import generate_latest
 
 import xdsr
-from xdsr.agent import rules
+from xdsr.agent import drift, rules
 from xdsr.agent.health import HealthChecker, Target
 from xdsr.agent.metrics import AgentMetrics
 from xdsr.agent.neighbors import NeighborTable
@@ -52,6 +52,7 @@ class AgentConfig:
     resolve_interval: float = 30.0  # how often a resolved MAC is confirmed
     retry_interval: float = 1.0  # how often an unresolved member is asked for
     neighbor_file: Path | None = None
+    verify_interval: float = 10.0  # how often the kernel's tables are checked for drift (see drift.py)
 
 
 class Agent:
@@ -83,6 +84,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._reapply = False  # a MAC moved and the tables do not show it yet
         self._dp_identity: str | None = None  # set by adopt()
+        self.drift = drift.DriftGuard()
         # BGP (docs/bgp.md): the speaker re-decides what to announce after each apply.
         self.bgp: Speaker | None = None
         self.on_applied: Callable[[], None] | None = None
@@ -104,6 +106,7 @@ class Agent:
         """Before the loop runs: read what the kernel holds (an earlier agent's
         tables keep forwarding) and the MACs an earlier agent saved."""
         self.installed_cache = installed(self.dp)
+        self.drift.remember(self.dp)
         # The service map's kernel id names these very maps: ids are not
         # reused, so a cache saved for maps since purged is never taken.
         self._dp_identity = f"{self.dp.pin_dir}#{self.dp.maps[MAP_SERVICES].info.id}"
@@ -122,6 +125,7 @@ class Agent:
         if self.health is not None:
             self.health.start()
         self._tasks.append(asyncio.create_task(self._resolve_loop(), name="resolve"))
+        self._tasks.append(asyncio.create_task(drift.watch(self, self.config.verify_interval), name="drift"))
         if self.registration is not None:
             self._tasks.append(asyncio.create_task(self.registration.run(), name="registration"))
 
@@ -160,6 +164,7 @@ class Agent:
                 return 409, await self.state()
             if desired.generation == self.generation and desired == self.desired:
                 log.debug("generation=%d already applied: no-op", desired.generation)
+                await drift.verify(self)  # a resync: the kernel must still hold it
                 return 200, await self.state()
             if desired.generation == self.generation:
                 log.warning("generation=%d re-sent with different content: applying it", desired.generation)
@@ -217,6 +222,7 @@ class Agent:
 
     def _apply_sync(self, built: list[rules.Built]) -> tuple[ApplyReport, list[InstalledService]]:
         report = apply(self.dp, [b.service for b in built])
+        self.drift.remember(self.dp)
         return report, installed(self.dp)
 
     async def _apply(self, desired: DesiredState, trigger: str) -> None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from xdsr.dataplane import abi
-from xdsr.dataplane.state import read_stats
+from xdsr.dataplane.loader import MODES, xdp_prog_id
+from xdsr.dataplane.netns import link
+from xdsr.dataplane.state import Usage, installed, read_stats, usage
 
 if TYPE_CHECKING:
     from xdsr.agent.core import Agent
@@ -28,6 +30,9 @@ class AgentMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        # process_* (CPU, memory, open files) and python_info, as every component has
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         self.apply_seconds = Histogram(
             "xdsr_agent_apply_seconds",
             "Time to apply a desired state to the data plane (build changed tables, swap them in)",
@@ -39,6 +44,11 @@ class AgentMetrics:
             "Applies to the data plane, by trigger (put: a PUT; resolve: a member's MAC appeared or changed) "
             "and result",
             ["trigger", "result"],
+            registry=self.registry,
+        )
+        self.drift_repairs = Counter(
+            "xdsr_dataplane_drift_repairs",
+            "Times the kernel's tables were found changed by someone else and re-applied (agent/drift.py)",
             registry=self.registry,
         )
         self.resolutions = Counter(
@@ -58,9 +68,11 @@ class _AgentCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         a = self.agent
-        installed = a.installed_cache
+        # What the kernel holds, read now: not what the agent last applied,
+        # which differs after drift until the repair.
+        held = installed(a.dp)
         labels = a.rule_ids
-        stats = read_stats(a.dp, installed)
+        stats = read_stats(a.dp, held)
 
         svc_labels = ["service", "vip", "port", "protocol", "segment"]
         pkts = CounterMetricFamily("xdsr_service_packets", "Packets forwarded per service", labels=svc_labels)
@@ -92,7 +104,9 @@ class _AgentCollector(Collector):
         yield GaugeMetricFamily(
             "xdsr_agent_generation", "Generation of the desired state last applied (0: none since start)", a.generation
         )
-        yield GaugeMetricFamily("xdsr_agent_services", "Services installed in the data plane", len(installed))
+        yield GaugeMetricFamily("xdsr_agent_services", "Services the kernel's tables hold", len(held))
+        yield from _capacity(usage(a.dp))
+        yield from _xdp(a)
         yield GaugeMetricFamily(
             "xdsr_agent_unresolved_members",
             "Members of the desired state left out of the tables because their MAC is unknown",
@@ -179,3 +193,42 @@ def _bgp_metrics(a: Agent) -> Iterator[Metric]:
         "1 while the node announces nothing for a reason other than a drain (XDP program gone, stopping...)",
         int(sp.reason is not None and not sp.drained),
     )
+
+
+def _capacity(u: Usage) -> Iterator[Metric]:
+    """How full the maps are: the operator places no more than max_services
+    on a node, and a table needs room for its new copy while the old serves."""
+    yield GaugeMetricFamily("xdsr_dataplane_services_max", "Services the maps hold at most", u.max_services)
+    yield GaugeMetricFamily(
+        "xdsr_dataplane_table_memory_bytes", "Bytes of Maglev slots the maps hold, all tables together", u.table_memory
+    )
+    yield GaugeMetricFamily(
+        "xdsr_dataplane_table_memory_free_bytes",
+        "Bytes of Maglev slots no live table uses (not necessarily in one piece)",
+        u.table_memory_free,
+    )
+    yield GaugeMetricFamily("xdsr_dataplane_backends_max", "Backend entries the maps hold", u.backends)
+    yield GaugeMetricFamily("xdsr_dataplane_backends_used", "Backend entries live tables use", u.backends_used)
+
+
+def _xdp(a: Agent) -> Iterator[Metric]:
+    """The program the trunk runs, asked of the kernel: id 0 when none runs
+    (someone detached it), whatever the agent attached at start."""
+    prog = GaugeMetricFamily(
+        "xdsr_dataplane_xdp_program_id",
+        "Id of the XDP program the trunk runs, by mode (native, generic; none with 0 when nothing runs)",
+        labels=["iface", "mode"],
+    )
+    found = False
+    try:
+        ifindex = link(a.config.iface, a.config.netns).index
+        for mode in MODES:
+            prog_id = xdp_prog_id(ifindex, netns=a.config.netns, mode=mode)
+            if prog_id:
+                prog.add_metric([a.config.iface, mode], prog_id)
+                found = True
+    except (LookupError, OSError):
+        pass
+    if not found:
+        prog.add_metric([a.config.iface, "none"], 0)
+    yield prog

@@ -23,7 +23,6 @@ import stat
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import prometheus_client
@@ -38,11 +37,12 @@ from xdsr.agent.core import Agent, AgentConfig
 from xdsr.agent.health import HealthChecker, IPAddress
 from xdsr.agent.registration import Registration
 from xdsr.agent.resolver import Resolver
-from xdsr.dataplane.loader import DEFAULT_PIN_DIR, MODES, Dataplane
+from xdsr.agent.settings import AgentSettings
+from xdsr.dataplane.loader import MODES, Dataplane, DataplaneError
 from xdsr.dataplane.netns import link
+from xdsr.dataplane.owner import acquire
 from xdsr.model.bgp import BgpConfig
 from xdsr.model.group import LbnRecord
-from xdsr.web.tls import ServerTls
 
 log = logging.getLogger("xdsr.agent")
 
@@ -60,27 +60,8 @@ class StartupError(Exception):
         self.exit_code = exit_code
 
 
-@dataclass(frozen=True)
-class Options:
-    iface: str
-    name: str
-    listen: str
-    token_file: Path
-    netns: str | None = None
-    pin_dir: Path = Path(DEFAULT_PIN_DIR)
-    max_services: int | None = None
-    store: str | None = None
-    group: str | None = None
-    advertise: str | None = None
-    mode: str = "native"
-    resolve_interval: float = 30.0
-    state_dir: Path = DEFAULT_STATE_DIR
-    lease_ttl: int = 10
-    health_sources: tuple[str, ...] = ()  # "VLAN=ADDRESS" each
-    bgp_config: Path | None = None  # announce VIPs to routers (docs/bgp.md)
-    drain: bool = False  # start drained: announce nothing
-    tls: ServerTls | None = None  # mutual TLS (web/tls.py); None only with insecure_http
-    insecure_http: bool = False  # plain HTTP, asked for explicitly (a lab, one machine)
+# What run() takes: every option of the agent, defined once (settings.py).
+Options = AgentSettings
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -200,6 +181,13 @@ def run(opts: Options) -> int:
     host, port = parse_listen(opts.listen)
     speaker_setup = _bgp_setup(opts)  # a bad BGP configuration fails before the kernel is touched
     sock = _bind(host, port)
+    try:
+        # Held for the agent's life: a second agent or `xdsr dp apply` on
+        # these maps is refused instead of replacing the tables.
+        owner = acquire(opts.pin_dir, "a second xdsr agent")
+    except (DataplaneError, OSError) as exc:
+        sock.close()
+        raise StartupError(str(exc)) from None
     dp: Dataplane | None = None
     resolver: Resolver | None = None
     health: HealthChecker | None = None
@@ -217,6 +205,7 @@ def run(opts: Options) -> int:
             resolver.close()
         if dp is not None:
             dp.close()
+        owner.undo()  # a failed start leaves no maps and no directory it made
         raise StartupError(f"cannot start the data plane on {opts.iface}: {exc}") from None
     watch = XdpWatch(opts.iface, opts.netns, trunk.index, att.prog_id, MODES[att.mode])
 
@@ -242,6 +231,7 @@ def run(opts: Options) -> int:
         netns=opts.netns,
         resolve_interval=opts.resolve_interval,
         neighbor_file=opts.state_dir / f"{opts.name}.neighbors.json",
+        verify_interval=opts.verify_interval,
     )
     agent = Agent(config, dp, resolver, registration=registration, health=health)
     agent.adopt()
@@ -311,5 +301,8 @@ def run(opts: Options) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
-    asyncio.run(server.serve(sockets=[sock]))
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        owner.release()
     return 0 if server.started else 1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -24,9 +26,11 @@ from xdsr.dataplane.loader import (
     DataplaneError,
     Limits,
     check_attachable,
-    remove_maps,
 )
+from xdsr.dataplane.owner import owned
 from xdsr.dataplane.state import ApplyReport, InstalledService, Stats, apply, installed, read_stats
+from xdsr.model.checks import MAX_VLAN
+from xdsr.net.frames import mac_bytes
 
 app = typer.Typer(help="Attach, configure and inspect the XDP data plane of this LB node.", no_args_is_help=True)
 out = Console(soft_wrap=True)
@@ -59,41 +63,44 @@ def attach(
     ] = DEFAULT_LIMITS.max_backends,
     force: Annotated[bool, typer.Option(help="replace an XDP program that is not xdsr's")] = False,
 ) -> None:
-    """Load the XDP program onto IFACE, creating or adopting the pinned maps."""
-    created = not Dataplane.exists(pin_dir)
-    dir_existed = pin_dir.exists()
+    """Load the XDP program onto IFACE, creating or adopting the pinned maps.
+    A failed attach leaves no maps it created behind."""
     try:
         limits = Limits(max_services, table_memory << 20, max_backends)
         # Before any map is created: what xdsr can tell beforehand costs nothing.
         check_attachable(iface, netns, mode)
-        with Dataplane.create_or_open(pin_dir, limits=limits) as dp:
+        with (
+            owned(pin_dir, "xdsr dp attach", undo_on_error=True),
+            Dataplane.create_or_open(pin_dir, limits=limits) as dp,
+        ):
             a = dp.attach(iface, netns=netns, mode=mode, force=force)
-    except (DataplaneError, BpfError, LookupError, FileNotFoundError) as exc:
-        # A refused attach leaves nothing behind: the maps it created go too
-        # (only those: the directory may hold somebody else's pins).
-        if created:
-            remove_maps(pin_dir, remove_dir=not dir_existed)
+    except (DataplaneError, BpfError, LookupError, OSError) as exc:
         raise _fail(str(exc)) from None
     out.print(f"attached xdsr (program id {a.prog_id}, {a.mode}) to {iface}; maps in {pin_dir}")
 
 
 @app.command()
 def detach(iface: str, pin_dir: PinDir = Path(DEFAULT_PIN_DIR), netns: Netns = None) -> None:
-    """Remove the XDP program from IFACE. The pinned maps stay (see purge)."""
+    """Remove the xdsr program from IFACE, in whichever mode it runs. The
+    pinned maps stay (see purge). Detaching what is not attached is no error."""
     try:
-        with Dataplane.open(pin_dir) as dp:
-            dp.detach(iface, netns=netns)
-    except (DataplaneError, BpfError, LookupError, FileNotFoundError) as exc:
+        with owned(pin_dir, "xdsr dp detach"), Dataplane.open(pin_dir) as dp:
+            modes = dp.detach(iface, netns=netns)
+    except (DataplaneError, BpfError, LookupError, OSError) as exc:
         raise _fail(str(exc)) from None
-    out.print(f"detached xdsr from {iface}")
+    if modes:
+        out.print(f"detached xdsr ({', '.join(modes)}) from {iface}")
+    else:
+        out.print(f"no xdsr program is attached to {iface}: nothing to detach")
 
 
 @app.command()
 def purge(pin_dir: PinDir = Path(DEFAULT_PIN_DIR)) -> None:
     """Delete the pinned maps (all services and counters). Detach first."""
     try:
-        Dataplane.open(pin_dir).purge()
-    except (DataplaneError, BpfError) as exc:
+        with owned(pin_dir, "xdsr dp purge"):
+            Dataplane.open(pin_dir).purge()
+    except (DataplaneError, BpfError, OSError) as exc:
         raise _fail(str(exc)) from None
     out.print(f"removed the data plane pinned in {pin_dir}")
 
@@ -110,37 +117,55 @@ def _report_line(r: ApplyReport) -> str:
     return line
 
 
-def _apply_file(file: Path, pin_dir: Path) -> ApplyReport:
-    built = load_config(file).build()
+def _apply_file(file: Path, pin_dir: Path, allow_empty: bool, create: bool) -> ApplyReport:
+    text = sys.stdin.read() if str(file) == "-" else None
+    built = load_config(file, text=text, allow_empty=allow_empty).build()
     for name, _, unresolved in built:
         if unresolved:
             # Accepted, as an agent accepts them, but this command resolves
             # no addresses: said so that a missing backend is no surprise.
             missing = ", ".join(unresolved)
             err.print(f"warning: {name}: no MAC given for {missing}; left out of the table", highlight=False)
-    with Dataplane.create_or_open(pin_dir) as dp:
+    if not create and not Dataplane.exists(pin_dir):
+        raise DataplaneError(
+            f"nothing is attached yet: no data plane is pinned in {pin_dir} "
+            "(run `xdsr dp attach IFACE` first, or pass --create to make the maps without attaching)"
+        )
+    with owned(pin_dir, "xdsr dp apply", undo_on_error=True), Dataplane.create_or_open(pin_dir) as dp:
+        if not any(a.live for a in dp.attachments()):
+            err.print(
+                f"warning: no interface runs the data plane in {pin_dir}: "
+                "these tables forward nothing until `xdsr dp attach IFACE`",
+                highlight=False,
+            )
         return apply(dp, [service for _, service, _ in built])
 
 
 @app.command("apply")
 def apply_cmd(
-    file: Annotated[Path, typer.Argument(help="desired state, YAML or JSON")],
+    file: Annotated[Path, typer.Argument(help="desired state, YAML or JSON; - reads standard input")],
     pin_dir: PinDir = Path(DEFAULT_PIN_DIR),
     watch: Annotated[bool, typer.Option(help="keep running and re-apply whenever FILE changes")] = False,
+    allow_empty: Annotated[
+        bool, typer.Option(help="take a file without services as 'remove every service' (else: services: [])")
+    ] = False,
+    create: Annotated[bool, typer.Option(help="make the maps if none are pinned, before any attach")] = False,
 ) -> None:
     """Make the data plane hold exactly the services in FILE (idempotent)."""
+    if watch and str(file) == "-":
+        raise _fail("--watch needs a file, not standard input", 2)
     try:
-        report = _apply_file(file, pin_dir)
+        report = _apply_file(file, pin_dir, allow_empty, create)
     except ConfigError as exc:
         raise _fail(f"{file} is invalid, nothing was changed:\n{exc}", 2) from None
-    except (DataplaneError, BpfError) as exc:
+    except (DataplaneError, BpfError, OSError) as exc:
         raise _fail(str(exc)) from None
     out.print(f"{file}: {_report_line(report)}")
     if watch:
-        _watch(file, pin_dir)
+        _watch(file, pin_dir, allow_empty)
 
 
-def _watch(file: Path, pin_dir: Path) -> None:
+def _watch(file: Path, pin_dir: Path, allow_empty: bool) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -155,10 +180,10 @@ def _watch(file: Path, pin_dir: Path) -> None:
             continue
         last = mtime
         try:
-            out.print(f"{file}: {_report_line(_apply_file(file, pin_dir))}")
+            out.print(f"{file}: {_report_line(_apply_file(file, pin_dir, allow_empty, False))}")
         except ConfigError as exc:
             err.print(f"{file} is invalid, kept the previous state:\n{exc}")
-        except (DataplaneError, BpfError) as exc:
+        except (DataplaneError, BpfError, OSError) as exc:
             err.print(f"apply failed: {exc}")
 
 
@@ -241,26 +266,38 @@ def stats(pin_dir: PinDir = Path(DEFAULT_PIN_DIR), as_json: Annotated[bool, type
     out.print(t)
 
 
+class Protocol(enum.StrEnum):
+    tcp = "tcp"
+    udp = "udp"
+
+
 @app.command()
 def probe(
     iface: Annotated[str, typer.Argument(help="interface the program is attached to")],
     vip: Annotated[str, typer.Option(help="destination address")],
-    port: Annotated[int, typer.Option(help="destination port")],
-    protocol: Annotated[str, typer.Option(help="tcp or udp")] = "tcp",
-    vlan: Annotated[int, typer.Option(help="VLAN the packet arrives on (0 = untagged)")] = 0,
+    port: Annotated[int, typer.Option(help="destination port", min=1, max=65535)],
+    protocol: Annotated[Protocol, typer.Option(help="tcp or udp", case_sensitive=False)] = Protocol.tcp,
+    vlan: Annotated[int, typer.Option(help="VLAN the packet arrives on (0 = untagged)", min=0, max=MAX_VLAN)] = 0,
     src: Annotated[str | None, typer.Option(help="source address")] = None,
-    sport: Annotated[int, typer.Option(help="source port")] = 40000,
+    sport: Annotated[int, typer.Option(help="source port", min=1, max=65535)] = 40000,
     pin_dir: PinDir = Path(DEFAULT_PIN_DIR),
     netns: Netns = None,
 ) -> None:
-    """Run the attached program on a made-up packet: where would this flow go?"""
+    """Run the attached program on a made-up packet: where would this flow go?
+    Probes are never counted in the statistics."""
     from xdsr.dataplane.probe import attached_program, probe_frame, run_probe
 
+    try:
+        frame = probe_frame("02:00:00:00:00:01", vip, port, protocol.value, vlan, src, sport)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
     try:
         prog, mac = attached_program(pin_dir, iface, netns)
     except (BpfError, LookupError, FileNotFoundError) as exc:
         raise _fail(f"no xdsr program attached to {iface} with maps in {pin_dir}: {exc}") from None
-    res = run_probe(prog, probe_frame(mac, vip, port, protocol, vlan, src, sport))
+    frame = mac_bytes(mac) + frame[6:]
+    with prog:
+        res = run_probe(prog, frame)
     if res.forwarded:
         out.print(f"{res.verdict}: to backend {res.backend_mac} on VLAN {res.backend_vlan}")
     else:

@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 import yaml
 
+from xdsr.local.etcd import EtcdError, EtcdServer
+
 log = logging.getLogger("xdsr.up")
 
 
@@ -35,6 +37,19 @@ def _ensure_tokens(state_dir: Path) -> tuple[Path, Path, str]:
         agent.write_text(secrets.token_urlsafe(24))
         agent.chmod(0o600)
     return tokens, agent, admin
+
+
+def _fail(msg: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(code)
+
+
+async def _watch_etcd(etcd: EtcdServer, stop: asyncio.Event) -> None:
+    """The control plane is nothing without its etcd: stop when it dies."""
+    while etcd.exited is None:
+        await asyncio.sleep(0.5)
+    log.error("etcd exited with status %s: stopping", etcd.exited)
+    stop.set()
 
 
 def up(
@@ -64,7 +79,6 @@ def up(
     from xdsr.apiserver.networks import Networks, load_networks
     from xdsr.cli.apiserver import parse_listen
     from xdsr.cli.operator import agent_tls
-    from xdsr.local.etcd import EtcdServer
     from xdsr.operator.agents import AgentClient
     from xdsr.operator.operator import Operator, Settings
     from xdsr.store.etcd import EtcdConfig, EtcdStore
@@ -79,12 +93,18 @@ def up(
             ca=config.ca or etcd_tls[2], cert=etcd_tls[0], key=etcd_tls[1], user=config.user, password=config.password
         )
 
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tokens_file, agent_token_file, admin = _ensure_tokens(state_dir)
-    host, port = parse_listen(listen)
+    try:
+        host, port = parse_listen(listen)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tokens_file, agent_token_file, admin = _ensure_tokens(state_dir)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    except OSError as exc:
+        hint = " (run as root, or pass --state-dir DIR)" if isinstance(exc, PermissionError) else ""
+        raise _fail(f"cannot use the state directory {state_dir}: {exc.strerror}{hint}") from None
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
 
-    async def main() -> None:
+    async def main(etcd: EtcdServer | None) -> None:
         assert store is not None
         networks = load_networks(networks_file) if networks_file else Networks()
         api = ApiServer(
@@ -116,7 +136,10 @@ def up(
                 )
                 if admin:
                     log.debug("admin token: %s", admin)
+                watcher = asyncio.create_task(_watch_etcd(etcd, stop)) if etcd is not None else None
                 await stop.wait()
+                if watcher is not None:
+                    watcher.cancel()
         finally:
             await op.stop()
             await api.stop()
@@ -134,9 +157,13 @@ def up(
         if store is None:
             etcd = EtcdServer(state_dir / "etcd", port=etcd_port, host=etcd_listen, tls=etcd_tls)
             store = etcd.start().endpoint
-        asyncio.run(main())
+        asyncio.run(main(etcd))
+        if etcd is not None and etcd.exited is not None:
+            raise _fail(f"etcd exited with status {etcd.exited}; its log is {etcd.log_path}:\n{etcd.log_tail(800)}")
     except Stop:
         pass
+    except (EtcdError, RuntimeError, TimeoutError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
     finally:
         if etcd is not None:
             with contextlib.suppress(Exception):

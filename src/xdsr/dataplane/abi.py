@@ -14,6 +14,8 @@ ABI_VERSION = 3
 
 CHUNK_SIZE = 64
 INDEX_PROBES = 32
+# In a frame's XDP metadata: a probe, judged but never counted (xdsr_kern_user.h).
+PROBE_MARK = 0x62727078
 MAX_BACKENDS = 65535
 MAX_NARROW = 255
 SEG_TYPE_SHIFT = 24  # a key's segment: its type above this bit, its id below
@@ -166,4 +168,5 @@ ENUMS: dict[str, dict[str, int]] = {
     },
     "xdsr_svc_flags": {"XDSR_SVC_USED": SvcFlags.USED, "XDSR_SVC_NARROW": SvcFlags.NARROW},
     "xdsr_reason": {**{f"XDSR_R_{r.name}": r.value for r in Reason}, "XDSR_R_MAX": REASON_MAX},
+    "xdsr_probe": {"XDSR_PROBE_MARK": PROBE_MARK},
 }

@@ -11,6 +11,7 @@ address 'zz'``.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -70,19 +71,40 @@ def parse_config(data: object) -> DataplaneConfig:
     return cfg
 
 
-def load_config(path: str | Path) -> DataplaneConfig:
-    """Read and validate a YAML or JSON desired-state file."""
+EMPTY_HINT = "write `services: []` to remove every service on purpose (or pass --allow-empty)"
+
+
+def load_config(path: str | Path, *, text: str | None = None, allow_empty: bool = False) -> DataplaneConfig:
+    """Read and validate a YAML or JSON desired-state file (text: its
+    content, already read, e.g. from standard input).
+
+    A file without a `services` list is refused unless allow_empty: an
+    empty or truncated file must not silently remove every service."""
     p = Path(path)
+    name = "<stdin>" if str(path) == "-" else str(p)
+    if text is None:
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{p}: {exc.strerror}") from None
+    as_json = p.suffix == ".json"
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{p}: {exc.strerror}") from None
-    try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        if as_json:
+            data = json.loads(text)
+        else:
+            stream = io.StringIO(text)
+            stream.name = name  # type: ignore[misc]  # YAML's error marks name the file
+            data = yaml.safe_load(stream)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}") from None
+        raise ConfigError(f"{name}: not valid {'JSON' if as_json else 'YAML'}: {exc}") from None
+    if data is None and allow_empty:
+        data = {"services": []}
     if data is None:
-        data = {}
+        raise ConfigError(f"{name}: the file is empty; {EMPTY_HINT}")
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping with a 'services' list")
+        raise ConfigError(f"{name}: the top level must be a mapping with a 'services' list")
+    if data.get("services") is None:
+        if not allow_empty:
+            raise ConfigError(f"{name}: no `services` list; {EMPTY_HINT}")
+        data = {**data, "services": []}
     return parse_config(data)

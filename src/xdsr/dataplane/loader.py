@@ -317,20 +317,41 @@ class Dataplane:
         log.info("attached %s (id %d, %s) to %s%s", PROG_NAME, prog.id, mode, ifname, f" in {netns}" if netns else "")
         return Attachment(ifname, netns, prog.id, mode, True)
 
-    def detach(self, ifname: str, netns: str | None = None) -> None:
+    def _runs_on_these_maps(self, prog_id: int, pin: Path) -> bool:
+        """An xdsr program of this data plane: the attachment's pin, or (its
+        pin gone, e.g. after a purge elsewhere) a program using these maps."""
+        if pin.exists():
+            with contextlib.closing(bpf.Program.from_pin(str(pin))) as p:
+                if p.id == prog_id:
+                    return True
+        try:
+            prog = bpf.Program.from_id(prog_id)
+        except bpf.BpfError:
+            return False
+        with contextlib.closing(prog):
+            return bool(set(prog.map_ids()) & {m.info.id for m in self.maps.values()})
+
+    def detach(self, ifname: str, netns: str | None = None) -> list[str]:
+        """Remove this data plane's program from ifname in whichever mode it
+        runs (native, generic); returns the modes it was removed from, [] if
+        none (detaching twice is no error). Anyone else's program stays."""
         pin = self._prog_pin(ifname, netns)
         lk = link(ifname, netns)
+        removed = []
         with in_netns(netns):
-            current = bpf.xdp_query_id(lk.index)
-            ours = pin.exists() and bpf.Program.from_pin(str(pin)).id == current
-            if current and not ours:
-                raise DataplaneError(f"{ifname} runs XDP program id {current}, which is not this data plane's")
-            if current:
-                bpf.xdp_detach(lk.index)
+            for name, flag in MODES.items():
+                current = bpf.xdp_query_id(lk.index, flag)
+                if not current:
+                    continue
+                if not self._runs_on_these_maps(current, pin):
+                    raise DataplaneError(
+                        f"{ifname} runs XDP program id {current} ({name}), which is not this data plane's"
+                    )
+                bpf.xdp_detach(lk.index, flag)
+                removed.append(name)
         with contextlib.suppress(FileNotFoundError):
             pin.unlink()
-        if not current:
-            raise DataplaneError(f"no xdsr program is attached to {ifname}")
+        return removed
 
     def attachments(self) -> list[Attachment]:
         out = []
@@ -409,18 +430,6 @@ def prog_pin_name(ifname: str, netns: str | None) -> str:
     """Name of the pinned program of an attachment. bpffs refuses dots in
     names; '@' appears in neither interface nor namespace names."""
     return f"xdp@{ifname}@{netns}" if netns else f"xdp@{ifname}"
-
-
-def remove_maps(pin_dir: str | os.PathLike[str], remove_dir: bool = False) -> None:
-    """Unlink the data plane's map pins in pin_dir (and the directory, if
-    asked and nothing else is left in it)."""
-    pin = Path(pin_dir)
-    for name in ALL_MAPS:
-        with contextlib.suppress(FileNotFoundError):
-            (pin / name).unlink()
-    if remove_dir:
-        with contextlib.suppress(OSError):  # gone already, or not empty
-            pin.rmdir()
 
 
 def remove_pins(pin_dir: str | os.PathLike[str]) -> None:

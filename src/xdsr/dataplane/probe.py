@@ -2,22 +2,33 @@
 one: the attached program itself runs on a made-up frame (BPF_PROG_TEST_RUN).
 
 `xdsr dp probe` uses it to answer "where does this flow go?", and the tests
-and benchmarks to tell the moment a node forwards a service.
+and benchmarks to tell the moment a node forwards a service. The frame
+carries the probe mark in its XDP metadata (abi.PROBE_MARK), so the
+program judges it like any other but counts nothing: probes never show in
+the counters, the metrics or Octavia's statistics.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Dot1Q, Ether
-
+from xdsr.dataplane import abi
 from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane.loader import prog_pin_name
+from xdsr.dataplane.model import PROTOCOLS
 from xdsr.dataplane.netns import link
+from xdsr.model import checks
+from xdsr.net.frames import ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, checksum, ethernet, mac_bytes, mac_str, pseudo_header
+
+_PROBE_SRC_MAC = mac_bytes("02:00:00:00:00:fe")
+# struct xdp_md as BPF_PROG_TEST_RUN takes it: data, data_end, data_meta,
+# ingress_ifindex, rx_queue_index, egress_ifindex. data is where the frame
+# starts after the metadata.
+_XDP_MD = struct.Struct("=6I")
+_META = struct.pack("=I", abi.PROBE_MARK)
 
 
 @dataclass(frozen=True)
@@ -31,27 +42,59 @@ class ProbeResult:
         return self.verdict == "XDP_TX"
 
 
+def _l4(protocol: str, src: bytes, dst: bytes, sport: int, port: int) -> bytes:
+    proto = PROTOCOLS[protocol]
+    if protocol == "tcp":
+        hdr = struct.pack("!HHIIBBHHH", sport, port, 1, 0, 5 << 4, 0x02, 64240, 0, 0)
+    else:
+        hdr = struct.pack("!HHHH", sport, port, 8, 0)
+    csum = checksum(pseudo_header(src, dst, proto, len(hdr)) + hdr) or 0xFFFF
+    off = 16 if protocol == "tcp" else 6
+    return hdr[:off] + struct.pack("!H", csum) + hdr[off + 2 :]
+
+
 def probe_frame(
     lbn_mac: str, vip: str, port: int, protocol: str, vlan: int, src: str | None = None, sport: int = 40000
 ) -> bytes:
-    v = ipaddress.ip_address(vip)
-    if src is None:
-        src = "198.51.100.1" if v.version == 4 else "2001:db8:ffff::1"
-    l3 = IP(src=src, dst=vip) if v.version == 4 else IPv6(src=src, dst=vip)
-    l4 = TCP(sport=sport, dport=port, flags="S") if protocol == "tcp" else UDP(sport=sport, dport=port)
-    eth = Ether(dst=lbn_mac, src="02:00:00:00:00:fe")
-    frame = eth / Dot1Q(vlan=vlan) / l3 / l4 if vlan else eth / l3 / l4
-    return bytes(frame)
+    """A first packet of the flow (TCP SYN or UDP). ValueError, saying what
+    is wrong, for an address, port, protocol or VLAN no packet can have."""
+    dst = checks.ip_address(vip)
+    proto = protocol.lower()
+    if proto not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r}: xdsr forwards {' and '.join(PROTOCOLS)} only")
+    for what, p in (("port", port), ("source port", sport)):
+        if not 1 <= p <= 65535:
+            raise ValueError(f"{what} {p} is outside 1-65535")
+    checks.vlan(vlan)
+    source = checks.ip_address(src) if src is not None else None
+    if source is None:
+        source = ipaddress.ip_address("198.51.100.1" if dst.version == 4 else "2001:db8:ffff::1")
+    if source.version != dst.version:
+        raise ValueError(f"source {source} and destination {dst} are of different families")
+    l4 = _l4(proto, source.packed, dst.packed, sport, port)
+    if dst.version == 4:
+        ip = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0, 64, PROTOCOLS[proto], 0, source.packed, dst.packed
+        )
+        ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+        ethertype = ETH_P_IP
+    else:
+        ip = struct.pack("!IHBB16s16s", 6 << 28, len(l4), PROTOCOLS[proto], 64, source.packed, dst.packed)
+        ethertype = ETH_P_IPV6
+    return ethernet(mac_bytes(lbn_mac), _PROBE_SRC_MAC, ethertype, vlan or None) + ip + l4
 
 
 def run_probe(prog: bpf.Program, frame: bytes) -> ProbeResult:
-    verdict, out, _ = prog.test_run(frame)
+    data = _META + frame
+    ctx = _XDP_MD.pack(len(_META), len(data), 0, 0, 0, 0)
+    verdict, out, _ = prog.test_run(data, ctx=ctx)
     name = bpf.XDP_ACTION_NAMES.get(verdict, str(verdict))
     if verdict != bpf.XDP_TX:
         return ProbeResult(name)
-    parsed = Ether(out)
-    vlan = parsed[Dot1Q].vlan if parsed.haslayer(Dot1Q) else 0
-    return ProbeResult(name, parsed.dst, vlan)
+    out = out[len(_META) :]  # the metadata moves with the frame's start
+    tagged = struct.unpack("!H", out[12:14])[0] == ETH_P_8021Q
+    vlan = struct.unpack("!H", out[14:16])[0] & 0x0FFF if tagged else 0
+    return ProbeResult(name, mac_str(out[:6]), vlan)
 
 
 def attached_program(pin_dir: str | Path, ifname: str, netns: str | None = None) -> tuple[bpf.Program, str]:

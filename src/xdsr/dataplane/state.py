@@ -78,18 +78,37 @@ class ApplyReport:
         return self.index_swapped
 
 
+def lock_path(pin_dir: os.PathLike[str] | str) -> str:
+    name = hashlib.sha256(str(os.path.realpath(pin_dir)).encode()).hexdigest()[:16]
+    return os.path.join(LOCK_DIR, f"{name}.lock")
+
+
 @contextlib.contextmanager
 def _locked(dp: Dataplane) -> Iterator[None]:
     """One apply at a time per data plane, across processes: two writers
-    could otherwise hand out the same free space."""
+    could otherwise hand out the same free space.
+
+    The lock file is removed by its holder before unlocking; a waiter that
+    then gets the lock on the removed file sees it is not the file at the
+    path any more and tries again, so removal never lets two in at once."""
     os.makedirs(LOCK_DIR, exist_ok=True)
-    name = hashlib.sha256(str(dp.pin_dir.resolve()).encode()).hexdigest()[:16]
-    with open(os.path.join(LOCK_DIR, f"{name}.lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    path = lock_path(dp.pin_dir)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
 
 
 def _sel(dp: Dataplane) -> abi.Sel:
@@ -113,6 +132,42 @@ def _parse_index(data: bytes) -> dict[ServiceKey, abi.SvcEntry]:
         e = abi.SvcEntry.from_buffer_copy(data, b * ENTRY_SIZE)
         out[ServiceKey.from_abi(e.key)] = e
     return out
+
+
+def index_digest(dp: Dataplane) -> bytes:
+    """Digest of the live index: it names every service, its table and where
+    they are, so it changes whenever anyone changes what the kernel forwards."""
+    return hashlib.sha256(_index_bytes(dp, _sel(dp).live & 1)).digest()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """How full the maps are, read from the live index."""
+
+    services: int
+    max_services: int
+    table_memory: int  # bytes of Maglev slots the maps hold
+    table_memory_used: int  # bytes live tables take (shared tables once)
+    backends: int  # backend entries the maps hold
+    backends_used: int
+
+    @property
+    def table_memory_free(self) -> int:
+        return self.table_memory - self.table_memory_used
+
+
+def usage(dp: Dataplane) -> Usage:
+    entries = read_index(dp)
+    tables_ = {(e.slot_base, tables.slot_chunks(e.table_size, e.n_backends)) for e in entries.values()}
+    backends = {(e.backend_base, int(e.n_backends)) for e in entries.values()}
+    return Usage(
+        services=sum(1 for k in entries if k.port),
+        max_services=dp.max_services,
+        table_memory=dp.slot_chunks * abi.CHUNK_SIZE,
+        table_memory_used=sum(n for _, n in tables_) * abi.CHUNK_SIZE,
+        backends=dp.backend_slots,
+        backends_used=sum(n for _, n in backends),
+    )
 
 
 def read_index(dp: Dataplane) -> dict[ServiceKey, abi.SvcEntry]:

@@ -16,6 +16,21 @@ from pathlib import Path
 from xdsr.local.process import Child, free_port
 
 
+class EtcdError(RuntimeError):
+    """etcd cannot start; the message says why and what to do."""
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 class EtcdServer:
     """One single-member etcd cluster on loopback.
 
@@ -47,6 +62,7 @@ class EtcdServer:
         self.port = port or free_port()
         self.peer_port = peer_port or free_port()
         self.name = name
+        self.host = host
         self.tls = tls
         scheme = "https" if tls else "http"
         shown = f"[{host}]" if ":" in host else host
@@ -59,6 +75,14 @@ class EtcdServer:
     def spawn(self) -> EtcdServer:
         """Start the process, without waiting for it to be healthy (a
         cluster's members are healthy only once a quorum runs)."""
+        # Another etcd on the port would answer the health check for the one
+        # that failed to start: refuse a busy port instead of using it.
+        for what, host, port in (("client", self.host, self.port), ("peer", "127.0.0.1", self.peer_port)):
+            if not port_free(port, host):
+                raise EtcdError(
+                    f"cannot start etcd: its {what} port {host}:{port} is in use (another etcd? "
+                    "pass its URL with --store to use it, or choose another --etcd-port)"
+                )
         client = self.endpoint
         cmd = [
             "etcd",
@@ -99,6 +123,11 @@ class EtcdServer:
             self.stop()
             raise
         return self
+
+    @property
+    def exited(self) -> int | None:
+        """etcd's exit status once it died, None while it runs."""
+        return self.proc.poll() if self.proc is not None else None
 
     def _healthy(self) -> bool:
         # The process runs (Child.wait_ready checks) and the client port
