@@ -28,7 +28,7 @@ pytestmark = needs_root
 def _agent_cmd(a: AgentProcess, pin: Path, port: int) -> list[str]:
     return [
         *XDSR, "agent", "--iface", a.ifname, "--netns", a.ns, "--name", "second", "--listen", f"127.0.0.1:{port}",
-        "--token-file", str(a.token_file), "--pin-dir", str(pin), "--state-dir", str(a.state_dir),
+        "--token-file", str(a.token_file), "--pin-dir", str(pin), "--state-dir", str(a.state_dir), *a.transport,
     ]  # fmt: skip
 
 
@@ -129,6 +129,7 @@ def test_options_from_a_file_and_the_environment(fab: Fabric, agent_factory: Any
                 "pin_dir": str(a.pin_dir),
                 "state_dir": str(a.state_dir),
                 "max_services": 32,
+                "insecure_http": True,
             }
         )
     )
@@ -165,7 +166,7 @@ def test_the_agent_runs_with_the_capabilities_its_unit_grants(fab: Fabric, agent
         "setpriv", "--inh-caps=-all", "--ambient-caps=-all", f"--bounding-set=-all,{wanted}", "--",
         *XDSR, "agent", "--iface", a.ifname, "--name", "capped", "--listen", f"127.0.0.1:{a.port}",
         "--token-file", str(a.token_file), "--pin-dir", str(a.pin_dir), "--state-dir", str(a.state_dir),
-        "--max-services", "64",
+        "--max-services", "64", *a.transport,
     ]  # fmt: skip
     # CAP_NET_ADMIN 12, CAP_NET_RAW 13, CAP_SYS_RESOURCE 24, CAP_PERFMON 38, CAP_BPF 39
     # (as far as this machine grants them: a container may lack SYS_RESOURCE,

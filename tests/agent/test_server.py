@@ -50,13 +50,12 @@ def test_error_locations_read_like_the_body() -> None:
 
 def test_plain_http_only_when_asked(tmp_path: Path) -> None:
     from xdsr.agent.server import Options, check_tls
-    from xdsr.web.tls import ServerTls
 
     base = Options(iface="x", name="n", listen="127.0.0.1:1", token_file=tmp_path / "t")
     with pytest.raises(StartupError, match="--insecure-http") as exc:
         check_tls(base)
     assert exc.value.exit_code == 2
-    check_tls(Options(**{**base.__dict__, "insecure_http": True}))
-    missing = ServerTls(tmp_path / "c", tmp_path / "k", tmp_path / "ca")
+    check_tls(base.model_copy(update={"insecure_http": True}))
+    missing = {"tls_cert": tmp_path / "c", "tls_key": tmp_path / "k", "tls_client_ca": tmp_path / "ca"}
     with pytest.raises(StartupError, match="--tls-cert"):
-        check_tls(Options(**{**base.__dict__, "tls": missing}))
+        check_tls(base.model_copy(update=missing))
