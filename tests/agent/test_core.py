@@ -37,7 +37,8 @@ class FakeKernel:
             raise self.fail
         self.applies.append(services)
         self.services = services
-        return ApplyReport(created=[s.key for s in services], seconds=0.001)
+        held = {s.key: InstalledService(s, i, s.digest(), 100 + i, 4096) for i, s in enumerate(services)}
+        return ApplyReport(created=[s.key for s in services], seconds=0.001, installed=held)
 
     def installed(self, dp: Any) -> list[InstalledService]:
         return [InstalledService(s, i, s.digest(), 100 + i, 4096) for i, s in enumerate(self.services)]

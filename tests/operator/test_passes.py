@@ -18,7 +18,7 @@ import pytest
 from xdsr.dataplane import services
 from xdsr.maglev import default_table_size
 from xdsr.model import keys
-from xdsr.model.agent import AgentState, DesiredState, ServiceReport
+from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceReport, owner
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import Listener, LoadBalancer, LoadBalancerStatus, Member, Pool
 from xdsr.operator.agents import AgentError
@@ -38,26 +38,49 @@ class Clock:
 
 
 class Nodes:
-    """The agents of the LB nodes, by endpoint."""
+    """The agents of the LB nodes, by endpoint: full states and deltas, as an agent takes them."""
 
     def __init__(self) -> None:
         self.held: dict[str, AgentState] = {}
+        self.rules: dict[str, dict[str, list[RuleService]]] = {}  # endpoint -> lb id -> services held
         self.unreachable: set[str] = set()
         self.pushes = 0
+        self.bodies: list[tuple[str, DesiredState, int]] = []  # (endpoint, what was sent, bytes)
+        self.refused = 0
 
-    async def put_state(self, endpoint: str, state: DesiredState) -> AgentState:
+    async def put_state(self, endpoint: str, state: DesiredState | bytes) -> AgentState:
         if endpoint in self.unreachable:
             raise AgentError(f"{endpoint}: connection refused")
+        size = len(state) if isinstance(state, bytes) else len(state.model_dump_json())
+        if isinstance(state, bytes):
+            state = DesiredState.model_validate_json(state)
         self.pushes += 1
+        self.bodies.append((endpoint, state, size))
         current = self.held.get(endpoint)
-        if current is not None and current.generation >= state.generation:
-            return current  # the agent's 409 / no-op: it keeps its own
+        same_epoch = current is not None and current.epoch == state.epoch
+        if state.is_delta:
+            if current is None or not same_epoch or current.generation != state.base:
+                self.refused += 1
+                return (current or AgentState(name=endpoint)).model_copy(update={"services": [], "partial": True})
+            rules = dict(self.rules[endpoint])
+            for lb, ss in state.changes.items():
+                if ss:
+                    rules[lb] = ss
+                else:
+                    rules.pop(lb, None)
+        else:
+            if current is not None and same_epoch and current.generation >= state.generation:
+                return current  # the agent's 409 / no-op: it keeps its own
+            rules = {}
+            for s in state.services:
+                rules.setdefault(owner(s.id), []).append(s)
+        everything = [s for ss in rules.values() for s in ss]
         try:
-            services.check(state.services)
+            services.check(everything)
         except services.InvalidState as exc:
             raise AgentError(f"{endpoint}: HTTP 422: {exc}") from None
         reports = []
-        for s in state.services:
+        for s in everything:
             built, unresolved = services.to_service(s)  # MACs given only: nothing is resolved here
             reports.append(
                 ServiceReport(
@@ -67,9 +90,19 @@ class Nodes:
                     unresolved=list(unresolved),
                 )
             )
+        self.rules[endpoint] = rules
         self.held[endpoint] = AgentState(
-            name=endpoint, generation=state.generation, services=reports, applied_at=0.0, apply_seconds=0.0
+            name=endpoint,
+            generation=state.generation,
+            epoch=state.epoch,
+            services=reports,
+            applied_at=0.0,
+            apply_seconds=0.0,
         )
+        if state.is_delta:
+            return self.held[endpoint].model_copy(
+                update={"services": [r for r in reports if owner(r.id) in state.changes], "partial": True}
+            )
         return self.held[endpoint]
 
     async def get_state(self, endpoint: str) -> AgentState:
@@ -82,6 +115,11 @@ class Nodes:
 
     def services_of(self, node: str) -> list[str]:
         return [s.id for s in self.held[endpoint(node)].services] if endpoint(node) in self.held else []
+
+    def restart(self, node: str) -> None:
+        """The node's agent starts again with empty maps."""
+        self.held.pop(endpoint(node), None)
+        self.rules.pop(endpoint(node), None)
 
 
 def endpoint(node: str) -> str:

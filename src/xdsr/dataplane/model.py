@@ -108,6 +108,12 @@ class Service:
     def digest(self) -> int:
         """64-bit digest of everything that shapes the table; stored in the
         table header so that an apply rewrites only services that changed."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> int:
+        # Cached: every apply compares every service's digest, and a node
+        # holding thousands of services applies one changed service at a time.
         doc = {
             "abi": abi.ABI_VERSION,
             "key": self.key.pack().hex(),

@@ -22,6 +22,7 @@ import bisect
 import contextlib
 import ctypes
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -72,6 +73,10 @@ class ApplyReport:
     tables_written: int = 0
     index_swapped: bool = False
     seconds: float = 0.0
+    # The services this apply created or updated, as the kernel now holds
+    # them: a caller keeping its own copy of what is installed updates it
+    # from these instead of reading every service back.
+    installed: dict[ServiceKey, InstalledService] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -194,6 +199,11 @@ def _with_key(e: abi.SvcEntry, key: ServiceKey) -> abi.SvcEntry:
     return copy
 
 
+# Each apply places every service in a new index, and most keys are the
+# ones it placed last time: their home bucket is hashed once.
+_home = functools.lru_cache(maxsize=1 << 14)(index_hash)
+
+
 def _build_index(entries: list[tuple[ServiceKey, abi.SvcEntry]], size: int) -> bytes:
     """Open addressing with linear probing, in key order so that the same
     services always give the same bytes."""
@@ -201,7 +211,7 @@ def _build_index(entries: list[tuple[ServiceKey, abi.SvcEntry]], size: int) -> b
     taken = bytearray(size)
     mask = size - 1
     for key, e in sorted(entries, key=lambda x: x[0]):
-        b = index_hash(key.pack()) & mask
+        b = _home(key.pack()) & mask
         for _ in range(abi.INDEX_PROBES):
             if not taken[b]:
                 break
@@ -334,6 +344,16 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
                 report.fragment_entries += 1
         report.fragment_entries += sum(1 for k in current if not k.port and k not in entries)
         report.removed = sorted(k for k in real if k not in desired)
+
+        for key in (*report.created, *report.updated):
+            e = entries[key]
+            report.installed[key] = InstalledService(
+                desired[key],
+                int(e.stats_id),
+                int(e.digest),
+                int(e.slot_base),
+                tables.table_bytes(e.table_size, e.n_backends),
+            )
 
         index = _build_index(list(entries.items()), dp.index_size)
         if index != live_bytes:
