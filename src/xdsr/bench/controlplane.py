@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import ipaddress
+import os
 import queue
+import re
+import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -192,3 +196,223 @@ def run(
                     "client_workers": workers,
                 },
             }
+
+
+# --- at scale: what one change costs on a full group (`--scale`) -------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a local process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _etcd_writes(endpoint: str) -> float:
+    """Puts and deletes etcd has applied since it started (its own metrics)."""
+    text = httpx.get(f"{endpoint}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(("etcd_mvcc_put_total ", "etcd_mvcc_delete_total ")):
+            total += float(line.split()[1])
+    return total
+
+
+_PUSH = re.compile(r"LB node (\S+) at generation \d+: .* \((\d+) bytes\)")
+
+
+class _Meter:
+    """What one change costs: CPU of the operator and the agents, bytes the
+    operator sent each node (from its log), store writes (etcd's metrics)."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.log = cluster.operator.log_path
+
+    def _cpu(self) -> tuple[float, float, float]:
+        c = self.cluster
+        return (
+            _cpu_seconds(c.operator.pid),
+            sum(_cpu_seconds(a.pid) for a in c.agents.values()) / len(c.agents),
+            _cpu_seconds(c.apiserver.pid),
+        )
+
+    def start(self) -> None:
+        self.cpu0 = self._cpu()
+        self.writes0 = _etcd_writes(self.cluster.etcd.endpoint)
+        self.offset = self.log.stat().st_size
+
+    def stop(self, quiet: float = 1.0) -> dict[str, float]:
+        # Until quiet: what the change set off after the clock stopped counts too.
+        time.sleep(quiet)
+        cpu = self._cpu()
+        with open(self.log, "rb") as f:
+            f.seek(self.offset)
+            text = f.read().decode(errors="replace")
+        sent: dict[str, int] = {}
+        for m in _PUSH.finditer(text):
+            sent[m.group(1)] = sent.get(m.group(1), 0) + int(m.group(2))
+        return {
+            "operator_cpu_s": cpu[0] - self.cpu0[0],
+            "agent_cpu_s": cpu[1] - self.cpu0[1],
+            "apiserver_cpu_s": cpu[2] - self.cpu0[2],
+            "bytes_per_node": max(sent.values(), default=0),
+            "store_writes": _etcd_writes(self.cluster.etcd.endpoint) - self.writes0,
+        }
+
+
+def _wait_active(client: httpx.Client, lb_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get(f"/v2/lbaas/loadbalancers/{lb_id}").json()["loadbalancer"]["provisioning_status"] != "ACTIVE":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"load balancer {lb_id} not ACTIVE after {timeout}s")
+        time.sleep(0.002)
+
+
+def _fill(cluster: LocalCluster, bodies: list[dict[str, object]], workers: int) -> list[str]:
+    clients: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
+    for _ in range(workers):
+        clients.put(cluster.client())
+
+    def create(body: dict[str, object]) -> str:
+        c = clients.get()
+        try:
+            r = c.post("/v2/lbaas/loadbalancers", json=body)
+            r.raise_for_status()
+            return str(r.json()["loadbalancer"]["id"])
+        finally:
+            clients.put(c)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(create, bodies))
+    finally:
+        while not clients.empty():
+            clients.get().close()
+
+
+def run_scale(
+    scales: list[int], members: int = 10, runs: int = 3, workers: int = 8, restart_node: bool = True
+) -> dict[str, object]:
+    """For each N: a fresh deployment, filled with N load balancers of
+    `members` members (8 clients at once); then `runs` times each: one member
+    added, one load balancer created, one deleted, each until every node
+    forwards it (a member: until the load balancer is ACTIVE again, which the
+    operator says once every node applied it), with what each cost. Last, one
+    agent restarted with its maps purged: until it forwards all N again."""
+    results = []
+    for n in scales:
+        spec = FabricSpec(
+            n_lbns=3, prefix="xdsr-cps", echo_servers=False, tenants=(TenantSpec(name="t", n_backends=1),)
+        )
+        with build_fabric(spec) as fab:
+            fab.lab.install_signal_handlers()
+            with LocalCluster.on_fabric(fab, resync=10.0, health_checks=False) as cluster:
+                results.append(_scale_one(cluster, n, members, runs, workers, restart_node))
+    return {"members_each": members, "runs": runs, "scales": results}
+
+
+def _scale_one(
+    cluster: LocalCluster, n: int, members: int, runs: int, workers: int, restart_node: bool
+) -> dict[str, object]:
+    client = cluster.client()
+    base = int(ipaddress.IPv4Address("198.20.0.1"))
+    vips = [str(ipaddress.IPv4Address(base + i)) for i in range(n)]
+    bodies = [lb_body(f"fill{i}", vip, members, 100 + i) for i, vip in enumerate(vips)]
+    probes_until = time.monotonic() + 60
+    t0 = time.perf_counter()
+    ids = _fill(cluster, bodies[:1], 1)
+    while True:
+        try:
+            probes = Probes.of(cluster)
+            _wait_all(probes, vips[:1], 60)
+            break
+        except (bpf.BpfError, FileNotFoundError, TimeoutError):
+            if time.monotonic() > probes_until:
+                raise
+            time.sleep(0.1)
+    t0 = time.perf_counter()
+    ids += _fill(cluster, bodies[1:], workers)
+    created = time.perf_counter() - t0
+    _wait_all(probes, vips, 900)
+    filled = time.perf_counter() - t0
+    _wait_active(client, ids[-1], 300)
+    time.sleep(2.0)  # let the fill settle: its statuses, the first polls
+
+    meter = _Meter(cluster)
+    out: dict[str, list[dict[str, float]]] = {"member_add": [], "lb_create": [], "lb_delete": []}
+    lb0 = client.get(f"/v2/lbaas/loadbalancers/{ids[0]}").json()["loadbalancer"]
+    pool_id = client.get("/v2/lbaas/pools", params={"loadbalancer_id": lb0["id"]}).json()["pools"][0]["id"]
+    for r in range(runs):
+        meter.start()
+        t = time.perf_counter()
+        mac = f"02:cd:00:00:{r >> 8:02x}:{r & 0xFF:02x}"
+        resp = client.post(
+            f"/v2/lbaas/pools/{pool_id}/members",
+            json={"member": {"address": f"10.99.0.{r + 1}", "protocol_port": 80, "mac_address": mac}},
+        )
+        resp.raise_for_status()
+        _wait_active(client, ids[0], 120)
+        out["member_add"].append({"seconds": time.perf_counter() - t, **meter.stop()})
+
+        vip = f"198.19.1.{r + 1}"
+        meter.start()
+        t = time.perf_counter()
+        resp = client.post("/v2/lbaas/loadbalancers", json=lb_body(f"extra{r}", vip, members, 3000 + r))
+        resp.raise_for_status()
+        _wait_all(probes, [vip], 120)
+        out["lb_create"].append({"seconds": time.perf_counter() - t, **meter.stop()})
+
+        meter.start()
+        t = time.perf_counter()
+        _delete_all(client, [resp.json()["loadbalancer"]["id"]])
+        _wait_all(probes, [vip], 120, want=False)
+        out["lb_delete"].append({"seconds": time.perf_counter() - t, **meter.stop()})
+
+    resync = None
+    if restart_node:
+        # A node restarted with empty maps: it gets the group's full state.
+        name = sorted(cluster.agents)[0]
+        agent = cluster.agents[name]
+        agent.stop()
+        pin = _pin_dir(cluster, name)
+        if pin is not None:
+            shutil.rmtree(pin, ignore_errors=True)
+        probes.close()
+        t = time.perf_counter()
+        agent.start()
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                probes = Probes.of(cluster)
+                _wait_all(probes, vips, max(1.0, deadline - time.monotonic()))
+                break
+            except (bpf.BpfError, FileNotFoundError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        resync = time.perf_counter() - t
+    probes.close()
+    client.close()
+
+    def med(xs: list[dict[str, float]]) -> dict[str, float]:
+        return {k: statistics.median(x[k] for x in xs) for k in xs[0]}
+
+    return {
+        "load_balancers": n,
+        "members_each": members,
+        "fill_api_calls_s": created,
+        "fill_until_all_nodes_forward_s": filled,
+        "creates_per_s": (n - 1) / created if created else 0.0,
+        "member_add": {**med(out["member_add"]), "p99_s": _percentile([x["seconds"] for x in out["member_add"]], 99)},
+        "lb_create": med(out["lb_create"]),
+        "lb_delete": med(out["lb_delete"]),
+        "raw": out,
+        "restarted_node_forwards_all_s": resync,
+    }
+
+
+def _pin_dir(cluster: LocalCluster, name: str) -> Path | None:
+    """The agent's BPF pin directory, from its command line."""
+    argv = cluster.agents[name].argv
+    return Path(argv[argv.index("--pin-dir") + 1]) if "--pin-dir" in argv else None

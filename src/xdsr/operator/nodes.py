@@ -29,7 +29,8 @@ log = logging.getLogger("xdsr.operator")
 class NodeDriver(View):
     def _lbn_changed(self, name: str, _old: object, record: object) -> None:
         assert record is None or isinstance(record, LbnRecord)
-        self._all_dirty = True  # a node came or went: its groups' statuses change
+        # A node came or went: its groups' statuses change, and what fits where.
+        self._all_dirty = self._place_all = True
         node = self.nodes.get(name)
         if record is not None and (node is None or node.record is None or node.record.started_at != record.started_at):
             # A new or restarted node: it knows nothing until told.
@@ -186,6 +187,7 @@ class NodeDriver(View):
 
         live = self._live()
         await asyncio.gather(*(poll(n) for name, n in self.nodes.items() if name in live))
+        self._place_all = True  # what health checks take out may have changed anywhere
 
     async def _read_state(self, node: Node) -> bool:
         """Ask the node what it holds now; False (and node.error) if it cannot be reached."""

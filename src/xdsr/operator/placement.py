@@ -77,7 +77,7 @@ class Placer(View):
         placed_all = self._placed()
         where = self._placement_index()
         live = self._live()
-        load = {g: sum(len(p.services) for p, _ in lbs.values()) for g, lbs in placed_all.items()}
+        load: dict[str, int] = {}  # services per group, counted when a load balancer needs a group
         capacity = {
             g: min((live[n].max_services for n in doc.lbns if n in live), default=0) for g, (doc, _) in groups.items()
         }
@@ -90,8 +90,15 @@ class Placer(View):
             return claimed.get(key) or self._owner(key) or lb_id
 
         writes: list[tuple[str, str, PlacedLoadBalancer | None]] = []  # (group, lb id, rules or None)
-        lbs_sorted = sorted(self.lbs.values(), key=lambda lb: (lb.created_at, lb.id))
-        present = {lb.id for lb in lbs_sorted}
+        # Only the load balancers that changed, unless anything else may
+        # have (a restart, a failed pass, nodes coming or going, a resync).
+        if self._place_all:
+            todo = self.lbs.values()
+        else:
+            todo = [lb for lb in (self.lbs.get(i) for i in self._place_dirty) if lb is not None]
+        everything = self._place_all
+        self._place_all, self._place_dirty = False, set()
+        lbs_sorted = sorted(todo, key=lambda lb: (lb.created_at, lb.id))
         for lb in lbs_sorted:
             group = where.get(lb.id)
             if lb.deleting:
@@ -108,8 +115,12 @@ class Placer(View):
             services = sized(services, current.services if current is not None else None)
             services = without(services, down)
             if group is None:
+                if not load:
+                    load = {g: sum(len(p.services) for p, _ in lbs.values()) for g, lbs in placed_all.items()}
+                    load.update({g: 0 for g in groups if g not in load})
                 group = self._choose_group(load, capacity, len(services), lb.lbn_group)
                 if group is None:
+                    self._place_dirty.add(lb.id)  # looked at again next pass (a group may form, or free up)
                     continue
                 load[group] = load.get(group, 0) + len(services)
             for s in services:
@@ -124,9 +135,10 @@ class Placer(View):
                 )
             )
         # Load balancers whose documents are gone (deleted by hand) leave too.
-        for lb_id, g in where.items():
-            if lb_id not in present:
-                writes.append((g, lb_id, None))
+        if everything:
+            for lb_id, g in where.items():
+                if self.lbs.get(lb_id) is None:
+                    writes.append((g, lb_id, None))
 
         deleted_from: set[str] = set()
         last_rule = last_group = 0
@@ -150,6 +162,7 @@ class Placer(View):
             except Conflict:
                 # Someone else wrote it (another operator?): the next pass
                 # sees their version and decides again.
+                self._place_dirty.add(lb_id)
                 self._kick.set()
 
         await self._concurrently(write(*w) for w in writes)

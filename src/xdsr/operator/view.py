@@ -11,6 +11,7 @@ writeback.py; operator.py runs them.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from xdsr.store.base import Store
 from xdsr.store.informer import Informer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Target:
     """What a group's nodes must hold: its rules at one generation of one
     epoch. What a group holds is a function of its generation (any change
@@ -36,8 +37,13 @@ class Target:
     generation: int
     placed: dict[str, tuple[PlacedLoadBalancer, int]]  # lb id -> (its rules, their revision)
 
-    def revisions(self) -> dict[str, int]:
+    @functools.cached_property
+    def _revisions(self) -> dict[str, int]:
         return {lb_id: rev for lb_id, (_, rev) in self.placed.items()}
+
+    def revisions(self) -> dict[str, int]:
+        """lb id -> rules revision; shared by the group's nodes, not to be changed."""
+        return self._revisions
 
     def full(self) -> DesiredState:
         services = [s for p, _ in sorted(self.placed.values(), key=lambda x: x[1]) for s in p.services]
@@ -121,10 +127,17 @@ class View:
         # The rules by group, rebuilt only after they changed (every pass
         # reads them, and there may be thousands); who serves each service key.
         self._placed_cache: dict[str, dict[str, tuple[PlacedLoadBalancer, int]]] | None = None
+        self._where_cache: dict[str, str] | None = None
+        self._revision_cache: dict[str, int] = {}  # group -> highest revision among its rules
+        # Load balancers the placement pass must look at (all of them after
+        # a restart, a failed pass, or a change of nodes or groups).
+        self._place_dirty: set[str] = set()
+        self._place_all = True
+        self._deleting: set[str] = set()  # load balancers marked deleting, until their documents go
         self._owners: dict[ServiceKey, set[str]] = {}
 
     def _rules_changed(self, name: str, old: object, new: object) -> None:
-        self._placed_cache = None
+        self._placed_cache = self._where_cache = None
         lb_id = name.split("/", 1)[1]
         for doc in (old, new):
             assert doc is None or isinstance(doc, PlacedLoadBalancer)
@@ -161,21 +174,30 @@ class View:
         """group -> lb id -> (its rules, revision). Not to be changed: shared until the rules change."""
         if self._placed_cache is None:
             out: dict[str, dict[str, tuple[PlacedLoadBalancer, int]]] = {}
+            revs: dict[str, int] = {}
             for name, value in self.rules.entries().items():
                 group, lb_id = name.split("/", 1)
                 out.setdefault(group, {})[lb_id] = value
-            self._placed_cache = out
+                revs[group] = max(revs.get(group, 0), value[1])
+            self._placed_cache, self._revision_cache = out, revs
         return self._placed_cache
 
     def _placement_index(self) -> dict[str, str]:
-        return {lb: g for g, lbs in self._placed().items() for lb in lbs}
+        """lb id -> its group. Not to be changed: shared until the rules change."""
+        if self._where_cache is None:
+            self._where_cache = {lb: g for g, lbs in self._placed().items() for lb in lbs}
+        return self._where_cache
 
     def _generation(self, group: str, placed: dict[str, tuple[PlacedLoadBalancer, int]] | None = None) -> int:
         """What the group's nodes must reach: the latest change to the group
         or any of its rules (a deletion bumps the group document)."""
         doc = self._group_docs().get(group)
-        revs = [rev for _, rev in (placed if placed is not None else self._placed().get(group, {})).values()]
-        return max([doc[1] if doc else 0, *revs])
+        if placed is None or placed is self._placed().get(group):
+            self._placed()
+            top = self._revision_cache.get(group, 0)
+        else:
+            top = max((rev for _, rev in placed.values()), default=0)
+        return max(doc[1] if doc else 0, top)
 
     def _live(self) -> dict[str, LbnRecord]:
         return {name: rec for name, (rec, _) in self.lbns.entries().items()}

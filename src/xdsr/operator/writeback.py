@@ -95,9 +95,14 @@ class StatusWriter(View):
         where = self._placement_index()
         groups = self._group_docs()
         live = self._live()
-        for lb_id, (lb, rev) in self.lbs.entries().items():
+        for lb_id in sorted(self._deleting):
+            got = self.lbs.entry(lb_id)
+            if got is None or not got[0].deleting:
+                self._deleting.discard(lb_id)
+                continue
+            lb, rev = got
             key = keys.lb_key(lb_id)
-            if not lb.deleting or lb.id in where:
+            if lb.id in where:
                 continue
             group, needed = self._removed.get(lb.id, (None, 0))
             if group is not None and group in groups:
@@ -114,6 +119,7 @@ class StatusWriter(View):
                 await self.store.delete(key, expect=rev)
                 await self.store.delete(keys.status_key(lb.id))
                 self._removed.pop(lb.id, None)
+                self._deleting.discard(lb.id)
                 self._stats_written.pop(lb.id, None)
                 self.compiled.forget(lb.id)
                 log.info("load balancer %s deleted", lb.id)
