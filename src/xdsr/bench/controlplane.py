@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from xdsr.dataplane import libbpf as bpf
+from xdsr.dataplane.loader import Dataplane
 from xdsr.lab import FabricSpec, TenantSpec, build_fabric
 from xdsr.local.cluster import LocalCluster
 from xdsr.local.probes import FRONTEND_VLAN, Probes
@@ -375,9 +376,12 @@ def _scale_one(
         name = sorted(cluster.agents)[0]
         agent = cluster.agents[name]
         agent.stop()
-        pin = _pin_dir(cluster, name)
-        if pin is not None:
-            shutil.rmtree(pin, ignore_errors=True)
+        argv = agent.argv
+        pin = Path(argv[argv.index("--pin-dir") + 1])
+        # Detached and purged: the node starts with nothing, as a new one.
+        with Dataplane.open(pin) as dp:
+            dp.detach(argv[argv.index("--iface") + 1], netns=argv[argv.index("--netns") + 1])
+        shutil.rmtree(pin, ignore_errors=True)
         probes.close()
         t = time.perf_counter()
         agent.start()
@@ -410,9 +414,3 @@ def _scale_one(
         "raw": out,
         "restarted_node_forwards_all_s": resync,
     }
-
-
-def _pin_dir(cluster: LocalCluster, name: str) -> Path | None:
-    """The agent's BPF pin directory, from its command line."""
-    argv = cluster.agents[name].argv
-    return Path(argv[argv.index("--pin-dir") + 1]) if "--pin-dir" in argv else None
