@@ -28,6 +28,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -120,6 +121,22 @@ def _parse_index(data: bytes) -> dict[ServiceKey, abi.SvcEntry]:
     return out
 
 
+# The index this process last wrote, parsed, per data plane: an apply reads
+# the live index first (another process may have changed it), and when it is
+# still the one this process wrote, parsing thousands of entries again would
+# cost more than the change itself. Compared by content, so never stale.
+_last_written: weakref.WeakKeyDictionary[Dataplane, tuple[bytes, dict[ServiceKey, abi.SvcEntry]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _parse_live(dp: Dataplane, data: bytes) -> dict[ServiceKey, abi.SvcEntry]:
+    cached = _last_written.get(dp)
+    if cached is not None and cached[0] == data:
+        return dict(cached[1])
+    return _parse_index(data)
+
+
 def read_index(dp: Dataplane) -> dict[ServiceKey, abi.SvcEntry]:
     """Every used bucket of the live index (fragment entries included)."""
     return _parse_index(_index_bytes(dp, _sel(dp).live & 1))
@@ -204,6 +221,20 @@ def _with_key(e: abi.SvcEntry, key: ServiceKey) -> abi.SvcEntry:
 _home = functools.lru_cache(maxsize=1 << 14)(index_hash)
 
 
+def report_unchanged(new: abi.SvcEntry, old: abi.SvcEntry | None) -> bool:
+    return old is not None and new is old
+
+
+_KEY_END = abi.SvcEntry.key.offset + abi.SvcEntry.key.size
+
+
+def _same_table(a: abi.SvcEntry, b: abi.SvcEntry) -> bool:
+    """Equal apart from the key: a fragment entry and the entry it mirrors."""
+    ra, rb = bytes(a), bytes(b)
+    start = abi.SvcEntry.key.offset
+    return ra[:start] == rb[:start] and ra[_KEY_END:] == rb[_KEY_END:]
+
+
 def _build_index(entries: list[tuple[ServiceKey, abi.SvcEntry]], size: int) -> bytes:
     """Open addressing with linear probing, in key order so that the same
     services always give the same bytes."""
@@ -284,7 +315,7 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
         sel = _sel(dp)
         _quiesce(dp, sel)
         live_bytes = _index_bytes(dp, sel.live & 1)
-        current = _parse_index(live_bytes)
+        current = _parse_live(dp, live_bytes)
         desired = {s.key: s for s in services}
 
         # Space the live index references stays untouched until the swap.
@@ -339,7 +370,15 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
             shared.setdefault(tdigest, entries[key])
 
         for fkey, target in _fragment_targets(services).items():
-            entries[fkey] = _with_key(entries[target], fkey)
+            have = current.get(fkey)
+            if (
+                have is not None
+                and report_unchanged(entries[target], current.get(target))
+                and _same_table(have, entries[target])
+            ):
+                entries[fkey] = have  # its target's table did not move: the entry is already right
+            else:
+                entries[fkey] = _with_key(entries[target], fkey)
             if fkey not in current or bytes(current[fkey]) != bytes(entries[fkey]):
                 report.fragment_entries += 1
         report.fragment_entries += sum(1 for k in current if not k.port and k not in entries)
@@ -359,6 +398,7 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
         if index != live_bytes:
             _flip(dp, sel, index)
             report.index_swapped = True
+        _last_written[dp] = (index, dict(entries))
 
     report.seconds = time.perf_counter() - t0
     log.info(
