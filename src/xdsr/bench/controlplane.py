@@ -20,6 +20,7 @@ import re
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from xdsr.local.cluster import LocalCluster
 from xdsr.local.probes import FRONTEND_VLAN, Probes
 
 BACKEND_VLAN = 100
+MAX_SERVICES = 4096  # what each agent's maps hold (LocalCluster's default)
 
 
 def _percentile(xs: list[float], p: float) -> float:
@@ -293,7 +295,12 @@ def _fill(cluster: LocalCluster, bodies: list[dict[str, object]], workers: int) 
 
 
 def run_scale(
-    scales: list[int], members: int = 10, runs: int = 3, workers: int = 8, restart_node: bool = True
+    scales: list[int],
+    members: int = 10,
+    runs: int = 3,
+    workers: int = 8,
+    restart_node: bool = True,
+    progress: Callable[[dict[str, object]], None] | None = None,
 ) -> dict[str, object]:
     """For each N: a fresh deployment, filled with N load balancers of
     `members` members (8 clients at once); then `runs` times each: one member
@@ -310,6 +317,8 @@ def run_scale(
             fab.lab.install_signal_handlers()
             with LocalCluster.on_fabric(fab, resync=10.0, health_checks=False) as cluster:
                 results.append(_scale_one(cluster, n, members, runs, workers, restart_node))
+        if progress is not None:
+            progress({"members_each": members, "runs": runs, "scales": results})
     return {"members_each": members, "runs": runs, "scales": results}
 
 
@@ -317,6 +326,10 @@ def _scale_one(
     cluster: LocalCluster, n: int, members: int, runs: int, workers: int, restart_node: bool
 ) -> dict[str, object]:
     client = cluster.client()
+    # A group holds what its nodes' maps hold (4096 services by default): at
+    # that size the group is filled one short, so the load balancer each run
+    # creates fits (and is refused otherwise, as it should be).
+    n = min(n, MAX_SERVICES - 1)
     base = int(ipaddress.IPv4Address("198.20.0.1"))
     vips = [str(ipaddress.IPv4Address(base + i)) for i in range(n)]
     bodies = [lb_body(f"fill{i}", vip, members, 100 + i) for i, vip in enumerate(vips)]

@@ -94,7 +94,10 @@ def control_plane(
             raise typer.BadParameter("--scale: N[,N...] (numbers of load balancers)") from None
         m, r = members or 10, runs or 3
         with out.status(f"control plane at scale: {scales} load balancers x {m} members ..."):
-            doc = controlplane.run_scale(scales, members=m, runs=r)
+            # Each scale's figures are written as soon as it is done: a large
+            # scale takes many minutes, and a failure there keeps the others.
+            save = (lambda d: json_out.write_text(json.dumps(d, indent=2))) if json_out else None
+            doc = controlplane.run_scale(scales, members=m, runs=r, progress=save)
         _scale_table(doc)
         if json_out:
             json_out.write_text(json.dumps(doc, indent=2))
