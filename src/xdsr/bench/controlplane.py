@@ -240,7 +240,20 @@ class _Meter:
             _cpu_seconds(c.apiserver.pid),
         )
 
+    def quiet(self, still: float = 1.5, timeout: float = 120.0) -> None:
+        """Until the store has seen no write for `still` seconds: what an
+        earlier step set off (statuses after a fill, counters after a poll)
+        is not counted as this change's."""
+        deadline = time.monotonic() + timeout
+        last, since = _etcd_writes(self.cluster.etcd.endpoint), time.monotonic()
+        while time.monotonic() - since < still and time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = _etcd_writes(self.cluster.etcd.endpoint)
+            if now != last:
+                last, since = now, time.monotonic()
+
     def start(self) -> None:
+        self.quiet()
         self.cpu0 = self._cpu()
         self.writes0 = _etcd_writes(self.cluster.etcd.endpoint)
         self.offset = self.log.stat().st_size
@@ -383,7 +396,7 @@ def _scale_one(
         _wait_all(probes, [vip], 120, want=False)
         out["lb_delete"].append({"seconds": time.perf_counter() - t, **meter.stop()})
 
-    resync = None
+    resync = resync_after_start = None
     if restart_node:
         # A node restarted with empty maps: it gets the group's full state.
         name = sorted(cluster.agents)[0]
@@ -396,6 +409,7 @@ def _scale_one(
             dp.detach(argv[argv.index("--iface") + 1], netns=argv[argv.index("--netns") + 1])
         shutil.rmtree(pin, ignore_errors=True)
         probes.close()
+        offset = agent.log_path.stat().st_size
         t = time.perf_counter()
         agent.start()
         deadline = time.monotonic() + 120
@@ -409,6 +423,11 @@ def _scale_one(
                     raise
                 time.sleep(0.05)
         resync = time.perf_counter() - t
+        # Without the process's own start (imports, maps, attach): from the
+        # agent's "agent started" line (it then registers, and the operator
+        # sends it the full state) until every VIP forwards there.
+        served = _log_time(agent.log_path, "agent started", after=offset)
+        resync_after_start = time.time() - served if served is not None else None
     probes.close()
     client.close()
 
@@ -426,4 +445,19 @@ def _scale_one(
         "lb_delete": med(out["lb_delete"]),
         "raw": out,
         "restarted_node_forwards_all_s": resync,
+        "restarted_node_started_to_forwarding_all_s": resync_after_start,
     }
+
+
+def _log_time(path: Path, text: str, after: int) -> float | None:
+    """Unix time of the first log line past `after` bytes containing text."""
+    with open(path, "rb") as f:
+        f.seek(after)
+        for raw in f:
+            line = raw.decode(errors="replace")
+            if text in line:
+                try:
+                    return time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
+                except ValueError:
+                    return None
+    return None

@@ -159,4 +159,9 @@ def _scale_table(doc: dict[str, object]) -> None:
             f"({sc['creates_per_s']:.0f} creates/s), every node forwards all after "
             f"{sc['fill_until_all_nodes_forward_s']:.2f} s; a restarted node (maps purged) forwards all after "
             + (f"{sc['restarted_node_forwards_all_s']:.2f} s" if sc["restarted_node_forwards_all_s"] else "-")
+            + (
+                f" ({sc['restarted_node_started_to_forwarding_all_s']:.2f} s after the agent started serving)"
+                if sc.get("restarted_node_started_to_forwarding_all_s")
+                else ""
+            )
         )
