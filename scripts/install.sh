@@ -13,11 +13,12 @@ fi
 # Build and runtime tools: clang/llvm/libbpf/bpftool for the BPF objects,
 # iproute2/ethtool/iptables/tcpdump for network namespaces and the
 # benchmarks, etcd for the control plane's store, python3-venv for the
-# virtualenv.
+# virtualenv, bird2 for BGP toward the routers (the agents' speakers and the
+# lab's routers; run by xdsr itself, never as the Debian service).
 PACKAGES=(
     clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev libc6-dev make gcc
     iproute2 ethtool iptables tcpdump procps kmod
-    etcd-server etcd-client
+    etcd-server etcd-client bird2
     python3 python3-venv python3-dev
 )
 missing=()

@@ -11,7 +11,7 @@ from pathlib import Path
 import xdsr
 
 SRC = Path(xdsr.__file__).parent
-PRODUCT = ("agent", "api", "apiserver", "dataplane", "maglev", "model", "net", "octavia", "operator", "store")
+PRODUCT = ("agent", "api", "apiserver", "dataplane", "maglev", "model", "net", "octavia", "operator", "store", "web")
 TOOLING = ("xdsr.lab", "xdsr.demo", "xdsr.bench", "xdsr.local", "xdsr.cli")
 
 

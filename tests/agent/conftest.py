@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import uuid
@@ -52,9 +53,23 @@ class AgentProcess:
         self.ns, self.ifname, self.mac = fab.lbn_trunk(0)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Plain HTTP unless a test serves TLS (test_tls.py): use_tls() replaces both.
+        self.transport = ["--insecure-http"]
         self.proc: Child | None = None
         self.starts = 0
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+
+    def use_tls(self, args: list[str], context: ssl.SSLContext) -> None:
+        """Serve mutual TLS with `args` (--tls-*); this client connects with `context`."""
+        self.transport = args
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.http.close()
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+            verify=context,
+        )
 
     @property
     def log_path(self) -> Path:
@@ -67,7 +82,7 @@ class AgentProcess:
             *XDSR, "agent", "--iface", self.ifname, "--netns", self.ns, "--name", self.name,
             "--listen", f"127.0.0.1:{self.port}", "--token-file", str(self.token_file),
             "--pin-dir", str(self.pin_dir), "--state-dir", str(self.state_dir), "--max-services", "64",
-            *self.extra, *(extra or []),
+            *self.transport, *self.extra, *(extra or []),
         ]  # fmt: skip
         self.proc = Child(f"agent {self.name}", cmd, log_path=self.log_path).start()
 

@@ -46,3 +46,17 @@ def test_error_locations_read_like_the_body() -> None:
     assert _field(("body", "services", 0, "backends", 2, "mac")) == "services[0].backends[2].mac"
     assert _field(("body", "services", 1, "vip", "function-after[_vip(), str]")) == "services[1].vip"
     assert _field(("body",)) == "body"
+
+
+def test_plain_http_only_when_asked(tmp_path: Path) -> None:
+    from xdsr.agent.server import Options, check_tls
+    from xdsr.web.tls import ServerTls
+
+    base = Options(iface="x", name="n", listen="127.0.0.1:1", token_file=tmp_path / "t")
+    with pytest.raises(StartupError, match="--insecure-http") as exc:
+        check_tls(base)
+    assert exc.value.exit_code == 2
+    check_tls(Options(**{**base.__dict__, "insecure_http": True}))
+    missing = ServerTls(tmp_path / "c", tmp_path / "k", tmp_path / "ca")
+    with pytest.raises(StartupError, match="--tls-cert"):
+        check_tls(Options(**{**base.__dict__, "tls": missing}))

@@ -430,7 +430,7 @@ def test_not_found(a: httpx.Client) -> None:
         ("GET", f"{HMS}/{missing}"),
         ("PUT", f"{HMS}/{missing}"),
         ("DELETE", f"{HMS}/{missing}"),
-        ("GET", "/v2/lbaas/quotas"),
+        ("GET", "/v2/lbaas/no-such-resource"),
     ]:
         body = _valid_body(path, method)
         r = a.request(method, path, json=body)

@@ -186,3 +186,24 @@ def test_noauth_sends_no_token(api: ServerThread) -> None:
     with pytest.raises(exceptions.HttpException) as exc:
         list(conn.load_balancer.load_balancers())
     assert exc.value.status_code == 401
+
+
+def test_openstacksdk_quotas(etcd: EtcdServer, recorded: ServerThread) -> None:
+    """`openstack loadbalancer quota show / set / defaults show / reset` call these."""
+    from tests.apiserver.helpers import PROJECT_A, TOKEN_ADMIN
+
+    lbs = connect(recorded.url, TOKEN_ADMIN).load_balancer
+    defaults = lbs.get_quota_default()
+    assert (defaults.load_balancers, defaults.members, defaults.health_monitors) == (-1, -1, -1)
+    q = lbs.update_quota(PROJECT_A, load_balancers=5, members=10, health_monitors=2)
+    assert (q.load_balancers, q.members, q.health_monitors, q.pools) == (5, 10, 2, -1)
+    got = lbs.get_quota(PROJECT_A)
+    assert (got.load_balancers, got.members, got.listeners) == (5, 10, -1)
+    assert [x.project_id for x in lbs.quotas()] == [PROJECT_A]
+    lbs.delete_quota(PROJECT_A)
+    assert lbs.get_quota(PROJECT_A).load_balancers == -1
+    # A project reads its own; setting is the admin's.
+    mine = connect(recorded.url).load_balancer
+    assert mine.get_quota(PROJECT_A).members == -1
+    with pytest.raises(exceptions.ForbiddenException):
+        mine.update_quota(PROJECT_A, load_balancers=50)

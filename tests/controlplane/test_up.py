@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +23,7 @@ def test_up_serves_the_api_and_stops_cleanly(tmp_path: Path) -> None:
     api_port, etcd_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "xdsr.cli", "up", "--state-dir", str(tmp_path), "--listen", f"127.0.0.1:{api_port}",
-         "--etcd-port", str(etcd_port)],
+         "--etcd-port", str(etcd_port), "--insecure-http"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -60,3 +62,110 @@ def test_up_serves_the_api_and_stops_cleanly(tmp_path: Path) -> None:
     assert "xdsr control plane up" in out
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{etcd_port}/health", timeout=1)
+
+
+def _running_with(marker: str) -> list[int]:
+    """Pids of the processes whose command line holds marker."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if marker.encode() in (d / "cmdline").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.skipif(not shutil.which("etcd"), reason="etcd is not installed (Debian package etcd-server)")
+@pytest.mark.parametrize("when", ["etcd started", "etcd healthy"])
+def test_sigterm_while_starting_leaves_no_etcd(tmp_path: Path, when: str) -> None:
+    """SIGTERM after etcd started and before "control plane up": `xdsr up`
+    exits and its etcd goes with it."""
+    api_port, etcd_port = free_port(), free_port()
+    data = str(tmp_path / "etcd" / "member-data")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xdsr.cli", "up", "--state-dir", str(tmp_path), "--listen", f"127.0.0.1:{api_port}",
+         "--etcd-port", str(etcd_port), "--insecure-http"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _running_with(data), timeout=30, interval=0.005, what="etcd started")
+        if when == "etcd healthy":
+
+            def healthy() -> bool:
+                try:
+                    return httpx.get(f"http://127.0.0.1:{etcd_port}/health", timeout=1).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait_until(healthy, timeout=30, interval=0.005, what="etcd healthy")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        left = _running_with(data)
+        for pid in left:  # never leave one behind, whatever the outcome
+            os.kill(pid, signal.SIGKILL)
+    if "xdsr control plane up" in out:
+        pytest.skip("the control plane came up before the signal: the window was missed")
+    assert not left, f"etcd outlived `xdsr up`:\n{out}"
+
+
+def test_etcd_for_other_machines_needs_tls(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        # TLS to the agents, none for etcd, which would listen beyond loopback.
+        [sys.executable, "-m", "xdsr.cli", "up", "--state-dir", str(tmp_path), "--etcd-listen", "192.0.2.1",
+         "--agent-ca", "x", "--agent-cert", "y", "--agent-key", "z"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--etcd-cert" in proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(not shutil.which("etcd"), reason="etcd is not installed (Debian package etcd-server)")
+def test_up_serves_etcd_over_tls(tmp_path: Path) -> None:
+    from tests.certs import CA
+
+    ca = CA(tmp_path, "xdsr")
+    member = ca.issue("etcd-member", server=True, client=True)
+    api_port, etcd_port = free_port(), free_port()
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xdsr.cli", "up", "--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}",
+         "--etcd-port", str(etcd_port), "--etcd-cert", str(member.cert), "--etcd-key", str(member.key),
+         "--etcd-client-ca", str(ca.path), "--insecure-http"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        tokens = state / "tokens.yaml"
+        wait_until(tokens.exists, timeout=20, what="tokens file")
+        admin = yaml.safe_load(tokens.read_text())["tokens"][0]["token"]
+        api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers={"X-Auth-Token": admin}, timeout=5)
+
+        def ready() -> bool:
+            try:
+                return api.get("/v2/lbaas/loadbalancers").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout=30, what="API up on a TLS etcd")
+        # etcd itself: https only, and only with a certificate our CA signed.
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{etcd_port}/health", timeout=2)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"https://127.0.0.1:{etcd_port}/v3/kv/range", verify=ssl_context(ca.path), timeout=2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert f"etcd       https://127.0.0.1:{etcd_port}" in out
+
+
+def ssl_context(ca: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca))

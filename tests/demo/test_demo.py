@@ -26,6 +26,9 @@ def test_cloud_demo() -> None:
     assert findings["router"]["replies-direct"] > 0  # type: ignore[index]
     assert sum(1 for n in findings["per_lbn"] if n > 0) >= 2  # type: ignore[union-attr]
     assert findings["withdraw_broken"] == 0 and findings["withdraw_switched"] == 0
+    # BGP: the killed agent's node left the router's route; a drain lost nothing.
+    assert "the router's FIB has 2 next hops" in text
+    assert findings["drain_broken"] == 0 and findings["drain_switched"] == 0
     # A dead backend's service: out of every table, no new connection to it fails.
     assert findings["health_broken"] == 0
     assert set(findings["health_during"]) == {"blue-be0", "blue-be2", "blue-be3"}  # type: ignore[arg-type]

@@ -12,4 +12,6 @@ Modules:
   neighbors     known MACs, when to ask again, the cache file
   registration  the node's LbnRecord in the store, on a lease
   metrics       Prometheus metrics, counters read from the maps at scrape time
+  bgp           the BGP speaker: what the node announces and when, drain (docs/bgp.md)
+  bird          the BIRD 2 daemon the agent owns: config, process (PDEATHSIG), control socket
 """

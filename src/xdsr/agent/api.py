@@ -3,8 +3,14 @@
 PUT /v1/state     DesiredState -> AgentState    (bearer token)
 GET /v1/state     AgentState                    (bearer token)
 GET /v1/desired   the DesiredState last applied (bearer token)
+GET /v1/bgp       BgpStatus: sessions and what the node announces (bearer token)
+PUT /v1/drain     withdraw every VIP, keep forwarding -> BgpStatus (bearer token)
+DELETE /v1/drain  announce again -> BgpStatus (bearer token)
 GET /healthz      {"ok", "name", "generation"}
 GET /metrics      Prometheus text
+
+Served over mutual TLS (xdsr.web.tls; docs/agent.md), or plain HTTP when
+asked for with --insecure-http. No /docs, /redoc or /openapi.json.
 """
 
 from __future__ import annotations
@@ -21,11 +27,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from xdsr.agent.bird import BirdError
 from xdsr.agent.core import Agent
 from xdsr.agent.rules import InvalidState
 from xdsr.model.agent import AgentState, DesiredState
+from xdsr.model.bgp import BgpStatus
+from xdsr.web.guard import BodyLimit
 
 PROTECTED_PREFIX = "/v1/"
+# The largest desired state read. A state is a list of services with their
+# backends (the tables are built here, not sent): 64 MiB is room for some
+# 300,000 backends, far beyond what a node's maps hold.
+MAX_BODY_BYTES = 64 << 20
+
+
+def _detail(status: int, message: str) -> bytes:
+    return json.dumps({"detail": message}).encode()
 
 
 def _digest(token: bytes) -> bytes:
@@ -101,7 +118,14 @@ def create_app(agent: Agent, token: bytes, lifespan: Callable[[FastAPI], Abstrac
         version=agent.version,
         summary="The LB node agent: owns the node's XDP data plane.",
         lifespan=lifespan,
+        # No interactive docs and no schema on a node: the API is documented
+        # in docs/agent.md, and a node answers only what the operator needs.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
+    # The last added runs first: the token, then the size (web.guard).
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, render=_detail)
     app.add_middleware(BearerAuth, token=token)
 
     @app.exception_handler(RequestValidationError)
@@ -145,6 +169,33 @@ def create_app(agent: Agent, token: bytes, lifespan: Callable[[FastAPI], Abstrac
         # Always the full state: no base, no changes; the epoch when there is one.
         drop = {"base", "changes"} | (set() if d.epoch else {"epoch"})
         return JSONResponse(d.model_dump(mode="json", exclude=drop))
+
+    @app.get("/v1/bgp", response_model=BgpStatus, responses=_STATE_RESPONSES)
+    async def get_bgp() -> BgpStatus:
+        """The node's BGP sessions and what it announces (docs/bgp.md)."""
+        return agent.bgp.status() if agent.bgp is not None else BgpStatus(enabled=False)
+
+    _NO_BGP = {409: {"description": "BGP is not configured on this node"}}
+
+    async def _drain(drained: bool) -> JSONResponse:
+        if agent.bgp is None:
+            return JSONResponse({"detail": "BGP is not configured on this node (xdsr agent --bgp-config)"}, 409)
+        try:
+            status = await agent.bgp.set_drained(drained)
+        except BirdError as exc:
+            # Recorded: the speaker's loop keeps telling BIRD until it listens.
+            return JSONResponse({"detail": f"drained={drained} recorded, but BIRD was not told yet: {exc}"}, 503)
+        return JSONResponse(status.model_dump(mode="json"))
+
+    @app.put("/v1/drain", response_model=BgpStatus, responses={**_STATE_RESPONSES, **_NO_BGP})
+    async def put_drain() -> JSONResponse:
+        """Drain: withdraw every VIP from the routers; the node keeps forwarding what still arrives."""
+        return await _drain(True)
+
+    @app.delete("/v1/drain", response_model=BgpStatus, responses={**_STATE_RESPONSES, **_NO_BGP})
+    async def delete_drain() -> JSONResponse:
+        """End a drain: announce again what the data plane holds."""
+        return await _drain(False)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client import generate_latest
 
@@ -35,6 +35,9 @@ from xdsr.dataplane.loader import MAP_SERVICES, Dataplane, DataplaneError
 from xdsr.dataplane.model import ServiceKey
 from xdsr.dataplane.state import InstalledService, apply, installed, read_stats
 from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceReport, owner
+
+if TYPE_CHECKING:
+    from xdsr.agent.bgp import Speaker
 
 log = logging.getLogger("xdsr.agent")
 
@@ -81,6 +84,9 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._reapply = False  # a MAC moved and the tables do not show it yet
         self._dp_identity: str | None = None  # set by adopt()
+        # BGP (docs/bgp.md): the speaker re-decides what to announce after each apply.
+        self.bgp: Speaker | None = None
+        self.on_applied: Callable[[], None] | None = None
 
         self.desired: DesiredState | None = None
         self.generation = 0
@@ -330,6 +336,8 @@ class Agent:
         self.error = None
         self._reapply = False  # built from the latest MACs
         self._update_health(changes, fresh)
+        if self.on_applied is not None:
+            self.on_applied()
         for key, old, new in report.resized:
             log.warning(
                 "service %s (%s): Maglev table resized %d -> %d slots, most of its flows moved to other backends",

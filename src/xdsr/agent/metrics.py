@@ -151,6 +151,31 @@ class _AgentCollector(Collector):
             yield GaugeMetricFamily(
                 "xdsr_agent_registered", "1 while the node's record is in the store", int(a.registration.registered)
             )
+        if a.bgp is not None:
+            yield from _bgp_metrics(a)
         info = InfoMetricFamily("xdsr_agent", "The agent", labels=["name", "iface", "version"])
         info.add_metric([a.config.name, a.config.iface, a.version], {})
         yield info
+
+
+def _bgp_metrics(a: Agent) -> Iterator[Metric]:
+    """From the speaker's last look at BIRD (every check_interval), not a new one."""
+    sp = a.bgp
+    assert sp is not None
+    up = GaugeMetricFamily(
+        "xdsr_bgp_session_up", "1 while the BGP session with the peer is established", labels=["peer"]
+    )
+    routes = GaugeMetricFamily(
+        "xdsr_bgp_announced_routes", "VIP prefixes this node announces to the peer", labels=["peer"]
+    )
+    for name in sp.cfg.peer_names():
+        up.add_metric([name], int(sp.session_up(name)))
+        routes.add_metric([name], len(sp.written.get(name, ())))
+    yield up
+    yield routes
+    yield GaugeMetricFamily("xdsr_bgp_drained", "1 while the node is drained (announces nothing)", int(sp.drained))
+    yield GaugeMetricFamily(
+        "xdsr_bgp_withdrawn",
+        "1 while the node announces nothing for a reason other than a drain (XDP program gone, stopping...)",
+        int(sp.reason is not None and not sp.drained),
+    )

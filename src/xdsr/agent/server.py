@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -31,13 +32,17 @@ from fastapi import FastAPI
 
 import xdsr
 from xdsr.agent.api import create_app
+from xdsr.agent.bgp import Speaker, XdpWatch, check_config, load_config
+from xdsr.agent.bird import Bird, BirdError, BirdPaths
 from xdsr.agent.core import Agent, AgentConfig
 from xdsr.agent.health import HealthChecker, IPAddress
 from xdsr.agent.registration import Registration
 from xdsr.agent.resolver import Resolver
-from xdsr.dataplane.loader import DEFAULT_PIN_DIR, Dataplane
+from xdsr.dataplane.loader import DEFAULT_PIN_DIR, MODES, Dataplane
 from xdsr.dataplane.netns import link
+from xdsr.model.bgp import BgpConfig
 from xdsr.model.group import LbnRecord
+from xdsr.web.tls import ServerTls
 
 log = logging.getLogger("xdsr.agent")
 
@@ -72,6 +77,10 @@ class Options:
     state_dir: Path = DEFAULT_STATE_DIR
     lease_ttl: int = 10
     health_sources: tuple[str, ...] = ()  # "VLAN=ADDRESS" each
+    bgp_config: Path | None = None  # announce VIPs to routers (docs/bgp.md)
+    drain: bool = False  # start drained: announce nothing
+    tls: ServerTls | None = None  # mutual TLS (web/tls.py); None only with insecure_http
+    insecure_http: bool = False  # plain HTTP, asked for explicitly (a lab, one machine)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -135,11 +144,47 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _endpoint(host: str, port: int) -> str:
+def _endpoint(host: str, port: int, scheme: str = "http") -> str:
     addr = ipaddress.ip_address(host)
     if addr.is_unspecified:
-        return f"http://{socket.gethostname()}:{port}"
-    return f"http://[{host}]:{port}" if addr.version == 6 else f"http://{host}:{port}"
+        return f"{scheme}://{socket.gethostname()}:{port}"
+    return f"{scheme}://[{host}]:{port}" if addr.version == 6 else f"{scheme}://{host}:{port}"
+
+
+def check_tls(opts: Options) -> None:
+    """TLS, or plain HTTP asked for by name: never plain HTTP by default."""
+    if opts.tls is None:
+        if not opts.insecure_http:
+            raise StartupError(
+                "the API is served over mutual TLS: give --tls-cert, --tls-key and --tls-client-ca "
+                "(or --insecure-http for plain HTTP on a lab or a single machine)",
+                2,
+            )
+        return
+    if opts.insecure_http:
+        raise StartupError("--insecure-http and --tls-* exclude each other", 2)
+    try:
+        opts.tls.check()
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"--tls-cert/--tls-key/--tls-client-ca: {exc}", 2) from None
+
+
+def _bgp_setup(opts: Options) -> tuple[BgpConfig, Bird] | None:
+    """Read and check the BGP configuration, BIRD's parse included."""
+    if opts.bgp_config is None:
+        if opts.drain:
+            raise StartupError("--drain withdraws BGP announcements: it needs --bgp-config", 2)
+        return None
+    try:
+        cfg = load_config(opts.bgp_config)
+    except ValueError as exc:
+        raise StartupError(f"--bgp-config {exc}", 2) from None
+    bird = Bird(cfg.bird, BirdPaths.under(opts.state_dir, opts.name), opts.netns)
+    try:
+        check_config(cfg, bird, opts.name)
+    except (BirdError, OSError) as exc:
+        raise StartupError(f"--bgp-config {opts.bgp_config}: {exc}", 2) from None
+    return cfg, bird
 
 
 def run(opts: Options) -> int:
@@ -149,9 +194,11 @@ def run(opts: Options) -> int:
     prometheus_client.disable_created_metrics()
     if not NAME_RE.match(opts.name):
         raise StartupError(f"--name {opts.name!r}: letters, digits, '.', '_', '-' (up to 63)", 2)
+    check_tls(opts)
     token = read_token(opts.token_file)
     sources = parse_health_sources(opts.health_sources)
     host, port = parse_listen(opts.listen)
+    speaker_setup = _bgp_setup(opts)  # a bad BGP configuration fails before the kernel is touched
     sock = _bind(host, port)
     dp: Dataplane | None = None
     resolver: Resolver | None = None
@@ -171,11 +218,12 @@ def run(opts: Options) -> int:
         if dp is not None:
             dp.close()
         raise StartupError(f"cannot start the data plane on {opts.iface}: {exc}") from None
+    watch = XdpWatch(opts.iface, opts.netns, trunk.index, att.prog_id, MODES[att.mode])
 
     registration = None
-    endpoint = opts.advertise or _endpoint(host, port)
+    endpoint = opts.advertise or _endpoint(host, port, "https" if opts.tls else "http")
     if opts.store:
-        from xdsr.store.etcd import EtcdStore
+        from xdsr.store.etcd import EtcdConfig, EtcdStore
 
         record = LbnRecord(
             name=opts.name,
@@ -185,7 +233,9 @@ def run(opts: Options) -> int:
             version=xdsr.__version__,
             max_services=dp.max_services,  # what the maps hold: the operator places no more here
         )
-        registration = Registration(EtcdStore(opts.store), record, ttl=opts.lease_ttl, interval=opts.lease_ttl / 3)
+        registration = Registration(
+            EtcdStore(opts.store, config=EtcdConfig.from_env()), record, ttl=opts.lease_ttl, interval=opts.lease_ttl / 3
+        )
 
     config = AgentConfig(
         name=opts.name,
@@ -196,10 +246,27 @@ def run(opts: Options) -> int:
     )
     agent = Agent(config, dp, resolver, registration=registration, health=health)
     agent.adopt()
+    speaker = None
+    if speaker_setup is not None:
+        bgp_cfg, bird = speaker_setup
+        drain_file = opts.state_dir / f"{opts.name}.drained"
+        speaker = Speaker(bgp_cfg, bird, agent, watch, drain_file=drain_file, run_on_dp=agent._dp)
+        if opts.drain:
+            speaker.drained = True
+            speaker.keep_drain()
+        agent.bgp = speaker
+        try:
+            speaker.launch(opts.name)  # here, on the main thread: BIRD dies with the agent (bird.py)
+        except (BirdError, OSError) as exc:
+            sock.close()
+            raise StartupError(f"cannot start BIRD: {exc}") from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await agent.start()
+        if speaker is not None:
+            await speaker.start()
+            agent.on_applied = speaker.kick
         log.info(
             "agent started name=%s iface=%s netns=%s trunk_mac=%s prog_id=%d mode=%s listen=%s:%d endpoint=%s "
             "store=%s pid=%d",
@@ -218,13 +285,22 @@ def run(opts: Options) -> int:
         try:
             yield
         finally:
+            if speaker is not None:
+                agent.on_applied = None
+                await speaker.stop()  # withdraw first: the routers move the traffic while the node still forwards
             await agent.stop()
             log.info("agent stopped name=%s: the XDP program stays attached and keeps forwarding", opts.name)
 
     app = create_app(agent, token, lifespan)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=3, server_header=False
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=3,
+            server_header=False,
+            **(opts.tls.uvicorn() if opts.tls else {}),  # type: ignore[arg-type]
         )
     )
 

@@ -19,9 +19,31 @@ from pydantic.json_schema import JsonSchemaValue
 from xdsr.api import l2dsr
 from xdsr.model import checks
 
-Name = Annotated[str, Field(max_length=255)]
-ProjectId = Annotated[str, Field(min_length=1, max_length=36)]
-Tags = list[Annotated[str, Field(max_length=255)]]
+# Characters no name, description or tag may hold: C0 and C1 controls (NUL,
+# newline, escape: they corrupt logs and terminals), the line and paragraph
+# separators, and Unicode's bidirectional overrides and isolates, which make
+# a name display as another ("Trojan Source").
+FORBIDDEN_CHARS = frozenset(
+    [chr(c) for c in range(0x20)]
+    + [chr(c) for c in range(0x7F, 0xA0)]
+    + ["\u061c", "\u200e", "\u200f", "\u2028", "\u2029"]
+    + [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2066, 0x206A)]
+)
+
+
+def _plain(v: str) -> str:
+    bad = next((c for c in v if c in FORBIDDEN_CHARS), None)
+    if bad is not None:
+        raise ValueError(f"contains the control or bidirectional-formatting character U+{ord(bad):04X}")
+    return v
+
+
+# Text a user gives an object and others see: a name, a description, a tag.
+Text = Annotated[str, AfterValidator(_plain)]
+Name = Annotated[Text, Field(max_length=255)]
+ProjectId = Annotated[Text, Field(min_length=1, max_length=36)]
+Tags = list[Annotated[Text, Field(max_length=255)]]
 Port = Annotated[int, Field(ge=1, le=65535)]
 # Octavia's bound; the nodes take any u32 (checks.Weight).
 Weight = Annotated[int, Field(ge=0, le=256)]

@@ -19,10 +19,11 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from xdsr import __version__
-from xdsr.apiserver.auth import Token, TokenRegistry
+from xdsr.apiserver.auth import UNAUTHENTICATED, Token, TokenRegistry
 from xdsr.apiserver.cache import Cache
-from xdsr.apiserver.errors import install_handlers
+from xdsr.apiserver.errors import fault_body, install_handlers
 from xdsr.apiserver.networks import Networks
+from xdsr.apiserver.ops import MAX_DOC_BYTES
 from xdsr.apiserver.routes import (
     healthmonitors,
     listeners,
@@ -30,16 +31,18 @@ from xdsr.apiserver.routes import (
     members,
     pools,
     providers,
+    quotas,
     statuses,
     tree,
     versions,
 )
 from xdsr.apiserver.service import Service
 from xdsr.store.base import Store
+from xdsr.web.guard import Authenticate, BodyLimit, header
 
 # --- path aliases ---------------------------------------------------------------------
 
-RESOURCES = ("loadbalancers", "listeners", "pools", "healthmonitors", "l7policies", "providers")
+RESOURCES = ("loadbalancers", "listeners", "pools", "healthmonitors", "l7policies", "providers", "quotas")
 
 
 class PathAliases:
@@ -65,6 +68,17 @@ class PathAliases:
                 raw = scope.get("raw_path") or path.encode()
                 scope = {**scope, "path": new, "raw_path": new.encode() if raw == path.encode() else raw}
         await self.app(scope, receive, send)
+
+
+# The largest request body read: a fully populated create of the largest
+# document the store takes (ops.MAX_DOC_BYTES) is smaller than its stored
+# form (no statuses, times or ids), so twice that leaves room to spare.
+MAX_BODY_BYTES = 2 * MAX_DOC_BYTES
+
+
+def protected(path: str) -> bool:
+    """Everything but version discovery (/, /v2) and openapi.json needs a token, as in Octavia."""
+    return path == "/v2/lbaas" or path.startswith("/v2/lbaas/")
 
 
 DESCRIPTION = """\
@@ -101,9 +115,17 @@ def create_app(store: Store, tokens: Iterable[Token] | TokenRegistry, networks: 
     app.state.cache = cache
     app.state.tokens = registry
     install_handlers(app)
+
+    def check(scope: Scope) -> object | None:
+        token = header(scope, b"x-auth-token")
+        return registry.authenticate(token.decode("latin-1") if token is not None else None)
+
+    # The last added runs first: aliases, then the token, then the size (guard.py).
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, render=fault_body)
+    app.add_middleware(Authenticate, check=check, protected=protected, render=fault_body, message=UNAUTHENTICATED)
     app.add_middleware(PathAliases)
     app.include_router(versions.router)
-    for resource in (loadbalancers, listeners, pools, members, healthmonitors, statuses, providers, tree):
+    for resource in (loadbalancers, listeners, pools, members, healthmonitors, statuses, providers, quotas, tree):
         app.include_router(resource.router, prefix="/v2/lbaas")
 
     def openapi() -> dict[str, Any]:

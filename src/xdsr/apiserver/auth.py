@@ -64,6 +64,9 @@ def load_tokens(path: str | Path) -> list[Token]:
     return parsed.tokens
 
 
+UNAUTHENTICATED = "authentication required: send a known token in the X-Auth-Token header"
+
+
 @dataclass(frozen=True)
 class Caller:
     """The project a request acts for."""

@@ -60,6 +60,11 @@ def fault(status: int, text: str) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status)
 
 
+def fault_body(status: int, text: str) -> bytes:
+    """fault()'s body, for an answer given before the application runs (web.guard)."""
+    return bytes(fault(status, text).body)
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

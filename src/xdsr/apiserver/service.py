@@ -14,13 +14,14 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from xdsr.api import schemas as s
-from xdsr.apiserver import ops
+from xdsr.apiserver import ops, quotas
 from xdsr.apiserver.auth import Caller
 from xdsr.apiserver.cache import Cache, Kind
 from xdsr.apiserver.errors import ApiError, conflict, not_found
 from xdsr.apiserver.networks import Networks
 from xdsr.model import keys
 from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
+from xdsr.model.quota import UNLIMITED
 from xdsr.store.base import Store
 from xdsr.store.docs import dump, update_doc
 
@@ -42,6 +43,7 @@ class Service:
         self.store = store
         self.cache = cache
         self.networks = networks or Networks()
+        self.quotas = quotas.Quotas(store)
 
     def with_vip_segment(self, body: s.LoadBalancerCreate, lb: LoadBalancer) -> LoadBalancer:
         """The VIP's segment from its subnet or network when the request gave none."""
@@ -112,9 +114,12 @@ class Service:
                 return current  # nothing to change: no new generation, no write
             return edit.finish()
 
-        doc, rev = await update_doc(self.store, keys.lb_key(lb_id), LoadBalancer, apply)
-        assert doc is not None
-        self.cache.lbs.apply_local(lb_id, doc, rev)
+        # The routes found the load balancer in the cache; its project never changes.
+        known = self.cache.lb(lb_id)
+        if known is None:
+            kind, obj_id = missing or ("load balancer", lb_id)
+            raise not_found(kind, obj_id)
+        doc = await self.write(known.project_id, lb_id, apply)
         return doc, result[0]
 
     async def create_lb(self, caller: Caller, lb: LoadBalancer) -> LoadBalancer:
@@ -124,11 +129,13 @@ class Service:
         # operator then reports the second as ERROR.
         for other in self.cache.all_lbs():
             if other.vip_address == lb.vip_address and other.vip_segment == lb.vip_segment:
-                raise conflict(
-                    "loadbalancer.vip_address",
-                    f"{lb.vip_address} is already the VIP of another load balancer on "
-                    f"{lb.vip_segment.type} {lb.vip_segment.id}",
-                )
+                if caller.sees(other.project_id):
+                    raise conflict(
+                        "loadbalancer.vip_address", f"{lb.vip_address} is already the VIP of load balancer {other.id}"
+                    )
+                # Another project's: the caller learns that the address is
+                # taken (it must), not by whom, nor on which segment.
+                raise conflict("loadbalancer.vip_address", f"{lb.vip_address} is not available: choose another VIP")
 
         self.networks.complete(lb)
 
@@ -140,10 +147,32 @@ class Service:
                 raise ApiError(413, f"the load balancer's document would be {size} bytes, over {ops.MAX_DOC_BYTES}")
             return lb
 
-        doc, rev = await update_doc(self.store, keys.lb_key(lb.id), LoadBalancer, apply)
-        assert doc is not None
-        self.cache.lbs.apply_local(lb.id, doc, rev)
-        return doc
+        return await self.write(lb.project_id, lb.id, apply)
+
+    async def write(
+        self, project_id: str, lb_id: str, change: Callable[[LoadBalancer | None], LoadBalancer]
+    ) -> LoadBalancer:
+        """The one way a load balancer's document is written: change applied
+        with compare-and-swap, checked against the project's quotas, the
+        result in the cache before the project's next write is checked
+        (quotas.py says why that keeps concurrent writes within a limit)."""
+        async with self.quotas.lock(project_id):
+            limits = await self.quotas.limits(project_id)
+            unlimited = all(v == UNLIMITED for v in limits.values())
+
+            def checked(current: LoadBalancer | None) -> LoadBalancer:
+                new = change(current)
+                if new is not current and not unlimited:
+                    others = quotas.project_usage(
+                        lb for lb in self.cache.all_lbs() if lb.project_id == new.project_id and lb.id != lb_id
+                    )
+                    quotas.check(limits, others, current, new)
+                return new
+
+            doc, rev = await update_doc(self.store, keys.lb_key(lb_id), LoadBalancer, checked)
+            assert doc is not None
+            self.cache.lbs.apply_local(lb_id, doc, rev)
+            return doc
 
     async def delete_lb(self, caller: Caller, lb_id: str, cascade: bool) -> None:
         lb = self.lb(caller, lb_id)

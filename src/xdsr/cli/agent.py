@@ -29,11 +29,16 @@ def agent(
         int | None, typer.Option("--max-services", help="size the maps for N services when creating them")
     ] = None,
     store: Annotated[
-        str | None, typer.Option("--store", help="etcd endpoint (http://HOST:PORT) to register this node in")
+        str | None,
+        typer.Option(
+            "--store",
+            help="etcd endpoints (comma-separated URLs) to register in; TLS, auth: ETCDCTL_*",
+        ),
     ] = None,
     group: Annotated[str | None, typer.Option("--group", help="the LBN group this node asks to join")] = None,
     advertise: Annotated[
-        str | None, typer.Option("--advertise", help="the API's URL as the operator reaches it (default http://LISTEN)")
+        str | None,
+        typer.Option("--advertise", help="the API's URL as the operator reaches it (default https://LISTEN)"),
     ] = None,
     mode: Annotated[str, typer.Option("--mode", help="XDP mode: native or generic")] = "native",
     resolve_interval: Annotated[
@@ -53,10 +58,35 @@ def agent(
             "(repeat per VLAN and family; IPv6 defaults to the trunk's link-local address)",
         ),
     ] = None,
+    bgp_config: Annotated[
+        Path | None,
+        typer.Option("--bgp-config", help="announce the VIPs this node serves to routers over BGP (docs/bgp.md)"),
+    ] = None,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="start drained: announce nothing, keep forwarding (needs --bgp-config)")
+    ] = False,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="the API's TLS certificate (PEM, serverAuth, the node's address)")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="its private key (PEM, chmod 600)")] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option("--tls-client-ca", help="the CA whose clientAuth certificates may call (the operator's)"),
+    ] = None,
+    insecure_http: Annotated[
+        bool, typer.Option("--insecure-http", help="serve plain HTTP instead of mutual TLS (a lab, one machine)")
+    ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
 ) -> None:
     """Run the LB node agent: attach the data plane to IFACE and serve the operator's API."""
     from xdsr.agent.server import Options, StartupError, run
+    from xdsr.web.tls import ServerTls
+
+    tls_files = (tls_cert, tls_key, tls_client_ca)
+    if any(tls_files) and not all(tls_files):
+        err.print("[red]error:[/red] give all of --tls-cert, --tls-key and --tls-client-ca", highlight=False)
+        raise typer.Exit(2)
+    tls = ServerTls(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key and tls_client_ca else None
 
     logging.getLogger("xdsr").setLevel(log_level.upper())
     opts = Options(
@@ -75,6 +105,10 @@ def agent(
         state_dir=state_dir,
         lease_ttl=lease_ttl,
         health_sources=tuple(health_source or ()),
+        bgp_config=bgp_config,
+        drain=drain,
+        tls=tls,
+        insecure_http=insecure_http,
     )
     try:
         code = run(opts)

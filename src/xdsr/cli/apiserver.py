@@ -35,7 +35,7 @@ def apiserver(
     """Serve the load-balancer API (the subset of Octavia v2 that L2DSR can serve) until SIGINT/SIGTERM."""
     from xdsr.apiserver import ApiServer, TokensError, load_tokens
     from xdsr.apiserver.networks import Networks, NetworksError, load_networks
-    from xdsr.store.etcd import EtcdStore
+    from xdsr.store.etcd import EtcdConfig, EtcdStore
 
     try:
         host, port = parse_listen(listen)
@@ -46,7 +46,7 @@ def apiserver(
         raise typer.Exit(2) from None
 
     async def run() -> None:
-        etcd = EtcdStore(store)
+        etcd = EtcdStore(store, config=EtcdConfig.from_env())
         server = ApiServer(etcd, tokens, host=host, port=port, log_level="info", networks=networks)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

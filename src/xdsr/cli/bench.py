@@ -165,3 +165,26 @@ def _scale_table(doc: dict[str, object]) -> None:
                 else ""
             )
         )
+
+
+@app.command("bgp")
+def bgp(
+    runs: Annotated[int, typer.Option(help="repetitions of each measurement")] = 10,
+    conns: Annotated[int, typer.Option(help="TCP connections kept talking during each failover")] = 30,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write every figure to this file")] = None,
+) -> None:
+    """BGP: API create -> announced by all 3 nodes; fault (SIGKILL, link down) -> the router drops the next hop."""
+    from xdsr.bench import bgp as bench
+
+    with out.status(f"BGP: {runs} runs of each measurement, BFD on and off ..."):
+        doc = bench.run(runs=runs, conns=conns)
+    a = doc["announce_s"]
+    out.print(f"API create -> announced by all 3 nodes: {_spread(a, 1000)} ms (min / median / max, n={a['n']})")
+    t = Table("fault", "detection", "to next hop gone (ms)", "connections lost", title="min / median / max")
+    for key, r in doc["failover"].items():
+        fault, detection = key.split("/")
+        t.add_row(fault, detection, _spread(r["seconds"], 1000), f"{r['lost_total']} of {conns} x {runs}")
+    out.print(t)
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=2))
+        out.print(f"wrote {json_out}")

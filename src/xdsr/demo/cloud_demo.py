@@ -1,12 +1,14 @@
 """The demo: a small cloud in network namespaces, driven through the API.
 
 Builds a lab fabric — per tenant a client and a router, a switch, one group of
-three LB nodes behind the routers' ECMP route, backends on tenant VLANs with
-the VIP on their loopback — starts the whole control plane as processes
-(etcd, API server, operator, one agent per LB node), creates a load balancer
-per tenant through the REST API, sends real traffic and prints what happened:
-the spread over LB nodes and backends, direct server return, an LB node
-leaving the ECMP route, and a backend whose service dies (health checks).
+three LB nodes behind the routers' ECMP route (learnt over BGP: each router
+runs BIRD, each agent its own), backends on tenant VLANs with the VIP on
+their loopback — starts the whole control plane as processes (etcd, API
+server, operator, one agent per LB node), creates a load balancer per tenant
+through the REST API, sends real traffic and prints what happened: the spread
+over LB nodes and backends, direct server return, an LB node's agent killed
+(its next hop leaves the route), a node drained without losing a connection,
+and a backend whose service dies (health checks).
 Everything is removed on exit, Ctrl-C included.
 """
 
@@ -21,6 +23,7 @@ from rich.table import Table
 
 from xdsr.demo.dataplane_demo import VIP, _count_router, _router_counts
 from xdsr.lab import Fabric, FabricSpec, TenantSpec, build_fabric, wait_until
+from xdsr.lab.router import BgpRouters
 from xdsr.local.cluster import LocalCluster
 from xdsr.local.probes import Probes
 
@@ -75,7 +78,11 @@ def _per_node_packets(cluster: LocalCluster, lb_id: str) -> list[int]:
 
     out = []
     for url in cluster.agent_urls.values():
-        r = httpx.get(url + "/v1/state", headers={"Authorization": f"Bearer {cluster.tokens.agents}"}, timeout=5)
+        try:
+            r = httpx.get(url + "/v1/state", headers={"Authorization": f"Bearer {cluster.tokens.agents}"}, timeout=5)
+        except httpx.TransportError:
+            out.append(0)  # a killed agent
+            continue
         out.append(sum(s["packets"] for s in r.json()["services"] if s["id"].startswith(lb_id)))
     return out
 
@@ -85,15 +92,19 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
     findings: dict[str, object] = {}
     con.rule("[bold]xdsr demo: a small cloud in network namespaces")
     t0 = time.perf_counter()
-    with build_fabric(FabricSpec(n_lbns=3, prefix="xdsr-demo", tenants=TENANTS)) as fab:
+    with (
+        build_fabric(FabricSpec(n_lbns=3, prefix="xdsr-demo", tenants=TENANTS)) as fab,
+        BgpRouters.start(fab) as routers,
+    ):
         fab.lab.install_signal_handlers()
         con.print(
             f"fabric {fab.lab.name}: {len(fab.lab.namespaces)} namespaces in {time.perf_counter() - t0:.1f} s — "
-            f"3 LB nodes behind each tenant router's ECMP route; tenants blue (VLAN 10 -> 100) and red "
-            f"(VLAN 20 -> 200), both with VIP {VIP} and backends 10.1.0.11..",
+            f"3 LB nodes; each tenant router runs BIRD and learns its VIP route from the LB nodes over BGP (with "
+            f"BFD); tenants blue (VLAN 10 -> 100) and red (VLAN 20 -> 200), both with VIP {VIP} and backends "
+            "10.1.0.11..",
             highlight=False,
         )
-        with LocalCluster.on_fabric(fab, projects=("blue", "red")) as cluster:
+        with LocalCluster.on_fabric(fab, projects=("blue", "red"), agent_args=routers.agent_args()) as cluster:
             con.print(
                 f"control plane: etcd {cluster.etcd.endpoint}, API {cluster.api_url}, operator, "
                 f"agents on {', '.join(n for n, _, _ in cluster.lbns)}",
@@ -115,6 +126,8 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
                         )
                         wait_until(lambda p=probes: all(p.forwarding(VIP)), timeout=30, interval=0.001)
                         forwarding = time.perf_counter() - t1
+                        wait_until(lambda: routers.lbns_in_route("blue") == [0, 1, 2], timeout=30, interval=0.001)
+                        announced = time.perf_counter() - t1
                     wait_until(
                         lambda api=api, lb_id=lb_id: (
                             api.get(f"/v2/lbaas/loadbalancers/{lb_id}").json()["loadbalancer"]["provisioning_status"]
@@ -128,11 +141,13 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
                         con.print(
                             f"POST /v2/lbaas/loadbalancers ({tenant}: TCP {fab.tenant(tenant).tcp_port} + UDP "
                             f"{fab.tenant(tenant).udp_port}, members by address, MACs found by ARP on VLAN 100): "
-                            f"all 3 LB nodes forward after {forwarding * 1000:.0f} ms, ACTIVE after "
+                            f"all 3 LB nodes forward after {forwarding * 1000:.0f} ms, announced by all 3 over BGP "
+                            f"(the router's FIB has 3 next hops) after {announced * 1000:.0f} ms, ACTIVE after "
                             f"{active * 1000:.0f} ms",
                             highlight=False,
                         )
                         findings["forwarding_ms"] = forwarding * 1000
+                        findings["announced_ms"] = announced * 1000
                     else:
                         con.print(f"{tenant}: same VIP on VLAN 20, ACTIVE after {active * 1000:.0f} ms")
 
@@ -170,37 +185,99 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
                 udp_unanswered=len(udp.unanswered),
             )
 
-            con.rule("an LB node leaves the ECMP route")
-            session = fab.tcp_session("blue", conns=conns, interval_ms=50)
-            try:
-                base = sum(_per_node_packets(cluster, lbs["blue"]))
-                wait_until(lambda: sum(_per_node_packets(cluster, lbs["blue"])) > base + conns * 5, timeout=20)
-                fab.withdraw_lbn(0)
-                con.print(f"withdrew LB node 0: blue's VIP route now has {fab.route_nexthops('blue')}")
-                base_nodes = _per_node_packets(cluster, lbs["blue"])
-                wait_until(
-                    lambda: sum(_per_node_packets(cluster, lbs["blue"])) > sum(base_nodes) + conns * 10, timeout=20
-                )
-                moved = [a - b for a, b in zip(_per_node_packets(cluster, lbs["blue"]), base_nodes, strict=True)]
-            finally:
-                after = session.stop()
-                fab.restore_lbn(0)
-            con.print(
-                f"afterwards the LB nodes forwarded {moved}; of {len(after.connections)} established connections "
-                f"{len(after.broken)} broke and {len(after.switched)} changed backend: every LB node computes the "
-                "same Maglev table, so a flow that ECMP moves keeps its backend",
-                highlight=False,
-            )
-            findings.update(
-                withdraw_broken=len(after.broken),
-                withdraw_switched=len(after.switched),
-                backends_per_connection=dict(Counter(len(c.backends) for c in after.connections)),
-            )
+            findings.update(_bgp_scenes(con, fab, routers, cluster, lbs["blue"], conns))
             findings.update(_health_scene(con, fab, cluster, lbs["blue"], conns))
             if probes is not None:
                 probes.close()
     con.print(f"cleaned up lab {fab.lab.name}: no namespace, process, program or pinned map left")
     return findings
+
+
+def _route(fab: Fabric, tenant: str) -> str:
+    """The router's kernel route to the VIP, as `ip route` prints it."""
+    t = fab.tenant(tenant)
+    return fab.lab.output(t.router_ns, ["ip", "route", "show", f"{t.vip}/32"]).strip()
+
+
+def _agent_call(cluster: LocalCluster, name: str, method: str, path: str) -> dict[str, Any]:
+    import httpx
+
+    r = httpx.request(
+        method, cluster.agent_urls[name] + path, headers={"Authorization": f"Bearer {cluster.tokens.agents}"}, timeout=5
+    )
+    r.raise_for_status()
+    return r.json()  # type: ignore[no-any-return]
+
+
+def _bgp_scenes(
+    con: Console, fab: Fabric, routers: BgpRouters, cluster: LocalCluster, lb_id: str, conns: int
+) -> dict[str, object]:
+    import os
+    import signal
+
+    out: dict[str, object] = {}
+    con.rule("an LB node's agent is killed (SIGKILL)")
+    con.print(f"blue router's FIB, learnt over BGP:\n{_route(fab, 'blue')}", highlight=False)
+    session = fab.tcp_session("blue", conns=conns, interval_ms=50)
+    try:
+        base = sum(_per_node_packets(cluster, lb_id))
+        wait_until(lambda: sum(_per_node_packets(cluster, lb_id)) > base + conns * 5, timeout=20)
+        agent = cluster.agents["lbn0"]
+        t0 = time.perf_counter()
+        os.kill(agent.pid, signal.SIGKILL)  # the agent alone: its BIRD dies with it (PDEATHSIG)
+        wait_until(lambda: routers.lbns_in_route("blue") == [1, 2], timeout=10, interval=0.001)
+        gone = time.perf_counter() - t0
+        agent.wait(10)
+        con.print(
+            f"SIGKILL to lbn0's agent: {gone * 1000:.0f} ms later the router's FIB has 2 next hops:\n"
+            f"{_route(fab, 'blue')}",
+            highlight=False,
+        )
+        base_nodes = _per_node_packets(cluster, lb_id)[1:]
+        wait_until(lambda: sum(_per_node_packets(cluster, lb_id)[1:]) > sum(base_nodes) + conns * 10, timeout=20)
+    finally:
+        after = session.stop()
+    con.print(
+        f"of {len(after.connections)} established connections {len(after.broken)} broke and {len(after.switched)} "
+        "changed backend: every LB node computes the same Maglev table, so a flow that ECMP moves keeps its backend",
+        highlight=False,
+    )
+    out.update(
+        kill_ms=gone * 1000,
+        withdraw_broken=len(after.broken),
+        withdraw_switched=len(after.switched),
+        backends_per_connection=dict(Counter(len(c.backends) for c in after.connections)),
+    )
+    cluster.agents["lbn0"].start()
+    t1 = time.perf_counter()
+    wait_until(lambda: routers.lbns_in_route("blue") == [0, 1, 2], timeout=30, interval=0.01)
+    con.print(
+        f"lbn0's agent restarted: back in the route {time.perf_counter() - t1:.1f} s later (the operator re-sends "
+        "its state, then it announces)",
+        highlight=False,
+    )
+
+    con.rule("an LB node is drained")
+    session = fab.tcp_session("blue", conns=conns, interval_ms=50)
+    try:
+        t0 = time.perf_counter()
+        st = _agent_call(cluster, "lbn1", "PUT", "/v1/drain")
+        wait_until(lambda: routers.lbns_in_route("blue") == [0, 2], timeout=10, interval=0.001)
+        drained = time.perf_counter() - t0
+        base = sum(_per_node_packets(cluster, lb_id))
+        wait_until(lambda: sum(_per_node_packets(cluster, lb_id)) > base + conns * 10, timeout=20)
+    finally:
+        during = session.stop()
+    con.print(
+        f"PUT /v1/drain on lbn1: state {st['state']!r}, it withdrew its VIPs and the router moved the traffic "
+        f"after {drained * 1000:.0f} ms while lbn1 kept forwarding; of {len(during.connections)} established "
+        f"connections {len(during.broken)} were lost",
+        highlight=False,
+    )
+    _agent_call(cluster, "lbn1", "DELETE", "/v1/drain")
+    wait_until(lambda: routers.lbns_in_route("blue") == [0, 1, 2], timeout=10, interval=0.01)
+    out.update(drain_ms=drained * 1000, drain_broken=len(during.broken), drain_switched=len(during.switched))
+    return out
 
 
 def _tcp_weights(cluster: LocalCluster) -> list[dict[str, int]]:

@@ -84,6 +84,7 @@ class LocalCluster:
         workdir: Path | None = None,
         subnets: list[dict[str, object]] | None = None,
         health_sources: dict[str, list[str]] | None = None,
+        agent_args: dict[str, list[str]] | None = None,  # more `xdsr agent` options per node (e.g. --bgp-config)
     ) -> None:
         self.lbns = list(lbns)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="xdsr-cluster-"))
@@ -116,7 +117,7 @@ class LocalCluster:
         )  # fmt: skip
         self.operator = Component(
             "operator",
-            _xdsr("-v", "operator", "--store", self.etcd.endpoint, "--token-file", str(agent_token),
+            _xdsr("-v", "operator", "--store", self.etcd.endpoint, "--token-file", str(agent_token), "--insecure-http",
                   "--group-size", str(group_size), "--resync", str(resync)),
             self.workdir / "operator.log",
         )  # fmt: skip
@@ -132,9 +133,10 @@ class LocalCluster:
                 f"agent {name}",
                 _xdsr("-v", "agent", "--iface", iface, "--netns", netns, "--name", name,
                       "--listen", f"127.0.0.1:{port}", "--store", self.etcd.endpoint,
-                      "--token-file", str(agent_token), "--pin-dir", str(pin),
+                      "--token-file", str(agent_token), "--pin-dir", str(pin), "--insecure-http",
                       "--state-dir", str(self.workdir / "agent-state"),
-                      *(a for src in (health_sources or {}).get(name, ()) for a in ("--health-source", src))),
+                      *(a for src in (health_sources or {}).get(name, ()) for a in ("--health-source", src)),
+                      *(agent_args or {}).get(name, ())),
                 self.workdir / f"agent-{name}.log",
                 health_url=f"http://127.0.0.1:{port}/healthz",
             )  # fmt: skip

@@ -13,13 +13,33 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from signal import SIGKILL, SIGTERM
+from signal import SIGINT, SIGKILL, SIGTERM
 from typing import IO, Any, Self
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM recorded, not handled, inside the block; handled on leaving it.
+    Only the main thread handles signals: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, _f: got.append(s)) for sig in (SIGINT, SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in got:
+            signal.raise_signal(sig)
 
 
 def free_port() -> int:
@@ -57,15 +77,20 @@ class Child:
         """Start the process unless it runs."""
         if self.running:
             return self
-        if self.log_path is not None:
-            with open(self.log_path, "ab") as logf:
-                logf.write(f"--- start {time.strftime('%H:%M:%S')}: {' '.join(self.argv)}\n".encode())
-                logf.flush()
-                self.popen = subprocess.Popen(
-                    self.argv, stdout=logf, stderr=logf, start_new_session=True, env=self.env, **self.popen_kwargs
-                )
-        else:
-            self.popen = subprocess.Popen(self.argv, start_new_session=True, env=self.env, **self.popen_kwargs)
+        # A signal whose handler raises (`xdsr up` stops that way) must not
+        # land between the fork and self.popen being set: the child would
+        # run on with nobody to stop it. Held back until then, and raised
+        # again once the child can be found.
+        with _signals_held():
+            if self.log_path is not None:
+                with open(self.log_path, "ab") as logf:
+                    logf.write(f"--- start {time.strftime('%H:%M:%S')}: {' '.join(self.argv)}\n".encode())
+                    logf.flush()
+                    self.popen = subprocess.Popen(
+                        self.argv, stdout=logf, stderr=logf, start_new_session=True, env=self.env, **self.popen_kwargs
+                    )
+            else:
+                self.popen = subprocess.Popen(self.argv, start_new_session=True, env=self.env, **self.popen_kwargs)
         return self
 
     # -- state -----------------------------------------------------------

@@ -21,6 +21,9 @@ class LbnRecord(_Model):
     version: str = ""
     max_services: int = 4096  # what its data plane holds: the operator places no more on its group
     health_epoch: int = 0  # bumped when a backend the node checks goes up or down: read its state
+    # The node's BGP state when it speaks BGP (docs/bgp.md): "announcing", "drained",
+    # "withdrawn: <why>", each with "; sessions down: <peers>" when some are.
+    bgp: str | None = None
 
 
 class PlacedLoadBalancer(_Model):

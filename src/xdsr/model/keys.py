@@ -6,6 +6,8 @@
 /xdsr/rules/<group>/<lb id>  PlacedLoadBalancer: the rules of one LB placed on the group
                         (operator writes); with the group document, the group's one resource
 /xdsr/lbns/<name>       LbnRecord: a live LB node, on a lease (its agent writes)
+/xdsr/quotas/<project>  Quota: a project's limits (API server writes)
+/xdsr/quota-defaults    Quota: the default limits (API server writes)
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ STATUS_PREFIX = ROOT + "status/"
 GROUP_PREFIX = ROOT + "groups/"
 RULES_PREFIX = ROOT + "rules/"
 LBN_PREFIX = ROOT + "lbns/"
+QUOTA_PREFIX = ROOT + "quotas/"
+QUOTA_DEFAULTS = ROOT + "quota-defaults"
 
 
 def lb_key(lb_id: str) -> str:
@@ -42,6 +46,10 @@ def rules_parts(key: str) -> tuple[str, str]:
 
 def lbn_key(name: str) -> str:
     return LBN_PREFIX + name
+
+
+def quota_key(project_id: str) -> str:
+    return QUOTA_PREFIX + project_id
 
 
 def last_part(key: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from xdsr.model.agent import AgentState, DesiredState
+from xdsr.web.tls import ClientTls
 
 
 class AgentError(Exception):
@@ -12,16 +13,29 @@ class AgentError(Exception):
 
 
 class AgentClient:
-    def __init__(self, token: str, timeout: float = 10.0, apply_timeout: float = 300.0) -> None:
-        self._http = httpx.AsyncClient(timeout=timeout, headers={"Authorization": f"Bearer {token}"})
+    """tls: mutual TLS to the agents (web/tls.py); then an agent that
+    advertises a plain http:// endpoint is refused, so the token never
+    travels in the clear. None: plain HTTP (`--insecure-http`)."""
+
+    def __init__(
+        self, token: str, timeout: float = 10.0, tls: ClientTls | None = None, apply_timeout: float = 300.0
+    ) -> None:
+        verify = tls.context() if tls is not None else True
+        self._tls = tls is not None
+        self._http = httpx.AsyncClient(timeout=timeout, headers={"Authorization": f"Bearer {token}"}, verify=verify)
         # A full state of thousands of services takes the node a while to
         # parse and apply before it answers: waiting less would only make it
         # receive the same body again and again.
         self._apply_timeout = httpx.Timeout(timeout, read=apply_timeout)
 
+    def _check(self, endpoint: str) -> None:
+        if self._tls and not endpoint.startswith("https://"):
+            raise AgentError(f"{endpoint}: not https: the operator talks to agents over TLS only")
+
     async def put_state(self, endpoint: str, state: DesiredState | bytes) -> AgentState:
         """Apply a state (or its JSON); a node already past it, or not at a
         delta's base (409), answers with its own."""
+        self._check(endpoint)
         body = state if isinstance(state, bytes) else state.model_dump_json(exclude_defaults=True).encode()
         try:
             resp = await self._http.put(
@@ -37,6 +51,7 @@ class AgentClient:
         raise AgentError(f"{endpoint}: HTTP {resp.status_code}: {resp.text[:300]}")
 
     async def get_state(self, endpoint: str) -> AgentState:
+        self._check(endpoint)
         try:
             resp = await self._http.get(f"{endpoint}/v1/state")
         except httpx.HTTPError as exc:

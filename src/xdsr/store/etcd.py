@@ -4,6 +4,22 @@ The gateway speaks the same API as etcd's gRPC clients (range, put, txn,
 watch, leases) over HTTP/JSON, which keeps xdsr free of a gRPC stack and of
 the unmaintained Python etcd clients. Keys and values travel base64-encoded;
 64-bit numbers travel as strings.
+
+Several endpoints (the members of an etcd cluster, "http://a:2379,http://b:2379"):
+requests go to one of them; when it cannot be reached the client fails over
+to the next. A request that surely never arrived (the connection was
+refused or never opened) is retried on the next member at once; one that
+may have arrived (the answer was lost) is retried only if it reads, and a
+write raises StoreUnavailable as before ("may or may not have happened"),
+the next request going to the next member. Watches follow: a broken watch
+raises StoreUnavailable, the caller re-lists and watches again, on the
+member that answers now.
+
+TLS (https:// endpoints; a CA, and a client certificate when etcd asks for
+one) and etcd's own authentication (user and password: the client gets a
+token from /v3/auth/authenticate and gets a new one when etcd refuses it)
+come from EtcdConfig, which the command line fills from the environment
+(the ETCDCTL_* variables etcdctl reads, docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -12,7 +28,11 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+import os
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,22 +71,127 @@ def _item(kv: dict[str, Any]) -> Item:
     )
 
 
-class EtcdStore:
-    """Store implementation on one etcd endpoint (http://host:port)."""
+@dataclass(frozen=True)
+class EtcdConfig:
+    """How to reach etcd beyond its endpoints: TLS files, and a user for etcd's authentication."""
 
-    def __init__(self, endpoint: str, timeout: float = 3.0) -> None:
-        self.endpoint = endpoint.rstrip("/")
+    ca: Path | None = None  # the CA of etcd's server certificates (https:// endpoints)
+    cert: Path | None = None  # this client's certificate, when etcd asks for one (--client-cert-auth)
+    key: Path | None = None
+    user: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> EtcdConfig:
+        """From etcdctl's variables: ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY,
+        ETCDCTL_USER ("name:password", or the name with ETCDCTL_PASSWORD)."""
+        env = dict(os.environ if env is None else env)
+
+        def path(name: str) -> Path | None:
+            return Path(env[name]) if env.get(name) else None
+
+        user, password = env.get("ETCDCTL_USER") or None, env.get("ETCDCTL_PASSWORD") or None
+        if user and ":" in user and password is None:
+            user, password = user.split(":", 1)
+        return cls(path("ETCDCTL_CACERT"), path("ETCDCTL_CERT"), path("ETCDCTL_KEY"), user, password)
+
+    def verify(self) -> ssl.SSLContext | bool:
+        if self.ca is None and self.cert is None:
+            return True
+        ctx = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
+        if self.cert is not None:
+            ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+
+def split_endpoints(endpoints: str | Sequence[str]) -> list[str]:
+    if isinstance(endpoints, str):
+        endpoints = endpoints.split(",")
+    out = [e.strip().rstrip("/") for e in endpoints if e.strip()]
+    if not out:
+        raise ValueError("no etcd endpoint given")
+    return out
+
+
+# Failures after which the request surely never reached etcd.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_READS = ("/v3/kv/range",)
+
+
+class EtcdStore:
+    """Store implementation on etcd: one endpoint, or the members of a cluster (failover)."""
+
+    def __init__(self, endpoints: str | Sequence[str], timeout: float = 3.0, config: EtcdConfig | None = None) -> None:
+        self.endpoints = split_endpoints(endpoints)
+        self._current = 0
         self._timeout = timeout
-        self._http = httpx.AsyncClient(base_url=self.endpoint, timeout=timeout)
+        self.config = config or EtcdConfig()
+        self._verify = self.config.verify()
+        self._http = httpx.AsyncClient(timeout=timeout, verify=self._verify)
+        self._token: str | None = None
+        self._auth_lock = asyncio.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        """The member requests go to now."""
+        return self.endpoints[self._current]
+
+    def _fail_over(self, failed: str) -> None:
+        if self.endpoint == failed and len(self.endpoints) > 1:
+            self._current = (self._current + 1) % len(self.endpoints)
+            log.warning("etcd at %s failed; using %s", failed, self.endpoint)
+
+    async def _authenticate(self, endpoint: str, stale: str | None) -> None:
+        async with self._auth_lock:
+            if self._token != stale:
+                return  # another request got a new token meanwhile
+            resp = await self._http.post(
+                endpoint + "/v3/auth/authenticate",
+                json={"name": self.config.user, "password": self.config.password},
+            )
+            if resp.status_code != 200:
+                raise StoreUnavailable(
+                    f"etcd at {endpoint}: authentication as {self.config.user!r} failed: {resp.text[:200]}"
+                )
+            self._token = resp.json()["token"]
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": self._token} if self._token else {}
+
+    async def _post(self, endpoint: str, path: str, body: dict[str, Any]) -> httpx.Response:
+        """One request to one member, with a (new) auth token when etcd wants one."""
+        if self.config.user and self._token is None:
+            await self._authenticate(endpoint, None)
+        resp = await self._http.post(endpoint + path, json=body, headers=self._headers())
+        if self.config.user and resp.status_code == 401:
+            await self._authenticate(endpoint, self._token)
+            resp = await self._http.post(endpoint + path, json=body, headers=self._headers())
+        return resp
 
     async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            resp = await self._http.post(path, json=body)
-        except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"etcd at {self.endpoint}: {exc.__class__.__name__}: {exc}") from exc
-        if resp.status_code != 200:
-            raise StoreUnavailable(f"etcd at {self.endpoint}: {path} -> HTTP {resp.status_code}: {resp.text[:200]}")
-        return resp.json()  # type: ignore[no-any-return]
+        last: Exception | None = None
+        for _ in range(len(self.endpoints)):
+            endpoint = self.endpoint
+            try:
+                resp = await self._post(endpoint, path, body)
+            except httpx.HTTPError as exc:
+                last = exc
+                self._fail_over(endpoint)
+                if isinstance(exc, _NOT_SENT) or path in _READS:
+                    continue  # never arrived, or harmless to repeat
+                raise StoreUnavailable(f"etcd at {endpoint}: {exc.__class__.__name__}: {exc}") from exc
+            if resp.status_code == 503 or (resp.status_code >= 500 and "no leader" in resp.text):
+                # This member has lost its quorum: another may still have one.
+                last = StoreUnavailable(f"etcd at {endpoint}: {path} -> HTTP {resp.status_code}: {resp.text[:200]}")
+                self._fail_over(endpoint)
+                if path in _READS:
+                    continue
+                raise last
+            if resp.status_code != 200:
+                raise StoreUnavailable(f"etcd at {endpoint}: {path} -> HTTP {resp.status_code}: {resp.text[:200]}")
+            return resp.json()  # type: ignore[no-any-return]
+        where = ", ".join(self.endpoints)
+        raise StoreUnavailable(f"etcd at {where}: {last.__class__.__name__}: {last}") from last
 
     async def get(self, key: str) -> Item | None:
         out = await self._call("/v3/kv/range", {"key": _b64(key)})
@@ -145,11 +270,18 @@ class EtcdStore:
         # etcd sends progress notifications so a dead connection is noticed.
         body["create_request"]["progress_notify"] = True
         timeout = httpx.Timeout(self._timeout, read=None)
+        endpoint = self.endpoint
         try:
+            if self.config.user and self._token is None:
+                await self._authenticate(endpoint, None)
             async with (
-                httpx.AsyncClient(base_url=self.endpoint, timeout=timeout) as http,
-                http.stream("POST", "/v3/watch", json=body) as resp,
+                httpx.AsyncClient(base_url=endpoint, timeout=timeout, verify=self._verify) as http,
+                http.stream("POST", "/v3/watch", json=body, headers=self._headers()) as resp,
             ):
+                if resp.status_code == 401 and self.config.user:
+                    stale = self._token
+                    await self._authenticate(endpoint, stale)
+                    raise StoreUnavailable("etcd watch: the auth token expired; watch again")
                 if resp.status_code != 200:
                     raise StoreUnavailable(f"etcd watch: HTTP {resp.status_code}")
                 async for line in resp.aiter_lines():
@@ -157,6 +289,8 @@ class EtcdStore:
                         continue
                     msg = json.loads(line)
                     if "error" in msg:
+                        if self.config.user and "token" in str(msg["error"]):
+                            self._token = None  # expired: the next request authenticates again
                         raise StoreUnavailable(f"etcd watch: {msg['error']}")
                     result = msg.get("result") or {}
                     if result.get("compact_revision") and result.get("canceled"):
@@ -173,7 +307,11 @@ class EtcdStore:
                         )
                 raise StoreUnavailable("etcd closed the watch stream")
         except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"etcd watch at {self.endpoint}: {exc.__class__.__name__}: {exc}") from exc
+            self._fail_over(endpoint)
+            raise StoreUnavailable(f"etcd watch at {endpoint}: {exc.__class__.__name__}: {exc}") from exc
+        except StoreUnavailable:
+            self._fail_over(endpoint)  # the caller watches again, on the next member
+            raise
 
     async def grant_lease(self, ttl: int) -> int:
         out = await self._call("/v3/lease/grant", {"TTL": str(ttl)})

@@ -11,11 +11,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
-from xdsr.apiserver.auth import Caller, TokenRegistry
+from xdsr.apiserver.auth import UNAUTHENTICATED, Caller, TokenRegistry
 from xdsr.apiserver.errors import ApiError, Fault
 from xdsr.apiserver.listing import PAGING, TAG_FILTERS
 from xdsr.apiserver.service import Service
 from xdsr.model.checks import IPAddress
+from xdsr.web.guard import Authenticate
 
 # --- dependencies: create_app puts the service and the tokens on app.state ---
 
@@ -30,10 +31,13 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 async def authenticate(request: Request, service: ServiceDep, token: Annotated[str | None, Depends(api_key)]) -> Caller:
-    registry: TokenRegistry = request.app.state.tokens
-    caller = registry.authenticate(token)
+    # web.guard.Authenticate has checked the token before the body was read.
+    caller = request.scope.get(Authenticate.SCOPE_KEY)
     if caller is None:
-        raise ApiError(401, "authentication required: send a known token in the X-Auth-Token header")
+        registry: TokenRegistry = request.app.state.tokens
+        caller = registry.authenticate(token)
+    if caller is None:
+        raise ApiError(401, UNAUTHENTICATED)
     await service.ready()
     return caller
 
@@ -49,10 +53,10 @@ def faults(*codes: int) -> dict[int | str, dict[str, Any]]:
     what = {
         400: "Invalid request: faultstring names the field and says why",
         401: "No or unknown X-Auth-Token",
-        403: "Not allowed for this token",
+        403: "Not allowed for this token, or a quota of the project is met",
         404: "No such object (or another project's)",
         409: "Conflicts with the current state",
-        413: "The load balancer's document would be too large for the store",
+        413: "The request body, or the load balancer's document it would make, is too large",
         503: "The store is unreachable; nothing was changed",
     }
     return {code: {"model": Fault, "description": what[code]} for code in codes}

@@ -20,5 +20,5 @@ async def list_providers(caller: CallerDep) -> dict[str, Any]:
 
 
 @router.api_route("/l7policies{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
-async def l7policies(rest: str) -> Response:
+async def l7policies(caller: CallerDep, rest: str) -> Response:
     raise ApiError(400, l2dsr.L7, "l7policies")

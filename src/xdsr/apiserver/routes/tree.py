@@ -33,9 +33,7 @@ from xdsr.apiserver.auth import Caller
 from xdsr.apiserver.errors import ApiError, conflict, not_found
 from xdsr.apiserver.routes.common import CallerDep, ServiceDep, faults
 from xdsr.apiserver.service import Service
-from xdsr.model import keys
 from xdsr.model.loadbalancer import LoadBalancer
-from xdsr.store.docs import update_doc
 
 PATH = "/xdsr/loadbalancers/{loadbalancer_id}/tree"
 
@@ -212,7 +210,4 @@ async def put_tree(
             raise conflict("loadbalancer.vip_address", f"the VIP of {lb_id} is {vip_now}: it cannot change")
         return replace(now, wanted.model_copy(deep=True), stamp)
 
-    doc, rev = await update_doc(service.store, keys.lb_key(lb_id), LoadBalancer, apply)
-    assert doc is not None
-    service.cache.lbs.apply_local(lb_id, doc, rev)
-    return full(service, doc)
+    return full(service, await service.write(current.project_id, lb_id, apply))

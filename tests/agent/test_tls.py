@@ -1,0 +1,114 @@
+"""The agent's API over mutual TLS (docs/agent.md): the operator's client
+certificate gets in, every other client is refused in the handshake, a
+node's own certificate cannot be used to push to a node, and the doc
+routes are closed."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.agent.conftest import AgentProcess
+from tests.certs import CA
+from xdsr.model.agent import DesiredState
+from xdsr.operator.agents import AgentClient, AgentError
+from xdsr.web.tls import ClientTls
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Any]:
+    ca, other = CA(tmp_path, "xdsr"), CA(tmp_path, "other")
+    return {
+        "ca": ca,
+        "node": ca.issue("lbn0", server=True),
+        "operator": ca.issue("operator", server=False),
+        "stranger": other.issue("operator", server=False),
+    }
+
+
+@pytest.fixture
+def tls_agent(agent_factory: Any, pki: dict[str, Any]) -> AgentProcess:
+    a: AgentProcess = agent_factory()
+    node, op = pki["node"], pki["operator"]
+    args = ["--tls-cert", str(node.cert), "--tls-key", str(node.key), "--tls-client-ca", str(pki["ca"].path)]
+    a.use_tls(args, ClientTls(pki["ca"].path, op.cert, op.key).context())
+    return a.start()
+
+
+def client(tls_agent: AgentProcess, ca: Path, cert: Path, key: Path) -> AgentClient:
+    return AgentClient(tls_agent.token, timeout=5, tls=ClientTls(ca, cert, key))
+
+
+def put_and_get(c: AgentClient, url: str) -> int:
+    async def go() -> int:
+        try:
+            state = await c.put_state(url, DesiredState(generation=1, services=[]))
+            await c.get_state(url)
+            return state.generation
+        finally:
+            await c.close()
+
+    return asyncio.run(go())
+
+
+def test_the_operator_certificate_gets_in(tls_agent: AgentProcess, pki: dict[str, Any]) -> None:
+    op = pki["operator"]
+    assert put_and_get(client(tls_agent, pki["ca"].path, op.cert, op.key), tls_agent.url) == 1
+
+
+@pytest.mark.parametrize("who", ["stranger", "node"])
+def test_other_certificates_are_refused(tls_agent: AgentProcess, pki: dict[str, Any], who: str) -> None:
+    # "stranger": signed by another CA. "node": signed by our CA, but for
+    # serverAuth only: a node's certificate cannot push to another node.
+    issued = pki[who]
+    with pytest.raises(AgentError):
+        put_and_get(client(tls_agent, pki["ca"].path, issued.cert, issued.key), tls_agent.url)
+    assert tls_agent.state()["generation"] == 0  # nothing was applied
+
+
+def test_no_certificate_and_plain_http_are_refused(tls_agent: AgentProcess, pki: dict[str, Any]) -> None:
+    headers = {"Authorization": f"Bearer {tls_agent.token}"}
+    with pytest.raises((httpx.TransportError, ssl.SSLError)):
+        ctx = ssl.create_default_context(cafile=str(pki["ca"].path))
+        httpx.get(tls_agent.url + "/v1/state", headers=headers, verify=ctx, timeout=5)
+    plain = tls_agent.url.replace("https://", "http://")
+    with pytest.raises(httpx.TransportError):
+        httpx.get(plain + "/v1/state", headers=headers, timeout=5)
+
+
+def test_an_agent_certificate_must_match_the_ca(tls_agent: AgentProcess, tmp_path: Path) -> None:
+    # The operator trusts only its CA: an agent with another CA's certificate is not one of ours.
+    other = CA(tmp_path, "elsewhere")
+    op = other.issue("operator", server=False)
+    with pytest.raises(AgentError):
+        put_and_get(client(tls_agent, other.path, op.cert, op.key), tls_agent.url)
+
+
+def test_doc_routes_are_closed(tls_agent: AgentProcess) -> None:
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        assert tls_agent.http.get(path).status_code == 404, path
+    assert tls_agent.http.get("/healthz").status_code == 200
+
+
+def test_a_tls_operator_never_sends_its_token_in_the_clear(pki: dict[str, Any]) -> None:
+    op = pki["operator"]
+    c = AgentClient("t" * 20, tls=ClientTls(pki["ca"].path, op.cert, op.key))
+    with pytest.raises(AgentError, match="not https"):
+        put_and_get(c, "http://127.0.0.1:9")
+
+
+def test_a_body_over_the_limit_is_413(tls_agent: AgentProcess) -> None:
+    from xdsr.agent.api import MAX_BODY_BYTES
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(MAX_BODY_BYTES // (1 << 20) + 2):
+            yield b" " * (1 << 20)
+
+    r = tls_agent.http.put("/v1/state", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
+    assert tls_agent.state()["generation"] == 0
