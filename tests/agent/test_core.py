@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from xdsr.agent import core, drift
+from xdsr.agent import core, drift, rules
 from xdsr.agent.core import Agent, AgentConfig
 from xdsr.agent.resolver import NeighborKey
 from xdsr.dataplane.loader import DataplaneError
@@ -37,7 +37,8 @@ class FakeKernel:
             raise self.fail
         self.applies.append(services)
         self.services = services
-        return ApplyReport(created=[s.key for s in services], seconds=0.001)
+        held = {s.key: InstalledService(s, i, s.digest(), 100 + i, 4096) for i, s in enumerate(services)}
+        return ApplyReport(created=[s.key for s in services], seconds=0.001, installed=held)
 
     def installed(self, dp: Any) -> list[InstalledService]:
         return [InstalledService(s, i, s.digest(), 100 + i, 4096) for i, s in enumerate(self.services)]
@@ -183,5 +184,60 @@ def test_a_resync_repairs_drift(kernel: FakeKernel) -> None:
         assert status == 200 and st.error is None
         assert len(kernel.applies) == 2 and kernel.services == intended
         assert a.drift.repairs == 1
+
+
+def two_lbs(generation: int, *, members: int = 1, epoch: str = "g1:u") -> DesiredState:
+    def svc(lb: str, vip: str, n: int) -> dict[str, Any]:
+        backends = [{"id": f"{lb}-m{i}", "mac": f"02:00:00:00:01:{i:02x}", "vlan": 100} for i in range(n)]
+        return {"id": f"{lb}/l", "vip": vip, "port": 80, "protocol": "tcp", "backends": backends}
+
+    return DesiredState.model_validate(
+        {
+            "generation": generation,
+            "epoch": epoch,
+            "services": [svc("a", "203.0.113.1", members), svc("b", "203.0.113.2", 1)],
+        }
+    )
+
+
+def delta(generation: int, base: int, changes: dict[str, Any], epoch: str = "g1:u") -> DesiredState:
+    return DesiredState.model_validate({"generation": generation, "base": base, "epoch": epoch, "changes": changes})
+
+
+def test_a_delta_changes_only_its_load_balancers_and_needs_its_base(kernel: FakeKernel) -> None:
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+        assert (await a.put(two_lbs(5)))[0] == 200
+        b_service = next(s for s in kernel.services if s.backends[0].id == "b-m0")
+
+        changed = two_lbs(6, members=3).services[0].model_dump()
+        status, st = await a.put(delta(6, 5, {"a": [changed]}))
+        assert status == 200 and st.generation == 6 and st.partial
+        assert [r.id for r in st.services] == ["a/l"] and st.services[0].active_backends == 3
+        assert len(kernel.services) == 2 and b_service in kernel.services  # b kept as built, not rebuilt
+        assert a.desired is not None and {s.id for s in a.desired.services} == {"a/l", "b/l"}
+
+        # Not at its base (missed generation 7), or of another epoch: refused, nothing applied.
+        applies = len(kernel.applies)
+        for bad in (delta(8, 7, {"b": []}), delta(7, 6, {"b": []}, epoch="g1:other")):
+            status, st = await a.put(bad)
+            assert status == 409 and st.generation == 6 and st.epoch == "g1:u" and st.services == []
+        assert len(kernel.applies) == applies
+
+        # A service under another load balancer's id, or on a key b serves: nothing applied.
+        wrong = two_lbs(1).services[1].model_dump()
+        with pytest.raises(rules.InvalidState, match=r"changes\.a\[0\]\.id"):
+            await a.put(delta(7, 6, {"a": [wrong]}))
+        clash = {**changed, "vip": "203.0.113.2"}
+        with pytest.raises(rules.InvalidState, match="already served by 'b/l'"):
+            await a.put(delta(7, 6, {"a": [clash]}))
+        assert len(kernel.applies) == applies
+
+        status, st = await a.put(delta(7, 6, {"b": []}))
+        assert status == 200 and st.services == [] and [s.backends[0].id for s in kernel.services] == ["a-m0"]
+        # A full state of another epoch is taken whatever its generation.
+        status, st = await a.put(two_lbs(2, epoch="g1:new"))
+        assert status == 200 and st.generation == 2 and len(st.services) == 2 and not st.partial
+        await a.stop()
 
     run(body())

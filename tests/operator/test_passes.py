@@ -18,7 +18,7 @@ import pytest
 from xdsr.dataplane import services
 from xdsr.maglev import default_table_size
 from xdsr.model import keys
-from xdsr.model.agent import AgentState, DesiredState, ServiceReport
+from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceReport, owner
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import Listener, LoadBalancer, LoadBalancerStatus, Member, Pool
 from xdsr.operator.agents import AgentError
@@ -38,26 +38,49 @@ class Clock:
 
 
 class Nodes:
-    """The agents of the LB nodes, by endpoint."""
+    """The agents of the LB nodes, by endpoint: full states and deltas, as an agent takes them."""
 
     def __init__(self) -> None:
         self.held: dict[str, AgentState] = {}
+        self.rules: dict[str, dict[str, list[RuleService]]] = {}  # endpoint -> lb id -> services held
         self.unreachable: set[str] = set()
         self.pushes = 0
+        self.bodies: list[tuple[str, DesiredState, int]] = []  # (endpoint, what was sent, bytes)
+        self.refused = 0
 
-    async def put_state(self, endpoint: str, state: DesiredState) -> AgentState:
+    async def put_state(self, endpoint: str, state: DesiredState | bytes) -> AgentState:
         if endpoint in self.unreachable:
             raise AgentError(f"{endpoint}: connection refused")
+        size = len(state) if isinstance(state, bytes) else len(state.model_dump_json())
+        if isinstance(state, bytes):
+            state = DesiredState.model_validate_json(state)
         self.pushes += 1
+        self.bodies.append((endpoint, state, size))
         current = self.held.get(endpoint)
-        if current is not None and current.generation >= state.generation:
-            return current  # the agent's 409 / no-op: it keeps its own
+        same_epoch = current is not None and current.epoch == state.epoch
+        if state.is_delta:
+            if current is None or not same_epoch or current.generation != state.base:
+                self.refused += 1
+                return (current or AgentState(name=endpoint)).model_copy(update={"services": [], "partial": True})
+            rules = dict(self.rules[endpoint])
+            for lb, ss in state.changes.items():
+                if ss:
+                    rules[lb] = ss
+                else:
+                    rules.pop(lb, None)
+        else:
+            if current is not None and same_epoch and current.generation >= state.generation:
+                return current  # the agent's 409 / no-op: it keeps its own
+            rules = {}
+            for s in state.services:
+                rules.setdefault(owner(s.id), []).append(s)
+        everything = [s for ss in rules.values() for s in ss]
         try:
-            services.check(state.services)
+            services.check(everything)
         except services.InvalidState as exc:
             raise AgentError(f"{endpoint}: HTTP 422: {exc}") from None
         reports = []
-        for s in state.services:
+        for s in everything:
             built, unresolved = services.to_service(s)  # MACs given only: nothing is resolved here
             reports.append(
                 ServiceReport(
@@ -67,9 +90,19 @@ class Nodes:
                     unresolved=list(unresolved),
                 )
             )
+        self.rules[endpoint] = rules
         self.held[endpoint] = AgentState(
-            name=endpoint, generation=state.generation, services=reports, applied_at=0.0, apply_seconds=0.0
+            name=endpoint,
+            generation=state.generation,
+            epoch=state.epoch,
+            services=reports,
+            applied_at=0.0,
+            apply_seconds=0.0,
         )
+        if state.is_delta:
+            return self.held[endpoint].model_copy(
+                update={"services": [r for r in reports if owner(r.id) in state.changes], "partial": True}
+            )
         return self.held[endpoint]
 
     async def get_state(self, endpoint: str) -> AgentState:
@@ -82,6 +115,11 @@ class Nodes:
 
     def services_of(self, node: str) -> list[str]:
         return [s.id for s in self.held[endpoint(node)].services] if endpoint(node) in self.held else []
+
+    def restart(self, node: str) -> None:
+        """The node's agent starts again with empty maps."""
+        self.held.pop(endpoint(node), None)
+        self.rules.pop(endpoint(node), None)
 
 
 def endpoint(node: str) -> str:
@@ -411,5 +449,189 @@ def test_table_size_is_kept_while_it_fits_the_members(members: int, kept: bool) 
             # Kept, Maglev moves only the changed members' flows; too small
             # (or too large) for the members, it is resized to their default.
             assert after.table_size == (before.table_size if kept else default_table_size(members))
+
+    run(body)
+
+
+# --- cost proportional to the change (issue 10) -------------------------------
+
+
+class CountingStore(MemoryStore):
+    """The memory store, remembering every key written or deleted."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.writes: list[str] = []
+
+    async def put(self, key: str, value: bytes, *, expect: int | None = None, lease: int | None = None) -> int:
+        self.writes.append(key)
+        return await super().put(key, value, expect=expect, lease=lease)
+
+    async def delete(self, key: str, *, expect: int | None = None) -> int:
+        self.writes.append(key)
+        return await super().delete(key, expect=expect)
+
+
+@contextlib.asynccontextmanager
+async def counting_world(n_lbs: int) -> AsyncIterator[World]:
+    """Three nodes on one group holding n_lbs load balancers, settled."""
+    clock = Clock()
+    store = CountingStore(clock=clock)
+    nodes = Nodes()
+    op = Operator(store, "token", Settings(group_size=3, retry=0.01), agents=nodes)  # type: ignore[arg-type]
+    for inf in op._informers():
+        inf.start()
+    for inf in op._informers():
+        assert await inf.wait_synced(5)
+    w = World(store, op, nodes, clock)
+    try:
+        for name in ("n1", "n2", "n3"):
+            await w.register(name)
+        for i in range(n_lbs):
+            await w.put_lb(load_balancer(f"lb{i}", vip=f"203.0.113.{10 + i}"))
+        await w.converge(passes=12)
+        yield w
+    finally:
+        await op.stop()
+        await store.close()
+
+
+def held_rules(w: World, node: str) -> dict[str, list[RuleService]]:
+    return w.nodes.rules[endpoint(node)]
+
+
+def assert_identical_and_complete(w: World) -> None:
+    """Every node holds exactly the group's rules as placed in the store."""
+    placed = {lb_id: p.services for lb_id, (p, _) in w.op._placed()["g1"].items()}
+    for node in ("n1", "n2", "n3"):
+        assert held_rules(w, node) == placed, node
+
+
+def test_a_change_to_one_load_balancer_sends_and_writes_only_that_load_balancer() -> None:
+    async def body() -> None:
+        async with counting_world(20) as w:
+            assert_identical_and_complete(w)
+            store = w.store
+            assert isinstance(store, CountingStore)
+            w.nodes.bodies.clear()
+            store.writes.clear()
+
+            await w.put_lb(load_balancer("lb7", vip="203.0.113.17", n_members=3, generation=2))
+            store.writes.clear()  # the API server's write; what follows is the operator's
+            await w.converge()
+
+            assert len(w.nodes.bodies) == 3  # one push per node
+            for _, sent, _ in w.nodes.bodies:
+                assert sent.is_delta and not sent.services
+                assert list(sent.changes) == ["lb7"]
+                (svc,) = sent.changes["lb7"]
+                assert [b.id for b in svc.backends] == ["lb7-m0", "lb7-m1", "lb7-m2"]
+            # Its rules and its status: no other load balancer's documents.
+            assert set(store.writes) == {keys.rules_key("g1", "lb7"), keys.status_key("lb7")}
+            assert_identical_and_complete(w)
+            status = await w.status("lb7")
+            assert status is not None and status.observed_generation == 2
+
+            # A deletion: the group's epoch and the load balancer's documents, nothing else.
+            w.nodes.bodies.clear()
+            await w.put_lb(load_balancer("lb3", vip="203.0.113.13", generation=2, deleting=True))
+            store.writes.clear()
+            await w.converge()
+            for _, sent, _ in w.nodes.bodies:
+                assert sent.is_delta and sent.changes == {"lb3": []}
+            assert set(store.writes) == {
+                keys.rules_key("g1", "lb3"),
+                keys.group_key("g1"),
+                keys.lb_key("lb3"),
+                keys.status_key("lb3"),
+            }
+            assert_identical_and_complete(w)
+            assert "lb3" not in held_rules(w, "n1")
+
+    run(body)
+
+
+def test_a_node_that_missed_changes_is_brought_up_to_date() -> None:
+    async def body() -> None:
+        async with counting_world(5) as w:
+            w.nodes.unreachable.add(endpoint("n2"))
+            for i in (1, 3):
+                await w.put_lb(load_balancer(f"lb{i}", vip=f"203.0.113.{10 + i}", n_members=3, generation=2))
+                await w.converge()
+            assert held_rules(w, "n2")["lb1"][0].backends[-1].id == "lb1-m1"  # behind
+            w.nodes.bodies.clear()
+            w.nodes.unreachable.discard(endpoint("n2"))
+            await w.pushed()
+            await w.converge()
+            # It answered its last push, so the operator knows its base: a
+            # delta with both changes it missed.
+            sent = [s for e, s, _ in w.nodes.bodies if e == endpoint("n2")]
+            assert sent and sent[-1].is_delta and set(sent[-1].changes) == {"lb1", "lb3"}
+            assert_identical_and_complete(w)
+
+    run(body)
+
+
+def test_a_node_restarted_with_empty_maps_refuses_the_delta_and_gets_the_full_state() -> None:
+    async def body() -> None:
+        async with counting_world(5) as w:
+            w.nodes.restart("n3")  # before the operator hears of it: its next delta has the wrong base
+            w.nodes.bodies.clear()
+            await w.put_lb(load_balancer("lb2", vip="203.0.113.12", n_members=4, generation=2))
+            await w.converge()
+            sent = [s for e, s, _ in w.nodes.bodies if e == endpoint("n3")]
+            assert w.nodes.refused == 1
+            assert [s.is_delta for s in sent] == [True, False]  # refused, then the full state
+            assert {s.id for s in sent[-1].services} == {f"lb{i}/l1" for i in range(5)}
+            others = [s for e, s, _ in w.nodes.bodies if e != endpoint("n3")]
+            assert all(s.is_delta and list(s.changes) == ["lb2"] for s in others)
+            assert_identical_and_complete(w)
+
+    run(body)
+
+
+def test_a_node_of_another_epoch_is_resynced_fully() -> None:
+    async def body() -> None:
+        async with counting_world(4) as w:
+            ep = endpoint("n1")
+            held = w.nodes.held[ep]
+            # Same generation, another stream (say a group of this name from
+            # a store since rebuilt): not comparable, so not taken as current.
+            w.nodes.held[ep] = held.model_copy(update={"epoch": "g1:another"})
+            w.nodes.rules[ep] = {}
+            w.nodes.bodies.clear()
+            await w.op._poll_nodes()
+            await w.pushed()
+            sent = [s for e, s, _ in w.nodes.bodies if e == ep]
+            assert len(sent) == 1 and not sent[0].is_delta and len(sent[0].services) == 4
+            assert sent[0].epoch == w.nodes.held[endpoint("n2")].epoch
+            assert_identical_and_complete(w)
+
+    run(body)
+
+
+def test_an_operator_restart_sends_nothing_to_nodes_already_current() -> None:
+    async def body() -> None:
+        async with counting_world(6) as w:
+            store = w.store
+            assert isinstance(store, CountingStore)
+            op2 = Operator(store, "token", Settings(group_size=3, retry=0.01), agents=w.nodes)  # type: ignore[arg-type]
+            await w.op.stop()
+            w.op = op2
+            for inf in op2._informers():
+                inf.start()
+            for inf in op2._informers():
+                assert await inf.wait_synced(5)
+            w.nodes.bodies.clear()
+            store.writes.clear()
+            await op2._poll_nodes()
+            await w.converge()
+            assert w.nodes.bodies == []  # every node reported the group's generation
+            assert store.writes == []  # and every status was already right
+            # Its next change is a delta: the poll told it what each node holds.
+            await w.put_lb(load_balancer("lb4", vip="203.0.113.14", n_members=3, generation=2))
+            await w.converge()
+            assert [list(s.changes) for _, s, _ in w.nodes.bodies] == [["lb4"]] * 3
+            assert_identical_and_complete(w)
 
     run(body)

@@ -160,9 +160,15 @@ def create_app(agent: Agent, token: bytes, lifespan: Callable[[FastAPI], Abstrac
         return await agent.state()
 
     @app.get("/v1/desired", response_model=DesiredState | None, responses=_STATE_RESPONSES)
-    async def get_desired() -> DesiredState | None:
-        """The desired state last applied (null before the first PUT since start)."""
-        return agent.desired
+    async def get_desired() -> JSONResponse:
+        """The desired state last applied, whole (the deltas merged in; null
+        before the first PUT since start)."""
+        d = agent.desired
+        if d is None:
+            return JSONResponse(None)
+        # Always the full state: no base, no changes; the epoch when there is one.
+        drop = {"base", "changes"} | (set() if d.epoch else {"epoch"})
+        return JSONResponse(d.model_dump(mode="json", exclude=drop))
 
     @app.get("/v1/bgp", response_model=BgpStatus, responses=_STATE_RESPONSES)
     async def get_bgp() -> BgpStatus:

@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,9 +32,9 @@ from xdsr.agent.resolver import NeighborKey, Resolver, family
 from xdsr.dataplane import services
 from xdsr.dataplane.libbpf import BpfError
 from xdsr.dataplane.loader import MAP_SERVICES, Dataplane, DataplaneError
-from xdsr.dataplane.model import ServiceKey
+from xdsr.dataplane.model import Service, ServiceKey
 from xdsr.dataplane.state import ApplyReport, InstalledService, apply, installed, read_stats
-from xdsr.model.agent import AgentState, DesiredState, ServiceReport
+from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceReport, owner
 
 if TYPE_CHECKING:
     from xdsr.agent.bgp import Speaker
@@ -91,6 +92,15 @@ class Agent:
 
         self.desired: DesiredState | None = None
         self.generation = 0
+        self.epoch = ""
+        # What the node holds, by load balancer (the delta protocol's unit):
+        # its services, as built, and the neighbours they need.
+        self.held: dict[str, list[RuleService]] = {}
+        self.built_by: dict[str, list[rules.Built]] = {}
+        self.keys: dict[ServiceKey, str] = {}  # service key -> the service id holding it
+        self.installed: dict[ServiceKey, InstalledService] = {}
+        self._needs: dict[str, set[NeighborKey]] = {}
+        self._need_count: Counter[NeighborKey] = Counter()
         self.applied_at: float | None = None
         self.apply_seconds: float | None = None
         self.error: str | None = None
@@ -105,7 +115,7 @@ class Agent:
     def adopt(self) -> None:
         """Before the loop runs: read what the kernel holds (an earlier agent's
         tables keep forwarding) and the MACs an earlier agent saved."""
-        self.installed_cache = installed(self.dp)
+        self._installed_from(installed(self.dp))
         self.drift.remember(self.dp)
         # The service map's kernel id names these very maps: ids are not
         # reused, so a cache saved for maps since purged is never taken.
@@ -155,46 +165,117 @@ class Agent:
     # -- the API's operations ----------------------------------------------
 
     async def put(self, desired: DesiredState) -> tuple[int, AgentState]:
-        """Apply a desired state; returns (HTTP status, state). Raises
-        rules.InvalidState (nothing changed) for a state that cannot apply."""
+        """Apply a desired state, full or delta; returns (HTTP status, state).
+        Raises rules.InvalidState (nothing changed) for a state that cannot
+        apply. A delta is answered with the reports of the load balancers it
+        names only, and refused (409) unless the node holds its base."""
+        if desired.is_delta:
+            return await self._put_delta(desired)
         rules.validate(desired, self.dp.max_services)
         async with self._lock:
-            if desired.generation < self.generation:
+            same_epoch = desired.epoch == self.epoch
+            if same_epoch and desired.generation < self.generation:
                 log.info("refused generation=%d: older than applied=%d", desired.generation, self.generation)
                 return 409, await self.state()
-            if desired.generation == self.generation and desired == self.desired:
+            if same_epoch and desired.generation == self.generation and desired == self.desired:
                 log.debug("generation=%d already applied: no-op", desired.generation)
                 await drift.verify(self)  # a resync: the kernel must still hold it
                 return 200, await self.state()
-            if desired.generation == self.generation:
+            if same_epoch and desired.generation == self.generation:
                 log.warning("generation=%d re-sent with different content: applying it", desired.generation)
-            needed = rules.needed_neighbors(desired)
-            new = self.neighbors.want(needed)
-            if new:
-                await self._ask(new)
-            try:
-                await self._apply(desired, "put")
-            except (DataplaneError, BpfError, OSError, ValueError) as exc:
-                self.error = f"apply of generation {desired.generation} failed: {exc}"
-                log.error("apply failed generation=%d: %s", desired.generation, exc)
-                # Counters are found through what the kernel holds, which a
-                # failed apply may have changed in part.
-                with contextlib.suppress(DataplaneError, BpfError, OSError):
-                    self.installed_cache = await self._dp(installed, self.dp)
-                return 500, await self.state()
-            self.desired = desired
-            self.generation = desired.generation
-            self.neighbors.prune(needed)
-            self._save_neighbors()
-            return 200, await self.state()
+            # Only the load balancers whose services differ are built again.
+            wanted = rules.by_owner(desired.services)
+            changes = {lb: ss for lb, ss in wanted.items() if self.held.get(lb) != ss}
+            changes.update({lb: [] for lb in self.held if lb not in wanted})
+            status = await self._apply_changes(desired, changes, "put")
+            return status, await self.state()
 
-    async def state(self) -> AgentState:
-        stats = await self._dp(read_stats, self.dp, self.installed_cache)
+    async def _put_delta(self, desired: DesiredState) -> tuple[int, AgentState]:
+        async with self._lock:
+            owners = set(desired.changes)
+            if desired.epoch != self.epoch or desired.base != self.generation:
+                if desired.epoch == self.epoch and desired.generation == self.generation:
+                    return 200, await self.state(owners)  # a retry of the delta applied last
+                log.info(
+                    "refused delta %s:%s->%d: this node holds %s:%d, the full state is needed",
+                    desired.epoch,
+                    desired.base,
+                    desired.generation,
+                    self.epoch or "-",
+                    self.generation,
+                )
+                return 409, await self.state(set())
+            if desired.generation <= self.generation:
+                raise rules.InvalidState(
+                    [rules.FieldError("generation", f"{desired.generation} is not past base {desired.base}")]
+                )
+            rules.validate_delta(desired, self.held, self.keys, self.dp.max_services)
+            status = await self._apply_changes(desired, desired.changes, "put")
+            return status, await self.state(owners)
+
+    async def _apply_changes(self, desired: DesiredState, changes: dict[str, list[RuleService]], trigger: str) -> int:
+        """Bring the node to desired's generation by replacing the services
+        of the load balancers in `changes`; the HTTP status. Caller holds the lock."""
+        needed = rules.needed_by(s for ss in changes.values() for s in ss)
+        new = self.neighbors.want(needed)
+        if new:
+            await self._ask(new)
+        try:
+            await self._apply(changes, trigger, desired.generation)
+        except (DataplaneError, BpfError, OSError, ValueError) as exc:
+            self.error = f"apply of generation {desired.generation} failed: {exc}"
+            log.error("apply failed generation=%d: %s", desired.generation, exc)
+            # Counters are found through what the kernel holds, which a
+            # failed apply may have changed in part.
+            with contextlib.suppress(DataplaneError, BpfError, OSError):
+                self._installed_from(await self._dp(installed, self.dp))
+            return 500
+        # Members no service needs any more are forgotten (after the apply:
+        # until then the old state, and its members, still forward).
+        gone: set[NeighborKey] = set()
+        for lb, ss in changes.items():
+            for k in self._needs.pop(lb, set()):
+                self._need_count[k] -= 1
+                if self._need_count[k] <= 0:
+                    del self._need_count[k]
+                    gone.add(k)
+            if ss:
+                mine = rules.needed_by(ss)
+                self._needs[lb] = mine
+                for k in mine:
+                    self._need_count[k] += 1
+            gone -= self._need_count.keys()
+            if ss:
+                self.held[lb] = ss
+            else:
+                self.held.pop(lb, None)
+        self.neighbors.forget(gone)
+        self.desired = (
+            desired
+            if not desired.is_delta
+            else DesiredState.model_construct(
+                generation=desired.generation,
+                epoch=desired.epoch,
+                base=None,
+                changes={},
+                services=[s for ss in self.held.values() for s in ss],
+            )
+        )
+        self.generation = desired.generation
+        self.epoch = desired.epoch
+        self._save_neighbors()
+        return 200
+
+    async def state(self, owners: set[str] | None = None) -> AgentState:
+        """What the node holds; with owners, the reports of those load balancers only."""
+        built = self.built if owners is None else [b for lb in sorted(owners) for b in self.built_by.get(lb, ())]
+        inst = [i for b in built if (i := self.installed.get(b.service.key)) is not None]
+        stats = await self._dp(read_stats, self.dp, inst)
         reports = []
-        for b in self.built:
+        for b in built:
             c = stats.services.get(b.service.key)
             reports.append(
-                ServiceReport(
+                ServiceReport.model_construct(
                     id=b.rule_id,
                     ok=c is not None,
                     error=None if c is not None else "not installed",
@@ -209,9 +290,11 @@ class Agent:
         return AgentState(
             name=self.config.name,
             generation=self.generation,
+            epoch=self.epoch,
             applied_at=self.applied_at,
             apply_seconds=self.apply_seconds,
             error=self.error,
+            partial=owners is not None,
             services=reports,
         )
 
@@ -220,31 +303,49 @@ class Agent:
 
     # -- applying ----------------------------------------------------------
 
-    def _apply_sync(self, built: list[rules.Built]) -> tuple[ApplyReport, list[InstalledService]]:
-        report = apply(self.dp, [b.service for b in built])
-        self.drift.remember(self.dp)
-        return report, installed(self.dp)
+    def _installed_from(self, inst: list[InstalledService]) -> None:
+        self.installed = {i.service.key: i for i in inst}
+        self.installed_cache = list(self.installed.values())
 
-    async def _apply(self, desired: DesiredState, trigger: str) -> None:
-        """Build every table from desired and what is resolved, apply them in
-        one call (unchanged tables are not rewritten). Caller holds the lock."""
-        built = rules.build(desired, self.neighbors.mac)
+    def _apply_sync(self, services: list[Service]) -> ApplyReport:
+        report = apply(self.dp, services)
+        self.drift.remember(self.dp)  # on the data-plane thread, right after the flip
+        return report
+
+    async def _apply(self, changes: dict[str, list[RuleService]], trigger: str, generation: int) -> None:
+        """Build the tables of the changed load balancers' services (the
+        others are kept as built), and apply them with all the others in one
+        call: changed tables written into free space, then one flip of the
+        index (unchanged tables are not rewritten). Caller holds the lock."""
+        fresh = {lb: rules.build_services(ss, self.neighbors.mac) for lb, ss in changes.items()}
+        built_by = {lb: b for lb, b in self.built_by.items() if lb not in fresh}
+        built_by.update({lb: b for lb, b in fresh.items() if b})
+        built = [b for bs in built_by.values() for b in bs]
         try:
-            report, inst = await self._dp(self._apply_sync, built)
+            report = await self._dp(self._apply_sync, [b.service for b in built])
         except BaseException:
             self.metrics.applies.labels(trigger, "error").inc()
             raise
         seconds = report.seconds
         self.metrics.apply_seconds.observe(seconds)
         self.metrics.applies.labels(trigger, "ok").inc()
+        # What the kernel holds now, without reading every service back:
+        # the apply says what it wrote and what it removed.
+        inst = dict(self.installed)
+        for key in report.removed:
+            inst.pop(key, None)
+        inst.update(report.installed)
+        self.installed = inst
+        self.installed_cache = list(inst.values())
+        self.built_by = built_by
         self.built = built
-        self.installed_cache = inst
         self.rule_ids = {b.service.key: b.rule_id for b in built}
+        self.keys = {k: i for k, i in self.rule_ids.items()}
         self.applied_at = time.time()
         self.apply_seconds = seconds
         self.error = None
         self._reapply = False  # built from the latest MACs
-        self._update_health(desired, built)
+        self._update_health(changes, fresh)
         if self.on_applied is not None:
             self.on_applied()
         for key, old, new in report.resized:
@@ -255,51 +356,53 @@ class Agent:
                 old,
                 new,
             )
-        unresolved = sum(len(b.unresolved) for b in built)
+        unresolved = sum(len(b.unresolved) for bs in fresh.values() for b in bs)
         log.info(
-            "applied generation=%d trigger=%s services=%d created=%d updated=%d unchanged=%d removed=%d "
-            "backends=%d unresolved=%d seconds=%.4f",
-            desired.generation,
+            "applied generation=%d trigger=%s services=%d changed_lbs=%d created=%d updated=%d unchanged=%d "
+            "removed=%d unresolved_in_changed=%d seconds=%.4f",
+            generation,
             trigger,
             len(built),
+            len(changes),
             len(report.created),
             len(report.updated),
             len(report.unchanged),
             len(report.removed),
-            sum(len(b.service.backends) for b in built),
             unresolved,
             seconds,
         )
 
     # -- health checks -----------------------------------------------------
 
-    def _update_health(self, desired: DesiredState, built: list[rules.Built]) -> None:
+    def _update_health(self, changes: dict[str, list[RuleService]], fresh: dict[str, list[rules.Built]]) -> None:
         """Check the backends of every service that asks for it, with the
         MACs the tables hold; a backend without one (unresolved, or not given
-        an address to check) is reported unchecked, never guessed."""
+        an address to check) is reported unchecked, never guessed. Only the
+        changed load balancers' checks are worked out again."""
         checker = self.health
-        targets: dict[str, dict[str, Target | None]] = {}
-        for s, b in zip(desired.services, built, strict=True):
-            h = s.health
-            if h is None:
-                continue
-            # Keyed by identity: a member of a hand-written state may have no id.
-            macs = {be.identity: be.mac for be in b.service.backends}
-            mine: dict[str, Target | None] = {}
-            for m in s.backends:
-                ident = services.identity(m) or ""
-                addr = m.monitor_address or m.address
-                mac = macs.get(ident)
-                ip = ipaddress.ip_address(addr) if addr is not None else None
-                if checker is None or ip is None or mac is None or checker.source(m.vlan, ip.version) is None:
-                    mine[ident] = None
+        targets = {rid: t for rid, t in self.health_targets.items() if owner(rid) not in changes}
+        for lb, ss in changes.items():
+            for s, b in zip(ss, fresh[lb], strict=True):
+                h = s.health
+                if h is None:
                     continue
-                port = 0 if h.type == "ping" else (m.monitor_port or s.port)
-                mine[ident] = Target(h.type, m.vlan, mac, ip, port, h.delay, h.timeout, h.rise, h.fall)
-            targets[b.rule_id] = mine
-        self.health_targets = targets
-        if checker is not None:
+                # Keyed by identity: a member of a hand-written state may have no id.
+                macs = {be.identity: be.mac for be in b.service.backends}
+                mine: dict[str, Target | None] = {}
+                for m in s.backends:
+                    ident = services.identity(m) or ""
+                    addr = m.monitor_address or m.address
+                    mac = macs.get(ident)
+                    ip = ipaddress.ip_address(addr) if addr is not None else None
+                    if checker is None or ip is None or mac is None or checker.source(m.vlan, ip.version) is None:
+                        mine[ident] = None
+                        continue
+                    port = 0 if h.type == "ping" else (m.monitor_port or s.port)
+                    mine[ident] = Target(h.type, m.vlan, mac, ip, port, h.delay, h.timeout, h.rise, h.fall)
+                targets[b.rule_id] = mine
+        if checker is not None and any(owner(r) in changes for r in (*self.health_targets, *targets)):
             checker.update({t for mine in targets.values() for t in mine.values() if t is not None})
+        self.health_targets = targets
 
     def _down(self, rule_id: str) -> list[str]:
         if self.health is None:
@@ -379,7 +482,8 @@ class Agent:
         if self._reapply:
             async with self._lock:
                 if self.desired is not None and self._reapply:
-                    await self._apply(self.desired, "resolve")
+                    # Every table again, with the MACs as they are now.
+                    await self._apply(dict(self.held), "resolve", self.generation)
 
     def _save_neighbors(self) -> None:
         if self.config.neighbor_file is None or self._dp_identity is None:

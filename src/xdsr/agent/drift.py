@@ -50,7 +50,7 @@ async def check(agent: Agent) -> bool:
         return False
     if agent.desired is None:
         log.warning("data plane changed by someone else before any desired state: adopting what the kernel holds")
-        agent.installed_cache = await agent._dp(installed, agent.dp)
+        agent._installed_from(await agent._dp(installed, agent.dp))
         await agent._dp(agent.drift.remember, agent.dp)
         return False
     agent.drift.repairs += 1
@@ -60,7 +60,10 @@ async def check(agent: Agent) -> bool:
         agent.generation,
         agent.drift.repairs,
     )
-    await agent._apply(agent.desired, "drift")
+    # Every service built again into the kernel: an apply writes what the live
+    # index lacks or holds otherwise, whoever changed it.
+    await agent._apply({}, "drift", agent.generation)
+    agent._installed_from(await agent._dp(installed, agent.dp))
     return True
 
 

@@ -79,6 +79,11 @@ class NeighborTable:
         for key in [k for k in self.entries if k not in keep]:
             del self.entries[key]
 
+    def forget(self, keys: Iterable[NeighborKey]) -> None:
+        """prune() for the keys a change left unneeded, without looking at the others."""
+        for key in keys:
+            self.entries.pop(key, None)
+
     def due(self, now: float) -> list[NeighborKey]:
         return [k for k, n in self.entries.items() if n.next_probe <= now]
 

@@ -8,16 +8,26 @@ capacity and the MACs it resolves for members given by address.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from xdsr.agent.resolver import NeighborKey
 from xdsr.dataplane import services
-from xdsr.dataplane.model import Service
+from xdsr.dataplane.model import Service, ServiceKey
 from xdsr.dataplane.services import FieldError, InvalidState
-from xdsr.model.agent import DesiredState, RuleBackend
+from xdsr.model.agent import DesiredState, RuleBackend, RuleService, owner
 
-__all__ = ["Built", "FieldError", "InvalidState", "build", "needed_neighbors", "validate"]
+__all__ = [
+    "Built",
+    "FieldError",
+    "InvalidState",
+    "build",
+    "build_services",
+    "by_owner",
+    "needed_neighbors",
+    "validate",
+    "validate_delta",
+]
 
 
 def neighbor_key(member: RuleBackend) -> NeighborKey | None:
@@ -39,8 +49,54 @@ def validate(state: DesiredState, max_services: int) -> None:
         raise InvalidState(errors)
 
 
+def validate_delta(
+    state: DesiredState, held: Mapping[str, list[RuleService]], keys: Mapping[ServiceKey, str], max_services: int
+) -> None:
+    """Raise InvalidState listing every problem of a delta against what the
+    node holds (`held`: services by load balancer; `keys`: the service id
+    serving each key), or return. Only the changed services are checked:
+    the others were checked when they came."""
+    errors: list[FieldError] = []
+    if state.services:
+        errors.append(FieldError("services", "must be empty in a delta (base is set): the changes go in changes"))
+    where: list[str] = []
+    new: list[RuleService] = []
+    for lb, ss in state.changes.items():
+        for j, s in enumerate(ss):
+            where.append(f"changes.{lb}[{j}]")
+            new.append(s)
+            if s.id is None or owner(s.id) != lb:
+                errors.append(FieldError(f"changes.{lb}[{j}].id", f"must be {lb!r}/<listener id> in a delta"))
+    for e in services.errors(new):
+        # services.errors names them services[i]; say where they are in the body.
+        head, sep, rest = e.field.partition("]")
+        i = int(head.removeprefix("services[")) if sep and head.startswith("services[") else -1
+        errors.append(FieldError(where[i] + rest, e.message) if i >= 0 else e)
+    for i, s in enumerate(new):
+        other = keys.get(services.service_key(s))
+        if other is not None and owner(other) not in state.changes:
+            errors.append(FieldError(where[i], f"{services.service_key(s)} is already served by {other!r}"))
+    count = sum(len(ss) for lb, ss in held.items() if lb not in state.changes) + len(new)
+    if count > max_services:
+        errors.append(FieldError("changes", f"{count} services; this node's data plane holds {max_services}"))
+    if errors:
+        raise InvalidState(errors)
+
+
+def by_owner(rules: Iterable[RuleService]) -> dict[str, list[RuleService]]:
+    """Services grouped by the load balancer they belong to (the delta protocol's unit)."""
+    out: dict[str, list[RuleService]] = {}
+    for s in rules:
+        out.setdefault(owner(s.id), []).append(s)
+    return out
+
+
 def needed_neighbors(state: DesiredState) -> set[NeighborKey]:
-    return {k for s in state.services for m in s.backends if (k := neighbor_key(m)) is not None}
+    return needed_by(state.services)
+
+
+def needed_by(rules: Iterable[RuleService]) -> set[NeighborKey]:
+    return {k for s in rules for m in s.backends if (k := neighbor_key(m)) is not None}
 
 
 @dataclass(frozen=True)
@@ -61,12 +117,18 @@ def build(state: DesiredState, mac_of: Callable[[NeighborKey], str | None]) -> l
     (services.to_service: the member id is the Maglev identity, and the
     table is sized for every weighted member, resolved or not)."""
 
+    return build_services(state.services, mac_of)
+
+
+def build_services(rules: Iterable[RuleService], mac_of: Callable[[NeighborKey], str | None]) -> list[Built]:
+    """build() for some services (those a delta changes)."""
+
     def resolved(m: RuleBackend) -> str | None:
         nk = neighbor_key(m)
         return mac_of(nk) if nk is not None else None
 
     out = []
-    for s in state.services:
+    for s in rules:
         service, unresolved = services.to_service(s, resolved)
         out.append(Built(services.report_id(s), service, unresolved))
     return out

@@ -14,19 +14,26 @@ from __future__ import annotations
 
 import concurrent.futures
 import ipaddress
+import os
 import queue
+import re
+import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from xdsr.dataplane import libbpf as bpf
+from xdsr.dataplane.loader import Dataplane
 from xdsr.lab import FabricSpec, TenantSpec, build_fabric
 from xdsr.local.cluster import LocalCluster
 from xdsr.local.probes import FRONTEND_VLAN, Probes
 
 BACKEND_VLAN = 100
+MAX_SERVICES = 4096  # what each agent's maps hold (LocalCluster's default)
 
 
 def _percentile(xs: list[float], p: float) -> float:
@@ -192,3 +199,265 @@ def run(
                     "client_workers": workers,
                 },
             }
+
+
+# --- at scale: what one change costs on a full group (`--scale`) -------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a local process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _etcd_writes(endpoint: str) -> float:
+    """Puts and deletes etcd has applied since it started (its own metrics)."""
+    text = httpx.get(f"{endpoint}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(("etcd_mvcc_put_total ", "etcd_mvcc_delete_total ")):
+            total += float(line.split()[1])
+    return total
+
+
+_PUSH = re.compile(r"LB node (\S+) at generation \d+: .* \((\d+) bytes\)")
+
+
+class _Meter:
+    """What one change costs: CPU of the operator and the agents, bytes the
+    operator sent each node (from its log), store writes (etcd's metrics)."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.log = cluster.operator.log_path
+
+    def _cpu(self) -> tuple[float, float, float]:
+        c = self.cluster
+        return (
+            _cpu_seconds(c.operator.pid),
+            sum(_cpu_seconds(a.pid) for a in c.agents.values()) / len(c.agents),
+            _cpu_seconds(c.apiserver.pid),
+        )
+
+    def quiet(self, still: float = 1.5, timeout: float = 120.0) -> None:
+        """Until the store has seen no write for `still` seconds: what an
+        earlier step set off (statuses after a fill, counters after a poll)
+        is not counted as this change's."""
+        deadline = time.monotonic() + timeout
+        last, since = _etcd_writes(self.cluster.etcd.endpoint), time.monotonic()
+        while time.monotonic() - since < still and time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = _etcd_writes(self.cluster.etcd.endpoint)
+            if now != last:
+                last, since = now, time.monotonic()
+
+    def start(self) -> None:
+        self.quiet()
+        self.cpu0 = self._cpu()
+        self.writes0 = _etcd_writes(self.cluster.etcd.endpoint)
+        self.offset = self.log.stat().st_size
+
+    def stop(self, quiet: float = 1.0) -> dict[str, float]:
+        # Until quiet: what the change set off after the clock stopped counts too.
+        time.sleep(quiet)
+        cpu = self._cpu()
+        with open(self.log, "rb") as f:
+            f.seek(self.offset)
+            text = f.read().decode(errors="replace")
+        sent: dict[str, int] = {}
+        for m in _PUSH.finditer(text):
+            sent[m.group(1)] = sent.get(m.group(1), 0) + int(m.group(2))
+        return {
+            "operator_cpu_s": cpu[0] - self.cpu0[0],
+            "agent_cpu_s": cpu[1] - self.cpu0[1],
+            "apiserver_cpu_s": cpu[2] - self.cpu0[2],
+            "bytes_per_node": max(sent.values(), default=0),
+            "store_writes": _etcd_writes(self.cluster.etcd.endpoint) - self.writes0,
+        }
+
+
+def _wait_active(client: httpx.Client, lb_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get(f"/v2/lbaas/loadbalancers/{lb_id}").json()["loadbalancer"]["provisioning_status"] != "ACTIVE":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"load balancer {lb_id} not ACTIVE after {timeout}s")
+        time.sleep(0.002)
+
+
+def _fill(cluster: LocalCluster, bodies: list[dict[str, object]], workers: int) -> list[str]:
+    clients: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
+    for _ in range(workers):
+        clients.put(cluster.client())
+
+    def create(body: dict[str, object]) -> str:
+        c = clients.get()
+        try:
+            r = c.post("/v2/lbaas/loadbalancers", json=body)
+            r.raise_for_status()
+            return str(r.json()["loadbalancer"]["id"])
+        finally:
+            clients.put(c)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(create, bodies))
+    finally:
+        while not clients.empty():
+            clients.get().close()
+
+
+def run_scale(
+    scales: list[int],
+    members: int = 10,
+    runs: int = 3,
+    workers: int = 8,
+    restart_node: bool = True,
+    progress: Callable[[dict[str, object]], None] | None = None,
+) -> dict[str, object]:
+    """For each N: a fresh deployment, filled with N load balancers of
+    `members` members (8 clients at once); then `runs` times each: one member
+    added, one load balancer created, one deleted, each until every node
+    forwards it (a member: until the load balancer is ACTIVE again, which the
+    operator says once every node applied it), with what each cost. Last, one
+    agent restarted with its maps purged: until it forwards all N again."""
+    results = []
+    for n in scales:
+        spec = FabricSpec(
+            n_lbns=3, prefix="xdsr-cps", echo_servers=False, tenants=(TenantSpec(name="t", n_backends=1),)
+        )
+        with build_fabric(spec) as fab:
+            fab.lab.install_signal_handlers()
+            with LocalCluster.on_fabric(fab, resync=10.0, health_checks=False) as cluster:
+                results.append(_scale_one(cluster, n, members, runs, workers, restart_node))
+        if progress is not None:
+            progress({"members_each": members, "runs": runs, "scales": results})
+    return {"members_each": members, "runs": runs, "scales": results}
+
+
+def _scale_one(
+    cluster: LocalCluster, n: int, members: int, runs: int, workers: int, restart_node: bool
+) -> dict[str, object]:
+    client = cluster.client()
+    # A group holds what its nodes' maps hold (4096 services by default): at
+    # that size the group is filled one short, so the load balancer each run
+    # creates fits (and is refused otherwise, as it should be).
+    n = min(n, MAX_SERVICES - 1)
+    base = int(ipaddress.IPv4Address("198.20.0.1"))
+    vips = [str(ipaddress.IPv4Address(base + i)) for i in range(n)]
+    bodies = [lb_body(f"fill{i}", vip, members, 100 + i) for i, vip in enumerate(vips)]
+    probes_until = time.monotonic() + 60
+    t0 = time.perf_counter()
+    ids = _fill(cluster, bodies[:1], 1)
+    while True:
+        try:
+            probes = Probes.of(cluster)
+            _wait_all(probes, vips[:1], 60)
+            break
+        except (bpf.BpfError, FileNotFoundError, TimeoutError):
+            if time.monotonic() > probes_until:
+                raise
+            time.sleep(0.1)
+    t0 = time.perf_counter()
+    ids += _fill(cluster, bodies[1:], workers)
+    created = time.perf_counter() - t0
+    _wait_all(probes, vips, 900)
+    filled = time.perf_counter() - t0
+    _wait_active(client, ids[-1], 300)
+    time.sleep(2.0)  # let the fill settle: its statuses, the first polls
+
+    meter = _Meter(cluster)
+    out: dict[str, list[dict[str, float]]] = {"member_add": [], "lb_create": [], "lb_delete": []}
+    lb0 = client.get(f"/v2/lbaas/loadbalancers/{ids[0]}").json()["loadbalancer"]
+    pool_id = client.get("/v2/lbaas/pools", params={"loadbalancer_id": lb0["id"]}).json()["pools"][0]["id"]
+    for r in range(runs):
+        meter.start()
+        t = time.perf_counter()
+        mac = f"02:cd:00:00:{r >> 8:02x}:{r & 0xFF:02x}"
+        resp = client.post(
+            f"/v2/lbaas/pools/{pool_id}/members",
+            json={"member": {"address": f"10.99.0.{r + 1}", "protocol_port": 80, "mac_address": mac}},
+        )
+        resp.raise_for_status()
+        _wait_active(client, ids[0], 120)
+        out["member_add"].append({"seconds": time.perf_counter() - t, **meter.stop()})
+
+        vip = f"198.19.1.{r + 1}"
+        meter.start()
+        t = time.perf_counter()
+        resp = client.post("/v2/lbaas/loadbalancers", json=lb_body(f"extra{r}", vip, members, 3000 + r))
+        resp.raise_for_status()
+        _wait_all(probes, [vip], 120)
+        out["lb_create"].append({"seconds": time.perf_counter() - t, **meter.stop()})
+
+        meter.start()
+        t = time.perf_counter()
+        _delete_all(client, [resp.json()["loadbalancer"]["id"]])
+        _wait_all(probes, [vip], 120, want=False)
+        out["lb_delete"].append({"seconds": time.perf_counter() - t, **meter.stop()})
+
+    resync = resync_after_start = None
+    if restart_node:
+        # A node restarted with empty maps: it gets the group's full state.
+        name = sorted(cluster.agents)[0]
+        agent = cluster.agents[name]
+        agent.stop()
+        argv = agent.argv
+        pin = Path(argv[argv.index("--pin-dir") + 1])
+        # Detached and purged: the node starts with nothing, as a new one.
+        with Dataplane.open(pin) as dp:
+            dp.detach(argv[argv.index("--iface") + 1], netns=argv[argv.index("--netns") + 1])
+        shutil.rmtree(pin, ignore_errors=True)
+        probes.close()
+        offset = agent.log_path.stat().st_size
+        t = time.perf_counter()
+        agent.start()
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                probes = Probes.of(cluster)
+                _wait_all(probes, vips, max(1.0, deadline - time.monotonic()))
+                break
+            except (bpf.BpfError, FileNotFoundError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        resync = time.perf_counter() - t
+        # Without the process's own start (imports, maps, attach): from the
+        # agent's "agent started" line (it then registers, and the operator
+        # sends it the full state) until every VIP forwards there.
+        served = _log_time(agent.log_path, "agent started", after=offset)
+        resync_after_start = time.time() - served if served is not None else None
+    probes.close()
+    client.close()
+
+    def med(xs: list[dict[str, float]]) -> dict[str, float]:
+        return {k: statistics.median(x[k] for x in xs) for k in xs[0]}
+
+    return {
+        "load_balancers": n,
+        "members_each": members,
+        "fill_api_calls_s": created,
+        "fill_until_all_nodes_forward_s": filled,
+        "creates_per_s": (n - 1) / created if created else 0.0,
+        "member_add": {**med(out["member_add"]), "p99_s": _percentile([x["seconds"] for x in out["member_add"]], 99)},
+        "lb_create": med(out["lb_create"]),
+        "lb_delete": med(out["lb_delete"]),
+        "raw": out,
+        "restarted_node_forwards_all_s": resync,
+        "restarted_node_started_to_forwarding_all_s": resync_after_start,
+    }
+
+
+def _log_time(path: Path, text: str, after: int) -> float | None:
+    """Unix time of the first log line past `after` bytes containing text."""
+    with open(path, "rb") as f:
+        f.seek(after)
+        for raw in f:
+            line = raw.decode(errors="replace")
+            if text in line:
+                try:
+                    return time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
+                except ValueError:
+                    return None
+    return None

@@ -69,15 +69,41 @@ app.command("rfc2544")(rfc2544)
 
 @app.command("control-plane")
 def control_plane(
-    runs: Annotated[int, typer.Option(help="single load balancers created one after another")] = 20,
-    members: Annotated[int, typer.Option(help="members of each single load balancer")] = 255,
+    runs: Annotated[
+        int | None, typer.Option(help="single load balancers created one after another (20; --scale: 3)")
+    ] = None,
+    members: Annotated[
+        int | None, typer.Option(help="members of each single load balancer (255); --scale: of each load balancer (10)")
+    ] = None,
     bulk: Annotated[int, typer.Option(help="load balancers created at once for the convergence figure")] = 1000,
     bulk_members: Annotated[int, typer.Option(help="members of each of those")] = 10,
+    scale: Annotated[
+        str | None,
+        typer.Option(help="N[,N...]: fill a group with N load balancers, then measure one change on it"),
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write every figure to this file")] = None,
 ) -> None:
-    """Time from the API call until all 3 LB nodes forward; convergence of many load balancers."""
+    """Time from the API call until all 3 LB nodes forward; convergence of many load balancers.
+    With --scale: what one change costs on a group of N load balancers."""
     from xdsr.bench import controlplane
 
+    if scale is not None:
+        try:
+            scales = [int(x) for x in scale.split(",") if x.strip()]
+        except ValueError:
+            raise typer.BadParameter("--scale: N[,N...] (numbers of load balancers)") from None
+        m, r = members or 10, runs or 3
+        with out.status(f"control plane at scale: {scales} load balancers x {m} members ..."):
+            # Each scale's figures are written as soon as it is done: a large
+            # scale takes many minutes, and a failure there keeps the others.
+            save = (lambda d: json_out.write_text(json.dumps(d, indent=2))) if json_out else None
+            doc = controlplane.run_scale(scales, members=m, runs=r, progress=save)
+        _scale_table(doc)
+        if json_out:
+            json_out.write_text(json.dumps(doc, indent=2))
+            out.print(f"wrote {json_out}")
+        return
+    runs, members = runs or 20, members or 255
     with out.status(f"control plane: {runs} x 1 LB of {members} members, then {bulk} LBs of {bulk_members} ..."):
         doc = controlplane.run(runs=runs, members=members, bulk=bulk, bulk_members=bulk_members)
     s = doc["single"]
@@ -98,6 +124,47 @@ def control_plane(
     if json_out:
         json_out.write_text(json.dumps(doc, indent=2))
         out.print(f"wrote {json_out}")
+
+
+def _scale_table(doc: dict[str, object]) -> None:
+    t = Table(
+        "LBs x members",
+        "add one member (median / p99)",
+        "create one LB",
+        "delete one LB",
+        "bytes per node per change",
+        "operator CPU",
+        "agent CPU",
+        "API server CPU",
+        "store writes",
+        title="one change on a full group (median of the runs; CPU until quiet)",
+    )
+    for sc in doc["scales"]:  # type: ignore[attr-defined]
+        add, create, delete = sc["member_add"], sc["lb_create"], sc["lb_delete"]
+        t.add_row(
+            f"{sc['load_balancers']} x {sc['members_each']}",
+            f"{add['seconds'] * 1000:.0f} / {add['p99_s'] * 1000:.0f} ms",
+            f"{create['seconds'] * 1000:.0f} ms",
+            f"{delete['seconds'] * 1000:.0f} ms",
+            f"{add['bytes_per_node'] / 1000:.1f} KB / {create['bytes_per_node'] / 1000:.1f} KB",
+            f"{add['operator_cpu_s'] * 1000:.0f} ms",
+            f"{add['agent_cpu_s'] * 1000:.0f} ms",
+            f"{add['apiserver_cpu_s'] * 1000:.0f} ms",
+            f"{add['store_writes']:.0f} / {create['store_writes']:.0f}",
+        )
+    out.print(t)
+    for sc in doc["scales"]:  # type: ignore[attr-defined]
+        out.print(
+            f"{sc['load_balancers']} x {sc['members_each']}: filled by 8 clients in {sc['fill_api_calls_s']:.2f} s "
+            f"({sc['creates_per_s']:.0f} creates/s), every node forwards all after "
+            f"{sc['fill_until_all_nodes_forward_s']:.2f} s; a restarted node (maps purged) forwards all after "
+            + (f"{sc['restarted_node_forwards_all_s']:.2f} s" if sc["restarted_node_forwards_all_s"] else "-")
+            + (
+                f" ({sc['restarted_node_started_to_forwarding_all_s']:.2f} s after the agent started serving)"
+                if sc.get("restarted_node_started_to_forwarding_all_s")
+                else ""
+            )
+        )
 
 
 @app.command("bgp")

@@ -33,6 +33,15 @@ class ServiceKey:
     seg_type: abi.SegType = abi.SegType.VLAN
     seg_id: int = 0
 
+    def __hash__(self) -> int:
+        # Cached: an apply of thousands of services looks each key up in
+        # several dicts, and hashing the address each time dominated it.
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash((self.vip, self.port, self.proto, self.seg_type, self.seg_id))
+
     @functools.cached_property
     def _order(self) -> tuple[int, int, int, int, int, int]:
         # Cached: sorting a thousand keys compares each many times.
@@ -115,6 +124,12 @@ class Service:
     def digest(self) -> int:
         """64-bit digest of everything that shapes the table; stored in the
         table header so that an apply rewrites only services that changed."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> int:
+        # Cached: every apply compares every service's digest, and a node
+        # holding thousands of services applies one changed service at a time.
         doc = {
             "abi": abi.ABI_VERSION,
             "key": self.key.pack().hex(),

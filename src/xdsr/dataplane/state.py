@@ -22,11 +22,13 @@ import bisect
 import contextlib
 import ctypes
 import fcntl
+import functools
 import hashlib
 import logging
 import os
 import threading
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,6 +74,10 @@ class ApplyReport:
     tables_written: int = 0
     index_swapped: bool = False
     seconds: float = 0.0
+    # The services this apply created or updated, as the kernel now holds
+    # them: a caller keeping its own copy of what is installed updates it
+    # from these instead of reading every service back.
+    installed: dict[ServiceKey, InstalledService] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -170,6 +176,22 @@ def usage(dp: Dataplane) -> Usage:
     )
 
 
+# The index this process last wrote, parsed, per data plane: an apply reads
+# the live index first (another process may have changed it), and when it is
+# still the one this process wrote, parsing thousands of entries again would
+# cost more than the change itself. Compared by content, so never stale.
+_last_written: weakref.WeakKeyDictionary[Dataplane, tuple[bytes, dict[ServiceKey, abi.SvcEntry]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _parse_live(dp: Dataplane, data: bytes) -> dict[ServiceKey, abi.SvcEntry]:
+    cached = _last_written.get(dp)
+    if cached is not None and cached[0] == data:
+        return dict(cached[1])
+    return _parse_index(data)
+
+
 def read_index(dp: Dataplane) -> dict[ServiceKey, abi.SvcEntry]:
     """Every used bucket of the live index (fragment entries included)."""
     return _parse_index(_index_bytes(dp, _sel(dp).live & 1))
@@ -249,6 +271,25 @@ def _with_key(e: abi.SvcEntry, key: ServiceKey) -> abi.SvcEntry:
     return copy
 
 
+# Each apply places every service in a new index, and most keys are the
+# ones it placed last time: their home bucket is hashed once.
+_home = functools.lru_cache(maxsize=1 << 14)(index_hash)
+
+
+def report_unchanged(new: abi.SvcEntry, old: abi.SvcEntry | None) -> bool:
+    return old is not None and new is old
+
+
+_KEY_END = abi.SvcEntry.key.offset + abi.SvcEntry.key.size
+
+
+def _same_table(a: abi.SvcEntry, b: abi.SvcEntry) -> bool:
+    """Equal apart from the key: a fragment entry and the entry it mirrors."""
+    ra, rb = bytes(a), bytes(b)
+    start = abi.SvcEntry.key.offset
+    return ra[:start] == rb[:start] and ra[_KEY_END:] == rb[_KEY_END:]
+
+
 def _build_index(entries: list[tuple[ServiceKey, abi.SvcEntry]], size: int) -> bytes:
     """Open addressing with linear probing, in key order so that the same
     services always give the same bytes."""
@@ -256,7 +297,7 @@ def _build_index(entries: list[tuple[ServiceKey, abi.SvcEntry]], size: int) -> b
     taken = bytearray(size)
     mask = size - 1
     for key, e in sorted(entries, key=lambda x: x[0]):
-        b = index_hash(key.pack()) & mask
+        b = _home(key.pack()) & mask
         for _ in range(abi.INDEX_PROBES):
             if not taken[b]:
                 break
@@ -329,7 +370,7 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
         sel = _sel(dp)
         _quiesce(dp, sel)
         live_bytes = _index_bytes(dp, sel.live & 1)
-        current = _parse_index(live_bytes)
+        current = _parse_live(dp, live_bytes)
         desired = {s.key: s for s in services}
 
         # Space the live index references stays untouched until the swap.
@@ -384,16 +425,35 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
             shared.setdefault(tdigest, entries[key])
 
         for fkey, target in _fragment_targets(services).items():
-            entries[fkey] = _with_key(entries[target], fkey)
+            have = current.get(fkey)
+            if (
+                have is not None
+                and report_unchanged(entries[target], current.get(target))
+                and _same_table(have, entries[target])
+            ):
+                entries[fkey] = have  # its target's table did not move: the entry is already right
+            else:
+                entries[fkey] = _with_key(entries[target], fkey)
             if fkey not in current or bytes(current[fkey]) != bytes(entries[fkey]):
                 report.fragment_entries += 1
         report.fragment_entries += sum(1 for k in current if not k.port and k not in entries)
         report.removed = sorted(k for k in real if k not in desired)
 
+        for key in (*report.created, *report.updated):
+            e = entries[key]
+            report.installed[key] = InstalledService(
+                desired[key],
+                int(e.stats_id),
+                int(e.digest),
+                int(e.slot_base),
+                tables.table_bytes(e.table_size, e.n_backends),
+            )
+
         index = _build_index(list(entries.items()), dp.index_size)
         if index != live_bytes:
             _flip(dp, sel, index)
             report.index_swapped = True
+        _last_written[dp] = (index, dict(entries))
 
     report.seconds = time.perf_counter() - t0
     log.info(

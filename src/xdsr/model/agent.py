@@ -1,9 +1,15 @@
 """What the operator sends to an LB node's agent, and what the agent reports.
 
-PUT /v1/state with a DesiredState replaces everything the node forwards;
-the agent answers with its AgentState once applied. Generations only grow:
-an older generation than the applied one is refused (409), the same one is
-a no-op, so retries are safe.
+PUT /v1/state with a DesiredState either replaces everything the node
+forwards (a full state: `services`) or changes what it holds at generation
+`base` (a delta: `changes`, per load balancer the services it has now). The
+agent answers with its AgentState once applied; after a delta, the report
+covers only the load balancers the delta named (`partial`). Generations only
+grow within an epoch (the stream of one group's generations): an older
+generation than the applied one is refused (409), the same one is a no-op,
+so retries are safe. A delta whose base or epoch is not what the node holds
+is refused (409, with the node's generation and epoch): the operator then
+sends the full state. A full state of another epoch is always taken.
 """
 
 from __future__ import annotations
@@ -75,6 +81,24 @@ class Services(_Model):
 
 class DesiredState(Services):
     generation: Annotated[int, Field(ge=1)]
+    # Which stream of generations this belongs to (the operator's group and
+    # its uid): generations of another epoch are not comparable. "" for a
+    # hand-written state.
+    epoch: str = ""
+    # Set: a delta from generation `base` of the same epoch; `services` is
+    # then empty and `changes` holds, per load balancer id (the part of a
+    # service id before "/"), the services it has now ([] = none any more).
+    base: Annotated[int, Field(ge=0)] | None = None
+    changes: dict[str, list[RuleService]] = {}
+
+    @property
+    def is_delta(self) -> bool:
+        return self.base is not None
+
+
+def owner(service_id: str | None) -> str:
+    """The load balancer a service id belongs to (the delta protocol's unit)."""
+    return (service_id or "").split("/", 1)[0]
 
 
 class ServiceReport(_Model):
@@ -95,4 +119,8 @@ class AgentState(_Model):
     applied_at: float | None = None  # unix time of the last apply
     apply_seconds: float | None = None
     error: str | None = None  # why the last PUT failed, if it did
+    epoch: str = ""  # the epoch of the generation applied
+    # True: `services` reports only the load balancers the last delta named
+    # (the answer to a delta); False: every service the node holds.
+    partial: bool = False
     services: list[ServiceReport] = []

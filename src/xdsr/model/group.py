@@ -45,3 +45,7 @@ class Group(_Model):
     name: str
     lbns: list[str] = []
     epoch: int = 0
+    # Set when the group is first written: a group of the same name written
+    # anew (a store rebuilt from nothing) starts generations that cannot be
+    # compared with the old ones, and the nodes must take its full state.
+    uid: str = ""

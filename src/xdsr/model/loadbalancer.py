@@ -113,7 +113,9 @@ class ObjectStatus(_Doc):
 class LbnReport(_Doc):
     """One LB node's view of this load balancer."""
 
-    applied_generation: int = 0  # the group generation the node has applied
+    # The group generation the node has applied, up to the one holding this
+    # load balancer's latest rules (later ones do not concern it).
+    applied_generation: int = 0
     forwarding: bool = False  # every service of the LB is installed on the node
     error: str | None = None
 

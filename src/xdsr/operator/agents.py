@@ -17,23 +17,32 @@ class AgentClient:
     advertises a plain http:// endpoint is refused, so the token never
     travels in the clear. None: plain HTTP (`--insecure-http`)."""
 
-    def __init__(self, token: str, timeout: float = 10.0, tls: ClientTls | None = None) -> None:
+    def __init__(
+        self, token: str, timeout: float = 10.0, tls: ClientTls | None = None, apply_timeout: float = 300.0
+    ) -> None:
         verify = tls.context() if tls is not None else True
         self._tls = tls is not None
         self._http = httpx.AsyncClient(timeout=timeout, headers={"Authorization": f"Bearer {token}"}, verify=verify)
+        # A full state of thousands of services takes the node a while to
+        # parse and apply before it answers: waiting less would only make it
+        # receive the same body again and again.
+        self._apply_timeout = httpx.Timeout(timeout, read=apply_timeout)
 
     def _check(self, endpoint: str) -> None:
         if self._tls and not endpoint.startswith("https://"):
             raise AgentError(f"{endpoint}: not https: the operator talks to agents over TLS only")
 
-    async def put_state(self, endpoint: str, state: DesiredState) -> AgentState:
-        """Apply a state; a node already past it (409) answers with its own."""
+    async def put_state(self, endpoint: str, state: DesiredState | bytes) -> AgentState:
+        """Apply a state (or its JSON); a node already past it, or not at a
+        delta's base (409), answers with its own."""
         self._check(endpoint)
+        body = state if isinstance(state, bytes) else state.model_dump_json(exclude_defaults=True).encode()
         try:
             resp = await self._http.put(
                 f"{endpoint}/v1/state",
-                content=state.model_dump_json(),
+                content=body,
                 headers={"Content-Type": "application/json"},
+                timeout=self._apply_timeout,
             )
         except httpx.HTTPError as exc:
             raise AgentError(f"{endpoint}: {exc.__class__.__name__}: {exc}") from exc

@@ -1,7 +1,12 @@
 """The LB nodes: each kept at the generation its group must reach.
 
-Every node of a group gets the union of the group's rules, tagged with the
-highest store revision under the group as generation. One worker per node,
+A group's target is its rules at its generation (the highest store revision
+under the group) in its epoch (the group's uid). A node whose holding the
+operator knows (it answered the last push, or reports the target's very
+generation) gets a delta: the services of the load balancers whose rules
+changed since, and nothing else. A node new, restarted, behind in a way the
+operator cannot tell, or of another epoch, gets the full state; so does one
+that refuses a delta (its base is not what it holds). One worker per node,
 so a slow or dead node delays nobody else; a node is polled for its state
 (counters, restarts, health) at every resync and when its record says a
 backend it checks went up or down.
@@ -13,10 +18,10 @@ import asyncio
 import logging
 import time
 
-from xdsr.model.agent import DesiredState, RuleService
+from xdsr.model.agent import AgentState, ServiceReport, owner
 from xdsr.model.group import LbnRecord
 from xdsr.operator.agents import AgentError
-from xdsr.operator.view import Node, View
+from xdsr.operator.view import Node, Target, View, group_epoch
 
 log = logging.getLogger("xdsr.operator")
 
@@ -24,7 +29,8 @@ log = logging.getLogger("xdsr.operator")
 class NodeDriver(View):
     def _lbn_changed(self, name: str, _old: object, record: object) -> None:
         assert record is None or isinstance(record, LbnRecord)
-        self._all_dirty = True  # a node came or went: its groups' statuses change
+        # A node came or went: its groups' statuses change, and what fits where.
+        self._all_dirty = self._place_all = True
         node = self.nodes.get(name)
         if record is not None and (node is None or node.record is None or node.record.started_at != record.started_at):
             # A new or restarted node: it knows nothing until told.
@@ -32,6 +38,8 @@ class NodeDriver(View):
             node = self.nodes.setdefault(name, Node(name))
             node.state = None
             node.error = None
+            node.acked = None
+            node.by_lb = {}
         elif (
             record is not None
             and node is not None
@@ -44,10 +52,15 @@ class NodeDriver(View):
             node.kick.set()
         self._kick.set()
 
-    def _node_changed(self, node: Node) -> None:
-        for g, (doc, _) in self._group_docs().items():
-            if node.name in doc.lbns:
-                self._dirty_groups.add(g)
+    def _node_changed(self, node: Node, lbs: set[str] | None = None) -> None:
+        """Statuses to compute again: those of `lbs`, or (None) of every load
+        balancer of the node's group."""
+        if lbs is not None:
+            self._dirty_lbs |= lbs
+        else:
+            for g, (doc, _) in self._group_docs().items():
+                if node.name in doc.lbns:
+                    self._dirty_groups.add(g)
         self._kick.set()
 
     def _push_all(self) -> None:
@@ -55,17 +68,39 @@ class NodeDriver(View):
         placed_all = self._placed()
         for g, (doc, _) in self._group_docs().items():
             placed = placed_all.get(g, {})
-            services: list[RuleService] = [
-                s for p, _ in sorted(placed.values(), key=lambda x: x[1]) for s in p.services
-            ]
-            wanted = DesiredState(generation=self._generation(g, placed), services=services)
+            generation, epoch = self._generation(g, placed), group_epoch(g, doc)
+            target: Target | None = None
             for name in doc.lbns:
                 node = self.nodes.get(name)
                 if node is None or name not in live:
                     continue
-                if node.wanted is None or node.wanted.generation != wanted.generation:
-                    node.wanted = wanted
+                w = node.wanted
+                if w is None or w.generation != generation or w.epoch != epoch:
+                    target = target or Target(epoch, generation, placed)
+                    node.wanted = target
                     node.kick.set()
+
+    @staticmethod
+    def _at(node: Node, target: Target) -> bool:
+        st = node.state
+        return st is not None and st.generation == target.generation and st.epoch == target.epoch
+
+    def _take_reports(self, node: Node, state: AgentState, lbs: set[str] | None) -> set[str] | None:
+        """Keep what the node reports: all of it, or (a delta's answer) the
+        load balancers it named. Returns the load balancers whose reports
+        changed (None: maybe any)."""
+        fresh: dict[str, list[ServiceReport]] = {}
+        for r in state.services:
+            fresh.setdefault(owner(r.id), []).append(r)
+        if not state.partial:
+            old, node.by_lb = node.by_lb, fresh
+            return {lb for lb in old.keys() | fresh.keys() if old.get(lb) != fresh.get(lb)}
+        for lb in lbs or ():
+            if lb in fresh:
+                node.by_lb[lb] = fresh[lb]
+            else:
+                node.by_lb.pop(lb, None)
+        return set(lbs or ())
 
     async def _node_worker(self, node: Node) -> None:
         """Keep one node at the generation it should have; one push at a time."""
@@ -76,23 +111,22 @@ class NodeDriver(View):
             if node.poll:
                 node.poll = False
                 await self._read_state(node)
-                self._node_changed(node)
             if wanted is None or rec is None:
                 continue
-            if node.state is not None and node.state.generation == wanted.generation and node.error is None:
+            if self._at(node, wanted) and node.error is None:
+                if node.acked is None:
+                    node.acked = wanted.revisions()
                 continue
+            state = node.state
+            if node.acked is not None and state is not None and state.epoch == wanted.epoch:
+                desired, lbs = wanted.delta(state.generation, node.acked)
+            else:
+                desired, lbs = wanted.full(), None
+            error_before = node.error
             try:
                 t0 = time.perf_counter()
-                node.state = await self.agents.put_state(rec.endpoint, wanted)
-                node.error = node.state.error if node.state.generation < wanted.generation else None
-                node.last_contact = time.monotonic()
-                log.info(
-                    "LB node %s at generation %d (%d services) in %.1f ms",
-                    node.name,
-                    node.state.generation,
-                    len(wanted.services),
-                    (time.perf_counter() - t0) * 1000,
-                )
+                body = desired.model_dump_json(exclude_defaults=True).encode()
+                got = await self.agents.put_state(rec.endpoint, body)
             except AgentError as exc:
                 node.error = str(exc)
                 log.warning("push to LB node %s failed: %s", node.name, exc)
@@ -100,29 +134,84 @@ class NodeDriver(View):
                 await asyncio.sleep(self.settings.retry)
                 node.kick.set()
                 continue
+            node.bytes_sent += len(body)
+            node.last_contact = time.monotonic()
+            if lbs is None:
+                node.full_pushes += 1
+            else:
+                node.delta_pushes += 1
+            node.state = got
+            if got.generation == wanted.generation and got.epoch == wanted.epoch:
+                node.acked = wanted.revisions()
+                node.error = None
+                changed = self._take_reports(node, got, lbs)
+                log.info(
+                    "LB node %s at generation %d: %s of %d load balancers in %.1f ms (%d bytes)",
+                    node.name,
+                    got.generation,
+                    "full state" if lbs is None else f"delta, {len(lbs)}",
+                    len(wanted.placed),
+                    (time.perf_counter() - t0) * 1000,
+                    len(body),
+                )
+                # Only the load balancers the delta carried changed on the
+                # node, unless it was in error before.
+                self._node_changed(node, lbs if lbs is not None and error_before is None else None)
+                del changed
+                continue
+            # Not at the target: a delta refused (its base is not what the
+            # node holds: it restarted, or missed a push), or a full state
+            # refused (the node is past it).
+            node.acked = None
+            if not got.partial:
+                self._take_reports(node, got, None)
+            if lbs is not None:
+                log.info(
+                    "LB node %s refused a delta from %d (it holds %s:%d): sending the full state",
+                    node.name,
+                    desired.base or 0,
+                    got.epoch or "-",
+                    got.generation,
+                )
+                node.kick.set()
+            else:
+                node.error = got.error if got.generation < wanted.generation else None
             self._node_changed(node)
 
     async def _poll_nodes(self) -> None:
         """Fresh state (counters, restarts) from every live node."""
 
         async def poll(node: Node) -> None:
-            if await self._read_state(node) and node.wanted is not None:
-                assert node.state is not None
-                if node.state.generation != node.wanted.generation:
-                    node.kick.set()
+            if await self._read_state(node) and node.wanted is not None and not self._at(node, node.wanted):
+                node.kick.set()
 
         live = self._live()
         await asyncio.gather(*(poll(n) for name, n in self.nodes.items() if name in live))
-        self._all_dirty = True
+        self._place_all = True  # what health checks take out may have changed anywhere
 
     async def _read_state(self, node: Node) -> bool:
         """Ask the node what it holds now; False (and node.error) if it cannot be reached."""
         if node.record is None:
             return False
+        before = node.state
         try:
-            node.state = await self.agents.get_state(node.record.endpoint)
+            state = await self.agents.get_state(node.record.endpoint)
         except AgentError as exc:
+            if node.error != str(exc):
+                self._node_changed(node)
             node.error = str(exc)
             return False
         node.last_contact = time.monotonic()
+        node.state = state
+        if before is None or (before.generation, before.epoch, before.error) != (
+            state.generation,
+            state.epoch,
+            state.error,
+        ):
+            node.acked = None if before is None or before.generation != state.generation else node.acked
+            self._take_reports(node, state, None)
+            self._node_changed(node)
+        else:
+            # Counters and health: only the load balancers whose reports moved.
+            self._node_changed(node, self._take_reports(node, state, None))
         return True

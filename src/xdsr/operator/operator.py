@@ -29,6 +29,7 @@ import contextlib
 import logging
 import time
 
+from xdsr.model.loadbalancer import LoadBalancer
 from xdsr.operator.agents import AgentClient
 from xdsr.operator.nodes import NodeDriver
 from xdsr.operator.placement import Placer
@@ -72,8 +73,11 @@ class Operator(Placer, NodeDriver, StatusWriter):
         finally:
             await self.stop()
 
-    def _lb_changed(self, name: str, _old: object, _new: object) -> None:
+    def _lb_changed(self, name: str, _old: object, new: object) -> None:
         self._dirty_lbs.add(name)
+        self._place_dirty.add(name)
+        if isinstance(new, LoadBalancer) and new.deleting:
+            self._deleting.add(name)
         self._kick.set()
 
     async def _loop(self) -> None:
@@ -89,12 +93,12 @@ class Operator(Placer, NodeDriver, StatusWriter):
                 self._kick.clear()
                 await self.reconcile()
             except (StoreError, Conflict) as exc:
-                self._all_dirty = True  # the pass may have consumed changes it did not finish
+                self._all_dirty = self._place_all = True  # the pass may have consumed changes it did not finish
                 log.warning("reconcile pass failed, retrying: %s", exc)
                 await asyncio.sleep(self.settings.retry)
                 continue
             except Exception:
-                self._all_dirty = True
+                self._all_dirty = self._place_all = True
                 log.exception("reconcile pass failed")
                 await asyncio.sleep(self.settings.retry)
                 continue

@@ -11,6 +11,7 @@ health checks find down at weight 0.
 from __future__ import annotations
 
 import logging
+import uuid
 
 from xdsr.model import keys
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
@@ -43,7 +44,7 @@ class Placer(View):
                     wanted = f"g{n}"
 
             def join(doc: Group | None, gname: str = wanted, node: str = name) -> Group:
-                doc = doc or Group(name=gname)
+                doc = doc or Group(name=gname, uid=uuid.uuid4().hex)
                 if node in doc.lbns:
                     return doc
                 return doc.model_copy(update={"lbns": [*doc.lbns, node]})
@@ -76,21 +77,28 @@ class Placer(View):
         placed_all = self._placed()
         where = self._placement_index()
         live = self._live()
-        load = {g: sum(len(p.services) for p, _ in lbs.values()) for g, lbs in placed_all.items()}
+        load: dict[str, int] = {}  # services per group, counted when a load balancer needs a group
         capacity = {
             g: min((live[n].max_services for n in doc.lbns if n in live), default=0) for g, (doc, _) in groups.items()
         }
-        # Every service key served anywhere, by the load balancer serving it:
-        # two load balancers cannot share a VIP, port, protocol and segment.
-        owner: dict[ServiceKey, str] = {}
-        for lbs in placed_all.values():
-            for lb_id, (placed, _) in sorted(lbs.items()):
-                for s in placed.services:
-                    owner.setdefault(service_key(s), lb_id)
+        # Two load balancers cannot share a VIP, port, protocol and segment:
+        # who serves each key is kept as the rules change (self._owner);
+        # what this pass places goes in `claimed` first.
+        claimed: dict[ServiceKey, str] = {}
+
+        def owner(key: ServiceKey, lb_id: str) -> str:
+            return claimed.get(key) or self._owner(key) or lb_id
 
         writes: list[tuple[str, str, PlacedLoadBalancer | None]] = []  # (group, lb id, rules or None)
-        lbs_sorted = sorted(self.lbs.values(), key=lambda lb: (lb.created_at, lb.id))
-        present = {lb.id for lb in lbs_sorted}
+        # Only the load balancers that changed, unless anything else may
+        # have (a restart, a failed pass, nodes coming or going, a resync).
+        if self._place_all:
+            todo = self.lbs.values()
+        else:
+            todo = [lb for lb in (self.lbs.get(i) for i in self._place_dirty) if lb is not None]
+        everything = self._place_all
+        self._place_all, self._place_dirty = False, set()
+        lbs_sorted = sorted(todo, key=lambda lb: (lb.created_at, lb.id))
         for lb in lbs_sorted:
             group = where.get(lb.id)
             if lb.deleting:
@@ -103,16 +111,20 @@ class Placer(View):
                 continue
             # A service another load balancer already serves is left out;
             # the status says why (see _refusal).
-            services = [s for s in self.compiled(lb) if owner.get(service_key(s), lb.id) == lb.id]
+            services = [s for s in self.compiled(lb) if owner(service_key(s), lb.id) == lb.id]
             services = sized(services, current.services if current is not None else None)
             services = without(services, down)
             if group is None:
+                if not load:
+                    load = {g: sum(len(p.services) for p, _ in lbs.values()) for g, lbs in placed_all.items()}
+                    load.update({g: 0 for g in groups if g not in load})
                 group = self._choose_group(load, capacity, len(services), lb.lbn_group)
                 if group is None:
+                    self._place_dirty.add(lb.id)  # looked at again next pass (a group may form, or free up)
                     continue
                 load[group] = load.get(group, 0) + len(services)
             for s in services:
-                owner[service_key(s)] = lb.id
+                claimed[service_key(s)] = lb.id
             writes.append(
                 (
                     group,
@@ -123,9 +135,10 @@ class Placer(View):
                 )
             )
         # Load balancers whose documents are gone (deleted by hand) leave too.
-        for lb_id, g in where.items():
-            if lb_id not in present:
-                writes.append((g, lb_id, None))
+        if everything:
+            for lb_id, g in where.items():
+                if self.lbs.get(lb_id) is None:
+                    writes.append((g, lb_id, None))
 
         deleted_from: set[str] = set()
         last_rule = last_group = 0
@@ -146,10 +159,10 @@ class Placer(View):
                     # Into our own copy at once (read-your-writes), rather than
                     # waiting for the watch to bring it back: pushes go out now.
                     self.rules.apply_local(f"{g}/{lb_id}", rules, rev)
-                    self._needed[lb_id] = rev
             except Conflict:
                 # Someone else wrote it (another operator?): the next pass
                 # sees their version and decides again.
+                self._place_dirty.add(lb_id)
                 self._kick.set()
 
         await self._concurrently(write(*w) for w in writes)
@@ -166,7 +179,6 @@ class Placer(View):
             for gg, lb_id, rules in writes:
                 if gg == g and rules is None:
                     self._removed[lb_id] = (g, last_group)
-                    self._needed.pop(lb_id, None)
         # A deletion is not in our copy until the watch brings it: wait for
         # that, so the pushes below do not carry the deleted rules.
         if last_rule:

@@ -179,8 +179,13 @@ def compute(
         err = n.error or (n.state.error if n.state else None)
         if not n.live:
             err = err or "not registered (down)"
+        # The node's generation as far as this load balancer is concerned:
+        # past the one holding its latest rules, further generations change
+        # nothing here, and writing them would rewrite every load balancer's
+        # status on every change to any of them.
+        gen = applied.get(n.name, n.state.generation if n.state else 0)
         lbns[n.name] = LbnReport(
-            applied_generation=applied.get(n.name, n.state.generation if n.state else 0),
+            applied_generation=min(gen, placement.needed_revision) if placement.needed_revision else gen,
             forwarding=forwarding,
             error=err,
         )

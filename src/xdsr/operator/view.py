@@ -11,6 +11,7 @@ writeback.py; operator.py runs them.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 
@@ -19,10 +20,50 @@ from xdsr.model.agent import AgentState, DesiredState, ServiceReport
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
 from xdsr.operator.agents import AgentClient
-from xdsr.operator.compile import Compiled
+from xdsr.operator.compile import Compiled, ServiceKey, service_key
 from xdsr.operator.status import NodeReport
 from xdsr.store.base import Store
 from xdsr.store.informer import Informer
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """What a group's nodes must hold: its rules at one generation of one
+    epoch. What a group holds is a function of its generation (any change
+    under its prefix raises it), so a node known to be at a generation is
+    known to hold these rules."""
+
+    epoch: str
+    generation: int
+    placed: dict[str, tuple[PlacedLoadBalancer, int]]  # lb id -> (its rules, their revision)
+
+    @functools.cached_property
+    def _revisions(self) -> dict[str, int]:
+        return {lb_id: rev for lb_id, (_, rev) in self.placed.items()}
+
+    def revisions(self) -> dict[str, int]:
+        """lb id -> rules revision; shared by the group's nodes, not to be changed."""
+        return self._revisions
+
+    def full(self) -> DesiredState:
+        services = [s for p, _ in sorted(self.placed.values(), key=lambda x: x[1]) for s in p.services]
+        return DesiredState.model_construct(
+            generation=self.generation, epoch=self.epoch, base=None, changes={}, services=services
+        )
+
+    def delta(self, base: int, held: dict[str, int]) -> tuple[DesiredState, set[str]]:
+        """From a node holding `held` (lb id -> rules revision) at generation
+        base: the services of the load balancers that changed since, and which."""
+        changes = {lb_id: p.services for lb_id, (p, rev) in self.placed.items() if held.get(lb_id) != rev}
+        changes.update({lb_id: [] for lb_id in held if lb_id not in self.placed})
+        state = DesiredState.model_construct(
+            generation=self.generation, epoch=self.epoch, base=base, changes=changes, services=[]
+        )
+        return state, set(changes)
+
+
+def group_epoch(name: str, doc: Group) -> str:
+    return f"{name}:{doc.uid}"
 
 
 @dataclass
@@ -31,13 +72,20 @@ class Node:
 
     name: str
     record: LbnRecord | None = None
-    state: AgentState | None = None
+    state: AgentState | None = None  # its generation and epoch; its reports are in by_lb
     error: str | None = None
-    wanted: DesiredState | None = None
+    wanted: Target | None = None
     last_contact: float = 0.0
     kick: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     poll: bool = False  # read its state at the next kick (a backend it checks went up or down)
+    # What it holds (lb id -> rules revision) at state.generation, when
+    # known: the base of the next delta. None: it gets the full state.
+    acked: dict[str, int] | None = None
+    by_lb: dict[str, list[ServiceReport]] = field(default_factory=dict)  # its service reports by load balancer
+    bytes_sent: int = 0  # bodies of PUT /v1/state, for the benchmark
+    full_pushes: int = 0
+    delta_pushes: int = 0
 
 
 @dataclass
@@ -58,13 +106,13 @@ class View:
         self.lbs = Informer(store, keys.LB_PREFIX, LoadBalancer, on_change=self._lb_changed)
         self.statuses = Informer(store, keys.STATUS_PREFIX, LoadBalancerStatus)
         self.groups = Informer(store, keys.GROUP_PREFIX, Group, on_change=kick)
-        self.rules = Informer(store, keys.RULES_PREFIX, PlacedLoadBalancer, on_change=kick)
+        self.rules = Informer(store, keys.RULES_PREFIX, PlacedLoadBalancer, on_change=self._rules_changed)
         self.lbns = Informer(store, keys.LBN_PREFIX, LbnRecord, on_change=self._lbn_changed)
         self.nodes: dict[str, Node] = {}
-        # Group generation holding each load balancer's latest change, and
-        # the one from which a deleted load balancer is gone. Unknown after a
-        # restart: then the group's current generation is used (conservative).
-        self._needed: dict[str, int] = {}
+        # The group generation from which a deleted load balancer is gone.
+        # Unknown after a restart: then the group's current generation is
+        # used (conservative). What a live load balancer needs is the
+        # revision of its rules.
         self._removed: dict[str, tuple[str, int]] = {}
         self._stats_written: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -76,7 +124,39 @@ class View:
         self._dirty_lbs: set[str] = set()
         self._dirty_groups: set[str] = set()
         self._all_dirty = True
-        self._report_index: dict[str, tuple[AgentState, dict[str, list[ServiceReport]]]] = {}
+        # The rules by group, rebuilt only after they changed (every pass
+        # reads them, and there may be thousands); who serves each service key.
+        self._placed_cache: dict[str, dict[str, tuple[PlacedLoadBalancer, int]]] | None = None
+        self._where_cache: dict[str, str] | None = None
+        self._revision_cache: dict[str, int] = {}  # group -> highest revision among its rules
+        # Load balancers the placement pass must look at (all of them after
+        # a restart, a failed pass, or a change of nodes or groups).
+        self._place_dirty: set[str] = set()
+        self._place_all = True
+        self._deleting: set[str] = set()  # load balancers marked deleting, until their documents go
+        self._owners: dict[ServiceKey, set[str]] = {}
+
+    def _rules_changed(self, name: str, old: object, new: object) -> None:
+        self._placed_cache = self._where_cache = None
+        lb_id = name.split("/", 1)[1]
+        for doc in (old, new):
+            assert doc is None or isinstance(doc, PlacedLoadBalancer)
+        if isinstance(old, PlacedLoadBalancer):
+            for s in old.services:
+                have = self._owners.get(service_key(s))
+                if have is not None:
+                    have.discard(lb_id)
+                    if not have:
+                        del self._owners[service_key(s)]
+        if isinstance(new, PlacedLoadBalancer):
+            for s in new.services:
+                self._owners.setdefault(service_key(s), set()).add(lb_id)
+        self._kick.set()
+
+    def _owner(self, key: ServiceKey) -> str | None:
+        """The load balancer whose placed rules serve this key (the first by id, should two)."""
+        have = self._owners.get(key)
+        return min(have) if have else None
 
     def _lb_changed(self, name: str, _old: object, _new: object) -> None:
         raise NotImplementedError
@@ -91,22 +171,33 @@ class View:
         return self.groups.entries()
 
     def _placed(self) -> dict[str, dict[str, tuple[PlacedLoadBalancer, int]]]:
-        """group -> lb id -> (its rules, revision)."""
-        out: dict[str, dict[str, tuple[PlacedLoadBalancer, int]]] = {}
-        for name, value in self.rules.entries().items():
-            group, lb_id = name.split("/", 1)
-            out.setdefault(group, {})[lb_id] = value
-        return out
+        """group -> lb id -> (its rules, revision). Not to be changed: shared until the rules change."""
+        if self._placed_cache is None:
+            out: dict[str, dict[str, tuple[PlacedLoadBalancer, int]]] = {}
+            revs: dict[str, int] = {}
+            for name, value in self.rules.entries().items():
+                group, lb_id = name.split("/", 1)
+                out.setdefault(group, {})[lb_id] = value
+                revs[group] = max(revs.get(group, 0), value[1])
+            self._placed_cache, self._revision_cache = out, revs
+        return self._placed_cache
 
     def _placement_index(self) -> dict[str, str]:
-        return {lb: g for g, lbs in self._placed().items() for lb in lbs}
+        """lb id -> its group. Not to be changed: shared until the rules change."""
+        if self._where_cache is None:
+            self._where_cache = {lb: g for g, lbs in self._placed().items() for lb in lbs}
+        return self._where_cache
 
     def _generation(self, group: str, placed: dict[str, tuple[PlacedLoadBalancer, int]] | None = None) -> int:
         """What the group's nodes must reach: the latest change to the group
         or any of its rules (a deletion bumps the group document)."""
         doc = self._group_docs().get(group)
-        revs = [rev for _, rev in (placed if placed is not None else self._placed().get(group, {})).values()]
-        return max([doc[1] if doc else 0, *revs])
+        if placed is None or placed is self._placed().get(group):
+            self._placed()
+            top = self._revision_cache.get(group, 0)
+        else:
+            top = max((rev for _, rev in placed.values()), default=0)
+        return max(doc[1] if doc else 0, top)
 
     def _live(self) -> dict[str, LbnRecord]:
         return {name: rec for name, (rec, _) in self.lbns.entries().items()}
@@ -133,15 +224,9 @@ class View:
         return out
 
     def _by_lb(self, node: Node, state: AgentState) -> dict[str, list[ServiceReport]]:
-        """The node's service reports by load balancer id, built once per state."""
-        cached = self._report_index.get(node.name)
-        if cached is not None and cached[0] is state:
-            return cached[1]
-        index: dict[str, list[ServiceReport]] = {}
-        for r in state.services:
-            index.setdefault(r.id.split("/", 1)[0], []).append(r)
-        self._report_index[node.name] = (state, index)
-        return index
+        """The node's service reports by load balancer id (nodes.py keeps them
+        from full reports and from the partial answers to deltas)."""
+        return node.by_lb
 
     async def _concurrently(self, writes: Iterable[Awaitable[object]], limit: int = 32) -> None:
         """Store writes in flight together: etcd commits concurrent writes

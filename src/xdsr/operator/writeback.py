@@ -18,7 +18,7 @@ from xdsr.model import keys
 from xdsr.model.agent import AgentState
 from xdsr.model.group import PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer
-from xdsr.operator.compile import ServiceKey, service_key
+from xdsr.operator.compile import service_key
 from xdsr.operator.status import Placement, compute, same_but_stats
 from xdsr.operator.view import View
 from xdsr.store.base import Conflict
@@ -32,12 +32,6 @@ class StatusWriter(View):
         where = self._placement_index()
         now = time.monotonic()
         placed_all = self._placed()
-        owner = {
-            service_key(s): lb_id
-            for lbs in placed_all.values()
-            for lb_id, (placed, _) in lbs.items()
-            for s in placed.services
-        }
         if self._all_dirty:
             todo = self.lbs.values()
         else:
@@ -49,9 +43,9 @@ class StatusWriter(View):
             if lb.deleting:
                 continue
             group = where.get(lb.id)
-            placed = placed_all[group][lb.id][0] if group else None
-            needed = self._needed.get(lb.id) or (self._generation(group) if group else 0)
-            reason, refused = self._refusal(lb, placed, owner)
+            placed, needed = placed_all[group][lb.id] if group else (None, 0)
+            # The revision of its rules: the first group generation holding them.
+            reason, refused = self._refusal(lb, placed)
             placement = Placement(group, placed.generation if placed else 0, needed, reason, refused)
             prev = self.statuses.get(lb.id)
             new = compute(lb, placement, self._reports(group, lb.id), prev)
@@ -76,9 +70,7 @@ class StatusWriter(View):
                 )
         await self._concurrently(writes)
 
-    def _refusal(
-        self, lb: LoadBalancer, placed: PlacedLoadBalancer | None, owner: dict[ServiceKey, str]
-    ) -> tuple[str | None, frozenset[str]]:
+    def _refusal(self, lb: LoadBalancer, placed: PlacedLoadBalancer | None) -> tuple[str | None, frozenset[str]]:
         """Why (part of) a load balancer is not placed, derived from the group
         documents alone so that it survives an operator restart."""
         if placed is None:
@@ -95,7 +87,7 @@ class StatusWriter(View):
             refused.add(s.id.split("/", 1)[1])
             reasons.append(
                 f"{s.vip}:{s.port}/{s.protocol} on {s.segment.type} {s.segment.id} is already served by "
-                f"load balancer {owner.get(service_key(s), '?')}"
+                f"load balancer {self._owner(service_key(s)) or '?'}"
             )
         return "; ".join(reasons) or None, frozenset(refused)
 
@@ -103,9 +95,14 @@ class StatusWriter(View):
         where = self._placement_index()
         groups = self._group_docs()
         live = self._live()
-        for lb_id, (lb, rev) in self.lbs.entries().items():
+        for lb_id in sorted(self._deleting):
+            got = self.lbs.entry(lb_id)
+            if got is None or not got[0].deleting:
+                self._deleting.discard(lb_id)
+                continue
+            lb, rev = got
             key = keys.lb_key(lb_id)
-            if not lb.deleting or lb.id in where:
+            if lb.id in where:
                 continue
             group, needed = self._removed.get(lb.id, (None, 0))
             if group is not None and group in groups:
@@ -122,6 +119,7 @@ class StatusWriter(View):
                 await self.store.delete(key, expect=rev)
                 await self.store.delete(keys.status_key(lb.id))
                 self._removed.pop(lb.id, None)
+                self._deleting.discard(lb.id)
                 self._stats_written.pop(lb.id, None)
                 self.compiled.forget(lb.id)
                 log.info("load balancer %s deleted", lb.id)

@@ -70,6 +70,10 @@ class Informer(Generic[M]):
         got = self._items.get(name)
         return got[0] if got else None
 
+    def entry(self, name: str) -> tuple[M, int] | None:
+        """(document, mod_revision) of one name, without copying the others."""
+        return self._items.get(name)
+
     def values(self) -> list[M]:
         return [doc for doc, _ in self._items.values()]
 
