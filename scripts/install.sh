@@ -13,12 +13,14 @@ fi
 # Build and runtime tools: clang/llvm/libbpf/bpftool for the BPF objects,
 # iproute2/ethtool/iptables/tcpdump for network namespaces and the
 # benchmarks, etcd for the control plane's store, python3-venv for the
-# virtualenv.
+# virtualenv, prometheus for promtool (tests check every /metrics and the
+# alert rules with it).
 PACKAGES=(
     clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev libc6-dev make gcc
     iproute2 ethtool iptables tcpdump procps kmod
     etcd-server etcd-client
     python3 python3-venv python3-dev
+    prometheus
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -22,12 +22,16 @@ from xdsr import __version__
 from xdsr.apiserver.auth import Token, TokenRegistry
 from xdsr.apiserver.cache import Cache
 from xdsr.apiserver.errors import install_handlers
+from xdsr.apiserver.metrics import RequestLog
+from xdsr.apiserver.metrics import router as metrics_router
 from xdsr.apiserver.networks import Networks
 from xdsr.apiserver.routes import (
+    compat,
     healthmonitors,
     listeners,
     loadbalancers,
     members,
+    networking,
     pools,
     providers,
     statuses,
@@ -101,10 +105,14 @@ def create_app(store: Store, tokens: Iterable[Token] | TokenRegistry, networks: 
     app.state.cache = cache
     app.state.tokens = registry
     install_handlers(app)
+    app.add_middleware(RequestLog)
     app.add_middleware(PathAliases)
     app.include_router(versions.router)
-    for resource in (loadbalancers, listeners, pools, members, healthmonitors, statuses, providers, tree):
+    app.include_router(metrics_router)
+    for resource in (loadbalancers, listeners, pools, members, healthmonitors, statuses, providers, tree, compat):
         app.include_router(resource.router, prefix="/v2/lbaas")
+    app.include_router(compat.amphorae, prefix="/v2/octavia")
+    app.include_router(networking.router, prefix="/v2")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -50,7 +50,7 @@ class Follower:
         return mine
 
     def follow(self, stats: bool = True) -> None:
-        """Report operating statuses that changed, and (stats) listener counters."""
+        """Report operating statuses that changed, and (stats) every listener's counters."""
         try:
             statuses = self.xdsr.statuses()
         except (XdsrUnreachable, XdsrRefused) as exc:
@@ -59,7 +59,7 @@ class Follower:
                 self._unreachable_logged = True
             return
         self._unreachable_logged = False
-        last_oper, last_stats = self.reporter.last_oper, self.reporter.last_stats
+        last_oper = self.reporter.last_oper
         counters: list[Obj] = []
         for lb_id, st in statuses.items():
             if self.busy(lb_id):
@@ -74,19 +74,23 @@ class Follower:
             if changed:
                 self.reporter.status(changed)
             if stats:
+                # Every listener's absolute counters, changed or not, as Octavia's
+                # amphora driver sends them on every heartbeat: Octavia's stats
+                # listener swallows database errors ("database is locked"), so a
+                # write that seemed to succeed may be lost, and only a resend
+                # repairs an idle listener's numbers.
                 for li in st["listeners"]:
-                    if last_stats.get(li["id"]) != (li["bytes_in"], li["packets_in"]):
-                        counters.append(
-                            {
-                                "id": li["id"],
-                                "bytes_in": li["bytes_in"],
-                                # L2DSR sees only inbound packets and keeps no connection state.
-                                "bytes_out": 0,
-                                "active_connections": 0,
-                                "total_connections": 0,
-                                "request_errors": 0,
-                                "packets_in": li["packets_in"],  # xdsr's; Octavia keeps only the fields above
-                            }
-                        )
+                    counters.append(
+                        {
+                            "id": li["id"],
+                            "bytes_in": li["bytes_in"],
+                            # L2DSR sees only inbound packets and keeps no connection state.
+                            "bytes_out": 0,
+                            "active_connections": 0,
+                            "total_connections": 0,
+                            "request_errors": 0,
+                            "packets_in": li["packets_in"],  # xdsr's; Octavia keeps only the fields above
+                        }
+                    )
         if counters:
             self.reporter.statistics(counters)

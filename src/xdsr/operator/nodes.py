@@ -15,6 +15,7 @@ import time
 
 from xdsr.model.agent import DesiredState, RuleService
 from xdsr.model.group import LbnRecord
+from xdsr.operator import metrics
 from xdsr.operator.agents import AgentError
 from xdsr.operator.view import Node, View
 
@@ -86,6 +87,7 @@ class NodeDriver(View):
                 node.state = await self.agents.put_state(rec.endpoint, wanted)
                 node.error = node.state.error if node.state.generation < wanted.generation else None
                 node.last_contact = time.monotonic()
+                metrics.pushed(node.name)
                 log.info(
                     "LB node %s at generation %d (%d services) in %.1f ms",
                     node.name,
@@ -95,6 +97,7 @@ class NodeDriver(View):
                 )
             except AgentError as exc:
                 node.error = str(exc)
+                metrics.push_failed(node.name)
                 log.warning("push to LB node %s failed: %s", node.name, exc)
                 self._node_changed(node)
                 await asyncio.sleep(self.settings.retry)

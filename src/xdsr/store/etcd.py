@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from prometheus_client import Histogram
 
 from xdsr.store.base import Compacted, Conflict, Event, Item, StoreUnavailable
 
@@ -51,6 +52,15 @@ def _item(kv: dict[str, Any]) -> Item:
     )
 
 
+# Every unary request (range, put, txn, deleterange, lease...): the API
+# server's and the operator's latency follow this one.
+STORE_SECONDS = Histogram(
+    "xdsr_store_request_duration_seconds",
+    "Time of one request to etcd, by operation (range, put, txn, ...)",
+    ["op"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0),
+)
+
 class EtcdStore:
     """Store implementation on one etcd endpoint (http://host:port)."""
 
@@ -61,7 +71,8 @@ class EtcdStore:
 
     async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            resp = await self._http.post(path, json=body)
+            with STORE_SECONDS.labels(path.rsplit("/", 1)[-1]).time():
+                resp = await self._http.post(path, json=body)
         except httpx.HTTPError as exc:
             raise StoreUnavailable(f"etcd at {self.endpoint}: {exc.__class__.__name__}: {exc}") from exc
         if resp.status_code != 200:
