@@ -23,7 +23,6 @@ import uuid
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xdsr.apiserver.errors import fault
@@ -47,12 +46,20 @@ UNMATCHED = "unmatched"
 
 
 def route_template(scope: Scope) -> str:
-    app = scope.get("app")
-    for route in getattr(app, "routes", ()):
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", UNMATCHED))
-    return UNMATCHED
+    """The path with each path parameter put back as {name}, once the router
+    has matched (it leaves the route and the parameters in the scope)."""
+    if scope.get("route") is None:
+        return UNMATCHED
+    path: str = scope["path"]
+    params = {k: str(v) for k, v in (scope.get("path_params") or {}).items() if str(v)}
+    for name, value in params.items():
+        if "/" in value and path.endswith(value):  # a {rest:path} catch-all
+            path = path[: -len(value)] + "{" + name + "}"
+    segments = path.split("/")
+    for name, value in params.items():
+        if "/" not in value:
+            segments = ["{" + name + "}" if seg == value else seg for seg in segments]
+    return "/".join(segments)
 
 
 class RequestLog:
@@ -68,7 +75,6 @@ class RequestLog:
             return
         request_id = f"req-{uuid.uuid4()}"
         scope.setdefault("state", {})["request_id"] = request_id
-        route = route_template(scope)
         status = 500
         started = False
         t0 = time.perf_counter()
@@ -92,6 +98,7 @@ class RequestLog:
         finally:
             seconds = time.perf_counter() - t0
             method = scope["method"]
+            route = route_template(scope)
             REQUESTS.labels(route, method, str(status)).inc()
             LATENCY.labels(route, method).observe(seconds)
             log.info("%s %s %s %d %.1fms", request_id, method, scope["path"], status, seconds * 1000)
