@@ -61,6 +61,7 @@ STORE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0),
 )
 
+
 class EtcdStore:
     """Store implementation on one etcd endpoint (http://host:port)."""
 

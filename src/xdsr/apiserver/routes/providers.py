@@ -15,4 +15,3 @@ router = APIRouter()
 @router.get("/providers", tags=["providers"], responses=READ, summary="The one provider: xdsr")
 async def list_providers(caller: CallerDep) -> dict[str, Any]:
     return {"providers": [{"name": "xdsr", "description": "xdsr: XDP L2 direct-server-return load balancer"}]}
-
