@@ -15,7 +15,7 @@ from fastapi import APIRouter, Response
 
 from xdsr.api import l2dsr
 from xdsr.apiserver.errors import ApiError, not_found
-from xdsr.apiserver.routes.common import READ, CallerDep
+from xdsr.apiserver.routes.common import READ, CallerDep, faults
 
 router = APIRouter()
 
@@ -28,11 +28,14 @@ EMPTY = {
     "availabilityzones": ("availability_zones", "availability zone", False),
     "availabilityzoneprofiles": ("availability_zone_profiles", "availability zone profile", True),
 }
+ADMIN_READ = {**READ, **faults(403)}
 NOTHING = "xdsr has none: one provider, no flavors or availability zones (docs/api.md)"
 
 
 def _empty(path: str, key: str, kind: str, admin_only: bool) -> None:
-    @router.get(f"/{path}", tags=["empty"], responses=READ, summary=f"Always empty: {NOTHING}")
+    @router.get(
+        f"/{path}", tags=["empty"], responses=ADMIN_READ if admin_only else READ, summary=f"Always empty: {NOTHING}"
+    )
     async def list_(caller: CallerDep) -> dict[str, Any]:
         if admin_only and not caller.admin:
             raise ApiError(403, f"listing {kind}s is for admin tokens only", path)
@@ -93,7 +96,7 @@ async def l7policies(rest: str) -> Response:
 amphorae = APIRouter()
 
 
-@amphorae.get("/amphorae", tags=["empty"], responses=READ, summary="Always empty: xdsr runs no amphorae")
+@amphorae.get("/amphorae", tags=["empty"], responses=ADMIN_READ, summary="Always empty: xdsr runs no amphorae")
 async def list_amphorae(caller: CallerDep) -> dict[str, Any]:
     if not caller.admin:
         raise ApiError(403, "listing amphorae is for admin tokens only", "amphorae")
