@@ -14,12 +14,14 @@ fi
 # iproute2/ethtool/iptables/tcpdump for network namespaces and the
 # benchmarks, etcd for the control plane's store, python3-venv for the
 # virtualenv, bird2 for BGP toward the routers (the agents' speakers and the
-# lab's routers; run by xdsr itself, never as the Debian service).
+# lab's routers; run by xdsr itself, never as the Debian service), prometheus
+# for promtool (tests check every /metrics and the alert rules with it).
 PACKAGES=(
     clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev libc6-dev make gcc
     iproute2 ethtool iptables tcpdump procps kmod
     etcd-server etcd-client bird2
     python3 python3-venv python3-dev
+    prometheus
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -218,7 +218,6 @@ def cases(w: World) -> list[Case]:
         ("same member", "POST", members, member(address="192.0.2.51"), 409, "member", "already is 192.0.2.51"),
         ("same VIP", "POST", LB, {"loadbalancer": {"vip_address": w.vip}}, 409, "loadbalancer.vip_address",
          "already the VIP"),
-        ("pool in use", "DELETE", f"{POOLS}/{w.pool}", None, 409, "pool", "default pool of listener"),
         ("has children", "DELETE", f"{LB}/{w.lb}", None, 409, "load balancer", "cascade=true"),
         ("another project", "POST", LB, lbody(project_id="project-b"), 403, "loadbalancer.project_id", "admin"),
         ("child project", "POST", LISTENERS, listener(w, project_id="project-b"), 400, "listener.project_id",

@@ -55,11 +55,32 @@ def test_up_serves_the_api_and_stops_cleanly(tmp_path: Path) -> None:
             timeout=20,
             what="ERROR without LB nodes",
         )
+        # One process, one /metrics: the API server's and the operator's.
+        assert api.get("/healthz").status_code == 200
+        metrics = api.get("/metrics").text
+        assert "xdsr_operator_reconcile_duration_seconds_count" in metrics
+        assert 'xdsr_loadbalancers{operating_status="OFFLINE",provisioning_status="ERROR"} 1.0' in metrics
+        # `xdsr status` shows the load balancer nowhere, and why.
+        status = subprocess.run(
+            [sys.executable, "-m", "xdsr.cli", "status", "--store", f"http://127.0.0.1:{etcd_port}", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert status.returncode == 0, status.stderr
+        view = yaml.safe_load(status.stdout)
+        assert [(lb["id"], lb["provisioning_status"]) for lb in view["unplaced_loadbalancers"]] == [(lb_id, "ERROR")]
+        assert "no group of LB nodes" in (view["unplaced_loadbalancers"][0]["error"] or "")
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "xdsr control plane up" in out
+    # The admin token is printed, with a command line that works (docs/api.md),
+    # and the HTTP client's per-request log is quiet without -v.
+    assert f"admin      {admin}" in out
+    assert f"--os-auth-type admin_token --os-endpoint http://127.0.0.1:{api_port} --os-token {admin}" in out
+    assert "HTTP Request:" not in out, out
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{etcd_port}/health", timeout=1)
 
@@ -220,3 +241,10 @@ def test_apiserver_without_its_tokens_file_exits_non_zero(tmp_path: Path) -> Non
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 2 and "missing.yaml" in proc.stderr
+
+
+def test_version() -> None:
+    from xdsr import __version__
+
+    r = subprocess.run([sys.executable, "-m", "xdsr.cli", "--version"], capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout.strip()) == (0, f"xdsr {__version__}")

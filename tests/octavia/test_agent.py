@@ -261,7 +261,7 @@ def test_process_waits_for_the_commit_and_reports(api: ServerThread, agent: Agen
         assert agent.xdsr.tree(lb_id) is None
 
 
-def test_follow_reports_changes_only(api: ServerThread, agent: Agent) -> None:
+def test_follow_reports_status_changes_and_resends_counters(api: ServerThread, agent: Agent) -> None:
     lib: FakeLibrary = agent.lib
     lb = octavia_tree(3)
     lb_id = lb["loadbalancer_id"]
@@ -280,6 +280,15 @@ def test_follow_reports_changes_only(api: ServerThread, agent: Agent) -> None:
     n_reports, n_stats = len(lib.reports), len(lib.stats)
     agent.follow(stats=True)
     assert (len(lib.reports), len(lib.stats)) == (n_reports, n_stats)  # nothing changed: nothing sent
+    # Once resend_seconds have passed, the absolute counters again, unchanged:
+    # Octavia may have lost the last write.
+    agent.follower.resend_seconds = 0.0
+    agent.follow(stats=True)
+    assert len(lib.reports) == n_reports  # no status changed: none sent
+    assert len(lib.stats) == n_stats + 1
+    assert lib.stats[-1]["listeners"] == lib.stats[-2]["listeners"]
+    agent.follow(stats=False)
+    assert len(lib.stats) == n_stats + 1  # counters only at a stats tick
 
     # A load balancer Octavia does not have is none of Octavia's business.
     other = octavia_tree(4)
@@ -287,6 +296,40 @@ def test_follow_reports_changes_only(api: ServerThread, agent: Agent) -> None:
     observe(api.endpoint, other["loadbalancer_id"])
     agent.follow(stats=True)
     assert all(r["loadbalancers"][0]["id"] != other["loadbalancer_id"] for r in lib.reports if "loadbalancers" in r)
+
+
+def test_a_lost_statistics_write_is_repaired_without_new_traffic(api: ServerThread, agent: Agent) -> None:
+    """Octavia's stats listener swallows database errors: the write seems to
+    succeed and is lost. The next stats tick sends the same counters again."""
+    lib: FakeLibrary = agent.lib
+    lb = octavia_tree(5)
+    lb_id = lb["loadbalancer_id"]
+    lib.trees[lb_id] = lb
+    agent.sync(lb)
+    li = lb["listeners"][0]["listener_id"]
+    observe(api.endpoint, lb_id, stats={li: (22, 33180)})
+
+    def served() -> None:
+        assert agent.xdsr.statuses()[lb_id]["listeners"][0]["bytes_in"] == 33180
+
+    eventually(served)
+    octavias: dict[str, int] = {}
+    lost = [True]
+
+    def update(stats: dict[str, Any]) -> None:
+        if lost.pop() if lost else False:
+            return  # "database is locked", logged and swallowed by Octavia
+        for c in stats["listeners"]:
+            octavias[c["id"]] = c["bytes_in"]
+
+    lib.update_listener_statistics = update  # type: ignore[method-assign]
+    agent.follower.resend_seconds = 0.0  # the next tick is past the resend interval
+
+    def followed() -> None:
+        agent.follow(stats=True)
+        assert octavias.get(li) == 33180
+
+    eventually(followed)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -30,9 +30,9 @@ class AgentMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        # process_* (CPU, memory, open files) and python_info, as every component has
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
+        # process_*, python_gc_*, python_info: as every xdsr component exports.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
         self.apply_seconds = Histogram(
             "xdsr_agent_apply_seconds",
             "Time to apply a desired state to the data plane (build changed tables, swap them in)",

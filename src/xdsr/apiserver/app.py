@@ -22,13 +22,17 @@ from xdsr import __version__
 from xdsr.apiserver.auth import UNAUTHENTICATED, Token, TokenRegistry
 from xdsr.apiserver.cache import Cache
 from xdsr.apiserver.errors import fault_body, install_handlers
+from xdsr.apiserver.metrics import RequestLog
+from xdsr.apiserver.metrics import router as metrics_router
 from xdsr.apiserver.networks import Networks
 from xdsr.apiserver.ops import MAX_DOC_BYTES
 from xdsr.apiserver.routes import (
+    compat,
     healthmonitors,
     listeners,
     loadbalancers,
     members,
+    networking,
     pools,
     providers,
     quotas,
@@ -77,8 +81,9 @@ MAX_BODY_BYTES = 2 * MAX_DOC_BYTES
 
 
 def protected(path: str) -> bool:
-    """Everything but version discovery (/, /v2) and openapi.json needs a token, as in Octavia."""
-    return path == "/v2/lbaas" or path.startswith("/v2/lbaas/")
+    """Everything but version discovery (/, /v2), openapi.json, /healthz and
+    /metrics needs a token, as in Octavia (and the Networking lookups, as in Neutron)."""
+    return path in ("/v2/lbaas", "/v2.0") or path.startswith(("/v2/lbaas/", "/v2/octavia/", "/v2.0/"))
 
 
 DESCRIPTION = """\
@@ -120,13 +125,29 @@ def create_app(store: Store, tokens: Iterable[Token] | TokenRegistry, networks: 
         token = header(scope, b"x-auth-token")
         return registry.authenticate(token.decode("latin-1") if token is not None else None)
 
-    # The last added runs first: aliases, then the token, then the size (guard.py).
+    # The last added runs first: the request log (and its request id), aliases,
+    # then the token, then the size (guard.py).
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, render=fault_body)
     app.add_middleware(Authenticate, check=check, protected=protected, render=fault_body, message=UNAUTHENTICATED)
     app.add_middleware(PathAliases)
+    app.add_middleware(RequestLog)
     app.include_router(versions.router)
-    for resource in (loadbalancers, listeners, pools, members, healthmonitors, statuses, providers, quotas, tree):
+    app.include_router(metrics_router)
+    for resource in (
+        loadbalancers,
+        listeners,
+        pools,
+        members,
+        healthmonitors,
+        statuses,
+        providers,
+        quotas,
+        tree,
+        compat,
+    ):
         app.include_router(resource.router, prefix="/v2/lbaas")
+    app.include_router(compat.amphorae, prefix="/v2/octavia")
+    app.include_router(networking.router, prefix="/v2")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

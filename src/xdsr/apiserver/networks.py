@@ -6,13 +6,15 @@ An operator lists the subnets in a file (`--networks-file`):
 
     subnets:
       - id: 4a7e5c52-...            # the subnet id clients use
+        name: vlan100               # optional
         network_id: 9f0c0c1e-...    # optional
         cidr: 10.1.0.0/24           # optional: checked against addresses
         segment: {type: vlan, id: 100}
 
 A request that gives a segment explicitly (vip_segment, a member's segment)
 wins; otherwise the subnet's (or network's) segment is filled in and stored,
-so the rest of xdsr never needs this file.
+so the rest of xdsr never needs this file. The same subnets answer the
+Networking API lookups the OpenStack client makes (routes/networking.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Subnet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
+    name: str | None = None  # optional: `openstack` also finds a subnet by name
     network_id: str | None = None
     cidr: IPvAnyNetwork | None = None
     segment: Segment

@@ -328,9 +328,11 @@ def delete_pool(edit: Edit, pool_id: str) -> None:
     pool = find_pool(doc, pool_id)
     if pool is None:
         raise not_found("pool", pool_id)
-    users = pool_listeners(doc, pool_id)
-    if users:
-        raise conflict(None, f"pool {pool_id} is the default pool of listener {users[0].id}: detach or delete it first")
+    # Octavia deletes a listener's default pool too (Terraform destroys pools
+    # before listeners): the listener is left without one and changes with it.
+    for li in pool_listeners(doc, pool_id):
+        li.default_pool_id = None
+        edit.updated.append(li)
     # Its members and health monitor go with it, as in Octavia.
     doc.pools.remove(pool)
     doc.healthmonitors = [h for h in doc.healthmonitors if h.pool_id != pool_id]

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Generator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import uvicorn
 
 from xdsr.operator.agents import AgentClient
 from xdsr.operator.operator import Operator, Settings
@@ -25,6 +27,30 @@ def agent_tls(ca: Path | None, cert: Path | None, key: Path | None, insecure_htt
     if insecure_http and not (ca or cert or key):
         return None
     raise typer.BadParameter("give --agent-ca, --agent-cert and --agent-key (mutual TLS), or --insecure-http")
+
+
+async def serve_metrics(listen: str) -> uvicorn.Server:
+    """/metrics on the operator's own loop: the collectors read its view
+    between passes, never while a pass changes it."""
+    from prometheus_client import make_asgi_app
+
+    from xdsr.cli.apiserver import parse_listen
+
+    host, port = parse_listen(listen)
+    server = _Quiet(uvicorn.Config(make_asgi_app(), host=host, port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(), name="metrics")
+    while not server.started:
+        if task.done():
+            raise typer.BadParameter(f"cannot serve metrics on {listen}", param_hint="--metrics-listen")
+        await asyncio.sleep(0.01)
+    return server
+
+
+class _Quiet(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The operator owns SIGINT/SIGTERM.
+        yield
 
 
 def operator(
@@ -48,6 +74,9 @@ def operator(
     insecure_http: Annotated[
         bool, typer.Option(help="reach the agents over plain HTTP instead of mutual TLS (a lab, one machine)")
     ] = False,
+    metrics_listen: Annotated[
+        str | None, typer.Option(help="ADDR:PORT to serve Prometheus /metrics on (off if not given)")
+    ] = None,
 ) -> None:
     """Watch the store; place load balancers on groups of LB nodes; push their rules; report status."""
     token = token_file.read_text().strip()
@@ -73,16 +102,21 @@ def operator(
         if health_listen:
             host, _, port = health_listen.rpartition(":")
             await asyncio.start_server(_healthz, host or "0.0.0.0", int(port))
-        with contextlib.suppress(asyncio.CancelledError):
-            if not leader_elect:
-                await work
-                return 0
-            from xdsr.store.kubernetes import KubernetesStore, LeaderElection
+        server = await serve_metrics(metrics_listen) if metrics_listen else None
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                if not leader_elect:
+                    await work
+                    return 0
+                from xdsr.store.kubernetes import KubernetesStore, LeaderElection
 
-            assert isinstance(db, KubernetesStore)
-            if not await LeaderElection(db, "xdsr-operator").lead(work):
-                return 1  # lost the Lease: stop acting; the pod restarts and stands again
-        return 0
+                assert isinstance(db, KubernetesStore)
+                if not await LeaderElection(db, "xdsr-operator").lead(work):
+                    return 1  # lost the Lease: stop acting; the pod restarts and stands again
+            return 0
+        finally:
+            if server is not None:
+                server.should_exit = True
 
     raise typer.Exit(asyncio.run(main()))
 

@@ -128,14 +128,17 @@ def up(
                 )
                 typer.echo(
                     f"xdsr control plane up\n"
-                    f"  API        {api.url}   (X-Auth-Token: admin token in {tokens_file})\n"
+                    f"  API        {api.url}   (metrics {api.url}/metrics, health {api.url}/healthz)\n"
+                    f"  tokens     {tokens_file}   (add project tokens there and restart; docs/api.md)\n"
+                    f"  admin      {admin or 'no admin token in ' + str(tokens_file)}\n"
+                    f"  openstack  openstack --os-auth-type admin_token --os-endpoint {api.url} --os-token "
+                    f"{admin or 'TOKEN'} loadbalancer list\n"
                     f"  etcd       {store}\n"
                     f"  LB nodes   xdsr agent --iface IFACE --name NAME --listen ADDR:PORT --store {store} "
                     f"--token-file {agent_token_file} {agent_tls}\n"
+                    f"  status     xdsr status --store {store} --token-file {agent_token_file}\n"
                     f"Ctrl-C stops it; LB nodes keep forwarding."
                 )
-                if admin:
-                    log.debug("admin token: %s", admin)
                 watcher = asyncio.create_task(_watch_etcd(etcd, stop)) if etcd is not None else None
                 await stop.wait()
                 if watcher is not None:

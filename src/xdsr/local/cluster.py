@@ -119,10 +119,12 @@ class LocalCluster:
             self.workdir / "apiserver.log",
             health_url=self.api_url + "/",
         )  # fmt: skip
+        self.operator_metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
         self.operator = Component(
             "operator",
             _xdsr("-v", "operator", "--store", self.store, "--token-file", str(agent_token), "--insecure-http",
-                  "--group-size", str(group_size), "--resync", str(resync)),
+                  "--group-size", str(group_size), "--resync", str(resync),
+                  "--metrics-listen", self.operator_metrics_url.removeprefix("http://").removesuffix("/metrics")),
             self.workdir / "operator.log",
         )  # fmt: skip
         self.agents: dict[str, Component] = {}

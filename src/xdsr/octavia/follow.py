@@ -21,6 +21,13 @@ Obj = dict[str, Any]
 
 # How long "Octavia does not have this load balancer" is believed (it may be a create not yet committed).
 NOT_OCTAVIAS_SECONDS = 60.0
+# How often a listener's unchanged counters are sent again. Octavia's stats
+# listener logs and swallows database errors ("database is locked" under
+# load), so a write that seemed to succeed may be lost; only a resend repairs
+# an idle listener's numbers. Changed counters go at every stats tick; all of
+# them every tick would add a database write per listener per tick, which on
+# SQLite fights Octavia's own API writes.
+STATS_RESEND_SECONDS = 60.0
 
 
 class Follower:
@@ -32,6 +39,8 @@ class Follower:
         self._guard = threading.Lock()
         self._octavia: dict[str, tuple[bool, float]] = {}  # lb id -> (Octavia's?, checked at)
         self._unreachable_logged = False
+        self.resend_seconds = STATS_RESEND_SECONDS
+        self._stats_sent_at: dict[str, float] = {}  # listener id -> when its counters were last sent
 
     def forget(self, lb_id: str) -> None:
         with self._guard:
@@ -50,7 +59,8 @@ class Follower:
         return mine
 
     def follow(self, stats: bool = True) -> None:
-        """Report operating statuses that changed, and (stats) listener counters."""
+        """Report operating statuses that changed, and (stats) listener counters:
+        those that changed, and every listener's again each resend_seconds."""
         try:
             statuses = self.xdsr.statuses()
         except (XdsrUnreachable, XdsrRefused) as exc:
@@ -60,6 +70,7 @@ class Follower:
             return
         self._unreachable_logged = False
         last_oper, last_stats = self.reporter.last_oper, self.reporter.last_stats
+        now = time.monotonic()
         counters: list[Obj] = []
         for lb_id, st in statuses.items():
             if self.busy(lb_id):
@@ -74,19 +85,27 @@ class Follower:
             if changed:
                 self.reporter.status(changed)
             if stats:
+                # Absolute counters, as Octavia's amphora driver sends them: the
+                # changed ones, and the others again every resend_seconds.
                 for li in st["listeners"]:
-                    if last_stats.get(li["id"]) != (li["bytes_in"], li["packets_in"]):
-                        counters.append(
-                            {
-                                "id": li["id"],
-                                "bytes_in": li["bytes_in"],
-                                # L2DSR sees only inbound packets and keeps no connection state.
-                                "bytes_out": 0,
-                                "active_connections": 0,
-                                "total_connections": 0,
-                                "request_errors": 0,
-                                "packets_in": li["packets_in"],  # xdsr's; Octavia keeps only the fields above
-                            }
-                        )
+                    if (
+                        last_stats.get(li["id"]) == (li["bytes_in"], li["packets_in"])
+                        and now - self._stats_sent_at.get(li["id"], -1e18) < self.resend_seconds
+                    ):
+                        continue
+                    counters.append(
+                        {
+                            "id": li["id"],
+                            "bytes_in": li["bytes_in"],
+                            # L2DSR sees only inbound packets and keeps no connection state.
+                            "bytes_out": 0,
+                            "active_connections": 0,
+                            "total_connections": 0,
+                            "request_errors": 0,
+                            "packets_in": li["packets_in"],  # xdsr's; Octavia keeps only the fields above
+                        }
+                    )
         if counters:
             self.reporter.statistics(counters)
+            for c in counters:
+                self._stats_sent_at[c["id"]] = now

@@ -20,6 +20,7 @@ import time
 
 from xdsr.model.agent import AgentState, ServiceReport, owner
 from xdsr.model.group import LbnRecord
+from xdsr.operator import metrics
 from xdsr.operator.agents import AgentError
 from xdsr.operator.view import Node, Target, View, group_epoch
 
@@ -127,8 +128,10 @@ class NodeDriver(View):
                 t0 = time.perf_counter()
                 body = desired.model_dump_json(exclude_defaults=True).encode()
                 got = await self.agents.put_state(rec.endpoint, body)
+                metrics.pushed(node.name)
             except AgentError as exc:
                 node.error = str(exc)
+                metrics.push_failed(node.name)
                 log.warning("push to LB node %s failed: %s", node.name, exc)
                 self._node_changed(node)
                 await asyncio.sleep(self.settings.retry)

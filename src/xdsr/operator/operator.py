@@ -30,6 +30,7 @@ import logging
 import time
 
 from xdsr.model.loadbalancer import LoadBalancer
+from xdsr.operator import metrics
 from xdsr.operator.agents import AgentClient
 from xdsr.operator.nodes import NodeDriver
 from xdsr.operator.placement import Placer
@@ -48,6 +49,7 @@ class Operator(Placer, NodeDriver, StatusWriter):
     ) -> None:
         # agents: how the nodes are reached (a test may hand in its own).
         super().__init__(store, agents or AgentClient(token), settings or Settings())
+        metrics.watch(self)
 
     async def start(self) -> None:
         for inf in self._informers():
@@ -91,13 +93,16 @@ class Operator(Placer, NodeDriver, StatusWriter):
                     await self._poll_nodes()
                     next_poll = time.monotonic() + self.settings.resync
                 self._kick.clear()
-                await self.reconcile()
+                with metrics.RECONCILE_SECONDS.time():
+                    await self.reconcile()
             except (StoreError, Conflict) as exc:
+                metrics.RECONCILE_ERRORS.inc()
                 self._all_dirty = self._place_all = True  # the pass may have consumed changes it did not finish
                 log.warning("reconcile pass failed, retrying: %s", exc)
                 await asyncio.sleep(self.settings.retry)
                 continue
             except Exception:
+                metrics.RECONCILE_ERRORS.inc()
                 self._all_dirty = self._place_all = True
                 log.exception("reconcile pass failed")
                 await asyncio.sleep(self.settings.retry)

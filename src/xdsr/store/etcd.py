@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client import Histogram
 
 from xdsr.store.base import Compacted, Conflict, Event, Item, StoreUnavailable
 
@@ -69,6 +70,16 @@ def _item(kv: dict[str, Any]) -> Item:
         mod_revision=int(kv.get("mod_revision", 0)),
         create_revision=int(kv.get("create_revision", 0)),
     )
+
+
+# Every unary request (range, put, txn, deleterange, lease...): the API
+# server's and the operator's latency follow this one.
+STORE_SECONDS = Histogram(
+    "xdsr_store_request_duration_seconds",
+    "Time of one request to etcd, by operation (range, put, txn, ...)",
+    ["op"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0),
+)
 
 
 @dataclass(frozen=True)
@@ -173,7 +184,8 @@ class EtcdStore:
         for _ in range(len(self.endpoints)):
             endpoint = self.endpoint
             try:
-                resp = await self._post(endpoint, path, body)
+                with STORE_SECONDS.labels(path.rsplit("/", 1)[-1]).time():
+                    resp = await self._post(endpoint, path, body)
             except httpx.HTTPError as exc:
                 last = exc
                 self._fail_over(endpoint)

@@ -1,0 +1,88 @@
+"""The operator's Prometheus metrics.
+
+Counters and histograms are module-level (the process's default registry,
+which `xdsr operator --metrics-listen` and, under `xdsr up`, the API
+server's /metrics serve); the operator calls the hooks below at the few
+points that matter. Gauges of what the operator sees (load balancers by
+status, nodes reachable) are read from every live Operator at scrape time.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import Counter as Tally
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from xdsr.operator.view import View
+
+RECONCILE_SECONDS = Histogram(
+    "xdsr_operator_reconcile_duration_seconds",
+    "Time of one reconcile pass (placement, pushes scheduled, statuses written)",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+RECONCILE_ERRORS = Counter("xdsr_operator_reconcile_errors_total", "Reconcile passes that failed and were retried")
+PUSHES = Counter("xdsr_operator_pushes_total", "Desired states pushed to an LB node and accepted", ["node"])
+PUSH_FAILURES = Counter(
+    "xdsr_operator_push_failures_total", "Pushes to an LB node that failed (unreachable, refused)", ["node"]
+)
+
+
+def pushed(node: str) -> None:
+    PUSHES.labels(node).inc()
+
+
+def push_failed(node: str) -> None:
+    PUSH_FAILURES.labels(node).inc()
+
+
+class _Seen(Collector):
+    """What the live operators see, read when scraped."""
+
+    def __init__(self) -> None:
+        self.operators: weakref.WeakSet[View] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[Metric]:
+        lbs = GaugeMetricFamily(
+            "xdsr_loadbalancers",
+            "Load balancers by provisioning and operating status (as last written back)",
+            labels=["provisioning_status", "operating_status"],
+        )
+        nodes = GaugeMetricFamily(
+            "xdsr_operator_node_up",
+            "1 if the LB node is registered and answered the operator's last request, else 0",
+            labels=["node"],
+        )
+        tally: Tally[tuple[str, str]] = Tally()
+        for op in list(self.operators):
+            for lb in op.lbs.values():
+                st = op.statuses.get(lb.id)
+                if st is None:
+                    tally["PENDING_CREATE", "OFFLINE"] += 1
+                else:
+                    tally[st.provisioning_status, st.operating_status] += 1
+            live = op._live()
+            for name, node in list(op.nodes.items()):
+                nodes.add_metric([name], 1.0 if name in live and node.error is None else 0.0)
+        for (prov, oper), n in sorted(tally.items()):
+            lbs.add_metric([prov, oper], n)
+        yield lbs
+        yield nodes
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("xdsr_loadbalancers", "", labels=["provisioning_status", "operating_status"])
+        yield GaugeMetricFamily("xdsr_operator_node_up", "", labels=["node"])
+
+
+_SEEN = _Seen()
+REGISTRY.register(_SEEN)
+
+
+def watch(view: View) -> None:
+    """Report what this operator sees, as long as it lives."""
+    _SEEN.operators.add(view)
