@@ -52,8 +52,11 @@ def test_bad_json_without_a_token_is_401(api: ServerThread, path: str) -> None:
 def test_l7policies_need_a_token_then_are_refused(api: ServerThread, a: httpx.Client) -> None:
     with client(api, None) as c:
         assert c.get("/v2/lbaas/l7policies").status_code == 401
-    r = a.get("/v2/lbaas/l7policies")
-    assert r.status_code == 400 and r.json()["faultstring"].startswith("l7policies")
+        assert c.post("/v2/lbaas/l7policies", content=b"{bad").status_code == 401
+    # With a token: an empty list, as Octavia answers, and a create refused with the reason.
+    assert a.get("/v2/lbaas/l7policies").json() == {"l7policies": [], "l7policies_links": []}
+    r = a.post("/v2/lbaas/l7policies", json={"l7policy": {"listener_id": "x", "action": "REJECT"}})
+    assert r.status_code == 400 and "L7 policies are not supported" in r.json()["faultstring"]
 
 
 def test_a_huge_body_without_a_token_is_not_read(api: ServerThread) -> None:

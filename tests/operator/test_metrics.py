@@ -34,3 +34,28 @@ def test_pushes_failures_statuses_and_nodes_up() -> None:
             assert value("xdsr_loadbalancers", **labels) >= 1.0
 
     run(body)
+
+
+def test_a_node_whose_bgp_session_is_down_is_shown() -> None:
+    """What a node registers of its BGP speaker (docs/bgp.md) reaches the
+    operator's metrics: 0 while a session is down or the node withdrew."""
+    from xdsr.model import keys
+    from xdsr.model.group import LbnRecord
+    from xdsr.store.docs import dump
+
+    async def body() -> None:
+        async with world(group_size=1) as w:
+            lease = await w.register("mb1")
+            assert REGISTRY.get_sample_value("xdsr_operator_node_bgp_up", {"node": "mb1"}) is None  # no BGP
+            for said, up in (
+                ("announcing", 1.0),
+                ("announcing; sessions down: rt_a", 0.0),
+                ("drained", 0.0),
+                ("withdrawn: the XDP program is gone", 0.0),
+            ):
+                record = LbnRecord(name="mb1", endpoint=endpoint("mb1"), started_at=1.0, bgp=said)
+                rev = await w.store.put(keys.lbn_key("mb1"), dump(record), lease=lease)
+                await w.op.lbns.wait_for(rev)
+                await until(lambda up=up: value("xdsr_operator_node_bgp_up", node="mb1") == up, 5, f"bgp {said}")
+
+    run(body)

@@ -58,6 +58,8 @@ async def gather(store: Store, agent_token: str | None = None) -> dict[str, Any]
             "version": rec.version if rec else None,
             "generation_applied": applied.get(name),
         }
+        if rec is not None and rec.bgp is not None:
+            out["bgp"] = rec.bgp  # as the node registered it; --token-file asks the node itself
         out.update(live.get(name, {}))
         return out
 

@@ -58,6 +58,12 @@ class _Seen(Collector):
             "1 if the LB node is registered and answered the operator's last request, else 0",
             labels=["node"],
         )
+        bgp = GaugeMetricFamily(
+            "xdsr_operator_node_bgp_up",
+            "1 if the LB node announces its VIPs with every BGP session up (as it registered), else 0; "
+            "nodes that speak no BGP are absent",
+            labels=["node"],
+        )
         tally: Tally[tuple[str, str]] = Tally()
         for op in list(self.operators):
             for lb in op.lbs.values():
@@ -69,18 +75,28 @@ class _Seen(Collector):
             live = op._live()
             for name, node in list(op.nodes.items()):
                 nodes.add_metric([name], 1.0 if name in live and node.error is None else 0.0)
+                said = node.record.bgp if node.record is not None else None
+                if said is not None:
+                    bgp.add_metric([name], 1.0 if bgp_up(said) else 0.0)
         for (prov, oper), n in sorted(tally.items()):
             lbs.add_metric([prov, oper], n)
         yield lbs
         yield nodes
+        yield bgp
 
     def describe(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("xdsr_loadbalancers", "", labels=["provisioning_status", "operating_status"])
         yield GaugeMetricFamily("xdsr_operator_node_up", "", labels=["node"])
+        yield GaugeMetricFamily("xdsr_operator_node_bgp_up", "", labels=["node"])
 
 
 _SEEN = _Seen()
 REGISTRY.register(_SEEN)
+
+
+def bgp_up(said: str) -> bool:
+    """A node's registered BGP state (model.group.LbnRecord.bgp): announcing, no session down."""
+    return said.startswith("announcing") and "sessions down" not in said
 
 
 def watch(view: View) -> None:
