@@ -55,6 +55,7 @@ class AgentProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         # Plain HTTP unless a test serves TLS (test_tls.py): use_tls() replaces both.
         self.transport = ["--insecure-http"]
+        self.tls_context = None
         self.proc: Child | None = None
         self.starts = 0
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
@@ -62,6 +63,7 @@ class AgentProcess:
     def use_tls(self, args: list[str], context: ssl.SSLContext) -> None:
         """Serve mutual TLS with `args` (--tls-*); this client connects with `context`."""
         self.transport = args
+        self.tls_context: ssl.SSLContext | None = context
         self.url = f"https://127.0.0.1:{self.port}"
         self.http.close()
         self.http = httpx.Client(

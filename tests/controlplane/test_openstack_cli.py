@@ -113,8 +113,14 @@ def build(env: Env, name: str) -> dict[str, str]:
 
 def test_create_traffic_and_cascade_delete_through_the_cli(env: Env) -> None:
     ids = build(env, "web")
-    stats = openstack(env, "loadbalancer", "stats", "show", ids["lb"])
-    assert stats["bytes_in"] > 0
+    # The nodes' counters reach the API with the operator's next poll of the
+    # nodes (and at most every stats interval): wait for them, with a deadline.
+    wait_until(
+        lambda: openstack(env, "loadbalancer", "stats", "show", ids["lb"])["bytes_in"] > 0,
+        timeout=60,
+        interval=1.0,
+        what="bytes_in counted",
+    )
     tree = json.loads(openstack(env, "loadbalancer", "status", "show", ids["lb"], json_out=False))
     assert tree["loadbalancer"]["listeners"][0]["pools"][0]["members"][0]["operating_status"] == "ONLINE"
     # What Horizon and scripts list: empty, not errors.

@@ -125,12 +125,14 @@ def create_app(store: Store, tokens: Iterable[Token] | TokenRegistry, networks: 
         token = header(scope, b"x-auth-token")
         return registry.authenticate(token.decode("latin-1") if token is not None else None)
 
-    # The last added runs first: the request log (and its request id), aliases,
-    # then the token, then the size (guard.py).
+    # The last added runs first: aliases (they give the request a new scope),
+    # the request log (its request id on every answer, refusals included; it
+    # reads the route template from the scope the router fills), then the
+    # token, then the size (guard.py).
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, render=fault_body)
     app.add_middleware(Authenticate, check=check, protected=protected, render=fault_body, message=UNAUTHENTICATED)
-    app.add_middleware(PathAliases)
     app.add_middleware(RequestLog)
+    app.add_middleware(PathAliases)
     app.include_router(versions.router)
     app.include_router(metrics_router)
     for resource in (

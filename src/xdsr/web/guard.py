@@ -111,7 +111,9 @@ class Authenticate:
                 extra = [(b"www-authenticate", self.challenge)] if self.challenge else []
                 await refuse(send, 401, self.render(401, self.message), extra)
                 return
-            scope = {**scope, self.SCOPE_KEY: caller}
+            # In place: a middleware outside this one (the request log) reads what
+            # the router later writes into the same scope (the route matched).
+            scope[self.SCOPE_KEY] = caller
         await self.app(scope, receive, send)
 
 
