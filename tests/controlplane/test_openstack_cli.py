@@ -31,7 +31,7 @@ from tests.conftest import IS_ROOT, needs_root
 from tests.controlplane.conftest import Env, until
 from xdsr.dataplane.loader import Dataplane
 from xdsr.dataplane.state import installed
-from xdsr.lab import FabricSpec, TenantSpec, build_fabric
+from xdsr.lab import FabricSpec, TenantSpec, build_fabric, wait_until
 from xdsr.local.cluster import LocalCluster
 
 pytestmark = needs_root
