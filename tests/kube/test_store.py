@@ -13,7 +13,8 @@ import pytest
 from tests.kube.fakeapi import FakeKubeApi, fake_kube_api
 from xdsr.model import keys
 from xdsr.store import Event
-from xdsr.store.kubernetes import KubernetesStore, LeaderElection, object_name
+from xdsr.store.kubernetes import KubernetesStore, object_name
+from xdsr.store.kubernetes_leader import LeaderElection
 
 LB = "3f1c2a4e-0000-4000-8000-000000000001"
 

@@ -108,7 +108,8 @@ def operator(
                 if not leader_elect:
                     await work
                     return 0
-                from xdsr.store.kubernetes import KubernetesStore, LeaderElection
+                from xdsr.store.kubernetes import KubernetesStore
+                from xdsr.store.kubernetes_leader import LeaderElection
 
                 assert isinstance(db, KubernetesStore)
                 if not await LeaderElection(db, "xdsr-operator").lead(work):
