@@ -186,7 +186,7 @@ class EtcdStore:
             try:
                 with STORE_SECONDS.labels(path.rsplit("/", 1)[-1]).time():
                     resp = await self._post(endpoint, path, body)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, ssl.SSLError) as exc:  # a refused certificate may surface raw
                 last = exc
                 self._fail_over(endpoint)
                 if isinstance(exc, _NOT_SENT) or path in _READS:
@@ -318,7 +318,7 @@ class EtcdStore:
                             mod_revision=int(kv.get("mod_revision", 0)),
                         )
                 raise StoreUnavailable("etcd closed the watch stream")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ssl.SSLError) as exc:
             self._fail_over(endpoint)
             raise StoreUnavailable(f"etcd watch at {endpoint}: {exc.__class__.__name__}: {exc}") from exc
         except StoreUnavailable:
