@@ -13,6 +13,7 @@ at once, until every node forwards every VIP.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ipaddress
 import os
 import queue
@@ -20,7 +21,7 @@ import re
 import shutil
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,28 +159,10 @@ def run(
             vips = [str(ipaddress.IPv4Address(int(ipaddress.IPv4Address("198.20.0.1")) + i)) for i in range(bulk)]
             bodies = [lb_body(f"bulk{i}", vip, bulk_members, 100 + i) for i, vip in enumerate(vips)]
 
-            # One HTTP client per worker, made before the clock starts: making
-            # an httpx client costs milliseconds of CPU (its TLS context), which
-            # the benchmark would otherwise take from the system it measures.
-            clients: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
-            for _ in range(workers):
-                clients.put(cluster.client())
-
-            def create(body: dict[str, object]) -> str:
-                c = clients.get()
-                try:
-                    r = c.post("/v2/lbaas/loadbalancers", json=body)
-                    r.raise_for_status()
-                    return str(r.json()["loadbalancer"]["id"])
-                finally:
-                    clients.put(c)
-
-            t0 = time.perf_counter()
-            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-                ids = list(pool.map(create, bodies))
-            created = time.perf_counter() - t0
-            while not clients.empty():
-                clients.get().close()
+            with _creator(cluster, workers) as create_all:
+                t0 = time.perf_counter()
+                ids = create_all(bodies)
+                created = time.perf_counter() - t0
             _wait_all(probes, vips, 600)
             converged = time.perf_counter() - t0
             _delete_all(client, ids)
@@ -285,7 +268,12 @@ def _wait_active(client: httpx.Client, lb_id: str, timeout: float) -> None:
         time.sleep(0.002)
 
 
-def _fill(cluster: LocalCluster, bodies: list[dict[str, object]], workers: int) -> list[str]:
+@contextlib.contextmanager
+def _creator(cluster: LocalCluster, workers: int) -> Iterator[Callable[[list[dict[str, object]]], list[str]]]:
+    """A function that creates load balancers through the API from `workers`
+    threads. One HTTP client per worker, made here, before any clock starts:
+    making an httpx client costs milliseconds of CPU (its TLS context), which
+    the benchmark would otherwise take from the system it measures."""
     clients: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
     for _ in range(workers):
         clients.put(cluster.client())
@@ -299,12 +287,20 @@ def _fill(cluster: LocalCluster, bodies: list[dict[str, object]], workers: int) 
         finally:
             clients.put(c)
 
-    try:
+    def create_all(bodies: list[dict[str, object]]) -> list[str]:
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             return list(pool.map(create, bodies))
+
+    try:
+        yield create_all
     finally:
         while not clients.empty():
             clients.get().close()
+
+
+def _fill(cluster: LocalCluster, bodies: list[dict[str, object]], workers: int) -> list[str]:
+    with _creator(cluster, workers) as create_all:
+        return create_all(bodies)
 
 
 def run_scale(
