@@ -51,7 +51,16 @@ def test_macs_given_traffic_flows_and_is_reported(fab: Fabric, agent: AgentProce
 def _filled(service: dict[str, Any]) -> dict[str, Any]:
     """A RuleService as the agent echoes it back: every default spelled out."""
     members = [
-        {"address": None, "weight": 1, "mac": None, "monitor_address": None, "monitor_port": None, **m}
+        {
+            "address": None,
+            "weight": 1,
+            "mac": None,
+            "monitor_address": None,
+            "monitor_port": None,
+            "vni": None,
+            "vtep": None,
+            **m,
+        }
         for m in service["backends"]
     ]
     return {"table_size": None, "health": None, **service, "backends": members}

@@ -164,7 +164,7 @@ def cases(w: World) -> list[Case]:
         ("multicast MAC", "POST", members, member(mac_address="01:00:5e:00:00:01"), 400, "member.mac_address",
          "multicast"),
         ("VLAN 5000", "POST", members, member(segment={"type": "vlan", "id": 5000}), 400, "member.segment.id", "4094"),
-        ("VXLAN", "POST", members, member(segment={"type": "vxlan", "id": 5}), 400, "member.segment.type", "vlan"),
+        ("VXLAN", "POST", members, member(segment={"type": "vxlan", "id": 5}), 400, "member.segment", "vlan"),
         ("weight", "POST", members, member(weight=300), 400, "member.weight", "256"),
         ("null weight", "PUT", f"{members}/{w.member}", {"member": {"weight": None}}, 400, "member.weight",
          "may not be null"),

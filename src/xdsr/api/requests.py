@@ -13,10 +13,10 @@ change (xdsr.apiserver.attributes).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from xdsr.api.fields import (
     AdditionalVips,
@@ -58,7 +58,18 @@ from xdsr.api.fields import (
     VipSgIds,
     Weight,
 )
-from xdsr.model.agent import Segment
+from xdsr.model.agent import Segment as AgentSegment
+
+
+def _vlan_only(seg: AgentSegment) -> AgentSegment:
+    # The schema knows VXLAN and Geneve (model/agent.py); the API takes them
+    # once the data plane serves overlay segments.
+    if seg.type != "vlan":
+        raise ValueError(f"type {seg.type!r}: only vlan segments are served")
+    return seg
+
+
+Segment = Annotated[AgentSegment, AfterValidator(_vlan_only)]
 
 
 class _In(BaseModel):

@@ -97,6 +97,14 @@ def _service_errors(where: str, s: RuleService) -> list[FieldError]:
     if s.id == "":
         errors.append(FieldError(f"{where}.id", "must not be empty"))
     _check(errors, f"{where}.vip", lambda: checks.vip(s.vip))
+    if s.segment.overlay:
+        # Reserved in the schema (model/agent.py) for the overlay data plane.
+        errors.append(
+            FieldError(f"{where}.segment.type", f"{s.segment.type!r} is not served yet: only 'vlan' segments are")
+        )
+    for j, m in enumerate(s.backends):
+        if m.vni is not None or m.vtep is not None:
+            errors.append(FieldError(f"{where}.backends[{j}]", "vni and vtep are for members on an overlay segment"))
     if len(s.backends) > abi.MAX_BACKENDS:
         errors.append(FieldError(f"{where}.backends", f"{len(s.backends)} members; at most {abi.MAX_BACKENDS}"))
     seen: dict[str, int] = {}

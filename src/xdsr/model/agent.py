@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from xdsr.model.checks import Address, VlanId
+from xdsr.model import checks
+from xdsr.model.checks import Address, SegmentType, VlanId, Vni
 
 
 class _Model(BaseModel):
@@ -26,8 +27,23 @@ class _Model(BaseModel):
 
 
 class Segment(_Model):
-    type: Literal["vlan"] = "vlan"
-    id: VlanId = 0
+    """Where a tenant's frames are: a VLAN (id = VID, 0 = untagged) or an
+    overlay reached through tunnel endpoints (VXLAN or Geneve, id = VNI)."""
+
+    type: SegmentType = "vlan"
+    id: Annotated[int, Field(ge=0, le=checks.MAX_VNI)] = 0
+
+    @field_validator("id")
+    @classmethod
+    def _id_fits_type(cls, v: int, info: ValidationInfo) -> int:
+        # `type` is validated first (field order); absent when it was refused.
+        if "type" in info.data:
+            checks.segment(info.data["type"], v)
+        return v
+
+    @property
+    def overlay(self) -> bool:
+        return self.type in checks.OVERLAYS
 
 
 # What each value must be beyond its type (a unicast VIP, a unicast MAC, a
@@ -47,6 +63,11 @@ class RuleBackend(_Model):
     weight: Annotated[int, Field(ge=0)] = 1
     monitor_address: Address | None = None  # health checks go here instead of `address`
     monitor_port: Annotated[int, Field(ge=1, le=65535)] | None = None  # instead of the service's port
+    # A member on an overlay segment (the service's segment is VXLAN or
+    # Geneve): its VNI and its tunnel endpoint, the outer destination the
+    # node sends its frames to. Both null for a member on a VLAN.
+    vni: Vni | None = None
+    vtep: Address | None = None
 
 
 class HealthCheck(_Model):

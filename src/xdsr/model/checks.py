@@ -14,7 +14,7 @@ data plane.
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
@@ -26,6 +26,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # slots). A sanity bound on input, far above what Maglev needs for any pool.
 MAX_TABLE_SIZE = 4_194_301
 MAX_VLAN = 4094  # 802.1Q: 0 means untagged, 4095 is reserved
+MAX_VNI = 2**24 - 1  # VXLAN and Geneve: a 24-bit virtual network identifier
+SEGMENT_TYPES = ("vlan", "vxlan", "geneve")
+OVERLAYS = ("vxlan", "geneve")  # segments reached through a tunnel endpoint
 MAX_WEIGHT = 2**32 - 1  # the kernel's backend weight is a u32
 
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
@@ -94,6 +97,21 @@ def vlan(v: int) -> int:
     return v
 
 
+def vni(v: int) -> int:
+    # VNI 0 is valid on the wire, but Neutron and EVPN fabrics never hand it
+    # out, and a 0 left in a file is far more often a forgotten field.
+    if not 1 <= v <= MAX_VNI:
+        raise ValueError(f"VNI {v} is outside 1-{MAX_VNI}")
+    return v
+
+
+def segment(kind: str, ident: int) -> int:
+    """A segment's id, checked against what its type can carry."""
+    if kind not in SEGMENT_TYPES:
+        raise ValueError(f"segment type {kind!r} is not one of {', '.join(SEGMENT_TYPES)}")
+    return vlan(ident) if kind == "vlan" else vni(ident)
+
+
 def table_size(v: int) -> int:
     """A Maglev table size: prime (so every permutation visits every slot), and bounded."""
     if not 2 <= v <= MAX_TABLE_SIZE:
@@ -125,6 +143,8 @@ Mac = Annotated[
     WithJsonSchema({"type": "string", "pattern": "^[0-9A-Fa-f]{1,2}([:-][0-9A-Fa-f]{1,2}){5}$"}),
 ]
 VlanId = Annotated[int, Field(ge=0, le=MAX_VLAN)]
+Vni = Annotated[int, Field(ge=1, le=MAX_VNI)]
+SegmentType = Literal["vlan", "vxlan", "geneve"]
 TableSize = Annotated[
     int,
     Field(ge=2, le=MAX_TABLE_SIZE),
