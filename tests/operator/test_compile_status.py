@@ -178,3 +178,40 @@ def test_most_nodes_must_agree_a_member_is_down() -> None:
     blind = [NodeReport(n, True, _checked(unchecked=["m0"]), None) for n in "ab"]
     st = compute(lb(healthmonitors=[hm]), Placement("g1", generation=4, needed_revision=100), blind, None)
     assert st.members["m0"].operating_status == "NO_MONITOR" and st.members["m1"].operating_status == "ONLINE"
+
+
+def test_a_node_that_forwards_but_does_not_announce_degrades_the_load_balancer() -> None:
+    """With BGP the router sends the VIP only to the nodes announcing it: one
+    that forwards but is drained, withdrawn or has a session down carries
+    none of the traffic (DEGRADED); none announcing leaves the VIP
+    unreachable (ERROR). Nodes that speak no BGP do not count."""
+    doc = lb()
+    place = Placement("g1", generation=4, needed_revision=10)
+
+    def nodes(*said: str | None) -> list[NodeReport]:
+        return [NodeReport(f"n{i}", True, _state(10), None, s) for i, s in enumerate(said)]
+
+    st = compute(doc, place, nodes("announcing", "announcing", None), None)
+    assert st.operating_status == "ONLINE"
+    assert [(r.bgp, r.announcing) for r in st.lbns.values()] == [
+        ("announcing", True),
+        ("announcing", True),
+        (None, None),
+    ]
+    for other in ("drained", "withdrawn: XDP program 7 is no longer attached", "announcing; sessions down: rt_a"):
+        st = compute(doc, place, nodes("announcing", other, "announcing"), None)
+        assert st.operating_status == "DEGRADED", other
+        assert st.lbns["n1"].announcing is False and st.lbns["n1"].bgp == other
+        assert st.provisioning_status == "ACTIVE" and st.listeners["l1"].operating_status == "ONLINE"
+    st = compute(doc, place, nodes("drained", "drained", "announcing; sessions down: rt_a, rt_b"), None)
+    assert st.operating_status == "ERROR"
+    # A node that does not forward the load balancer yet is judged by its
+    # listeners (not installed), not by what it announces.
+    behind = [*nodes("announcing", "announcing"), NodeReport("n2", True, _state(9), None, "withdrawn: starting")]
+    st = compute(doc, place, behind, None)
+    assert st.lbns["n2"].announcing is False and st.listeners["l1"].operating_status == "DEGRADED"
+    no_bgp = [NodeReport(n.name, n.live, n.state, n.error) for n in behind]
+    assert st.operating_status == compute(doc, place, no_bgp, None).operating_status
+    # Disabled: OFFLINE whatever is announced.
+    st = compute(lb(admin_state_up=False), place, nodes("drained", "drained"), None)
+    assert st.operating_status == "OFFLINE"

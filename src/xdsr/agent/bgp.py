@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from xdsr.agent.bird import Bird, BirdError, ProtocolInfo, render_announcements, render_config, write_atomically
 from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane.netns import in_netns
-from xdsr.model.bgp import BgpConfig, BgpPeerStatus, BgpStatus, normalize_prefix
+from xdsr.model.bgp import BgpConfig, BgpPeerStatus, BgpStatus, normalize_prefix, summarize
 from xdsr.model.checks import IPAddress
 
 if TYPE_CHECKING:
@@ -245,10 +245,7 @@ class Speaker:
 
     def summary(self) -> str:
         """One line for the node's registration record, which the operator watches."""
-        st = self.status()
-        out = f"withdrawn: {st.reason}" if st.state == "withdrawn" else str(st.state)
-        down = [p.name for p in st.peers if not p.up]
-        return out + (f"; sessions down: {', '.join(down)}" if down else "")
+        return summarize(self.status())
 
     def _publish(self) -> None:
         reg = self.agent.registration

@@ -202,3 +202,40 @@ class BgpStatus(_Model):
 
 def normalize_prefix(addr: IPAddress) -> str:
     return f"{addr}/{32 if addr.version == 4 else 128}"
+
+
+# -- the one-line summary in the node's registration record --------------------
+# (model.group.LbnRecord.bgp): the agent writes it, the operator and the API
+# server read it. "announcing", "drained", "withdrawn: <why>", "stopped", each
+# followed by "; sessions down: <peer>, <peer>" when some are.
+
+_DOWN = "; sessions down: "
+
+
+class BgpSummary(_Model):
+    """A node's BGP state as its registration record says it."""
+
+    state: str  # announcing, drained, withdrawn, stopped
+    reason: str | None = None  # why it withdrew
+    sessions_down: list[str] = []  # peers whose session is not established
+
+    @property
+    def announcing(self) -> bool:
+        """The node announces every VIP its data plane holds, to every router."""
+        return self.state == "announcing" and not self.sessions_down
+
+
+def summarize(status: BgpStatus) -> str:
+    out = f"withdrawn: {status.reason}" if status.state == "withdrawn" else str(status.state)
+    down = [p.name for p in status.peers if not p.up]
+    return out + (f"{_DOWN}{', '.join(down)}" if down else "")
+
+
+def parse_summary(text: str) -> BgpSummary:
+    head, _, down = text.partition(_DOWN)
+    state, _, reason = head.partition(": ")
+    return BgpSummary(
+        state=state.strip(),
+        reason=reason.strip() or None,
+        sessions_down=[p.strip() for p in down.split(",") if p.strip()],
+    )

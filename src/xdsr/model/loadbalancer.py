@@ -118,6 +118,14 @@ class LbnReport(_Doc):
     applied_generation: int = 0
     forwarding: bool = False  # every service of the LB is installed on the node
     error: str | None = None
+    # BGP (docs/bgp.md), None when the node speaks none (static routes): the
+    # node's state as it registered it ("announcing", "drained", "withdrawn:
+    # <why>", with "; sessions down: <peers>"), and whether it announces this
+    # load balancer's VIP to every router: it forwards it, announces, and no
+    # session is down. A node that forwards but does not announce carries
+    # none of the VIP's traffic.
+    bgp: str | None = None
+    announcing: bool | None = None
 
 
 class ListenerStats(_Doc):

@@ -18,6 +18,8 @@ from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from xdsr.model.bgp import parse_summary
+
 if TYPE_CHECKING:
     from xdsr.operator.view import View
 
@@ -96,7 +98,7 @@ REGISTRY.register(_SEEN)
 
 def bgp_up(said: str) -> bool:
     """A node's registered BGP state (model.group.LbnRecord.bgp): announcing, no session down."""
-    return said.startswith("announcing") and "sessions down" not in said
+    return parse_summary(said).announcing
 
 
 def watch(view: View) -> None:

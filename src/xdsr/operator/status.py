@@ -5,7 +5,10 @@ group generation that holds the load balancer's latest change, ERROR when a
 node could not install one of its services (or the operator refused it, as
 for a VIP another load balancer already serves). Operating status comes from
 what the nodes really forward: a listener is ONLINE when every live node has
-its service installed, a member when every node resolved its MAC.
+its service installed, a member when every node resolved its MAC. With
+BGP, the router sends a VIP only to the nodes announcing it: a load balancer
+is DEGRADED while one of its forwarding nodes does not announce, ERROR when
+none does (docs/bgp.md).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from xdsr.model.agent import AgentState, ServiceReport
+from xdsr.model.bgp import parse_summary
 from xdsr.model.loadbalancer import (
     LbnReport,
     ListenerStats,
@@ -32,6 +36,7 @@ class NodeReport:
     live: bool  # registered (its lease is alive)
     state: AgentState | None  # what it last told us
     error: str | None  # why we could not reach it or it refused the state
+    bgp: str | None = None  # its BGP state as it registered it (model.bgp summary); None: no BGP
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,19 @@ def _combine(states: list[OperatingStatus]) -> OperatingStatus:
     if any(s == "ONLINE" for s in states):
         return "DEGRADED"
     return "ERROR"
+
+
+def _routed(op: OperatingStatus, lbns: list[LbnReport]) -> OperatingStatus:
+    """With BGP the router sends the VIP's traffic only to the nodes that
+    announce it: a node that forwards the VIP but does not announce it
+    (drained, XDP program gone, session down) leaves the others carrying it
+    all (DEGRADED); when none announces, the VIP is unreachable (ERROR)."""
+    speakers = [r for r in lbns if r.forwarding and r.announcing is not None]
+    if not speakers or op not in ("ONLINE", "DEGRADED"):
+        return op
+    if not any(r.announcing for r in speakers):
+        return "ERROR"
+    return "DEGRADED" if not all(r.announcing for r in speakers) else op
 
 
 def compute(
@@ -188,7 +206,10 @@ def compute(
             applied_generation=min(gen, placement.needed_revision) if placement.needed_revision else gen,
             forwarding=forwarding,
             error=err,
+            bgp=n.bgp,
+            announcing=None if n.bgp is None else forwarding and parse_summary(n.bgp).announcing,
         )
+    lb_op = _routed(lb_op, list(lbns.values()))
 
     provisioning = "ERROR" if errors else "ACTIVE"
     return LoadBalancerStatus(

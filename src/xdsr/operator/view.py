@@ -220,7 +220,8 @@ class View:
             if node is not None and state is not None:
                 mine = self._by_lb(node, state).get(lb_id, [])
                 state = state.model_copy(update={"services": mine})
-            out.append(NodeReport(name, name in live, state, node.error if node else None))
+            rec = live.get(name)
+            out.append(NodeReport(name, rec is not None, state, node.error if node else None, rec.bgp if rec else None))
         return out
 
     def _by_lb(self, node: Node, state: AgentState) -> dict[str, list[ServiceReport]]:
