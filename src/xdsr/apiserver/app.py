@@ -29,6 +29,7 @@ from xdsr.apiserver.ops import MAX_DOC_BYTES
 from xdsr.apiserver.routes import (
     compat,
     healthmonitors,
+    lbns,
     listeners,
     loadbalancers,
     members,
@@ -145,6 +146,7 @@ def create_app(store: Store, tokens: Iterable[Token] | TokenRegistry, networks: 
         providers,
         quotas,
         tree,
+        lbns,
         compat,
     ):
         app.include_router(resource.router, prefix="/v2/lbaas")

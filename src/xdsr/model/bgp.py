@@ -11,7 +11,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from xdsr.model.checks import IPAddress, VipAddress, VlanId, unicast_address
 
@@ -219,6 +228,7 @@ class BgpSummary(_Model):
     reason: str | None = None  # why it withdrew
     sessions_down: list[str] = []  # peers whose session is not established
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def announcing(self) -> bool:
         """The node announces every VIP its data plane holds, to every router."""
