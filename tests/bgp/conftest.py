@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,30 @@ class Env:
 
     def bgp(self, name: str) -> dict[str, Any]:
         return self.agent(name, "GET", "/v1/bgp")
+
+    def operating_status(self, lb_id: str) -> str:
+        with self.api() as c:
+            r = c.get(f"/v2/lbaas/loadbalancers/{lb_id}")
+            r.raise_for_status()
+            return str(r.json()["loadbalancer"]["operating_status"])
+
+    def wait_operating(self, lb_id: str, want: str) -> None:
+        until(lambda: self.operating_status(lb_id) == want, what=f"load balancer {want}")
+
+    def lbns(self) -> dict[str, dict[str, Any]]:
+        """The API's admin view of the LB nodes (GET /v2/lbaas/xdsr/lbns)."""
+        with self.cluster.client() as c:
+            r = c.get("/v2/lbaas/xdsr/lbns")
+            r.raise_for_status()
+            return {n["name"]: n for n in r.json()["lbns"]}
+
+    def agent_status(self, name: str, *extra: str) -> str:
+        """`xdsr agent status` against the node's agent."""
+        cmd = [sys.executable, "-m", "xdsr.cli", "agent", "status", "--endpoint", self.cluster.agent_urls[name]]
+        cmd += ["--token-file", str(self.cluster.workdir / "agent-token"), "--insecure-http", *extra]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+        assert r.returncode == 0, r.stderr
+        return r.stdout
 
     def route(self, ipv6: bool = False) -> list[int]:
         """LB node indexes in the router's kernel route to the VIP."""

@@ -101,6 +101,26 @@ def test_routes_follow_the_api(env: Env) -> None:
         assert 'xdsr_bgp_session_up{peer="rt_a"} 1.0' in metrics
         assert 'xdsr_bgp_announced_routes{peer="rt_a"} 2.0' in metrics
 
+    # What the cloud's operators see: each load balancer ONLINE, each node
+    # announcing both VIPs (the API's admin view), and the node's own word.
+    for lb_id in (v4, v6):
+        env.wait_operating(lb_id, "ONLINE")
+    both = [f"{VIP}/32", f"{VIP6}/128"]
+
+    def every_node_announces_both() -> dict[str, Any] | None:
+        nodes = env.lbns()
+        return nodes if all(nodes[x]["announced"] == both for x in ("lbn0", "lbn1", "lbn2")) else None
+
+    nodes = until(every_node_announces_both, what="every node announcing both VIPs in the API's view")
+    assert nodes["lbn0"]["bgp"] == {"state": "announcing", "reason": None, "sessions_down": [], "announcing": True}
+    assert nodes["lbn0"]["withheld"] == [] and nodes["lbn0"]["alive"] and nodes["lbn0"]["group"]
+    out = json.loads(env.agent_status("lbn1", "--json"))
+    assert out["state"]["name"] == "lbn1" and out["state"]["generation"] > 0
+    assert out["bgp"]["state"] == "announcing" and out["bgp"]["announced"] == both and not out["bgp"]["drained"]
+    text = env.agent_status("lbn1")
+    assert "bgp: announcing" in text and "announced (2): 203.0.113.20/32, fd00:203::20/128" in text, text
+    assert "rt_a" in text and "Established" in text and "node lbn1" in text, text
+
     # The per-VIP policy reaches the router with every path.
     seen = env.routers.show_route("a", f"{VIP}/32")
     assert seen.count("BGP.community: (65000,10)") == 3 and seen.count("BGP.med: 5") == 3, seen
@@ -189,6 +209,13 @@ def test_drain(env: Env, lb: str) -> None:
         metrics = httpx.get(env.cluster.agent_urls["lbn0"] + "/metrics", timeout=5).text
         assert "xdsr_bgp_drained 1.0" in metrics
         until(lambda: lbn_record(env, "lbn0")["bgp"] == "drained", what="the drain in the node's registration")
+        # The load balancer runs on two nodes of three: DEGRADED, and the
+        # API's admin view says which node withholds the VIP, and why.
+        env.wait_operating(lb, "DEGRADED")
+        node = until(lambda: env.lbns()["lbn0"] if env.lbns()["lbn0"]["withheld"] else None, what="lbn0 withholds")
+        assert node["withheld"] == [f"{VIP}/32"] and node["announced"] == []
+        assert node["bgp"]["state"] == "drained" and not node["bgp"]["announcing"]
+        assert "bgp: drained" in env.agent_status("lbn0")
     finally:
         result = session.stop()
     assert not result.broken, result.broken
@@ -203,6 +230,7 @@ def test_drain(env: Env, lb: str) -> None:
     st = env.agent("lbn0", "DELETE", "/v1/drain")
     assert st["state"] == "announcing" and st["announced"] == ["203.0.113.20/32"]
     env.wait_route(ALL)
+    env.wait_operating(lb, "ONLINE")
 
 
 def test_xdp_detached_behind_the_agents_back(env: Env, lb: str) -> None:
@@ -215,6 +243,9 @@ def test_xdp_detached_behind_the_agents_back(env: Env, lb: str) -> None:
     assert st["state"] == "withdrawn" and st["announced"] == []
     assert "no longer attached" in st["reason"], st
     assert "withdrawing every VIP" in env.cluster.agents["lbn1"].log_tail()
+    env.wait_operating(lb, "DEGRADED")
+    node = until(lambda: env.lbns()["lbn1"]["bgp"], what="lbn1's BGP state in the API")
+    assert node["state"] == "withdrawn" and "no longer attached" in node["reason"], node
     restart_agent(env, "lbn1")
 
 
@@ -303,6 +334,9 @@ def test_session_that_cannot_come_up(
         assert env.route() == [0, 1]
         metrics = httpx.get(env.cluster.agent_urls["lbn2"] + "/metrics", timeout=5).text
         assert 'xdsr_bgp_session_up{peer="rt_a"} 0.0' in metrics
+        env.wait_operating(lb, "DEGRADED")
+        node = until(lambda: env.lbns()["lbn2"] if env.lbns()["lbn2"]["withheld"] else None, what="lbn2 withholds")
+        assert node["bgp"]["sessions_down"] == ["rt_a"] and node["withheld"] == [f"{VIP}/32"]
     finally:
         agent.stop()
         agent.argv = good

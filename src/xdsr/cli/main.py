@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from xdsr.cli import bench, dp
-from xdsr.cli.agent import agent
+from xdsr.cli import agent, bench, dp
 from xdsr.cli.apiserver import apiserver
 from xdsr.cli.demo import demo
 from xdsr.cli.manifests import manifests
@@ -23,10 +22,10 @@ app = typer.Typer(
 )
 app.add_typer(dp.app, name="dp")
 app.add_typer(bench.app, name="bench")
+app.add_typer(agent.app, name="agent")
 app.command()(demo)
 app.command()(apiserver)
 app.command()(operator)
-app.command()(agent)
 app.command()(up)
 app.command()(manifests)
 app.command()(status)

@@ -3,8 +3,9 @@ where, read from the store (and, given the agents' token, from each node).
 
 A node is *alive* while its registration (under a lease) is in the store.
 Its applied generation is what the operator last wrote back for it; with
-`--token-file` each node is also asked directly (GET /v1/state): the
-generation it holds now, its error, and its BGP sessions when it has any.
+`--token-file` (and the agents' TLS options) each node is also asked
+directly (GET /v1/state, /v1/bgp): the generation it holds now, its error,
+and its BGP state and sessions when it has any.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from xdsr.model import keys
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
 from xdsr.store.base import Store, StoreError
+from xdsr.web.tls import ClientTls
 
 
-async def gather(store: Store, agent_token: str | None = None) -> dict[str, Any]:
+async def gather(store: Store, agent_token: str | None = None, tls: ClientTls | None = None) -> dict[str, Any]:
     """Everything `xdsr status` shows, as one JSON-able dict."""
 
     async def docs(prefix: str, model: type[Any]) -> dict[str, Any]:
@@ -47,7 +49,7 @@ async def gather(store: Store, agent_token: str | None = None) -> dict[str, Any]
 
     live: dict[str, dict[str, Any]] = {}
     if agent_token:
-        live = await _ask_nodes(records, agent_token)
+        live = await _ask_nodes(records, agent_token, tls)
 
     def node_view(name: str) -> dict[str, Any]:
         rec = records.get(name)
@@ -90,21 +92,27 @@ async def gather(store: Store, agent_token: str | None = None) -> dict[str, Any]
     }
 
 
-async def _ask_nodes(records: dict[str, LbnRecord], token: str) -> dict[str, dict[str, Any]]:
+async def _ask_nodes(records: dict[str, LbnRecord], token: str, tls: ClientTls | None) -> dict[str, dict[str, Any]]:
     import httpx
 
-    async with httpx.AsyncClient(timeout=3.0, headers={"Authorization": f"Bearer {token}"}) as http:
+    verify: Any = tls.context() if tls is not None else True
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(timeout=3.0, headers=headers, verify=verify) as http:
 
         async def ask(rec: LbnRecord) -> tuple[str, dict[str, Any]]:
             try:
                 r = await http.get(f"{rec.endpoint}/v1/state")
                 r.raise_for_status()
                 state = r.json()
+                r = await http.get(f"{rec.endpoint}/v1/bgp")
+                r.raise_for_status()
+                bgp = r.json()
             except (httpx.HTTPError, ValueError) as exc:
                 return rec.name, {"reachable": False, "node_error": f"{exc.__class__.__name__}: {exc}"}
             out = {"reachable": True, "generation": state.get("generation"), "node_error": state.get("error")}
-            if state.get("bgp") is not None:
-                out["bgp"] = state["bgp"]
+            if bgp.get("enabled"):
+                out["bgp"] = {k: bgp.get(k) for k in ("state", "reason", "drained", "announced")}
+                out["bgp"]["sessions"] = {p["name"]: p["state"] for p in bgp.get("peers") or []}
             return rec.name, out
 
         return dict(await asyncio.gather(*(ask(r) for r in records.values())))
@@ -157,17 +165,24 @@ def status(
     token_file: Annotated[
         Path | None, typer.Option(help="the agents' token: also ask each LB node (generation now, BGP)")
     ] = None,
+    agent_ca: Annotated[Path | None, typer.Option(help="the CA the agents' TLS certificates chain to")] = None,
+    agent_cert: Annotated[Path | None, typer.Option(help="a client certificate the agents accept (clientAuth)")] = None,
+    agent_key: Annotated[Path | None, typer.Option(help="its private key")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Show the groups, their LB nodes and which load balancers are where."""
     from xdsr.store.etcd import EtcdStore
 
     token = token_file.read_text().strip() if token_file else None
+    given = [f for f in (agent_ca, agent_cert, agent_key) if f is not None]
+    if given and len(given) != 3:
+        raise typer.BadParameter("give all of --agent-ca, --agent-cert and --agent-key, or none (plain HTTP)")
+    tls = ClientTls(agent_ca, agent_cert, agent_key) if agent_ca and agent_cert and agent_key else None
 
     async def run() -> dict[str, Any]:
         etcd = EtcdStore(store)
         try:
-            return await gather(etcd, token)
+            return await gather(etcd, token, tls)
         finally:
             await etcd.close()
 
