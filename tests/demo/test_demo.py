@@ -29,6 +29,7 @@ def test_cloud_demo() -> None:
     # BGP: the killed agent's node left the router's route; a drain lost nothing.
     assert "the router's FIB has 2 next hops" in text
     assert findings["drain_broken"] == 0 and findings["drain_switched"] == 0
+    assert "the load balancer is DEGRADED; GET /v2/lbaas/xdsr/lbns: lbn1 drained, withholding" in text
     # A dead backend's service: out of every table, no new connection to it fails.
     assert findings["health_broken"] == 0
     assert set(findings["health_during"]) == {"blue-be0", "blue-be2", "blue-be3"}  # type: ignore[arg-type]

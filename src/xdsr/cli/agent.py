@@ -210,8 +210,8 @@ def _bgp_summary(bgp: dict[str, Any]) -> str:
     line = f"bgp: [{_STATE_STYLE.get(st, 'white')}]{st}[/]"
     if bgp.get("reason") and st != "drained":
         line += f" ({bgp['reason']})"
-    if bgp.get("drained"):
-        line += "  drained: yes"
+    if bgp.get("drained") and st != "drained":
+        line += "  (drained)"
     announced = bgp.get("announced") or []
     line += f"\nannounced ({len(announced)}): {', '.join(announced) if announced else '-'}"
     return line
@@ -219,6 +219,7 @@ def _bgp_summary(bgp: dict[str, Any]) -> str:
 
 def render_status(state: dict[str, Any], bgp: dict[str, Any]) -> Any:
     """What `xdsr agent status` prints: rich renderables, one group."""
+    from rich.box import SIMPLE
     from rich.console import Group
     from rich.table import Table
 
@@ -231,7 +232,7 @@ def render_status(state: dict[str, Any], bgp: dict[str, Any]) -> Any:
     parts: list[Any] = [head, _bgp_summary(bgp)]
     peers = bgp.get("peers") or []
     if peers:
-        table = Table("peer", "address", "AS", "session", "since", "BFD", "announced", "exported", "error")
+        table = Table("peer", "address", "AS", "session", "since", "BFD", "announced", "exported", "error", box=SIMPLE)
         for p in peers:
             session = f"[green]{p['state']}[/]" if p.get("up") else f"[red]{p['state']}[/]"
             table.add_row(

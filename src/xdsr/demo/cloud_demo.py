@@ -274,9 +274,29 @@ def _bgp_scenes(
         f"connections {len(during.broken)} were lost",
         highlight=False,
     )
+    # What the cloud's operators see meanwhile: the load balancer runs on two
+    # nodes of three, and the API's admin view says which and why.
+    with cluster.client() as api:
+
+        def seen() -> tuple[str, dict[str, Any]] | None:
+            op = api.get(f"/v2/lbaas/loadbalancers/{lb_id}").json()["loadbalancer"]["operating_status"]
+            node = next(n for n in api.get("/v2/lbaas/xdsr/lbns").json()["lbns"] if n["name"] == "lbn1")
+            return (op, node) if op == "DEGRADED" and node["withheld"] else None
+
+        op, node = wait_until(seen, timeout=20, interval=0.05)
+    con.print(
+        f"the API meanwhile: the load balancer is {op}; GET /v2/lbaas/xdsr/lbns: lbn1 {node['bgp']['state']}, "
+        f"withholding {', '.join(node['withheld'])}",
+        highlight=False,
+    )
     _agent_call(cluster, "lbn1", "DELETE", "/v1/drain")
     wait_until(lambda: routers.lbns_in_route("blue") == [0, 1, 2], timeout=10, interval=0.01)
-    out.update(drain_ms=drained * 1000, drain_broken=len(during.broken), drain_switched=len(during.switched))
+    out.update(
+        drain_ms=drained * 1000,
+        drain_broken=len(during.broken),
+        drain_switched=len(during.switched),
+        drain_operating_status=op,
+    )
     return out
 
 
