@@ -126,3 +126,33 @@ def test_a_body_over_the_limit_is_413(tls_agent: AgentProcess) -> None:
             data += chunk
     assert data.split(b" ", 2)[1] == b"413" and b"larger than" in data, data
     assert tls_agent.state()["generation"] == 0
+
+
+def test_xdsr_agent_status_over_mutual_tls(tls_agent: AgentProcess, pki: dict[str, Any]) -> None:
+    """`xdsr agent status` reaches the agent as the operator does (the CA,
+    a clientAuth certificate, the token); a node without BGP says so, and
+    `xdsr agent drain` is refused with the agent's reason."""
+    import subprocess
+    import sys
+
+    op = pki["operator"]
+    tls = ["--agent-ca", str(pki["ca"].path), "--agent-cert", str(op.cert), "--agent-key", str(op.key)]
+    base = ["--endpoint", tls_agent.url, "--token-file", str(tls_agent.token_file), *tls]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "xdsr.cli", "agent", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+    r = cli("status", *base)
+    assert r.returncode == 0, r.stderr
+    assert "node lbn0  generation 0  services 0/0 installed" in r.stdout and "bgp: not configured" in r.stdout
+    r = cli("drain", *base)
+    assert r.returncode == 1 and "409 BGP is not configured on this node" in r.stderr, r.stderr
+    stranger = pki["stranger"]
+    refused = ["--agent-ca", str(pki["ca"].path), "--agent-cert", str(stranger.cert), "--agent-key", str(stranger.key)]
+    r = cli("status", "--endpoint", tls_agent.url, "--token-file", str(tls_agent.token_file), *refused)
+    assert r.returncode == 1 and tls_agent.url in r.stderr, r.stderr
+    r = cli(
+        "status", "--endpoint", tls_agent.url.replace("https", "http"), "--token-file", str(tls_agent.token_file), *tls
+    )
+    assert r.returncode == 2 and "not https" in r.stderr, r.stderr

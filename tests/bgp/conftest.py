@@ -65,7 +65,11 @@ class Env:
 
     def agent_status(self, name: str, *extra: str) -> str:
         """`xdsr agent status` against the node's agent."""
-        cmd = [sys.executable, "-m", "xdsr.cli", "agent", "status", "--endpoint", self.cluster.agent_urls[name]]
+        return self.agent_cli("status", name, *extra)
+
+    def agent_cli(self, command: str, name: str, *extra: str) -> str:
+        """`xdsr agent status|drain|undrain` against the node's agent."""
+        cmd = [sys.executable, "-m", "xdsr.cli", "agent", command, "--endpoint", self.cluster.agent_urls[name]]
         cmd += ["--token-file", str(self.cluster.workdir / "agent-token"), "--insecure-http", *extra]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
         assert r.returncode == 0, r.stderr
