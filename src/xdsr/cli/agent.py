@@ -120,16 +120,12 @@ def _call(
 ) -> Any:
     import httpx
 
-    from xdsr.web.tls import ClientTls
+    from xdsr.cli.operator import agent_tls
 
-    if ca and cert and key and not insecure_http:
-        verify: Any = ClientTls(ca, cert, key).context()
-        if not endpoint.startswith("https://"):
-            raise typer.BadParameter(f"{endpoint}: not https: with TLS options the agent is asked over TLS only")
-    elif insecure_http and not (ca or cert or key):
-        verify = True
-    else:
-        raise typer.BadParameter("give --agent-ca, --agent-cert and --agent-key (mutual TLS), or --insecure-http")
+    tls = agent_tls(ca, cert, key, insecure_http)  # as the operator reaches the agents
+    if tls is not None and not endpoint.startswith("https://"):
+        raise typer.BadParameter(f"{endpoint}: not https: with TLS options the agent is asked over TLS only")
+    verify: Any = tls.context() if tls is not None else True
     try:
         token = token_file.read_text().strip()
     except OSError as exc:
