@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,18 @@ def test_routes_follow_the_api(env: Env) -> None:
     text = env.agent_status("lbn1")
     assert "bgp: announcing" in text and "announced (2): 203.0.113.20/32, fd00:203::20/128" in text, text
     assert "rt_a" in text and "Established" in text and "node lbn1" in text, text
+    # `xdsr status` with the agents' token asks every node too.
+    token = str(env.cluster.workdir / "agent-token")
+    cmd = [sys.executable, "-m", "xdsr.cli", "status", "--store", env.cluster.etcd.endpoint, "--token-file", token]
+    r = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=60, check=True)
+    seen = {n["name"]: n for g in json.loads(r.stdout)["groups"] for n in g["nodes"]}
+    assert seen["lbn2"]["bgp"] == {
+        "state": "announcing",
+        "reason": None,
+        "drained": False,
+        "announced": both,
+        "sessions": {"rt_a": "Established"},
+    }
 
     # The per-VIP policy reaches the router with every path.
     seen = env.routers.show_route("a", f"{VIP}/32")
