@@ -99,6 +99,13 @@ MacAddress = Annotated[
     checks.Mac,
     Describe("xdsr: the member's unicast MAC; omitted or null = resolved by the LB nodes (ARP/ND)."),
 ]
+VtepAddress = Annotated[
+    checks.VtepAddress,
+    Describe(
+        "xdsr: a member on a VXLAN or Geneve segment: the tunnel endpoint (VTEP) its frames are sent to, "
+        "encapsulated; omitted or null = resolved by the LB nodes. Only for members on an overlay segment."
+    ),
+]
 TableSize = Annotated[
     checks.TableSize,
     Describe("xdsr: Maglev table size, a prime; null = derived from the members (docs/maglev.md)."),

@@ -80,6 +80,15 @@ BACKUP = (
 )
 PORT_TRANSLATION = "L2DSR does not translate ports: a member must listen on the listener's protocol_port"
 PROTOCOL_MISMATCH = "L2DSR forwards the listener's packets unchanged, so the pool must speak the listener's protocol"
+# Overlays (VXLAN, Geneve): the node rewrites the inner destination MAC, the
+# VNI and the outer destination of the frame it received, and sends it back
+# out. It neither adds nor strips an encapsulation, nor swaps one kind for
+# another (docs/dataplane.md).
+MIXED_SEGMENTS = (
+    "L2DSR rewrites a frame in place: a VIP on a VLAN serves members on VLANs, a VIP on a VXLAN (Geneve) segment "
+    "serves members on VXLAN (Geneve) segments; the LB node adds, strips or converts no encapsulation"
+)
+VTEP_ON_VLAN = "vtep_address is the tunnel endpoint of a member on a VXLAN or Geneve segment; this member is on a VLAN"
 VIP_REQUIRED = (
     "vip_address is required: xdsr allocates no addresses; give the VIP (e.g. from a Neutron port), "
     "vip_subnet_id/vip_network_id/vip_port_id are only stored"
