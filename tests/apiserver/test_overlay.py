@@ -57,19 +57,27 @@ def test_a_vxlan_network_from_the_networks_file(api: ServerThread, a: httpx.Clie
         a, pool["id"], "172.16.0.5", subnet_id=BACK, mac_address="02:00:00:00:50:05", vtep_address="192.0.2.15"
     )
     assert m["segment"] == {"type": "vxlan", "id": 5002} and m["vtep_address"] == "192.0.2.15"
-    # A member without a subnet is on the VIP's segment; its endpoint may be left to the nodes.
-    plain = create_member(a, pool["id"], "10.9.0.6")
-    assert plain["segment"] is None and plain["vtep_address"] is None
+    # A member without a subnet is on the VIP's segment; it needs its endpoint too.
+    plain = create_member(a, pool["id"], "10.9.0.6", vtep_address="192.0.2.16")
+    assert plain["segment"] is None and plain["vtep_address"] == "192.0.2.16"
+    _refused(
+        a.post(MEMBERS.format(pool["id"]), json={"member": {"address": "10.9.0.7", "protocol_port": 80}}),
+        "member.vtep_address",
+        "required for a member on a VXLAN or Geneve segment",
+    )
     doc = stored(api.endpoint, lb["id"])
     assert doc is not None
     by_address = {str(x.address): x for x in doc.pools[0].members}
     assert by_address["172.16.0.5"].segment == Segment(type="vxlan", id=5002)
     assert str(by_address["172.16.0.5"].vtep_address) == "192.0.2.15"
-    # The endpoint changes (a VM moved to another hypervisor), and goes.
+    # The endpoint changes (a VM moved to another hypervisor); it cannot go.
     r = a.put(f"{MEMBERS.format(pool['id'])}/{m['id']}", json={"member": {"vtep_address": "2001:db8::15"}})
     assert r.status_code == 200 and r.json()["member"]["vtep_address"] == "2001:db8::15", r.text
-    r = a.put(f"{MEMBERS.format(pool['id'])}/{m['id']}", json={"member": {"vtep_address": None}})
-    assert r.status_code == 200 and r.json()["member"]["vtep_address"] is None, r.text
+    _refused(
+        a.put(f"{MEMBERS.format(pool['id'])}/{m['id']}", json={"member": {"vtep_address": None}}),
+        "member.vtep_address",
+        "required",
+    )
     # The Networking lookups say what the network is.
     net = a.get(f"/v2.0/networks/{FRONT_NET}").json()["network"]
     assert (net["provider:network_type"], net["provider:segmentation_id"]) == ("vxlan", 5001)
@@ -99,13 +107,13 @@ def test_mixed_vlan_and_overlay_is_refused_naming_the_field(a: httpx.Client) -> 
         "is on VLAN 100 but the VIP is on vxlan 5001",
     )
     _refused(
-        a.put(members, json={"members": [{"address": "10.1.1.1", "protocol_port": 80},
+        a.put(members, json={"members": [{"address": "10.1.1.1", "protocol_port": 80, "vtep_address": "192.0.2.1"},
                                          {"address": "10.1.1.2", "protocol_port": 80,
                                           "segment": {"type": "vlan", "id": 3}}]}),
         "members[1].segment",
         "adds, strips or converts no encapsulation",
     )  # fmt: skip
-    ok = create_member(a, pool["id"], "10.1.1.3")
+    ok = create_member(a, pool["id"], "10.1.1.3", vtep_address="192.0.2.3")
     _refused(
         a.put(f"{members}/{ok['id']}", json={"member": {"segment": {"type": "vlan", "id": 0}}}),
         "member.segment",
@@ -177,7 +185,14 @@ def test_a_tree_with_a_vlan_member_under_a_vxlan_vip_is_refused(admin: httpx.Cli
                     "id": str(uuid.uuid4()),
                     "protocol": "TCP",
                     "lb_algorithm": "ROUND_ROBIN",
-                    "members": [{"id": str(uuid.uuid4()), "address": "10.3.3.3", "protocol_port": 80}],
+                    "members": [
+                        {
+                            "id": str(uuid.uuid4()),
+                            "address": "10.3.3.3",
+                            "protocol_port": 80,
+                            "vtep_address": "192.0.2.3",
+                        }
+                    ],
                 }
             ],
         }

@@ -429,14 +429,13 @@ def test_neutron_overlay_members_and_their_hosts_tunnel_endpoints() -> None:
     assert net.agent_calls == 1  # one host, asked once
     # hv2 is an OVN chassis: its endpoint comes from tunnel_endpoints.
     assert n.member("10.3.0.6", "sub-3")["vtep_address"] == "192.0.2.22"
-    # hv3 is known to nobody: the member goes without one (the LB nodes resolve it).
-    assert n.member("10.3.0.7", "sub-3")["vtep_address"] is None
+    # hv3 is known to nobody, and an unbound port has no host: errors that say so.
+    with pytest.raises(NeutronLookupError, match=r"host hv3 has no tunnel endpoint.*tunnel_endpoints"):
+        n.member("10.3.0.7", "sub-3")
+    net.by_ip["10.3.0.7"].binding_host_id = None
+    with pytest.raises(NeutronLookupError, match=r"10\.3\.0\.7 is bound to no host"):
+        n.member("10.3.0.7", None)
     # Mapped into the body xdsr validates.
-    body = mapping.member(
-        {"member_id": "m1", "address": "10.3.0.7", "protocol_port": 80, "subnet_id": "sub-3"},
-        lambda m: n.member(m["address"], m["subnet_id"]),
-    )
-    assert body["segment"] == {"type": "vxlan", "id": 5003} and "vtep_address" not in body
     body = mapping.member(
         {"member_id": "m2", "address": "10.3.0.5", "protocol_port": 80, "subnet_id": "sub-3"},
         lambda m: n.member(m["address"], m["subnet_id"]),

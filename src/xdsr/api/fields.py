@@ -103,7 +103,7 @@ VtepAddress = Annotated[
     checks.VtepAddress,
     Describe(
         "xdsr: a member on a VXLAN or Geneve segment: the tunnel endpoint (VTEP) its frames are sent to, "
-        "encapsulated; omitted or null = resolved by the LB nodes. Only for members on an overlay segment."
+        "encapsulated; required for a member on an overlay segment, refused for one on a VLAN."
     ),
 ]
 TableSize = Annotated[

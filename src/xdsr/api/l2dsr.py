@@ -89,6 +89,10 @@ MIXED_SEGMENTS = (
     "serves members on VXLAN (Geneve) segments; the LB node adds, strips or converts no encapsulation"
 )
 VTEP_ON_VLAN = "vtep_address is the tunnel endpoint of a member on a VXLAN or Geneve segment; this member is on a VLAN"
+VTEP_REQUIRED = (
+    "required for a member on a VXLAN or Geneve segment: the tunnel endpoint of the member's host, where the "
+    "LB nodes send its frames encapsulated"
+)
 VIP_REQUIRED = (
     "vip_address is required: xdsr allocates no addresses; give the VIP (e.g. from a Neutron port), "
     "vip_subnet_id/vip_network_id/vip_port_id are only stored"

@@ -53,7 +53,7 @@ class Member(_Object):
     backup: bool = False
     mac_address: str | None = None  # xdsr: None = resolved by the LB nodes (ARP/ND)
     segment: Segment | None = None  # xdsr: None = the load balancer's vip_segment
-    # xdsr, a member on a VXLAN/Geneve segment: its tunnel endpoint; None = resolved by the LB nodes
+    # xdsr, a member on a VXLAN/Geneve segment: its host's tunnel endpoint (None on a VLAN)
     vtep_address: IPvAnyAddress | None = None
 
 

@@ -69,8 +69,8 @@ OPTS = [
         "tunnel_endpoints",
         default={},
         help="host:address pairs: the tunnel endpoint (VTEP) of each hypervisor whose L2 agent does not report "
-        "configurations.tunneling_ip in Neutron's agents API (OVN chassis). Members on VXLAN or Geneve networks "
-        "bound to an unknown host go to xdsr without an endpoint (the LB nodes resolve it).",
+        "configurations.tunneling_ip in Neutron's agents API (OVN chassis). A member on a VXLAN or Geneve network "
+        "bound to a host with no known endpoint goes to ERROR.",
     ),
 ]
 

@@ -18,9 +18,9 @@ population driver uses: the port's `binding:host_id` names the host, and
 the L2 agent on that host (Open vSwitch or Linux bridge) reports its
 endpoint as `configurations.tunneling_ip` in the agents API. OVN's agents
 report no endpoint there (the chassis' encap IP is in OVN's southbound
-database only): give those in `[xdsr] tunnel_endpoints` (host:address), or
-leave them to the LB nodes. A member whose endpoint is not known goes to
-xdsr without one.
+database only): give those in `[xdsr] tunnel_endpoints` (host:address). A
+member whose endpoint is not known is an error that says so: the LB nodes
+cannot send it a frame.
 
 Answers are kept for `cache_seconds` (a pool of 200 members is looked up
 once, not at every change of the load balancer); a port bound to another
@@ -100,23 +100,28 @@ class Neutron:
             return self.network_segment(network_id)
         return None
 
-    def host_endpoint(self, host: str) -> str | None:
+    def host_endpoint(self, host: str) -> str:
         """The tunnel endpoint of a hypervisor: what its L2 agent reports
-        (`configurations.tunneling_ip`), else `tunnel_endpoints`; None if neither knows."""
+        (`configurations.tunneling_ip`), else `tunnel_endpoints`."""
 
-        def compute() -> str | None:
+        def compute() -> str:
             for agent in self.conn.network.agents(host=host):
                 ip = (getattr(agent, "configuration", None) or {}).get("tunneling_ip")
-                if ip and getattr(agent, "is_alive", True) is not False:
+                if ip:
                     return str(ip)
-            return self.tunnel_endpoints.get(host)
+            if host in self.tunnel_endpoints:
+                return self.tunnel_endpoints[host]
+            raise NeutronLookupError(
+                f"host {host} has no tunnel endpoint: no Neutron agent on it reports configurations.tunneling_ip "
+                "(OVN's do not); give it in [xdsr] tunnel_endpoints"
+            )
 
         return self._cached(("host", host), compute)  # type: ignore[no-any-return]
 
     def member(self, address: str, subnet_id: str | None) -> dict[str, Any]:
         """What Neutron knows of a member, as xdsr's member attributes: its
         port's `mac_address`, its `segment` and, on an overlay, the
-        `vtep_address` of the host the port is bound to (None: unknown)."""
+        `vtep_address` of the host the port is bound to."""
 
         def compute() -> dict[str, Any]:
             filters = [f"ip_address={address}"] + ([f"subnet_id={subnet_id}"] if subnet_id else [])
@@ -134,7 +139,12 @@ class Neutron:
             found: dict[str, Any] = {"mac_address": str(port.mac_address), "segment": segment}
             if segment["type"] in OVERLAYS:
                 host = getattr(port, "binding_host_id", None)
-                found["vtep_address"] = self.host_endpoint(host) if host else None
+                if not host:
+                    raise NeutronLookupError(
+                        f"the Neutron port of {address} is bound to no host (binding:host_id), so its tunnel "
+                        "endpoint is unknown"
+                    )
+                found["vtep_address"] = self.host_endpoint(host)
             return found
 
         return self._cached(("member", address, subnet_id or ""), compute)  # type: ignore[no-any-return]
