@@ -24,7 +24,7 @@ from prometheus_client import generate_latest
 
 import xdsr
 from xdsr.agent import drift, rules
-from xdsr.agent.health import HealthChecker, Target
+from xdsr.agent.health import HealthChecker, Overlay, Target
 from xdsr.agent.metrics import AgentMetrics
 from xdsr.agent.neighbors import NeighborTable
 from xdsr.agent.registration import Registration
@@ -387,18 +387,25 @@ class Agent:
                 if h is None:
                     continue
                 # Keyed by identity: a member of a hand-written state may have no id.
-                macs = {be.identity: be.mac for be in b.service.backends}
+                built = {be.identity: be for be in b.service.backends}
                 mine: dict[str, Target | None] = {}
                 for m in s.backends:
                     ident = services.identity(m) or ""
                     addr = m.monitor_address or m.address
-                    mac = macs.get(ident)
+                    be = built.get(ident)
                     ip = ipaddress.ip_address(addr) if addr is not None else None
-                    if checker is None or ip is None or mac is None or checker.source(m.vlan, ip.version) is None:
+                    # Behind a tunnel: checked through it, as the data plane reaches the member.
+                    tunnel = None
+                    if be is not None and be.tunnel and be.vtep is not None:
+                        tunnel = Overlay(s.segment.type, be.vni, be.vtep, be.hop_mac)
+                    seg = m.vlan if tunnel is None else (tunnel.kind, tunnel.vni)
+                    if checker is None or ip is None or be is None or not checker.can_check(seg, ip.version, tunnel):
                         mine[ident] = None
                         continue
                     port = 0 if h.type == "ping" else (m.monitor_port or s.port)
-                    mine[ident] = Target(h.type, m.vlan, mac, ip, port, h.delay, h.timeout, h.rise, h.fall)
+                    mine[ident] = Target(
+                        h.type, m.vlan, be.mac, ip, port, h.delay, h.timeout, h.rise, h.fall, overlay=tunnel
+                    )
                 targets[b.rule_id] = mine
         if checker is not None and any(owner(r) in changes for r in (*self.health_targets, *targets)):
             checker.update({t for mine in targets.values() for t in mine.values() if t is not None})
