@@ -161,3 +161,24 @@ def test_what_the_node_cannot_check_through_a_tunnel() -> None:
     assert not geneve.can_check(("geneve", VNI), 4, Overlay("geneve", VNI, VTEP, HOP_MAC))  # Geneve is off
     plain = HealthChecker(Recorder(), MAC, {("vxlan", VNI): [HS]})  # type: ignore[arg-type]
     assert not plain.can_check(t.segment, 4, t.overlay) and plain.tunnel_ports == {}
+
+
+def test_health_sources_on_vlans_and_overlays() -> None:
+    from xdsr.agent.server import StartupError, parse_health_sources
+
+    got = parse_health_sources(("100=10.1.0.250", "vxlan:5001=10.9.0.250", "geneve:7=fd00:7::fa", "vxlan:5001=fd00::1"))
+    assert got == {
+        100: [ipaddress.ip_address("10.1.0.250")],
+        ("vxlan", 5001): [ipaddress.ip_address("10.9.0.250"), ipaddress.ip_address("fd00::1")],
+        ("geneve", 7): [ipaddress.ip_address("fd00:7::fa")],
+    }
+    for bad, words in (
+        ("vxlan:0=10.0.0.1", "VNI 0 is outside"),
+        ("vlan:5000=10.0.0.1", "VLAN id 5000"),
+        ("gre:5=10.0.0.1", "expected VLAN=ADDRESS"),
+        ("vxlan:5001=224.0.0.1", "not a unicast address"),
+    ):
+        with pytest.raises(StartupError, match=words):
+            parse_health_sources((bad,))
+    with pytest.raises(StartupError, match="vxlan 5 already has an IPv4 source"):
+        parse_health_sources(("vxlan:5=10.0.0.1", "vxlan:5=10.0.0.2"))

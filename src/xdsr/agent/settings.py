@@ -62,8 +62,9 @@ class AgentSettings(BaseModel):
     lease_ttl: int = Field(10, ge=2, description="seconds the registration outlives a dead agent")
     health_sources: tuple[str, ...] = Field(
         (),
-        description="VLAN=ADDRESS: this node's own address on a backend VLAN, the source of health checks there "
-        "(repeat per VLAN and family; IPv6 defaults to the trunk's link-local address)",
+        description="VLAN=ADDRESS (or vxlan:VNI=ADDRESS, geneve:VNI=ADDRESS): this node's own address on a backend "
+        "VLAN or overlay network, the source of health checks there (repeat per segment and family; IPv6 defaults "
+        "to the trunk's link-local address)",
         json_schema_extra={"flag": "--health-source"},
     )
     bgp_config: Path | None = Field(
