@@ -1,7 +1,9 @@
 """What an L2 direct-server-return load balancer cannot do, and why.
 
-An LB node rewrites only the MAC addresses and the VLAN of a frame and sends
-it on (docs/dataplane.md): addresses, ports and payload reach the member
+An LB node rewrites only the MAC addresses and the VLAN of a frame (on a
+VXLAN or Geneve segment: the inner destination MAC, the VNI and the outer
+destination, the member's tunnel endpoint) and sends it on
+(docs/dataplane.md): addresses, ports and payload reach the member
 unchanged, replies go from the member straight to the client, and the node
 keeps no per-connection state — a flow's member is a pure function of its
 5-tuple (Maglev). Every refusal below follows from one of those facts. The
