@@ -54,6 +54,7 @@ class AgentConfig:
     retry_interval: float = 1.0  # how often an unresolved member is asked for
     neighbor_file: Path | None = None
     verify_interval: float = 10.0  # how often the kernel's tables are checked for drift (see drift.py)
+    underlay_next_hop: rules.IPAddress | None = None  # towards members' tunnel endpoints (rules.neighbor_key)
 
 
 class Agent:
@@ -216,7 +217,7 @@ class Agent:
     async def _apply_changes(self, desired: DesiredState, changes: dict[str, list[RuleService]], trigger: str) -> int:
         """Bring the node to desired's generation by replacing the services
         of the load balancers in `changes`; the HTTP status. Caller holds the lock."""
-        needed = rules.needed_by(s for ss in changes.values() for s in ss)
+        needed = rules.needed_by((s for ss in changes.values() for s in ss), self.config.underlay_next_hop)
         new = self.neighbors.want(needed)
         if new:
             await self._ask(new)
@@ -240,7 +241,7 @@ class Agent:
                     del self._need_count[k]
                     gone.add(k)
             if ss:
-                mine = rules.needed_by(ss)
+                mine = rules.needed_by(ss, self.config.underlay_next_hop)
                 self._needs[lb] = mine
                 for k in mine:
                     self._need_count[k] += 1
@@ -317,7 +318,10 @@ class Agent:
         others are kept as built), and apply them with all the others in one
         call: changed tables written into free space, then one flip of the
         index (unchanged tables are not rewritten). Caller holds the lock."""
-        fresh = {lb: rules.build_services(ss, self.neighbors.mac) for lb, ss in changes.items()}
+        fresh = {
+            lb: rules.build_services(ss, self.neighbors.mac, self.config.underlay_next_hop)
+            for lb, ss in changes.items()
+        }
         built_by = {lb: b for lb, b in self.built_by.items() if lb not in fresh}
         built_by.update({lb: b for lb, b in fresh.items() if b})
         built = [b for bs in built_by.values() for b in bs]

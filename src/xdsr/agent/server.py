@@ -203,7 +203,7 @@ def run(opts: Options) -> int:
     health: HealthChecker | None = None
     try:
         dp = Dataplane.create_or_open(opts.pin_dir, opts.max_services)
-        att = dp.attach(opts.iface, netns=opts.netns, mode=opts.mode)
+        att = dp.attach(opts.iface, netns=opts.netns, mode=opts.mode, tunnel=opts.tunnel)
         trunk = link(opts.iface, opts.netns)
         resolver = Resolver.open(opts.iface, opts.netns, trunk.mac)
         health = HealthChecker.open(opts.iface, opts.netns, trunk.mac, sources)
@@ -242,6 +242,7 @@ def run(opts: Options) -> int:
         resolve_interval=opts.resolve_interval,
         neighbor_file=opts.state_dir / f"{opts.name}.neighbors.json",
         verify_interval=opts.verify_interval,
+        underlay_next_hop=ipaddress.ip_address(opts.underlay_next_hop) if opts.underlay_next_hop else None,
     )
     agent = Agent(config, dp, resolver, registration=registration, health=health)
     agent.adopt()

@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass, field
 
 from xdsr.dataplane import abi
+from xdsr.model import checks
 from xdsr.model.checks import MAX_TABLE_SIZE as MAX_TABLE_SIZE  # the checks live there
 from xdsr.model.checks import normalize_mac as normalize_mac
 
@@ -204,3 +205,28 @@ class Service:
     @property
     def active_backends(self) -> int:
         return sum(1 for b in self.backends if b.weight > 0)
+
+
+def tunnel_endpoint(
+    addresses: list[str], vxlan_port: int = VXLAN_PORT, geneve_port: int = GENEVE_PORT
+) -> TunnelEndpoint:
+    """A node's endpoint from its addresses (at most one per family) and
+    ports; ValueError saying what is wrong."""
+    v4: ipaddress.IPv4Address | None = None
+    v6: ipaddress.IPv6Address | None = None
+    for a in addresses:
+        ip = checks.unicast_address(a, "a tunnel endpoint")
+        if isinstance(ip, ipaddress.IPv4Address):
+            if v4 is not None:
+                raise ValueError(f"two IPv4 tunnel endpoints: {v4} and {ip}")
+            v4 = ip
+        else:
+            if v6 is not None:
+                raise ValueError(f"two IPv6 tunnel endpoints: {v6} and {ip}")
+            v6 = ip
+    for what, port in (("VXLAN", vxlan_port), ("Geneve", geneve_port)):
+        if not 0 <= port <= 65535:
+            raise ValueError(f"{what} port {port} is outside 0-65535")
+    if vxlan_port and vxlan_port == geneve_port:
+        raise ValueError(f"VXLAN and Geneve cannot share UDP port {vxlan_port}")
+    return TunnelEndpoint(v4, v6, vxlan_port, geneve_port)

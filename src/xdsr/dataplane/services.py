@@ -117,7 +117,7 @@ def _service_errors(where: str, s: RuleService) -> list[FieldError]:
                     FieldError(f"{at}.vlan", f"must be 0 for a member of a {s.segment.type} service (it has a vni)")
                 )
             if m.vtep is not None:
-                _check(errors, f"{at}.vtep", lambda v=m.vtep: checks.member_address(v))
+                _check(errors, f"{at}.vtep", lambda v=m.vtep: checks.unicast_address(v, "a tunnel endpoint"))
         elif m.vni is not None or m.vtep is not None:
             errors.append(
                 FieldError(at, "vni and vtep are for members of a vxlan or geneve service; this one is on a vlan")
