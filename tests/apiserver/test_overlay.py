@@ -58,12 +58,19 @@ def test_a_vxlan_network_from_the_networks_file(api: ServerThread, a: httpx.Clie
     )
     assert m["segment"] == {"type": "vxlan", "id": 5002} and m["vtep_address"] == "192.0.2.15"
     # A member without a subnet is on the VIP's segment; it needs its endpoint too.
-    plain = create_member(a, pool["id"], "10.9.0.6", vtep_address="192.0.2.16")
+    plain = create_member(a, pool["id"], "10.9.0.6", mac_address="02:00:00:00:90:06", vtep_address="192.0.2.16")
     assert plain["segment"] is None and plain["vtep_address"] == "192.0.2.16"
+    mac = {"mac_address": "02:00:00:00:90:07"}
     _refused(
-        a.post(MEMBERS.format(pool["id"]), json={"member": {"address": "10.9.0.7", "protocol_port": 80}}),
+        a.post(MEMBERS.format(pool["id"]), json={"member": {"address": "10.9.0.7", "protocol_port": 80, **mac}}),
         "member.vtep_address",
         "required for a member on a VXLAN or Geneve segment",
+    )
+    vtep = {"vtep_address": "192.0.2.17"}
+    _refused(
+        a.post(MEMBERS.format(pool["id"]), json={"member": {"address": "10.9.0.7", "protocol_port": 80, **vtep}}),
+        "member.mac_address",
+        "cannot resolve it by ARP",
     )
     doc = stored(api.endpoint, lb["id"])
     assert doc is not None
@@ -86,7 +93,14 @@ def test_a_vxlan_network_from_the_networks_file(api: ServerThread, a: httpx.Clie
 def test_explicit_geneve_segments(a: httpx.Client) -> None:
     lb = create_lb(a, vip_segment={"type": "geneve", "id": 7001})
     pool = create_pool(a, loadbalancer_id=lb["id"])
-    m = create_member(a, pool["id"], "172.17.0.9", segment={"type": "geneve", "id": 7002}, vtep_address="192.0.2.9")
+    m = create_member(
+        a,
+        pool["id"],
+        "172.17.0.9",
+        segment={"type": "geneve", "id": 7002},
+        mac_address="02:00:00:00:70:09",
+        vtep_address="192.0.2.9",
+    )
     assert m["segment"] == {"type": "geneve", "id": 7002}
     _refused(
         a.post(MEMBERS.format(pool["id"]), json={"member": {"address": "172.16.0.9", "protocol_port": 80,
@@ -107,13 +121,14 @@ def test_mixed_vlan_and_overlay_is_refused_naming_the_field(a: httpx.Client) -> 
         "is on VLAN 100 but the VIP is on vxlan 5001",
     )
     _refused(
-        a.put(members, json={"members": [{"address": "10.1.1.1", "protocol_port": 80, "vtep_address": "192.0.2.1"},
+        a.put(members, json={"members": [{"address": "10.1.1.1", "protocol_port": 80, "vtep_address": "192.0.2.1",
+                                          "mac_address": "02:00:00:01:01:01"},
                                          {"address": "10.1.1.2", "protocol_port": 80,
                                           "segment": {"type": "vlan", "id": 3}}]}),
         "members[1].segment",
         "adds, strips or converts no encapsulation",
     )  # fmt: skip
-    ok = create_member(a, pool["id"], "10.1.1.3", vtep_address="192.0.2.3")
+    ok = create_member(a, pool["id"], "10.1.1.3", mac_address="02:00:00:01:01:03", vtep_address="192.0.2.3")
     _refused(
         a.put(f"{members}/{ok['id']}", json={"member": {"segment": {"type": "vlan", "id": 0}}}),
         "member.segment",
@@ -155,7 +170,8 @@ def test_mixed_vlan_and_overlay_is_refused_naming_the_field(a: httpx.Client) -> 
                 "loadbalancer_id": vxlan_lb["id"],
                 "protocol": "TCP",
                 "lb_algorithm": "ROUND_ROBIN",
-                "members": [{"address": "10.2.2.2", "protocol_port": 80, "vtep_address": "192.0.2.2"},
+                "members": [{"address": "10.2.2.2", "protocol_port": 80, "vtep_address": "192.0.2.2",
+                             "mac_address": "02:00:00:02:02:02"},
                             {"address": "172.18.0.2", "protocol_port": 80, "subnet_id": VLAN}],
             }
         },
@@ -191,6 +207,7 @@ def test_a_tree_with_a_vlan_member_under_a_vxlan_vip_is_refused(admin: httpx.Cli
                             "address": "10.3.3.3",
                             "protocol_port": 80,
                             "vtep_address": "192.0.2.3",
+                            "mac_address": "02:00:00:03:03:03",
                         }
                     ],
                 }

@@ -206,7 +206,7 @@ def run(opts: Options) -> int:
         att = dp.attach(opts.iface, netns=opts.netns, mode=opts.mode, tunnel=opts.tunnel)
         trunk = link(opts.iface, opts.netns)
         resolver = Resolver.open(opts.iface, opts.netns, trunk.mac)
-        health = HealthChecker.open(opts.iface, opts.netns, trunk.mac, sources)
+        health = HealthChecker.open(opts.iface, opts.netns, trunk.mac, sources, endpoint=opts.tunnel)
     except Exception as exc:
         sock.close()
         if health is not None:

@@ -97,7 +97,10 @@ VipAddress = Annotated[
 MemberAddress = checks.MemberAddress
 MacAddress = Annotated[
     checks.Mac,
-    Describe("xdsr: the member's unicast MAC; omitted or null = resolved by the LB nodes (ARP/ND)."),
+    Describe(
+        "xdsr: the member's unicast MAC; omitted or null = resolved by the LB nodes (ARP/ND). Required on a "
+        "VXLAN or Geneve segment."
+    ),
 ]
 VtepAddress = Annotated[
     checks.VtepAddress,

@@ -91,6 +91,10 @@ MIXED_SEGMENTS = (
     "serves members on VXLAN (Geneve) segments; the LB node adds, strips or converts no encapsulation"
 )
 VTEP_ON_VLAN = "vtep_address is the tunnel endpoint of a member on a VXLAN or Geneve segment; this member is on a VLAN"
+INNER_MAC_REQUIRED = (
+    "required for a member on a VXLAN or Geneve segment: its MAC on the tenant network (the LB nodes are on "
+    "no tenant network, so they cannot resolve it by ARP; in OpenStack, its Neutron port's MAC)"
+)
 VTEP_REQUIRED = (
     "required for a member on a VXLAN or Geneve segment: the tunnel endpoint of the member's host, where the "
     "LB nodes send its frames encapsulated"

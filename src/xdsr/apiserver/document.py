@@ -123,7 +123,8 @@ def check_segments(vip: Segment, placed: Iterable[tuple[Member, str]]) -> None:
     """Members written by a request (with where each is in it), their
     segments filled in from the networks file: each must be reachable the
     way the VIP's frames arrive (a VLAN for a VLAN, the same overlay for an
-    overlay), and an overlay member, and only one, has a tunnel endpoint."""
+    overlay), an overlay member has its (inner) MAC, and an overlay member,
+    and only one, has a tunnel endpoint."""
     for m, where in placed:
         seg = m.segment or vip
         if seg.type != vip.type and (seg.overlay or vip.overlay):
@@ -131,6 +132,8 @@ def check_segments(vip: Segment, placed: Iterable[tuple[Member, str]]) -> None:
                 f"{where}.segment",
                 f"member {m.address} is on {_named(seg)} but the VIP is on {_named(vip)}: {l2dsr.MIXED_SEGMENTS}",
             )
+        if seg.overlay and m.mac_address is None:
+            raise bad_request(f"{where}.mac_address", l2dsr.INNER_MAC_REQUIRED)
         if seg.overlay and m.vtep_address is None:
             raise bad_request(f"{where}.vtep_address", l2dsr.VTEP_REQUIRED)
         if m.vtep_address is not None and not seg.overlay:
