@@ -104,7 +104,7 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
             f"3 LB nodes; each tenant router runs BIRD and learns its VIP route from the LB nodes over BGP (with "
             f"BFD); tenants blue (VLAN 10 -> 100) and red (VLAN 20 -> 200), both with VIP {VIP} and backends "
             f"10.1.0.11..; tenant green on VXLAN {vxlan_tenant.VNI} (same VIP), its client and backends behind Linux "
-            "VXLAN devices, the LB nodes tunnel endpoints 192.0.2.1-3",
+            "VXLAN devices, the LB nodes' tunnel endpoints 192.0.2.1-3",
             highlight=False,
         )
         agent_args = {
