@@ -36,8 +36,8 @@ UNDERLAY_VLAN = 0
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _hop_key(vtep: str, underlay_hop: IPAddress | None) -> NeighborKey:
-    return (UNDERLAY_VLAN, underlay_hop or ipaddress.ip_address(vtep))
+def _hop_key(vtep: IPAddress, underlay_hop: IPAddress | None) -> NeighborKey:
+    return (UNDERLAY_VLAN, underlay_hop or vtep)
 
 
 def neighbor_key(member: RuleBackend, underlay_hop: IPAddress | None = None) -> NeighborKey | None:
@@ -149,7 +149,7 @@ def build_services(
         nk = neighbor_key(m)
         return mac_of(nk) if nk is not None else None
 
-    def hop_of(vtep: str) -> str | None:
+    def hop_of(vtep: IPAddress) -> str | None:
         return mac_of(_hop_key(vtep, underlay_hop))
 
     out = []

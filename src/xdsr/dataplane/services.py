@@ -176,7 +176,7 @@ def check(services: Iterable[RuleService]) -> None:
 MacOf = Callable[[RuleBackend], "str | None"]
 # Asked for the underlay next hop's MAC towards a tunnel endpoint (the outer
 # destination MAC of frames to members behind it); None: not known (yet).
-HopOf = Callable[[str], "str | None"]
+HopOf = Callable[[checks.IPAddress], "str | None"]
 
 
 def _unknown(_what: object) -> str | None:
