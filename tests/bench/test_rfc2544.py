@@ -174,7 +174,7 @@ def test_every_dut_returns_frames_rewritten_as_expected(tmp_path: Path) -> None:
     runner = Runner(cfg, lab_prefix=PREFIX)
     res = runner.run()
     assert leftovers(runner.lab_name) == []
-    assert {s.dut for s in res.series} == {"loopback", "dnat", "xdsr-a", "xdsr-b", "xdsr-vxlan"}
+    assert {s.dut for s in res.series} == {"loopback", "dnat", "xdsr-a", "xdsr-b", "loopback-vxlan", "xdsr-vxlan"}
     for s in res.series:
         (t,) = s.trials
         assert t.returned > 1000, (s.dut, s.point)
@@ -185,11 +185,11 @@ def test_every_dut_returns_frames_rewritten_as_expected(tmp_path: Path) -> None:
         if s.dut.startswith("xdsr"):
             assert t.dut_extra["xdsr_forwarded"] == t.returned
         # VXLAN: the inner frames have the sizes measured, in 50 bytes of underlay.
-        outer = VXLAN_OUTER if s.dut == "xdsr-vxlan" else 0
+        outer = VXLAN_OUTER if s.dut.endswith("vxlan") else 0
         if s.point.imix:
             # 7:4:1 of 40/576/1500-byte packets: the mean frame on a wire
             mean = t.counts.wire_bytes / t.returned
-            tagged = s.dut not in ("dnat", "xdsr-vxlan")
+            tagged = s.dut not in ("dnat", "loopback-vxlan", "xdsr-vxlan")
             assert mean == pytest.approx(imix_mean_wire_size(tagged) + outer, rel=0.01)
         else:
             assert t.counts.wire_bytes == (64 + outer) * t.returned
@@ -204,7 +204,7 @@ def test_every_dut_returns_frames_rewritten_as_expected(tmp_path: Path) -> None:
     doc = json.loads(js.read_text())
     assert doc["passed"] is True
     assert {c["vs"] for c in doc["comparisons"]} >= {"loopback", "dnat", "xdsr-a"}
-    assert len(doc["series"]) == 20 and doc["series"][0]["trials"][0]["frames_sent"] > 0
+    assert len(doc["series"]) == 24 and doc["series"][0]["trials"][0]["frames_sent"] > 0
 
 
 @needs_root
