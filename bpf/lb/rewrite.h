@@ -178,33 +178,35 @@ static __always_inline int rewrite_tunnel(struct xdp_md *ctx, const struct xdsr_
 	    (void *)(inner + sizeof(struct ethhdr)) > data_end)
 		return XDSR_R_TX_ERROR;
 
-	/* VNI: bytes 4-6 of both headers; byte 7 (reserved) stays. */
-	all = addr;
+	/* VNI: bytes 4-6 of both headers; byte 7 (reserved) stays. Inner
+	 * MACs: the tunnel header and its options are whole words, so they lie
+	 * on even offsets of the UDP datagram. Without a UDP checksum (the
+	 * common case over IPv4) there is nothing to add up. */
 	w = (__u16 *)(th + 4);
-	{
-		__u16 old0 = w[0], old1 = w[1];
-
+	dst = (__u16 *)inner;
+	if (!uh->check) {
 		th[4] = be->vni >> 16;
 		th[5] = be->vni >> 8;
 		th[6] = be->vni;
-		all = csum_delta16(all, old0, w[0]);
-		all = csum_delta16(all, old1, w[1]);
-	}
-	/* Inner MACs: the tunnel header and its options are whole words, so
-	 * they lie on even offsets of the UDP datagram. */
-	dst = (__u16 *)inner;
-	{
-		__u16 old[6];
-
-#pragma unroll
-		for (n = 0; n < 6; n++)
-			old[n] = dst[n];
 		write_macs(inner, be->mac, cfg->mac);
+	} else {
+		__u16 old[8];
+
+		old[0] = w[0];
+		old[1] = w[1];
 #pragma unroll
 		for (n = 0; n < 6; n++)
-			all = csum_delta16(all, old[n], dst[n]);
-	}
-	if (uh->check) {
+			old[n + 2] = dst[n];
+		th[4] = be->vni >> 16;
+		th[5] = be->vni >> 8;
+		th[6] = be->vni;
+		write_macs(inner, be->mac, cfg->mac);
+		all = addr;
+		all = csum_delta16(all, old[0], w[0]);
+		all = csum_delta16(all, old[1], w[1]);
+#pragma unroll
+		for (n = 0; n < 6; n++)
+			all = csum_delta16(all, old[n + 2], dst[n]);
 		uh->check = csum_apply(uh->check, all);
 		if (!uh->check)
 			uh->check = 0xffff;

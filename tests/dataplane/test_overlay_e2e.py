@@ -1,4 +1,4 @@
-"""VXLAN end to end in network namespaces, with real TCP.
+"""VXLAN and Geneve end to end in network namespaces, with real TCP.
 
 An underlay bridge joins the LB node's trunk, two tenants' client-side
 tunnel endpoints and a backend endpoint per tenant. Each side runs a Linux
@@ -7,6 +7,12 @@ endpoint (its default FDB entry), a backend's answers its tenant's client
 directly. The two tenants have the same VIP, the same client address and
 the same backend address, on different VNIs. The LB node runs the XDP
 program with its endpoint configured; nothing else on it knows VXLAN.
+
+This kernel has no Geneve devices. Tenant g's endpoints run the same VXLAN
+devices with a tc program on their underlay port (bpf/lab/geneve_swap.bpf.c)
+that turns every VXLAN header into a Geneve header on the way out and back
+on the way in (both are 8 bytes, the VNI in the same place), so the wire,
+and the LB node, carry Geneve with real TCP inside.
 """
 
 from __future__ import annotations
@@ -27,13 +33,27 @@ from xdsr.dataplane.loader import Dataplane
 from xdsr.dataplane.state import apply, read_stats
 from xdsr.lab import Lab
 from xdsr.model.agent import Services
+from xdsr.paths import bpf_object
 
 pytestmark = needs_root
 
 VIP = "203.0.113.10"
 LB_VTEP = "192.0.2.1"
 CLIENT_ADDR, BACKEND_ADDR = "10.0.0.100", "10.0.0.5"  # the same in both tenants
-TENANTS = {"a": (1000, "192.0.2.100", "192.0.2.21"), "b": (1001, "192.0.2.101", "192.0.2.22")}  # VNI, client, backend
+# VNI, client's endpoint, backend's endpoint
+TENANTS = {
+    "a": (1000, "192.0.2.100", "192.0.2.21"),
+    "b": (1001, "192.0.2.101", "192.0.2.22"),
+    "g": (3000, "192.0.2.102", "192.0.2.23"),
+}
+GENEVE = {"g"}
+
+
+def _geneve_on_the_wire(lab: Lab, ns: str) -> None:
+    obj = str(bpf_object("geneve_swap"))
+    lab.run(ns, ["tc", "qdisc", "add", "dev", "u0", "clsact"])
+    lab.run(ns, ["tc", "filter", "add", "dev", "u0", "egress", "bpf", "da", "obj", obj, "sec", "tc/egress"])
+    lab.run(ns, ["tc", "filter", "add", "dev", "u0", "ingress", "bpf", "da", "obj", obj, "sec", "tc/ingress"])
 
 
 @dataclass
@@ -85,6 +105,9 @@ def overlay() -> Iterator[Overlay]:
             lab.run(c, ["ip", "route", "add", f"{VIP}/32", "dev", "vx"])
             lab.run(c, ["ip", "neigh", "add", VIP, "lladdr", "02:00:00:00:0a:0a", "dev", "vx"])
             inner = _vxlan(lab, b, vni, backend, client, BACKEND_ADDR)
+            if t in GENEVE:
+                _geneve_on_the_wire(lab, c)
+                _geneve_on_the_wire(lab, b)
             lab.run(b, ["ip", "addr", "add", f"{VIP}/32", "dev", "lo"])
             lab.sysctl(
                 b,
@@ -107,7 +130,7 @@ def overlay() -> Iterator[Overlay]:
                         "vip": VIP,
                         "port": 80,
                         "protocol": "tcp",
-                        "segment": {"type": "vxlan", "id": vni},
+                        "segment": {"type": "geneve" if t in GENEVE else "vxlan", "id": vni},
                         "backends": [{"mac": hops[f"inner-{t}"], "vni": vni, "vtep": backend, "address": BACKEND_ADDR}],
                     }
                     for t, (vni, _, backend) in TENANTS.items()
@@ -194,3 +217,25 @@ def test_replies_go_straight_from_the_backend_to_the_client(overlay: Overlay) ->
     assert after - before == sent
     assert _count(overlay, c, rules["from-backend"] + ["from-backend"]) >= 8 * 5
     assert _count(overlay, c, rules["from-lbn"] + ["from-lbn"]) == 0
+
+
+def test_geneve_on_the_wire(overlay: Overlay) -> None:
+    """Tenant g's frames reach the LB node as Geneve and are re-encapsulated
+    as Geneve to its backend: every frame the client's VXLAN device sent is
+    counted by the Geneve service (VNI 3000 has no VXLAN service, so a frame
+    that stayed VXLAN would be passed, not counted), and no other service
+    moved. (The client's OUTPUT chain sees the frames before tc turns them
+    into Geneve: port 4789 there.)"""
+    c = overlay.ns["client-g"]
+    overlay.lab.run(c, ["iptables", "-w", "-I", "OUTPUT", "-d", LB_VTEP, "-p", "udp", "--dport", "4789",
+                        "-m", "comment", "--comment", "geneve-to-lbn"])  # fmt: skip
+    with Dataplane.open(overlay.pin) as dp:  # type: ignore[arg-type]
+        before = {k: v.packets for k, v in read_stats(dp).services.items()}
+    assert _connect(overlay, "g", 8) == ["backend-g"] * 24
+    with Dataplane.open(overlay.pin) as dp:  # type: ignore[arg-type]
+        after = {k: v.packets for k, v in read_stats(dp).services.items()}
+    (key,) = [k for k in after if k.seg_type.name == "GENEVE"]
+    out = overlay.lab.output(c, ["iptables", "-w", "-L", "OUTPUT", "-v", "-x", "-n"])
+    sent = next(int(line.split()[0]) for line in out.splitlines() if "geneve-to-lbn" in line)
+    assert sent >= 8 * 5 and after[key] - before.get(key, 0) == sent
+    assert all(after[k] == before.get(k, 0) for k in after if k != key)

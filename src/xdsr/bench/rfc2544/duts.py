@@ -125,6 +125,25 @@ class LoopbackDut(Dut):
         return tb.tester.mac  # unchanged
 
 
+class LoopbackVxlanDut(LoopbackDut):
+    """The loopback with the VXLAN scenario's frames: the baseline of
+    xdsr-vxlan, whose frames are 50 bytes longer and which the generator and
+    the counter handle with more work than the VLAN ones. xdsr-vxlan's cost
+    over this is the data plane's own, comparable with xdsr A's over the
+    loopback."""
+
+    key = "loopback-vxlan"
+    label = "Loopback (VXLAN frames)"
+    tagged = False
+    vxlan = Vxlan(src="192.0.2.250", dst=LB_VTEP, vni=FRONTEND_VNI, inner_dst_mac="02:0a:00:00:00:01")
+
+    def __init__(self) -> None:
+        super().__init__(SCENARIO_VXLAN)
+
+    def expectations(self, tb: Testbed) -> list[Expectation]:
+        return [Expectation(v, self.vxlan.inner_dst_mac, FRONTEND_VNI & 0xFFFF) for v in self.vips()]
+
+
 class BrokenDut(LoopbackDut):
     """Sends frames back like the loopback, but every Nth with a wrong MAC."""
 
@@ -340,7 +359,7 @@ class XdsrVxlanDut(XdsrDut):
         return list(out)
 
 
-DUT_KEYS = ("loopback", "dnat", "xdsr-a", "xdsr-b", "xdsr-vxlan")
+DUT_KEYS = ("loopback", "dnat", "xdsr-a", "xdsr-b", "loopback-vxlan", "xdsr-vxlan")
 ALL_DUT_KEYS = (*DUT_KEYS, "broken")
 
 
@@ -355,6 +374,8 @@ def make_dut(key: str) -> Dut:
         return XdsrDut(SCENARIO_B)
     if key == "xdsr-vxlan":
         return XdsrVxlanDut()
+    if key == "loopback-vxlan":
+        return LoopbackVxlanDut()
     if key == "broken":
         return BrokenDut()
     raise ValueError(f"unknown device under test {key!r} (one of {', '.join(ALL_DUT_KEYS)})")

@@ -99,7 +99,7 @@ class BenchConfig:
     warmup: float = 0.05  # before each slice
     cpu: int | None = None  # None: the highest CPU this process may use
     batch_size: int = 64  # frames per test-run batch (the kernel's default, NAPI's weight)
-    duts: tuple[str, ...] = ("loopback", "dnat", "xdsr-a", "xdsr-b", "xdsr-vxlan")
+    duts: tuple[str, ...] = ("loopback", "dnat", "xdsr-a", "xdsr-b", "loopback-vxlan", "xdsr-vxlan")
     seed: int = 1
     flows: int = 0  # 0: every frame a new flow; else 2^k flows, repeated
 
