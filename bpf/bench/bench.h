@@ -15,7 +15,8 @@
 
 #include <linux/types.h>
 
-#define GEN_HDR_MAX 64    /* bytes of template headers: Ethernet, tag, IPv4, TCP */
+#define GEN_HDR_MAX 128   /* bytes of template headers: Ethernet, tag, IPv4, TCP; with VXLAN the
+			     underlay's Ethernet, IPv4, UDP and VXLAN before them */
 #define GEN_MAX_VIPS 256  /* destination addresses the generator picks from */
 
 #define IMIX_PATTERN_LEN 12
@@ -50,11 +51,18 @@ struct gen_cfg {
 	__u8 tagged;              /* template carries an 802.1Q tag */
 	__u8 proto;               /* IPPROTO_UDP or IPPROTO_TCP */
 	__u8 imix;                /* trim the (largest) template per packet */
-	__u8 pad;
+	__u8 vxlan;               /* the frame is VXLAN over untagged IPv4: the
+				     fields above are the inner frame's */
 	__u64 seed;
 	__u64 flow_mask;          /* 0: a new flow every frame; else 2^k - 1:
 				     the flows repeat every 2^k frames */
+	__u32 outer_ip_sum;       /* with vxlan: the outer IPv4 header without tot_len, check */
+	__u32 pad;
 };
+
+/* VXLAN over untagged IPv4: outer Ethernet, IPv4, UDP, VXLAN; then the inner Ethernet. */
+#define GEN_VXLAN_OUTER (14 + 20 + 8 + 8)
+#define GEN_VXLAN_INNER_L3 (GEN_VXLAN_OUTER + 14)
 
 /* Generator state, in .bss (the generator runs on one CPU). */
 struct gen_state {
@@ -90,7 +98,8 @@ struct gen_state {
 struct count_cfg {
 	__u8 src_mac[6];   /* every returned frame must come from this MAC */
 	__u8 table_bits;   /* the table has 1 << table_bits slots */
-	__u8 pad;
+	__u8 vxlan;        /* frames come back VXLAN-encapsulated: check the inner
+			      destination MAC and address, the VNI in the VID's place */
 };
 
 #define COUNT_UNTAGGED 0xffff

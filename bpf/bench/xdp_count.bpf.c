@@ -75,6 +75,7 @@ int xdp_count(struct xdp_md *ctx)
 	__u64 wire, vid = COUNT_UNTAGGED;
 	__be16 proto;
 	__u32 zero = 0;
+	__u8 *dst_mac = eth->h_dest;
 
 	st = bpf_map_lookup_elem(&count_stats, &zero);
 	if (!st)
@@ -99,13 +100,27 @@ int xdp_count(struct xdp_md *ctx)
 	}
 	if (proto != bpf_htons(ETH_P_IP) || iph->version != 4)
 		goto bad_parse;
+	if (count_cfg.vxlan) {
+		/* Outer IPv4 without options, UDP, VXLAN, then the frame the
+		 * expectations are about; the VNI takes the VID's place. */
+		__u8 *vx = (void *)(iph + 1) + 8;
+		struct ethhdr *in = (void *)(vx + 8);
+
+		iph = (void *)(in + 1);
+		if ((void *)(iph + 1) > data_end)
+			goto bad_parse;
+		if (in->h_proto != bpf_htons(ETH_P_IP))
+			goto bad_parse;
+		vid = (__u64)vx[5] << 8 | vx[6];
+		dst_mac = in->h_dest;
+	}
 
 	if (*(__u32 *)eth->h_source != *(const volatile __u32 *)count_cfg.src_mac ||
 	    *(__u16 *)(eth->h_source + 4) != *(const volatile __u16 *)(count_cfg.src_mac + 4)) {
 		st->bad_src++;
 		return XDP_DROP;
 	}
-	if (!expected(*(__u32 *)eth->h_dest | (__u64)*(__u16 *)(eth->h_dest + 4) << 32 | vid << 48,
+	if (!expected(*(__u32 *)dst_mac | (__u64)*(__u16 *)(dst_mac + 4) << 32 | vid << 48,
 		      iph->daddr)) {
 		st->bad_dst++;
 		return XDP_DROP;

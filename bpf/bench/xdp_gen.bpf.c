@@ -138,6 +138,18 @@ static __always_inline int gen(struct xdp_md *ctx, const int l3off, const int tc
 		csum = csum_finish(gen_cfg.l4_sum + sum + l4_len);
 		uh->check = csum ? csum : 0xffff; /* 0 would mean "no checksum" */
 	}
+	if (l3off == GEN_VXLAN_INNER_L3) {
+		/* The underlay's lengths follow the inner packet's; its UDP
+		 * checksum stays 0 (none, as VXLAN over IPv4 allows). */
+		struct iphdr *outer = data + 14;
+		struct udphdr *ouh = data + 14 + sizeof(struct iphdr);
+
+		/* Outer IP: its header, UDP, VXLAN, the inner Ethernet and IP. */
+		tot_len = bpf_htons(ip_len + GEN_VXLAN_OUTER);
+		outer->tot_len = tot_len;
+		outer->check = csum_finish(gen_cfg.outer_ip_sum + tot_len);
+		ouh->len = bpf_htons(ip_len + GEN_VXLAN_OUTER - sizeof(struct iphdr));
+	}
 	return XDP_TX;
 error:
 	gen_state.errors++;
@@ -147,7 +159,12 @@ error:
 SEC("xdp")
 int xdp_gen(struct xdp_md *ctx)
 {
-	/* Constants once loaded: the verifier drops the three other paths. */
+	/* Constants once loaded: the verifier drops the other paths. */
+	if (gen_cfg.vxlan) {
+		if (gen_cfg.proto == IPPROTO_TCP)
+			return gen(ctx, GEN_VXLAN_INNER_L3, 1);
+		return gen(ctx, GEN_VXLAN_INNER_L3, 0);
+	}
 	if (gen_cfg.tagged) {
 		if (gen_cfg.proto == IPPROTO_TCP)
 			return gen(ctx, 18, 1);

@@ -2,8 +2,11 @@
 /*
  * Header parsing: Ethernet, one optional 802.1Q tag, IPv4 (with options),
  * IPv6 (with a bounded walk over extension headers), and the ports of TCP
- * and UDP. The parser fills a struct xdsr_pkt and reports a verdict reason
- * when the packet cannot be load balanced; it never writes to the packet.
+ * and UDP; then, for UDP to this node's tunnel endpoint on the VXLAN or
+ * Geneve port, the tunnel header and the inner Ethernet, IP and TCP/UDP
+ * (parse_overlay). The parser fills a struct xdsr_pkt and reports a verdict
+ * reason when the packet cannot be load balanced; it never writes to the
+ * packet.
  */
 #ifndef XDSR_PARSING_H
 #define XDSR_PARSING_H
@@ -46,9 +49,18 @@ struct xdsr_pkt {
 	__u32 ports;             /* first 32 bits of TCP/UDP, 0 if none */
 	__u16 tci;               /* host order, valid when tagged */
 	__u16 vid;               /* tci's VID, 0 when untagged */
+	__u16 l3_len;            /* IP header and extension headers */
+	__u16 l4_len;            /* what the IP header says follows them */
 	__u8 tagged;
 	__u8 fragment;
 	__u8 icmp;               /* an ICMP "too big" steered by the flow it quotes */
+	/* Overlay frames only (see parse_overlay): */
+	__u8 overlay;            /* 0, or the outer (underlay) family */
+	__u8 critical;           /* Geneve C bit: options we would have to understand */
+	__u16 outer_l3;          /* offsets from the frame's start */
+	__u16 udp_off;
+	__u16 tun_off;
+	__u16 inner_off;
 };
 
 /* b is the interface MAC from .rodata: it must be read through a volatile
@@ -207,6 +219,8 @@ static __always_inline int parse_ipv4(void *l3, void *data_end, struct xdsr_pkt 
 	pkt->key.proto = iph->protocol;
 	pkt->fragment = (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)) != 0;
 	pkt->n_words = 2;
+	pkt->l3_len = hdr_len;
+	pkt->l4_len = tot_len - hdr_len;
 
 	if (iph->protocol == IPPROTO_ICMP && !pkt->fragment) {
 		r = parse_icmp4(l3 + hdr_len, data_end, tot_len - hdr_len, iph, pkt);
@@ -264,6 +278,9 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct xdsr_pkt 
 	payload_len = bpf_ntohs(ip6h->payload_len);
 	if (pos + payload_len > data_end)
 		return XDSR_R_MALFORMED;
+	/* The datagram's length, for parse_overlay, before the walk can fail. */
+	pkt->l3_len = sizeof(*ip6h);
+	pkt->l4_len = payload_len;
 
 	nexthdr = ip6h->nexthdr;
 #pragma unroll
@@ -309,6 +326,8 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct xdsr_pkt 
 	pkt->key.family = XDSR_FAMILY_IPV6;
 	pkt->key.proto = nexthdr;
 	pkt->n_words = 5;
+	pkt->l3_len = sizeof(*ip6h) + ext_len;
+	pkt->l4_len = payload_len - ext_len;
 	if (nexthdr == IPPROTO_ICMPV6 && !pkt->fragment) {
 		r = parse_icmp6(pos, data_end, payload_len - ext_len, ip6h, pkt);
 		if (r != XDSR_PARSE_NEXT)
@@ -355,12 +374,138 @@ static __always_inline int parse_packet(void *data, void *data_end, const volati
 	pkt->key.segment = (__u32)XDSR_SEG_VLAN << XDSR_SEG_TYPE_SHIFT | pkt->vid;
 	pkt->fragment = 0;
 	pkt->icmp = 0;
+	pkt->overlay = 0;
+	pkt->critical = 0;
+	pkt->outer_l3 = pkt->tagged ? sizeof(*eth) + sizeof(struct vlan_hdr) : sizeof(*eth);
 
 	if (proto == bpf_htons(ETH_P_IP))
 		return parse_ipv4(l3, data_end, pkt);
 	if (proto == bpf_htons(ETH_P_IPV6))
 		return parse_ipv6(l3, data_end, pkt);
 	return XDSR_R_NOT_IP;
+}
+
+/* Overlays: RFC 7348 (VXLAN), RFC 8926 (Geneve). */
+#define XDSR_TUN_HDR 8            /* VXLAN header; Geneve's fixed part */
+#define XDSR_VXLAN_I 0x08         /* VXLAN flags: the VNI is valid */
+#define XDSR_GENEVE_O 0x80        /* Geneve: control (OAM) frame */
+#define XDSR_GENEVE_C 0x40        /* Geneve: critical options present */
+#define XDSR_ETH_P_TEB 0x6558     /* Geneve protocol: an Ethernet frame */
+/* Where the outer UDP header may start, and the tunnel's inner frame: bounds
+ * that keep the verifier's packet offsets below 64 KiB. */
+#define XDSR_MAX_OUTER_OFF 0x3fff
+#define XDSR_MAX_INNER_OFF (XDSR_MAX_OUTER_OFF + 8 + 8 + 252)
+
+/*
+ * Is this UDP datagram a tunnel frame for this node to parse? Called only
+ * for non-fragmented UDP that is not a steered ICMP error, so VLAN traffic
+ * pays one or two compares of the port.
+ */
+static __always_inline int is_tunnel(const struct xdsr_pkt *pkt, const volatile struct xdsr_prog_cfg *cfg)
+{
+	const volatile __u64 *vtep;
+
+	if (pkt->key.port != cfg->vxlan_port && pkt->key.port != cfg->geneve_port)
+		return 0;
+	if (pkt->key.family == XDSR_FAMILY_IPV4) {
+		if (!(cfg->vtep_families & XDSR_VTEP_IPV4))
+			return 0;
+		vtep = (const volatile __u64 *)cfg->vtep4;
+	} else {
+		if (!(cfg->vtep_families & XDSR_VTEP_IPV6))
+			return 0;
+		vtep = (const volatile __u64 *)cfg->vtep6;
+	}
+	/* The outer destination is in the key (IPv4 mapped, as vtep4 is). */
+	return pkt->key_words[0] == vtep[0] && pkt->key_words[1] == vtep[1];
+}
+
+/*
+ * The frame is UDP to this node's tunnel endpoint on the VXLAN or Geneve
+ * port (is_tunnel): parse the tunnel header and the inner frame, and key
+ * the packet by the inner destination and (VXLAN|GENEVE, VNI). The outer
+ * UDP datagram, not the frame, bounds everything inside it: an inner IP
+ * length that reaches past it is malformed.
+ *
+ * Verdicts of the tunnel layer: a cut or invalid header (VXLAN without the
+ * I flag, Geneve options longer than the datagram) is malformed; a Geneve
+ * frame of an unknown version is unsupported (RFC 8926 3.4: dropped);
+ * Geneve control frames (O bit) and payloads other than Ethernet are the
+ * host's (no_service). Critical options are judged after the lookup: a
+ * frame for a service is dropped as unsupported (the program understands no
+ * option, and RFC 8926 3.4 lets an endpoint that parses none drop on the C
+ * bit), any other goes to the host like every VNI without a service.
+ */
+static __always_inline int parse_overlay(void *data, void *data_end, const volatile struct xdsr_prog_cfg *cfg,
+					 struct xdsr_pkt *pkt)
+{
+	__u32 seg_type, tun_len, vni, payload, avail, off;
+	struct udphdr *uh;
+	__u8 *th, *inner;
+	__be16 proto;
+	int r;
+
+	off = pkt->outer_l3 + pkt->l3_len;
+	/* Bounds the verifier needs; a frame is far shorter (docs: jumbo frames). */
+	if (off > XDSR_MAX_OUTER_OFF)
+		return XDSR_R_MALFORMED;
+	uh = data + off;
+	if ((void *)(uh + 1) > data_end)
+		return XDSR_R_MALFORMED;
+	/* parse_l4 checked 8 <= UDP length <= what the IP header holds. */
+	payload = bpf_ntohs(uh->len) - sizeof(*uh);
+	th = (void *)(uh + 1);
+	if (payload < XDSR_TUN_HDR || (void *)(th + XDSR_TUN_HDR) > data_end)
+		return XDSR_R_MALFORMED;
+	if (pkt->key.port == cfg->vxlan_port) {
+		/* RFC 7348: other flag bits and the reserved fields are ignored. */
+		if (!(th[0] & XDSR_VXLAN_I))
+			return XDSR_R_MALFORMED;
+		seg_type = XDSR_SEG_VXLAN;
+		tun_len = XDSR_TUN_HDR;
+	} else {
+		if (th[0] >> 6)
+			return XDSR_R_UNSUPPORTED;
+		if ((th[1] & XDSR_GENEVE_O) || *(__be16 *)(th + 2) != bpf_htons(XDSR_ETH_P_TEB))
+			return XDSR_R_NO_SERVICE;
+		tun_len = XDSR_TUN_HDR + (th[0] & 0x3f) * 4;
+		if (payload < tun_len)
+			return XDSR_R_MALFORMED;
+		pkt->critical = (th[1] & XDSR_GENEVE_C) != 0;
+		seg_type = XDSR_SEG_GENEVE;
+	}
+	vni = (__u32)th[4] << 16 | (__u32)th[5] << 8 | th[6];
+	inner = th + tun_len;
+	avail = payload - tun_len;
+	if (avail < sizeof(struct ethhdr) || (void *)(inner + sizeof(struct ethhdr)) > data_end)
+		return XDSR_R_MALFORMED;
+
+	pkt->overlay = pkt->key.family;
+	pkt->udp_off = pkt->outer_l3 + pkt->l3_len;
+	pkt->tun_off = pkt->udp_off + sizeof(*uh);
+	pkt->inner_off = pkt->tun_off + tun_len;
+	pkt->key.segment = seg_type << XDSR_SEG_TYPE_SHIFT | vni;
+	/* The VNI is in the key: the flow hash carries no segment, as for an
+	 * untagged VLAN frame. */
+	pkt->vid = 0;
+	pkt->fragment = 0;
+	pkt->icmp = 0;
+	pkt->l3_len = 0;
+	pkt->l4_len = 0;
+	avail -= sizeof(struct ethhdr);
+
+	proto = ((struct ethhdr *)inner)->h_proto;
+	inner += sizeof(struct ethhdr);
+	if (proto == bpf_htons(ETH_P_IP))
+		r = parse_ipv4(inner, data_end, pkt);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		r = parse_ipv6(inner, data_end, pkt);
+	else
+		return XDSR_R_NOT_IP;
+	/* Set once the inner IP header is read, whatever the verdict. */
+	if ((__u32)pkt->l3_len + pkt->l4_len > avail)
+		return XDSR_R_MALFORMED;
+	return r;
 }
 
 #endif /* XDSR_PARSING_H */

@@ -14,7 +14,7 @@
 #include <linux/types.h>
 
 enum xdsr_abi {
-	XDSR_ABI_VERSION = 3,
+	XDSR_ABI_VERSION = 4,
 };
 
 /* Address family of a service key: an IPv6 frame to ::ffff:a.b.c.d is not
@@ -24,12 +24,12 @@ enum xdsr_family {
 	XDSR_FAMILY_IPV6 = 6,
 };
 
-/* Segment types: how the tenant network of a VIP is identified. Only VLAN is
- * parsed today; VXLAN and Geneve get their own parsers behind the same key. */
+/* Segment types: how the tenant network of a VIP is identified. A VXLAN or
+ * Geneve frame is keyed by its inner destination and the VNI it came on. */
 enum xdsr_seg_type {
 	XDSR_SEG_VLAN = 1,   /* seg_id = 802.1Q VID, 0 = untagged */
-	XDSR_SEG_VXLAN = 2,  /* seg_id = VNI (reserved) */
-	XDSR_SEG_GENEVE = 3, /* seg_id = VNI (reserved) */
+	XDSR_SEG_VXLAN = 2,  /* seg_id = VNI */
+	XDSR_SEG_GENEVE = 3, /* seg_id = VNI */
 };
 
 /*
@@ -56,6 +56,7 @@ enum xdsr_layout {
 	XDSR_MAX_BACKENDS = 65535, /* per service; 0xffff marks a slot without backend */
 	XDSR_MAX_NARROW = 255,     /* up to this many backends, slots are 1 byte (0xff: none) */
 	XDSR_SEG_TYPE_SHIFT = 24,  /* a key's segment: type above this bit, id below */
+	XDSR_TUNNEL_STRIDE = 3,    /* entries of xdsr_backends per backend of an overlay service */
 };
 
 enum xdsr_svc_flags {
@@ -98,11 +99,34 @@ union xdsr_slot_chunk {
 };
 
 struct xdsr_backend {
-	__u8 mac[6];
-	__u16 vid;          /* 0 = send untagged */
+	__u8 mac[6];        /* VLAN: the frame's new destination; overlay: the inner one */
+	__u16 vid;          /* 0 = send untagged (always 0 behind a tunnel) */
 	__u32 weight;       /* control-plane information only */
-	__u32 reserved;
+	__u32 vni;          /* behind a tunnel: the VNI it is sent on; 0 on a VLAN */
 };
+
+/*
+ * A backend of an overlay service (its key's segment is VXLAN or Geneve)
+ * takes XDSR_TUNNEL_STRIDE consecutive entries of xdsr_backends: the
+ * struct xdsr_backend above, then where its tunnel endpoint is. The
+ * entries of a VLAN service stay 16 bytes each, so VLAN traffic reads what
+ * it always read.
+ */
+struct xdsr_backend_vtep {
+	__u8 addr[16];      /* the backend's tunnel endpoint; IPv4 as ::ffff:a.b.c.d */
+};
+
+struct xdsr_backend_hop {
+	__u8 mac[6];        /* outer destination MAC: the underlay next hop to addr */
+	__u8 family;        /* enum xdsr_family of addr */
+	__u8 reserved0;
+	__u32 reserved1;
+	__u32 reserved2;
+};
+
+/* Each is one entry of xdsr_backends. */
+_Static_assert(sizeof(struct xdsr_backend_vtep) == sizeof(struct xdsr_backend), "one backends entry");
+_Static_assert(sizeof(struct xdsr_backend_hop) == sizeof(struct xdsr_backend), "one backends entry");
 
 /* Per-service counters, per CPU, indexed by the entry's stats_id. */
 struct xdsr_counter {
@@ -111,8 +135,9 @@ struct xdsr_counter {
 };
 
 /* Global counters, per CPU, indexed by reason. Every packet is counted once
- * under exactly one verdict reason; XDSR_R_FRAGMENT, XDSR_R_VLAN_PUSH and
- * XDSR_R_VLAN_POP count details of forwarded packets in addition. */
+ * under exactly one verdict reason; XDSR_R_FRAGMENT, XDSR_R_VLAN_PUSH,
+ * XDSR_R_VLAN_POP, XDSR_R_ICMP_ERROR and XDSR_R_OVERLAY count details of
+ * forwarded packets in addition. */
 enum xdsr_reason {
 	XDSR_R_FORWARDED = 0,   /* XDP_TX to a backend */
 	XDSR_R_NOT_FOR_US = 1,  /* XDP_PASS: destination MAC is not this interface */
@@ -120,13 +145,18 @@ enum xdsr_reason {
 	XDSR_R_NO_SERVICE = 3,  /* XDP_PASS: IP, but no service matches */
 	XDSR_R_MALFORMED = 4,   /* XDP_DROP: truncated or invalid headers */
 	XDSR_R_NO_BACKEND = 5,  /* XDP_DROP: service without backends */
-	XDSR_R_UNSUPPORTED = 6, /* XDP_DROP: IPv6 extension chain too long */
-	XDSR_R_TX_ERROR = 7,    /* XDP_DROP: could not push or pop the tag */
+	XDSR_R_UNSUPPORTED = 6, /* XDP_DROP: IPv6 extension chain too long; a Geneve
+				   frame for a service with critical options or of
+				   an unknown version */
+	XDSR_R_TX_ERROR = 7,    /* XDP_DROP: could not push or pop the tag, or a
+				   tunnel backend's endpoint is not of the
+				   underlay family the frame came on */
 	XDSR_R_FRAGMENT = 8,    /* detail: a forwarded IP fragment */
 	XDSR_R_VLAN_PUSH = 9,   /* detail: tag added */
 	XDSR_R_VLAN_POP = 10,   /* detail: tag removed */
 	XDSR_R_ICMP_ERROR = 11, /* detail: an ICMP "too big" steered to the quoted flow's backend */
-	XDSR_R_MAX = 12,
+	XDSR_R_OVERLAY = 12,    /* detail: a VXLAN or Geneve frame re-encapsulated to a backend */
+	XDSR_R_MAX = 13,
 };
 
 /* Written once at creation into xdsr_meta[0]: the sizes the maps were made
@@ -157,6 +187,20 @@ struct xdsr_prog_cfg {
 	__u32 hash_seed;    /* must be equal on every LBN of a group, or a flow
 	                       that ECMP moves between LBNs changes backend */
 	__u32 index_mask;   /* index_size - 1 */
+	/* This node's tunnel endpoint (docs/dataplane.md, Overlays): frames
+	 * to it on these UDP ports are parsed as VXLAN or Geneve, and it is the
+	 * outer source of what the program sends to backends behind tunnels. */
+	__be16 vxlan_port;  /* 0: VXLAN off */
+	__be16 geneve_port; /* 0: Geneve off */
+	__u8 vtep4[16];     /* IPv4 endpoint as ::ffff:a.b.c.d (8-byte aligned: compared as words) */
+	__u8 vtep6[16];
+	__u8 vtep_families; /* enum xdsr_vtep_families: which endpoints are set */
+	__u8 reserved1[7];
+};
+
+enum xdsr_vtep_families {
+	XDSR_VTEP_IPV4 = 1,
+	XDSR_VTEP_IPV6 = 2,
 };
 
 #endif /* XDSR_KERN_USER_H */

@@ -5,7 +5,10 @@
  * For a frame addressed to this interface: parse it, find the service by
  * (VIP, destination port, protocol, address family, segment) in the service
  * index, hash the flow onto a slot of the service's Maglev table, and send
- * the frame back out (XDP_TX) with the backend's MAC and VLAN. An ICMP
+ * the frame back out (XDP_TX) with the backend's MAC and VLAN. A VXLAN or
+ * Geneve frame to this node's tunnel endpoint is keyed by its inner
+ * destination and its VNI, and re-encapsulated towards the backend's tunnel
+ * endpoint (rewrite_tunnel). An ICMP
  * "fragmentation needed" or "packet too big" about a VIP's reply goes the
  * way of the flow it quotes (parsing.h), so path-MTU discovery works for
  * the backends. Every LBN of a group holds identical tables, so the
@@ -43,6 +46,9 @@ struct xdsr_abi_types {
 	struct xdsr_sel sel;
 	union xdsr_slot_chunk chunk;
 	struct xdsr_backend backend;
+	struct xdsr_backend_vtep vtep;
+	struct xdsr_backend_hop hop;
+	struct xdsr_prog_cfg cfg;
 	struct xdsr_counter counter;
 	struct xdsr_meta meta;
 	enum xdsr_abi abi;
@@ -52,8 +58,25 @@ struct xdsr_abi_types {
 	enum xdsr_svc_flags flags;
 	enum xdsr_reason reason;
 	enum xdsr_probe probe;
+	enum xdsr_vtep_families vtep_families;
 };
 struct xdsr_abi_types xdsr_abi_anchor SEC(".xdsr_abi");
+
+/*
+ * The overlay parser as a global function: the verifier checks it once, on
+ * its own, instead of once for every way the outer parse can end (inlined,
+ * the two parsers' paths multiplied past the verifier's limit). Only tunnel
+ * frames pay the call.
+ */
+__attribute__((noinline)) int xdsr_overlay(struct xdp_md *ctx, struct xdsr_pkt *pkt)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	if (!pkt)
+		return XDSR_R_MALFORMED;
+	return parse_overlay(data, data_end, &xdsr_cfg, pkt);
+}
 
 /* A probe's frame (see XDSR_PROBE_MARK): judged like any other, never counted. */
 static __always_inline int is_probe(const struct xdp_md *ctx)
@@ -125,8 +148,9 @@ static __always_inline const struct xdsr_svc_entry *find_service(const struct xd
 	return found;
 }
 
+/* The backend's entry in xdsr_backends, and its index there (*at). */
 static __always_inline const struct xdsr_backend *pick_backend(const struct xdsr_svc_entry *e,
-							       struct xdsr_pkt *pkt)
+							       struct xdsr_pkt *pkt, __u32 *at)
 {
 	const union xdsr_slot_chunk *chunk;
 	__u32 hash, slot, idx, b;
@@ -157,7 +181,9 @@ static __always_inline const struct xdsr_backend *pick_backend(const struct xdsr
 	/* An empty table (every backend drained) holds the "none" marker. */
 	if (b >= e->n_backends)
 		return 0;
-	idx = e->backend_base + b;
+	/* A service keyed by an overlay segment holds tunnel backends. */
+	idx = e->backend_base + (pkt->overlay ? b * XDSR_TUNNEL_STRIDE : b);
+	*at = idx;
 	return bpf_map_lookup_elem(&xdsr_backends, &idx);
 }
 
@@ -171,21 +197,44 @@ int xdsr_lb(struct xdp_md *ctx)
 	const struct xdsr_backend *be;
 	struct xdsr_pkt pkt;
 	int reason, detail;
+	__u32 at = 0;
 	int quiet = is_probe(ctx);
 
 	reason = parse_packet(data, data_end, xdsr_cfg.mac, &pkt);
 	if (reason != XDSR_PARSE_OK)
 		return verdict(reason, bytes, quiet);
+	/* Only UDP to the tunnel ports goes further: VLAN traffic pays a
+	 * compare or two. */
+	if (pkt.key.proto == IPPROTO_UDP && !pkt.icmp && is_tunnel(&pkt, &xdsr_cfg)) {
+		reason = xdsr_overlay(ctx, &pkt);
+		if (reason != XDSR_PARSE_OK)
+			return verdict(reason, bytes, quiet);
+	}
 
 	svc = find_service(&pkt);
 	if (!svc)
 		return verdict(XDSR_R_NO_SERVICE, bytes, quiet);
+	if (pkt.critical)
+		return verdict(XDSR_R_UNSUPPORTED, bytes, quiet);
 
-	be = pick_backend(svc, &pkt);
+	be = pick_backend(svc, &pkt, &at);
 	if (!be)
 		return verdict(XDSR_R_NO_BACKEND, bytes, quiet);
 
-	reason = rewrite_l2(ctx, &pkt, be, xdsr_cfg.mac, &detail);
+	if (pkt.overlay) {
+		const struct xdsr_backend_vtep *ep;
+		const struct xdsr_backend_hop *hop;
+		__u32 i1 = at + 1, i2 = at + 2;
+
+		ep = bpf_map_lookup_elem(&xdsr_backends, &i1);
+		hop = bpf_map_lookup_elem(&xdsr_backends, &i2);
+		if (!ep || !hop)
+			return verdict(XDSR_R_TX_ERROR, bytes, quiet);
+		reason = rewrite_tunnel(ctx, &pkt, be, ep, hop, &xdsr_cfg);
+		detail = XDSR_R_OVERLAY;
+	} else {
+		reason = rewrite_l2(ctx, &pkt, be, xdsr_cfg.mac, &detail);
+	}
 	if (reason != XDSR_PARSE_OK)
 		return verdict(reason, bytes, quiet);
 

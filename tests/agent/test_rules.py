@@ -122,3 +122,59 @@ def test_a_hand_written_state_without_ids_is_reported_by_key_and_mac() -> None:
     assert [b.identity for b in built.service.backends] == ["02:00:00:00:00:01@100", "m2"]
     no_id_by_address = svc(backends=[{"address": "10.1.0.12", "vlan": 100}])
     assert "required" in errors(state(no_id_by_address))["services[0].backends[0].id"]
+
+
+def _overlay_state() -> DesiredState:
+    return DesiredState.model_validate(
+        {
+            "generation": 1,
+            "services": [
+                {
+                    "id": "lb1/l1",
+                    "vip": "203.0.113.10",
+                    "port": 80,
+                    "protocol": "tcp",
+                    "segment": {"type": "vxlan", "id": 5000},
+                    "backends": [
+                        {
+                            "id": "m1",
+                            "address": "10.0.0.5",
+                            "mac": "02:00:00:00:00:01",
+                            "vni": 6000,
+                            "vtep": "192.0.2.21",
+                        },
+                        {
+                            "id": "m2",
+                            "address": "10.0.0.6",
+                            "mac": "02:00:00:00:00:02",
+                            "vni": 6000,
+                            "vtep": "192.0.2.22",
+                        },
+                        {"id": "m3", "address": "10.0.0.7", "vni": 6000, "vtep": "192.0.2.21"},
+                    ],
+                }
+            ],
+        }
+    )
+
+
+def test_overlay_members_resolve_the_underlay_next_hop_not_their_address() -> None:
+    """Behind a tunnel the node asks the trunk's untagged underlay for the
+    next hop towards the member's endpoint (the endpoint itself, or the
+    configured underlay router); never for the tenant address, and a member
+    without its inner MAC stays out."""
+    state = _overlay_state()
+    ip = ipaddress.ip_address
+    assert rules.needed_neighbors(state) == {(0, ip("192.0.2.21")), (0, ip("192.0.2.22"))}
+    router = ip("192.0.2.254")
+    assert rules.needed_neighbors(state, router) == {(0, router)}
+
+    macs = {(0, ip("192.0.2.21")): "02:00:00:00:ff:21"}
+    (built,) = rules.build(state, macs.get)
+    assert built.unresolved == ("m2", "m3")  # m2: no next hop yet; m3: no inner MAC
+    (be,) = built.service.backends
+    assert (be.mac, be.vni, str(be.vtep), be.hop_mac) == ("02:00:00:00:00:01", 6000, "192.0.2.21", "02:00:00:00:ff:21")
+    (built,) = rules.build(state, {(0, router): "02:00:00:00:ff:fe"}.get, router)
+    assert built.unresolved == ("m3",)
+    assert [b.hop_mac for b in built.service.backends] == ["02:00:00:00:ff:fe"] * 2
+    assert built.service.table_size == default_table_size(3)

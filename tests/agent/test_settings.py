@@ -56,3 +56,19 @@ def test_errors_name_the_option_and_where_it_came_from(
     conf.write_text(file)
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load(flags, conf, environ={})
+
+
+def test_the_tunnel_endpoint_from_flags_and_environment() -> None:
+    s = load(
+        {**REQUIRED, "vtep_address": ("192.0.2.1", "2001:db8:f::1")}, None, environ={"XDSR_AGENT_VXLAN_PORT": "8472"}
+    )
+    t = s.tunnel
+    assert (str(t.vtep4), str(t.vtep6), t.vxlan_port, t.geneve_port) == ("192.0.2.1", "2001:db8:f::1", 8472, 6081)
+    assert not load(REQUIRED, None, environ={}).tunnel.enabled
+    env = {"XDSR_AGENT_VTEP_ADDRESS": "192.0.2.1,192.0.2.2"}
+    with pytest.raises(SettingsError, match="two IPv4 tunnel endpoints"):
+        load(REQUIRED, None, environ=env)
+    with pytest.raises(SettingsError, match="a tunnel endpoint"):
+        load({**REQUIRED, "vtep_address": ("224.0.0.1",)}, None, environ={})
+    with pytest.raises(SettingsError, match="share UDP port"):
+        load({**REQUIRED, "vtep_address": ("192.0.2.1",), "geneve_port": 4789}, None, environ={})

@@ -16,7 +16,15 @@ import pytest
 from tests.conftest import IS_ROOT, needs_root
 from xdsr.bench.rfc2544 import plots, report
 from xdsr.bench.rfc2544.duts import BrokenDut, LoopbackDut, XdsrDut, make_dut
-from xdsr.bench.rfc2544.frames import IMIX_IP_SIZES, build_template, imix_mean_wire_size, ip_len_for, parse_frame
+from xdsr.bench.rfc2544.frames import (
+    IMIX_IP_SIZES,
+    VXLAN_OUTER,
+    Vxlan,
+    build_template,
+    imix_mean_wire_size,
+    ip_len_for,
+    parse_frame,
+)
 from xdsr.bench.rfc2544.harness import BenchConfig, BenchError, Point, Runner
 from xdsr.bench.rfc2544.programs import COUNT_MAX_PROBES, Expectation, expectation_table, key_hash
 from xdsr.bench.scenarios import SCENARIO_A, SCENARIO_B
@@ -117,12 +125,56 @@ def test_generator_makes_valid_varied_frames(proto: str, vid: int | None) -> Non
 
 
 @needs_root
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_generator_makes_valid_vxlan_frames(proto: str) -> None:
+    """The VXLAN scenario's frames: inner flows vary as the plain ones do,
+    and the underlay's lengths and IPv4 checksum follow every inner size."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+
+    from xdsr.bench.rfc2544.programs import Generator
+
+    vx = Vxlan(src="192.0.2.250", dst="192.0.2.1", vni=1000, inner_dst_mac="02:0a:00:00:00:01")
+    vips = SCENARIO_A.vips()
+    for size, imix in ((64, False), (None, True)):
+        t = build_template(
+            dst_mac="02:00:00:00:00:02", src_mac="02:00:00:00:00:01", vid=None, proto=proto, vips=vips,
+            size=size, imix=imix, vxlan=vx,
+        )  # fmt: skip
+        gen = Generator(t.cfg)
+        try:
+            frames = [gen.run_once(t.frame)[1] for _ in range(48)]
+            assert gen.state().errors == 0
+        finally:
+            gen.close()
+        inner_sizes = []
+        for out in frames:
+            p = Ether(out)
+            outer = p[IP]
+            assert (outer.src, outer.dst, p[UDP].dport, p[UDP].chksum, p[VXLAN].vni) == ("192.0.2.250", "192.0.2.1",
+                                                                                         4789, 0, 1000)  # fmt: skip
+            assert outer.len == len(out) - 14 and p[UDP].len == len(out) - 34
+            got = outer.chksum
+            del outer.chksum
+            assert IP(bytes(outer)).chksum == got
+            inner = parse_frame(bytes(p[VXLAN].payload))
+            assert inner.ip_checksum_ok and inner.l4_checksum_ok and inner.daddr in vips
+            assert inner.dst_mac == "02:0a:00:00:00:01"
+            inner_sizes.append(inner.ip_len)
+        if imix:
+            assert set(inner_sizes) == set(IMIX_IP_SIZES)
+        else:
+            assert all(len(out) == 64 - 4 + VXLAN_OUTER for out in frames)
+
+
+@needs_root
 def test_every_dut_returns_frames_rewritten_as_expected(tmp_path: Path) -> None:
     cfg = BenchConfig(sizes=(64,), imix=True, protos=("udp", "tcp"), **TINY)  # type: ignore[arg-type]
     runner = Runner(cfg, lab_prefix=PREFIX)
     res = runner.run()
     assert leftovers(runner.lab_name) == []
-    assert {s.dut for s in res.series} == {"loopback", "dnat", "xdsr-a", "xdsr-b"}
+    assert {s.dut for s in res.series} == {"loopback", "dnat", "xdsr-a", "xdsr-b", "loopback-vxlan", "xdsr-vxlan"}
     for s in res.series:
         (t,) = s.trials
         assert t.returned > 1000, (s.dut, s.point)
@@ -132,12 +184,15 @@ def test_every_dut_returns_frames_rewritten_as_expected(tmp_path: Path) -> None:
             assert t.sent == t.returned, (s.dut, s.point, t.sent, t.returned)
         if s.dut.startswith("xdsr"):
             assert t.dut_extra["xdsr_forwarded"] == t.returned
+        # VXLAN: the inner frames have the sizes measured, in 50 bytes of underlay.
+        outer = VXLAN_OUTER if s.dut.endswith("vxlan") else 0
         if s.point.imix:
             # 7:4:1 of 40/576/1500-byte packets: the mean frame on a wire
             mean = t.counts.wire_bytes / t.returned
-            assert mean == pytest.approx(imix_mean_wire_size(s.dut != "dnat"), rel=0.01)
+            tagged = s.dut not in ("dnat", "loopback-vxlan", "xdsr-vxlan")
+            assert mean == pytest.approx(imix_mean_wire_size(tagged) + outer, rel=0.01)
         else:
-            assert t.counts.wire_bytes == 64 * t.returned
+            assert t.counts.wire_bytes == (64 + outer) * t.returned
     assert res.failed_series == []
 
     names = plots.write_figures(res, tmp_path)
@@ -149,7 +204,7 @@ def test_every_dut_returns_frames_rewritten_as_expected(tmp_path: Path) -> None:
     doc = json.loads(js.read_text())
     assert doc["passed"] is True
     assert {c["vs"] for c in doc["comparisons"]} >= {"loopback", "dnat", "xdsr-a"}
-    assert len(doc["series"]) == 16 and doc["series"][0]["trials"][0]["frames_sent"] > 0
+    assert len(doc["series"]) == 24 and doc["series"][0]["trials"][0]["frames_sent"] > 0
 
 
 @needs_root

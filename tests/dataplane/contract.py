@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xdsr.dataplane.abi import Reason
+from xdsr.dataplane.abi import Reason, SegType
 from xdsr.dataplane.flowhash import DEFAULT_HASH_SEED, flow_hash, slot_of
-from xdsr.dataplane.model import Backend, Service
+from xdsr.dataplane.model import Backend, Service, TunnelEndpoint
 from xdsr.dataplane.tables import maglev_slots
 from xdsr.net.frames import mac_bytes
 
@@ -69,19 +69,59 @@ class _Flow:
     dport_h: int = 0
     fragment: bool = False
     icmp: bool = False
+    l3_len: int = 0  # IP header and extension headers walked
+    l4_len: int = 0  # what the IP header says follows them
+
+
+# A segment as the key holds it: (type, id).
+_Seg = tuple[int, int]
+
+# Overlays (docs/dataplane.md, Overlays).
+
+VXLAN_I, GENEVE_O, GENEVE_C, TEB = 0x08, 0x80, 0x40, 0x6558
+
+
+@dataclass
+class _Tunnel:
+    flow: _Flow  # the inner packet's
+    seg: _Seg
+    outer_l3: int  # offsets in the frame
+    udp_at: int
+    tun_at: int
+    inner_at: int
+    family: int  # the underlay's
+    critical: bool
+
+
+def _csum_update(check: int, old: bytes, new: bytes) -> int:
+    """RFC 1624: HC' = ~(~HC + ~m + m') over the 16-bit words that changed."""
+    s = ~check & 0xFFFF
+    for i in range(0, len(old), 2):
+        s += (~struct.unpack_from("!H", old, i)[0] & 0xFFFF) + struct.unpack_from("!H", new, i)[0]
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
 
 
 class Contract:
-    def __init__(self, services: list[Service], lbn_mac: str, seed: int = DEFAULT_HASH_SEED) -> None:
+    def __init__(
+        self,
+        services: list[Service],
+        lbn_mac: str,
+        seed: int = DEFAULT_HASH_SEED,
+        tunnel: TunnelEndpoint | None = None,
+    ) -> None:
         self.mac = mac_bytes(lbn_mac)
         self.seed = seed
-        self.services: dict[tuple[int, bytes, int, int, int], Service] = {}
-        groups: dict[tuple[int, bytes, int, int], list[Service]] = defaultdict(list)
+        self.tunnel = tunnel or TunnelEndpoint()
+        self.services: dict[tuple[int, bytes, int, int, _Seg], Service] = {}
+        groups: dict[tuple[int, bytes, int, _Seg], list[Service]] = defaultdict(list)
         for s in services:
             k = s.key
             addr = k.vip.packed
-            self.services[(k.vip.version, addr, k.port, k.proto, k.seg_id)] = s
-            groups[(k.vip.version, addr, k.proto, k.seg_id)].append(s)
+            seg = (int(k.seg_type), k.seg_id)
+            self.services[(k.vip.version, addr, k.port, k.proto, seg)] = s
+            groups[(k.vip.version, addr, k.proto, seg)].append(s)
         # Every fragment of (VIP, protocol, segment) goes to the service of
         # that VIP with the lowest port.
         for (fam, addr, proto, seg), members in groups.items():
@@ -121,10 +161,17 @@ class Contract:
             flow = self._ipv6(frame[l3:])
         else:
             raise _Verdict("pass", Reason.NOT_IP)
+        seg: _Seg = (int(SegType.VLAN), vid)
+        tunnel = None
+        if flow.proto == UDP and not flow.icmp and not flow.fragment and self._to_our_endpoint(flow):
+            tunnel = self._overlay(frame, l3, flow)
+            flow, seg, vid = tunnel.flow, tunnel.seg, 0
 
-        svc = self.services.get((flow.family, flow.dst, flow.port, flow.proto, vid))
+        svc = self.services.get((flow.family, flow.dst, flow.port, flow.proto, seg))
         if svc is None:
             raise _Verdict("pass", Reason.NO_SERVICE)
+        if tunnel is not None and tunnel.critical:
+            raise _Verdict("drop", Reason.UNSUPPORTED)
         table = self._table(svc)
         fam = ipaddress.IPv4Address if flow.family == 4 else ipaddress.IPv6Address
         h = flow_hash(
@@ -143,7 +190,10 @@ class Contract:
         if b >= len(svc.backends):
             raise _Verdict("drop", Reason.NO_BACKEND)
         be = svc.backends[b]
-        out, details = self._rewrite(frame, tagged, tci, be)
+        if tunnel is not None:
+            out, details = self._reencapsulate(frame, tunnel, be)
+        else:
+            out, details = self._rewrite(frame, tagged, tci, be)
         if flow.fragment:
             details.add(Reason.FRAGMENT)
         if flow.icmp:
@@ -159,6 +209,79 @@ class Contract:
         if be.vlan:
             return macs + struct.pack("!HH", 0x8100, be.vlan) + frame[12:], {Reason.VLAN_PUSH}
         return macs + frame[12:], set()
+
+    # -- overlays (docs/dataplane.md, Overlays) ---------------------------------
+
+    def _to_our_endpoint(self, flow: _Flow) -> bool:
+        t = self.tunnel
+        if not t.enabled or flow.port not in (t.vxlan_port, t.geneve_port):
+            return False
+        ours = t.vtep4 if flow.family == 4 else t.vtep6
+        return ours is not None and ours.packed == flow.dst
+
+    def _overlay(self, frame: bytes, l3: int, outer: _Flow) -> _Tunnel:
+        udp_at = l3 + outer.l3_len
+        ulen = struct.unpack_from("!H", frame, udp_at + 4)[0]  # checked by _l4
+        payload = frame[udp_at + 8 : udp_at + ulen]
+        if len(payload) < 8:
+            raise _malformed()
+        if outer.port == self.tunnel.vxlan_port:
+            if not payload[0] & VXLAN_I:
+                raise _malformed()
+            seg_type, tlen, critical = SegType.VXLAN, 8, False
+        else:
+            if payload[0] >> 6:
+                raise _Verdict("drop", Reason.UNSUPPORTED)
+            if payload[1] & GENEVE_O or struct.unpack_from("!H", payload, 2)[0] != TEB:
+                raise _Verdict("pass", Reason.NO_SERVICE)
+            tlen = 8 + (payload[0] & 0x3F) * 4
+            if len(payload) < tlen:
+                raise _malformed()
+            seg_type, critical = SegType.GENEVE, bool(payload[1] & GENEVE_C)
+        vni = int.from_bytes(payload[4:7], "big")
+        inner = payload[tlen:]
+        if len(inner) < 14:
+            raise _malformed()
+        etype = struct.unpack_from("!H", inner, 12)[0]
+        # The outer datagram bounds the inner one: its lengths are checked
+        # against what the UDP payload holds, not the frame.
+        if etype == 0x0800:
+            flow = self._ipv4(inner[14:])
+        elif etype == 0x86DD:
+            flow = self._ipv6(inner[14:])
+        else:
+            raise _Verdict("pass", Reason.NOT_IP)
+        tun_at = udp_at + 8
+        return _Tunnel(flow, (int(seg_type), vni), l3, udp_at, tun_at, tun_at + tlen, outer.family, critical)
+
+    def _reencapsulate(self, frame: bytes, t: _Tunnel, be: Backend) -> tuple[bytes, set[Reason]]:
+        if be.vtep is None or be.vtep.version != t.family:
+            raise _Verdict("drop", Reason.TX_ERROR)
+        out = bytearray(frame)
+        ours = self.tunnel.vtep4 if t.family == 4 else self.tunnel.vtep6
+        assert ours is not None
+        src_at = t.outer_l3 + (12 if t.family == 4 else 8)
+        alen = 4 if t.family == 4 else 16
+        old_addrs = bytes(out[src_at : src_at + 2 * alen])
+        out[src_at : src_at + 2 * alen] = ours.packed + be.vtep.packed
+        if t.family == 4:
+            check = struct.unpack_from("!H", out, t.outer_l3 + 10)[0]
+            struct.pack_into(
+                "!H", out, t.outer_l3 + 10, _csum_update(check, old_addrs, bytes(out[src_at : src_at + 8]))
+            )
+        old_vni = bytes(out[t.tun_at + 4 : t.tun_at + 8])
+        out[t.tun_at + 4 : t.tun_at + 7] = be.vni.to_bytes(3, "big")
+        old_macs = bytes(out[t.inner_at : t.inner_at + 12])
+        out[t.inner_at : t.inner_at + 12] = mac_bytes(be.mac) + self.mac
+        check = struct.unpack_from("!H", out, t.udp_at + 6)[0]
+        if check:
+            old = old_addrs + old_vni + old_macs
+            new = bytes(out[src_at : src_at + 2 * alen]) + bytes(out[t.tun_at + 4 : t.tun_at + 8])
+            new += bytes(out[t.inner_at : t.inner_at + 12])
+            check = _csum_update(check, old, new) or 0xFFFF
+            struct.pack_into("!H", out, t.udp_at + 6, check)
+        out[0:12] = mac_bytes(be.hop_mac) + self.mac
+        return bytes(out), {Reason.OVERLAY}
 
     # -- IPv4 ----------------------------------------------------------------
 
@@ -179,7 +302,7 @@ class Contract:
             steered = self._icmp4(l4, dst)
             if steered is not None:
                 return steered
-        flow = _Flow(4, dst, 0, proto, src, dst, fragment=fragment)
+        flow = _Flow(4, dst, 0, proto, src, dst, fragment=fragment, l3_len=hdr, l4_len=tot_len - hdr)
         return self._l4(flow, l4)
 
     def _icmp4(self, l4: bytes, outer_dst: bytes) -> _Flow | None:
@@ -236,7 +359,8 @@ class Contract:
             steered = self._icmp6(l4, dst)
             if steered is not None:
                 return steered
-        return self._l4(_Flow(6, dst, 0, nh, src, dst, fragment=fragment), l4)
+        flow = _Flow(6, dst, 0, nh, src, dst, fragment=fragment, l3_len=40 + pos, l4_len=plen - pos)
+        return self._l4(flow, l4)
 
     def _icmp6(self, l4: bytes, outer_dst: bytes) -> _Flow | None:
         """An ICMPv6 "packet too big" about a packet the VIP sent."""

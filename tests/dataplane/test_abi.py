@@ -14,9 +14,10 @@ import pytest
 from xdsr.dataplane import abi
 from xdsr.paths import bpf_object
 
-# BTF types of the object that are not shared structures: the map template
-# and the anchor that makes clang emit the rest.
-NOT_SHARED = {"xdsr_abi_types", "xdsr_barrier_inner"}
+# BTF types of the object that are not shared structures: the map template,
+# the anchor that makes clang emit the rest, and the parser's packet state
+# (the argument of the global function xdsr_overlay, private to the program).
+NOT_SHARED = {"xdsr_abi_types", "xdsr_barrier_inner", "xdsr_pkt"}
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,12 @@ def test_enum_values(btf: dict[str, dict[str, Any]], name: str) -> None:
 def test_every_shared_enum_is_mirrored(btf: dict[str, dict[str, Any]]) -> None:
     shared = {n for n, t in btf["by_name"].items() if t["kind"] == "ENUM" and n.startswith("xdsr_")}
     assert shared == set(abi.ENUMS)
+
+
+def test_tunnel_entries_are_backend_entries() -> None:
+    # A tunnel backend is TUNNEL_STRIDE consecutive entries of xdsr_backends.
+    for part in (abi.BackendVtep, abi.BackendHop):
+        assert ctypes.sizeof(part) == ctypes.sizeof(abi.Backend)
 
 
 def test_reason_verdicts_cover_every_reason() -> None:

@@ -111,3 +111,60 @@ def test_apply_takes_the_agents_schema_and_refuses_what_an_agent_refuses(tmp_pat
     proc = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir), "--create", check=False)
     assert proc.returncode == 2 and "services[0].vip" in proc.stderr and "cannot be a VIP" in proc.stderr
     assert json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout) == shown
+
+
+def test_overlay_attach_apply_show_and_probe(tmp_path: Path, pin_dir: Path) -> None:
+    """A VXLAN service through the commands: attached with this node's
+    endpoint, applied with the underlay next hop, shown with its tunnel
+    backend, and probed with a VXLAN frame: the probe names the backend's
+    inner MAC, VNI and endpoint."""
+    import uuid
+
+    ns = f"xdsr-ovl-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        ip = ["ip", "-n", ns, "link"]
+        subprocess.run([*ip, "add", "trunk0", "type", "veth", "peer", "name", "peer0"], check=True)
+        subprocess.run([*ip, "set", "trunk0", "up"], check=True)
+        subprocess.run([*ip, "set", "peer0", "up"], check=True)
+        cfg = {
+            "services": [
+                {
+                    "vip": "203.0.113.1",
+                    "port": 443,
+                    "protocol": "tcp",
+                    "segment": {"type": "vxlan", "id": 5000},
+                    "backends": [{"mac": "02:00:00:00:00:01", "vni": 6000, "vtep": "192.0.2.21", "id": "m1"}],
+                }
+            ]
+        }
+        file = tmp_path / "state.yaml"
+        file.write_text(yaml.safe_dump(cfg))
+        xdsr("dp", "attach", "trunk0", "--netns", ns, "--pin-dir", str(pin_dir), "--mode", "generic",
+             "--vtep", "192.0.2.1")  # fmt: skip
+        proc = xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir))
+        assert "no MAC or no --next-hop (towards their tunnel endpoints) given for m1" in proc.stderr
+        xdsr("dp", "apply", str(file), "--pin-dir", str(pin_dir), "--next-hop", "02:00:00:00:00:FE")
+        shown = json.loads(xdsr("dp", "show", "--json", "--pin-dir", str(pin_dir)).stdout)
+        assert shown["services"][0]["segment"] == {"type": "vxlan", "id": 5000}
+        assert shown["services"][0]["backends"] == [
+            {
+                "mac": "02:00:00:00:00:01",
+                "vni": 6000,
+                "vtep": "192.0.2.21",
+                "next_hop": "02:00:00:00:00:fe",
+                "weight": 1,
+            }
+        ]
+        probe = ["dp", "probe", "trunk0", "--netns", ns, "--pin-dir", str(pin_dir), "--vip", "203.0.113.1"]
+        out = xdsr(*probe, "--port", "443", "--segment", "vxlan:5000", "--vtep", "192.0.2.1").stdout
+        assert "XDP_TX: to backend 02:00:00:00:00:01 on VNI 6000 behind 192.0.2.21" in out
+        out = xdsr(*probe, "--port", "443", "--segment", "vxlan:5001", "--vtep", "192.0.2.1").stdout
+        assert out.strip() == "XDP_PASS"
+        out = xdsr(*probe, "--port", "443", "--segment", "vxlan:5000", "--vtep", "192.0.2.9").stdout
+        assert out.strip() == "XDP_PASS"  # another endpoint's
+        stats = json.loads(xdsr("dp", "stats", "--json", "--pin-dir", str(pin_dir)).stdout)
+        assert stats["reasons"]["overlay"] == {"verdict": "detail", "packets": 0, "bytes": 0}  # probes count nothing
+        xdsr("dp", "detach", "trunk0", "--netns", ns, "--pin-dir", str(pin_dir))
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)

@@ -51,7 +51,30 @@ def test_default_table_size_follows_backend_count() -> None:
         (_with(backends=[{"mac": "02:00:00:00:01:01", "vlan": 4095}]), "services[0].backends[0].vlan", "4094"),
         (_with(backends=[{"mac": "02:00:00:00:01:01", "weight": -1}]), "services[0].backends[0].weight", "0"),
         (_with(segment={"type": "vlan", "id": 5000}), "services[0].segment.id", "4094"),
-        (_with(segment={"type": "vxlan", "id": 5000}), "services[0].segment.type", "'vlan'"),
+        # An overlay service's members are behind tunnels, a VLAN service's are not.
+        (
+            _with(segment={"type": "vxlan", "id": 5000}),
+            "services[0].backends[0].vni",
+            "required for a member of a vxlan",
+        ),
+        (
+            _with(segment={"type": "geneve", "id": 5000}, backends=[{"mac": "02:00:00:00:01:01", "vni": 7}]),
+            "services[0].backends[0].vtep",
+            "required for a member of a geneve",
+        ),
+        (
+            _with(backends=[{"mac": "02:00:00:00:01:01", "vni": 7, "vtep": "192.0.2.7"}]),
+            "services[0].backends[0]",
+            "vni and vtep are for members of a vxlan or geneve service",
+        ),
+        (
+            _with(
+                segment={"type": "vxlan", "id": 5000},
+                backends=[{"mac": "02:00:00:00:01:01", "vni": 7, "vtep": "192.0.2.7", "vlan": 3}],
+            ),
+            "services[0].backends[0].vlan",
+            "must be 0",
+        ),
         (_with(table_size=65536), "services[0].table_size", "not prime"),
         (
             _with(table_size=3, backends=[{"mac": f"02:00:00:00:01:0{i}"} for i in range(1, 6)]),
@@ -118,3 +141,19 @@ def test_the_index_places_a_full_data_plane() -> None:
     entries = [(k, abi.SvcEntry(flags=abi.SvcFlags.USED)) for k in keys]
     index = _build_index(entries, DEFAULT_LIMITS.index_size)
     assert len(index) == DEFAULT_LIMITS.index_size * 64
+
+
+def test_overlay_members_go_out_through_the_next_hop() -> None:
+    cfg = parse_config(
+        _with(
+            segment={"type": "vxlan", "id": 5000},
+            backends=[{"mac": "02:00:00:00:01:01", "vni": 7, "vtep": "2001:db8::7", "id": "m1"}],
+        )
+    )
+    # Without a next hop towards the endpoint the member stays out, named.
+    ((_, svc, unresolved),) = cfg.build()
+    assert svc.backends == () and unresolved == ("m1",)
+    (svc,) = cfg.to_services(next_hop="02:00:00:00:00:FE")
+    (be,) = svc.backends
+    assert (be.vni, str(be.vtep), be.hop_mac, be.vlan) == (7, "2001:db8::7", "02:00:00:00:00:fe", 0)
+    assert svc.key.overlay and svc.key.seg_id == 5000

@@ -22,6 +22,8 @@ def test_cloud_demo() -> None:
     assert findings["broken"] == 0 and findings["udp_unanswered"] == 0
     assert set(findings["blue"]) == {f"blue-be{i}" for i in range(4)}  # type: ignore[arg-type]
     assert set(findings["red"]) <= {f"red-be{i}" for i in range(3)}  # type: ignore[arg-type]
+    # The third tenant, on VXLAN: its own backends, behind Linux VXLAN devices.
+    assert set(findings["green"]) == {f"green-be{i}" for i in range(3)}  # type: ignore[arg-type]
     assert findings["router"]["replies-via-lbns"] == 0  # type: ignore[index]
     assert findings["router"]["replies-direct"] > 0  # type: ignore[index]
     assert sum(1 for n in findings["per_lbn"] if n > 0) >= 2  # type: ignore[union-attr]

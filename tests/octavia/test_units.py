@@ -182,12 +182,12 @@ def test_flavor_and_zone_metadata() -> None:
 
 def test_fully_populated_body_keeps_octavia_ids() -> None:
     lb = tree()
-    extra = {"10.1.0.11": ("02:00:00:00:00:11", {"type": "vlan", "id": 100})}
+    extra = {"10.1.0.11": {"mac_address": "02:00:00:00:00:11", "segment": {"type": "vlan", "id": 100}}}
     body = mapping.loadbalancer(
         lb,
         lbn_group="g1",
         vip_segment={"type": "vlan", "id": 10},
-        member_extra=lambda m: extra.get(m["address"], (None, None)),
+        member_extra=lambda m: extra.get(m["address"], {}),
     )
     assert body["id"] == lb["loadbalancer_id"] and body["lbn_group"] == "g1"
     assert body["vip_segment"] == {"type": "vlan", "id": 10}
@@ -339,39 +339,110 @@ def test_failure_payload_unlocks_the_parents() -> None:
 
 
 class FakeNetwork:
+    """openstacksdk's network proxy as the lookups use it: ports by fixed IP
+    (with their binding), subnets, networks with provider attributes, and
+    the agents API (an Open vSwitch agent reporting its tunneling_ip on
+    hv1, an OVN controller on hv2, which reports none)."""
+
     def __init__(self) -> None:
         self.calls = 0
-        self.port = SimpleNamespace(
-            mac_address="fa:16:3e:00:00:01",
-            network_id="net-1",
-            fixed_ips=[{"subnet_id": "sub-1", "ip_address": "10.1.0.11"}],
-        )
+        self.agent_calls = 0
+
+        def port(mac: str, net: str, sub: str, ip: str, host: str | None = None) -> Any:
+            fixed = [{"subnet_id": sub, "ip_address": ip}]
+            return SimpleNamespace(mac_address=mac, network_id=net, fixed_ips=fixed, binding_host_id=host)
+
+        self.by_ip = {
+            "10.1.0.11": port("fa:16:3e:00:00:01", "net-1", "sub-1", "10.1.0.11"),
+            "10.3.0.5": port("fa:16:3e:00:00:05", "net-3", "sub-3", "10.3.0.5", "hv1"),
+            "10.3.0.6": port("fa:16:3e:00:00:06", "net-3", "sub-3", "10.3.0.6", "hv2"),
+            "10.3.0.7": port("fa:16:3e:00:00:07", "net-3", "sub-3", "10.3.0.7", "hv3"),
+            "10.4.0.5": port("fa:16:3e:00:00:08", "net-4", "sub-4", "10.4.0.5", "hv1"),
+        }
+        self.agents_by_host = {
+            "hv1": [
+                SimpleNamespace(agent_type="DHCP agent", configuration={"dhcp_driver": "x"}, is_alive=True),
+                SimpleNamespace(
+                    agent_type="Open vSwitch agent",
+                    configuration={"tunnel_types": ["vxlan"], "tunneling_ip": "192.0.2.21"},
+                    is_alive=True,
+                ),
+            ],
+            "hv2": [
+                SimpleNamespace(agent_type="OVN Controller agent", configuration={"chassis_name": "c2"}, is_alive=True)
+            ],
+        }
 
     def ports(self, fixed_ips: list[str]) -> list[Any]:
         self.calls += 1
-        return [self.port] if "ip_address=10.1.0.11" in fixed_ips else []
+        ip = fixed_ips[0].removeprefix("ip_address=")
+        return [self.by_ip[ip]] if ip in self.by_ip else []
 
     def get_subnet(self, subnet_id: str) -> Any:
-        return SimpleNamespace(segment_id=None, network_id={"sub-1": "net-1", "sub-2": "net-2"}[subnet_id])
+        nets = {"sub-1": "net-1", "sub-2": "net-2", "sub-3": "net-3", "sub-4": "net-4", "sub-5": "net-5"}
+        return SimpleNamespace(segment_id=None, network_id=nets[subnet_id])
 
     def get_network(self, network_id: str) -> Any:
-        kinds = {"net-1": ("vlan", 100), "net-2": ("vxlan", 5000)}
+        kinds = {
+            "net-1": ("vlan", 100),
+            "net-2": ("gre", 5000),
+            "net-3": ("vxlan", 5003),
+            "net-4": ("geneve", 7004),
+            "net-5": ("flat", None),
+        }
         t, seg = kinds[network_id]
         return SimpleNamespace(provider_network_type=t, provider_segmentation_id=seg)
+
+    def agents(self, host: str) -> list[Any]:
+        self.agent_calls += 1
+        return self.agents_by_host.get(host, [])
 
 
 def test_neutron_lookups() -> None:
     net = FakeNetwork()
     n = Neutron(SimpleNamespace(network=net))
-    assert n.member("10.1.0.11", "sub-1") == ("fa:16:3e:00:00:01", {"type": "vlan", "id": 100})
-    assert n.member("10.1.0.11", None) == ("fa:16:3e:00:00:01", {"type": "vlan", "id": 100})
+    vlan100 = {"mac_address": "fa:16:3e:00:00:01", "segment": {"type": "vlan", "id": 100}}
+    assert n.member("10.1.0.11", "sub-1") == vlan100
+    assert n.member("10.1.0.11", None) == vlan100
     n.member("10.1.0.11", "sub-1")
     assert net.calls == 2  # the second lookup of the same member came from the cache
     assert n.vip_segment("sub-1", None) == {"type": "vlan", "id": 100}
+    assert n.vip_segment(None, "net-5") == {"type": "vlan", "id": 0}  # flat: untagged
     with pytest.raises(NeutronLookupError, match=r"no Neutron port has address 10\.1\.0\.99"):
         n.member("10.1.0.99", "sub-1")
-    with pytest.raises(NeutronLookupError, match="vxlan network"):
+    with pytest.raises(NeutronLookupError, match="gre network"):
         n.subnet_segment("sub-2")
+
+
+def test_neutron_overlay_members_and_their_hosts_tunnel_endpoints() -> None:
+    net = FakeNetwork()
+    n = Neutron(SimpleNamespace(network=net), tunnel_endpoints={"hv2": "192.0.2.22"})
+    assert n.vip_segment("sub-3", None) == {"type": "vxlan", "id": 5003}
+    # Bound to hv1, whose Open vSwitch agent reports its tunneling_ip.
+    assert n.member("10.3.0.5", "sub-3") == {
+        "mac_address": "fa:16:3e:00:00:05",
+        "segment": {"type": "vxlan", "id": 5003},
+        "vtep_address": "192.0.2.21",
+    }
+    assert n.member("10.4.0.5", None)["segment"] == {"type": "geneve", "id": 7004}
+    assert n.member("10.4.0.5", None)["vtep_address"] == "192.0.2.21"
+    assert net.agent_calls == 1  # one host, asked once
+    # hv2 is an OVN chassis: its endpoint comes from tunnel_endpoints.
+    assert n.member("10.3.0.6", "sub-3")["vtep_address"] == "192.0.2.22"
+    # hv3 is known to nobody, and an unbound port has no host: errors that say so.
+    with pytest.raises(NeutronLookupError, match=r"host hv3 has no tunnel endpoint.*tunnel_endpoints"):
+        n.member("10.3.0.7", "sub-3")
+    net.by_ip["10.3.0.7"].binding_host_id = None
+    with pytest.raises(NeutronLookupError, match=r"10\.3\.0\.7 is bound to no host"):
+        n.member("10.3.0.7", None)
+    # Mapped into the body xdsr validates.
+    body = mapping.member(
+        {"member_id": "m2", "address": "10.3.0.5", "protocol_port": 80, "subnet_id": "sub-3"},
+        lambda m: n.member(m["address"], m["subnet_id"]),
+    )
+    assert body["vtep_address"] == "192.0.2.21" and body["mac_address"] == "fa:16:3e:00:00:05"
+    # The fake's ids are not UUIDs; the rest is what xdsr's schema takes.
+    s.MemberInline.model_validate({k: v for k, v in body.items() if k not in ("id", "subnet_id")})
 
 
 def test_ops_are_json() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from xdsr.maglev import default_table_size
-from xdsr.model.agent import AgentState, ServiceReport
+from xdsr.model.agent import AgentState, RuleService, Segment, ServiceReport
 from xdsr.model.loadbalancer import HealthMonitor, Listener, LoadBalancer, Member, Pool
 from xdsr.operator.compile import compile_lb, sized, without
 from xdsr.operator.status import NodeReport, Placement, compute, judge_health
@@ -46,6 +46,25 @@ def test_compile_one_service_per_listener_with_a_pool() -> None:
     ]
     assert compile_lb(lb(admin_state_up=False)) == []
     assert compile_lb(lb(deleting=True)) == []
+    assert all(b.vni is None and b.vtep is None for b in svc.backends)
+
+
+def test_compile_members_on_an_overlay_carry_their_vni_and_tunnel_endpoint() -> None:
+    doc = lb(vip_segment=Segment(type="vxlan", id=5001))
+    members = doc.pools[0].members
+    members[0].vtep_address = "192.0.2.10"  # on the VIP's VNI
+    members[1].segment = Segment(type="vxlan", id=5002)  # on another VNI, its endpoint left to the nodes
+    members[1].vtep_address = None
+    (svc,) = compile_lb(doc)
+    assert svc.segment == Segment(type="vxlan", id=5001)
+    assert [(b.id, b.mac, b.vlan, b.vni, b.vtep and str(b.vtep)) for b in svc.backends] == [
+        ("m0", None, 0, 5001, "192.0.2.10"),
+        ("m1", "02:00:00:00:00:02", 0, 5002, None),
+        ("m2", None, 0, 5001, None),
+    ]
+    # What the operator sends is what the agents accept, unchanged.
+    sent = svc.model_dump(mode="json")
+    assert RuleService.model_validate(sent).model_dump(mode="json") == sent
 
 
 def test_table_sizes_are_settled_once_and_kept_while_they_fit() -> None:

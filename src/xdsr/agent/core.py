@@ -24,7 +24,7 @@ from prometheus_client import generate_latest
 
 import xdsr
 from xdsr.agent import drift, rules
-from xdsr.agent.health import HealthChecker, Target
+from xdsr.agent.health import HealthChecker, Overlay, Target
 from xdsr.agent.metrics import AgentMetrics
 from xdsr.agent.neighbors import NeighborTable
 from xdsr.agent.registration import Registration
@@ -54,6 +54,7 @@ class AgentConfig:
     retry_interval: float = 1.0  # how often an unresolved member is asked for
     neighbor_file: Path | None = None
     verify_interval: float = 10.0  # how often the kernel's tables are checked for drift (see drift.py)
+    underlay_next_hop: rules.IPAddress | None = None  # towards members' tunnel endpoints (rules.neighbor_key)
 
 
 class Agent:
@@ -216,7 +217,7 @@ class Agent:
     async def _apply_changes(self, desired: DesiredState, changes: dict[str, list[RuleService]], trigger: str) -> int:
         """Bring the node to desired's generation by replacing the services
         of the load balancers in `changes`; the HTTP status. Caller holds the lock."""
-        needed = rules.needed_by(s for ss in changes.values() for s in ss)
+        needed = rules.needed_by((s for ss in changes.values() for s in ss), self.config.underlay_next_hop)
         new = self.neighbors.want(needed)
         if new:
             await self._ask(new)
@@ -240,7 +241,7 @@ class Agent:
                     del self._need_count[k]
                     gone.add(k)
             if ss:
-                mine = rules.needed_by(ss)
+                mine = rules.needed_by(ss, self.config.underlay_next_hop)
                 self._needs[lb] = mine
                 for k in mine:
                     self._need_count[k] += 1
@@ -317,7 +318,10 @@ class Agent:
         others are kept as built), and apply them with all the others in one
         call: changed tables written into free space, then one flip of the
         index (unchanged tables are not rewritten). Caller holds the lock."""
-        fresh = {lb: rules.build_services(ss, self.neighbors.mac) for lb, ss in changes.items()}
+        fresh = {
+            lb: rules.build_services(ss, self.neighbors.mac, self.config.underlay_next_hop)
+            for lb, ss in changes.items()
+        }
         built_by = {lb: b for lb, b in self.built_by.items() if lb not in fresh}
         built_by.update({lb: b for lb, b in fresh.items() if b})
         built = [b for bs in built_by.values() for b in bs]
@@ -387,18 +391,25 @@ class Agent:
                 if h is None:
                     continue
                 # Keyed by identity: a member of a hand-written state may have no id.
-                macs = {be.identity: be.mac for be in b.service.backends}
+                built = {be.identity: be for be in b.service.backends}
                 mine: dict[str, Target | None] = {}
                 for m in s.backends:
                     ident = services.identity(m) or ""
                     addr = m.monitor_address or m.address
-                    mac = macs.get(ident)
+                    be = built.get(ident)
                     ip = ipaddress.ip_address(addr) if addr is not None else None
-                    if checker is None or ip is None or mac is None or checker.source(m.vlan, ip.version) is None:
+                    # Behind a tunnel: checked through it, as the data plane reaches the member.
+                    tunnel = None
+                    if be is not None and be.tunnel and be.vtep is not None:
+                        tunnel = Overlay(s.segment.type, be.vni, be.vtep, be.hop_mac)
+                    seg = m.vlan if tunnel is None else (tunnel.kind, tunnel.vni)
+                    if checker is None or ip is None or be is None or not checker.can_check(seg, ip.version, tunnel):
                         mine[ident] = None
                         continue
                     port = 0 if h.type == "ping" else (m.monitor_port or s.port)
-                    mine[ident] = Target(h.type, m.vlan, mac, ip, port, h.delay, h.timeout, h.rise, h.fall)
+                    mine[ident] = Target(
+                        h.type, m.vlan, be.mac, ip, port, h.delay, h.timeout, h.rise, h.fall, overlay=tunnel
+                    )
                 targets[b.rule_id] = mine
         if checker is not None and any(owner(r) in changes for r in (*self.health_targets, *targets)):
             checker.update({t for mine in targets.values() for t in mine.values() if t is not None})

@@ -16,6 +16,15 @@ health sources itself (the backend asks before it can answer a check).
   (Octavia's UDP-CONNECT: UDP has no handshake to wait for).
 * ping: ICMP/ICMPv6 echo; a reply = up.
 
+A member on a VXLAN or Geneve segment is checked the same way from the
+node's health source on that VNI (`--health-source vxlan:VNI=ADDRESS`): the
+frames go encapsulated from the node's tunnel endpoint to the member's (the
+outer destination MAC is the underlay next hop the data plane uses for it),
+and its host's endpoint sends the answers back encapsulated to the node's,
+where the agent takes them out of the tunnel (probes.Encapsulated). The
+member's ARP or Neighbor Solicitation for the health source comes the same
+way and is answered through the tunnel it came by.
+
 A backend is up until `fall` checks in a row fail, then down until `rise` in
 a row succeed. The agent only reports what it sees (ServiceReport.down): the
 tables must stay identical on every node of a group, so the operator decides
@@ -34,12 +43,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xdsr.agent import frames, probes, trunk
+from xdsr.dataplane.model import TunnelEndpoint
 from xdsr.net.frames import mac_bytes
 
 log = logging.getLogger("xdsr.agent.health")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 EPHEMERAL = (32768, 60999)
+
+# Where a health source is: a VLAN id, or (vxlan|geneve, VNI) for an overlay.
+SegmentKey = int | tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A member behind a tunnel: its VNI, its host's endpoint, and the
+    underlay next hop towards that endpoint."""
+
+    kind: str  # vxlan | geneve
+    vni: int
+    vtep: IPAddress
+    hop_mac: str
 
 
 @dataclass(frozen=True)
@@ -48,18 +72,25 @@ class Target:
     backend the same way share it."""
 
     kind: str  # tcp | udp | ping
-    vid: int
-    mac: str
+    vid: int  # 0 behind a tunnel
+    mac: str  # behind a tunnel: the member's inner MAC
     address: IPAddress
     port: int  # 0 for ping
     delay: float
     timeout: float
     rise: int
     fall: int
+    overlay: Overlay | None = None
+
+    @property
+    def segment(self) -> SegmentKey:
+        return self.vid if self.overlay is None else (self.overlay.kind, self.overlay.vni)
 
     def __str__(self) -> str:
         where = f"[{self.address}]" if self.address.version == 6 else str(self.address)
         port = f":{self.port}" if self.port else ""
+        if self.overlay is not None:
+            return f"{self.kind} {where}{port} {self.overlay.kind} {self.overlay.vni} via {self.overlay.vtep}"
         return f"{self.kind} {where}{port} vlan {self.vid}"
 
 
@@ -77,8 +108,9 @@ class HealthChecker:
         self,
         sock: socket.socket,
         mac: str,
-        sources: dict[int, list[IPAddress]],
+        sources: dict[SegmentKey, list[IPAddress]],
         on_change: Callable[[], None] = lambda: None,
+        endpoint: TunnelEndpoint | None = None,
     ) -> None:
         self.sock = sock
         self.mac = mac
@@ -86,6 +118,9 @@ class HealthChecker:
         self._link_local = frames.link_local(self._mac)
         self.sources = sources
         self.on_change = on_change
+        # This node's tunnel endpoint (members on overlays are checked through it).
+        self.endpoint = endpoint or TunnelEndpoint()
+        self.tunnel_ports: probes.TunnelPorts = tunnel_ports(self.endpoint)
         self.states: dict[Target, TargetState] = {}
         self._waiters: dict[tuple[object, ...], asyncio.Future[probes.Answer]] = {}
         self._ports: set[int] = set()
@@ -101,11 +136,13 @@ class HealthChecker:
         ifname: str,
         netns: str | None,
         mac: str,
-        sources: dict[int, list[IPAddress]],
+        sources: dict[SegmentKey, list[IPAddress]],
         on_change: Callable[[], None] = lambda: None,
+        endpoint: TunnelEndpoint | None = None,
     ) -> HealthChecker:
-        sock = trunk.open_socket(ifname, netns, probes.health_filter())
-        return cls(sock, mac, sources, on_change)
+        ports = tuple(tunnel_ports(endpoint or TunnelEndpoint()))
+        sock = trunk.open_socket(ifname, netns, probes.health_filter(ports))
+        return cls(sock, mac, sources, on_change, endpoint)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -122,12 +159,38 @@ class HealthChecker:
 
     # -- what to check -----------------------------------------------------
 
-    def source(self, vid: int, version: int) -> IPAddress | None:
-        """The node's address for checks on VLAN vid, or None (cannot check)."""
-        for addr in self.sources.get(vid, ()):
+    def source(self, segment: SegmentKey, version: int) -> IPAddress | None:
+        """The node's address for checks on a VLAN or overlay segment, or None (cannot check)."""
+        for addr in self.sources.get(segment, ()):
             if addr.version == version:
                 return addr
         return self._link_local if version == 6 else None
+
+    def local_endpoint(self, vtep: IPAddress) -> IPAddress | None:
+        """This node's tunnel endpoint in vtep's family, None if it has none."""
+        return self.endpoint.vtep4 if vtep.version == 4 else self.endpoint.vtep6
+
+    def can_check(self, segment: SegmentKey, version: int, overlay: Overlay | None = None) -> bool:
+        if self.source(segment, version) is None:
+            return False
+        if overlay is None:
+            return True
+        kind_port = self.endpoint.vxlan_port if overlay.kind == "vxlan" else self.endpoint.geneve_port
+        return bool(kind_port) and self.local_endpoint(overlay.vtep) is not None
+
+    def _tunnel(self, o: Overlay, *flow: object) -> probes.Tunnel:
+        local = self.local_endpoint(o.vtep)
+        assert local is not None  # can_check() made sure
+        port = self.endpoint.vxlan_port if o.kind == "vxlan" else self.endpoint.geneve_port
+        return probes.Tunnel(
+            o.kind, o.vni, local, o.vtep, self._mac, mac_bytes(o.hop_mac), port, probes.tunnel_sport(o.vtep, *flow)
+        )
+
+    def _send(self, t: Target, frame: bytes, *flow: object) -> None:
+        """A check's frame, as it is on a VLAN or encapsulated to the member's endpoint."""
+        if t.overlay is not None:
+            frame = probes.encapsulate(self._tunnel(t.overlay, t.address, *flow), frame)
+        self.sock.send(frame)
 
     def update(self, targets: set[Target]) -> None:
         """Check exactly these; a target kept keeps its state."""
@@ -172,41 +235,43 @@ class HealthChecker:
             await asyncio.sleep(t.delay)
 
     async def _check(self, t: Target) -> tuple[bool, str]:
-        src = self.source(t.vid, t.address.version)
+        seg = t.segment
+        src = self.source(seg, t.address.version)
         if src is None:
-            return False, "no health source on this VLAN"
+            return False, "no health source on this segment"
+        if not self.can_check(seg, t.address.version, t.overlay):
+            return False, "no tunnel endpoint of this family and type on this node"
         dst_mac = mac_bytes(t.mac)
         if t.kind == "ping":
             self._seq = (self._seq + 1) & 0xFFFF
             ident, seq = self._seq ^ 0x5844, self._seq
-            key: tuple[object, ...] = ("echo", t.vid, t.address, ident, seq)
+            key: tuple[object, ...] = ("echo", seg, t.address, ident, seq)
             frame = probes.echo_request(self._mac, dst_mac, t.vid, src, t.address, ident, seq)
-            answer = await self._ask([key], frame, t.timeout)
+            answer = await self._ask([key], t, frame, t.timeout)
             return (True, "echo reply") if answer is not None else (False, "no echo reply")
 
         sport = self._port()
         try:
             proto = 6 if t.kind == "tcp" else 17
-            unreachable = ("unreach", t.vid, t.address, proto, t.port, sport)
+            unreachable = ("unreach", seg, t.address, proto, t.port, sport)
             if t.kind == "udp":
                 frame = probes.udp_datagram(self._mac, dst_mac, t.vid, src, t.address, sport, t.port)
-                answer = await self._ask([unreachable], frame, t.timeout)
+                answer = await self._ask([unreachable], t, frame, t.timeout, sport)
                 if answer is None:
                     return True, "no port unreachable"
                 return False, "port unreachable"
             seq = random.randrange(1 << 32)
-            reply = ("tcp", t.vid, t.address, t.port, sport)
+            reply = ("tcp", seg, t.address, t.port, sport)
             frame = probes.tcp_syn(self._mac, dst_mac, t.vid, src, t.address, sport, t.port, seq)
-            answer = await self._ask([reply, unreachable], frame, t.timeout)
+            answer = await self._ask([reply, unreachable], t, frame, t.timeout, sport)
             if answer is None:
                 return False, "no answer to SYN"
             if isinstance(answer, probes.Unreachable):
                 return False, f"unreachable (ICMP code {answer.code})"
             assert isinstance(answer, probes.TcpSegment)
             if answer.syn_ack and answer.ack == (seq + 1) & 0xFFFFFFFF:
-                self.sock.send(
-                    probes.tcp_rst(self._mac, dst_mac, t.vid, src, t.address, sport, t.port, (seq + 1) & 0xFFFFFFFF)
-                )
+                rst = probes.tcp_rst(self._mac, dst_mac, t.vid, src, t.address, sport, t.port, (seq + 1) & 0xFFFFFFFF)
+                self._send(t, rst, sport)
                 return True, "SYN-ACK"
             if answer.rst:
                 return False, "connection refused (RST)"
@@ -221,13 +286,15 @@ class HealthChecker:
                 self._ports.add(p)
                 return p
 
-    async def _ask(self, keys: list[tuple[object, ...]], frame: bytes, timeout: float) -> probes.Answer | None:
-        """Send frame; the first answer matching one of keys, or None."""
+    async def _ask(
+        self, keys: list[tuple[object, ...]], t: Target, frame: bytes, timeout: float, *flow: object
+    ) -> probes.Answer | None:
+        """Send frame to t; the first answer matching one of keys, or None."""
         fut: asyncio.Future[probes.Answer] = asyncio.get_running_loop().create_future()
         for k in keys:
             self._waiters[k] = fut
         try:
-            self.sock.send(frame)
+            self._send(t, frame, *flow)
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             return None
@@ -240,48 +307,83 @@ class HealthChecker:
 
     def _readable(self) -> None:
         for data, vid, verify in trunk.receive(self.sock):
-            answer = probes.parse(data, vid, verify_checksum=verify)
-            if answer is not None:
-                self._answer(answer)
+            self.received(data, vid, verify)
 
-    def _ours(self, vid: int, addr: IPAddress) -> bool:
-        return addr in self.sources.get(vid, ()) or addr == self._link_local
+    def received(self, frame: bytes, vid: int = 0, verify_checksum: bool = True) -> None:
+        """A frame from the trunk: an answer to a check, or a question for a health source."""
+        answer = probes.parse(frame, vid, verify_checksum=verify_checksum, tunnels=self.tunnel_ports)
+        if isinstance(answer, probes.Encapsulated):
+            self._encapsulated(answer)
+        elif answer is not None:
+            self._answer(answer, answer.vid)
 
-    def _answer(self, a: probes.Answer) -> None:
+    def _encapsulated(self, e: probes.Encapsulated) -> None:
+        # Only what came to this node's own endpoint, on a type it serves.
+        if e.outer_dst != self.local_endpoint(e.outer_src) or self.tunnel_ports.get(e.port) != e.kind:
+            return
+        self._answer(e.inner, (e.kind, e.vni), e)
+
+    def _ours(self, seg: SegmentKey, addr: IPAddress) -> bool:
+        return addr in self.sources.get(seg, ()) or addr == self._link_local
+
+    def _answer(self, a: probes.Answer, seg: SegmentKey, tunnel: probes.Encapsulated | None = None) -> None:
         if isinstance(a, probes.NeighborQuestion):
-            self._neighbor(a)
+            self._neighbor(a, seg, tunnel)
             return
         if isinstance(a, probes.TcpSegment):
-            if not self._ours(a.vid, a.dst):
+            if not self._ours(seg, a.dst):
                 return
-            key: tuple[object, ...] = ("tcp", a.vid, a.src, a.sport, a.dport)
+            key: tuple[object, ...] = ("tcp", seg, a.src, a.sport, a.dport)
         elif isinstance(a, probes.EchoReply):
-            if not self._ours(a.vid, a.dst):
+            if not self._ours(seg, a.dst):
                 return
-            key = ("echo", a.vid, a.src, a.ident, a.seq)
+            key = ("echo", seg, a.src, a.ident, a.seq)
         elif isinstance(a, probes.Unreachable):
-            if not self._ours(a.vid, a.orig_src):
+            if not self._ours(seg, a.orig_src):
                 return
-            key = ("unreach", a.vid, a.orig_dst, a.orig_proto, a.orig_dport, a.orig_sport)
+            key = ("unreach", seg, a.orig_dst, a.orig_proto, a.orig_dport, a.orig_sport)
         else:
             return
         fut = self._waiters.get(key)
         if fut is not None and not fut.done():
             fut.set_result(a)
 
-    def _neighbor(self, q: probes.NeighborQuestion) -> None:
+    def _neighbor(self, q: probes.NeighborQuestion, seg: SegmentKey, tunnel: probes.Encapsulated | None) -> None:
         """Answer who-has for a health source: a backend asks before it can
-        send its answer to a check."""
-        if not self._ours(q.vid, q.target) or q.asker.is_unspecified:
+        send its answer to a check. Through a tunnel, back the way it came."""
+        if not self._ours(seg, q.target) or q.asker.is_unspecified:
             return
         asker_mac = mac_bytes(q.asker_mac)
+        vid = q.vid if tunnel is None else 0
+        if isinstance(q.target, ipaddress.IPv4Address):
+            assert isinstance(q.asker, ipaddress.IPv4Address)
+            frame = probes.arp_reply(self._mac, asker_mac, vid, q.target, asker_mac, q.asker)
+        else:
+            assert isinstance(q.asker, ipaddress.IPv6Address)
+            frame = probes.neighbor_advertisement(self._mac, asker_mac, vid, q.target, q.asker, q.target)
+        if tunnel is not None:
+            back = probes.Tunnel(
+                tunnel.kind,
+                tunnel.vni,
+                tunnel.outer_dst,
+                tunnel.outer_src,
+                self._mac,
+                mac_bytes(tunnel.outer_src_mac),
+                tunnel.port,
+                probes.tunnel_sport(tunnel.outer_src, q.asker),
+                tunnel.vid,
+            )
+            frame = probes.encapsulate(back, frame)
         try:
-            if isinstance(q.target, ipaddress.IPv4Address):
-                assert isinstance(q.asker, ipaddress.IPv4Address)
-                self.sock.send(probes.arp_reply(self._mac, asker_mac, q.vid, q.target, asker_mac, q.asker))
-            else:
-                assert isinstance(q.asker, ipaddress.IPv6Address)
-                self.sock.send(probes.neighbor_advertisement(self._mac, asker_mac, q.vid, q.target, q.asker, q.target))
+            self.sock.send(frame)
             self.neighbor_answers += 1
         except OSError as exc:
-            log.warning("answering who-has %s on vlan %d: %s", q.target, q.vid, exc)
+            log.warning("answering who-has %s on %s: %s", q.target, seg, exc)
+
+
+def tunnel_ports(endpoint: TunnelEndpoint) -> probes.TunnelPorts:
+    """The UDP ports this node's endpoint takes overlay frames on (none without an endpoint)."""
+    if not endpoint.enabled:
+        return {}
+    ports = {endpoint.vxlan_port: "vxlan", endpoint.geneve_port: "geneve"}
+    return {port: kind for port, kind in ports.items() if port}

@@ -13,12 +13,18 @@ functions, no I/O.
   retransmitting its SYN-ACK into the void.
 * A UDP check is down when an ICMP port unreachable quotes our datagram;
   `Unreachable` carries the quoted addresses and ports to match it.
+* A member on a VXLAN or Geneve segment is checked with the same frames,
+  encapsulated (`encapsulate`) from the node's tunnel endpoint to the
+  member's; its host's endpoint sends the answers back encapsulated to the
+  node's, and `parse` takes them out (`Encapsulated`, with the VNI and the
+  outer source to answer a member's ARP through the same tunnel).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
+import zlib
 from dataclasses import dataclass, replace
 
 from xdsr.agent import frames
@@ -48,6 +54,16 @@ _IP_MF = 0x2000
 _IP_OFFSET = 0x1FFF
 _NA_SOLICITED_OVERRIDE = 0x60000000  # S and O; R clear: the health source is no router
 
+# Overlays: the UDP ports of RFC 7348 and RFC 8926, VXLAN's I flag (a valid
+# VNI), and Geneve's protocol type for an Ethernet frame.
+VXLAN_PORT = 4789
+GENEVE_PORT = 6081
+VXLAN_FLAG_VNI = 0x08
+ETH_P_TEB = 0x6558
+_GENEVE_OAM = 0x80
+# RFC 7348 5: the source port from a hash of the inner flow, in the dynamic range.
+TUNNEL_SPORTS = (49152, 65535)
+
 
 # -- building ----------------------------------------------------------------
 
@@ -70,6 +86,7 @@ def _ip_frame(
     l4: bytes,
     csum_at: int,
     hop_limit: int = TTL,
+    pad_to_min: bool = True,
 ) -> bytes:
     if src.version != dst.version:
         raise ValueError(f"{src} and {dst} are not of the same address family")
@@ -84,7 +101,8 @@ def _ip_frame(
     else:
         ip = struct.pack("!IHBB", 0x60000000, len(l4), proto, hop_limit) + src.packed + dst.packed
         ethertype = eth.ETH_P_IPV6
-    return eth.pad(frames.tagged_ethernet(dst_mac, src_mac, vid, ethertype) + ip + l4)
+    frame = frames.tagged_ethernet(dst_mac, src_mac, vid, ethertype) + ip + l4
+    return eth.pad(frame) if pad_to_min else frame
 
 
 def tcp_syn(
@@ -169,6 +187,43 @@ def neighbor_advertisement(
     return _ip_frame(src_mac, dst_mac, vid, src, dst, frames.IPPROTO_ICMPV6, icmp, 2, hop_limit=255)
 
 
+@dataclass(frozen=True)
+class Tunnel:
+    """The outer headers around a frame to a member on an overlay: from this
+    node's tunnel endpoint to the member's, on the member's VNI."""
+
+    kind: str  # vxlan | geneve
+    vni: int
+    src: IPAddress  # this node's endpoint
+    dst: IPAddress  # the member's host's endpoint
+    src_mac: bytes  # the trunk's MAC
+    dst_mac: bytes  # the underlay next hop towards dst
+    port: int  # UDP destination port: VXLAN_PORT, GENEVE_PORT or the attachment's own
+    sport: int  # UDP source port: the flow's entropy (the underlay's ECMP hashes it)
+    vid: int = 0  # the underlay's VLAN, 0 = untagged
+
+
+def tunnel_sport(*flow: object) -> int:
+    """A stable source port for a flow, in the dynamic range (RFC 7348 5)."""
+    lo, hi = TUNNEL_SPORTS
+    return lo + zlib.crc32(repr(flow).encode()) % (hi - lo + 1)
+
+
+def encapsulate(t: Tunnel, inner: bytes) -> bytes:
+    """inner (a whole Ethernet frame) in VXLAN (RFC 7348) or Geneve without
+    options (RFC 8926) over UDP, IPv4 or IPv6. The outer UDP checksum is
+    filled in on both families: optional over IPv4, required over IPv6
+    unless both ends agreed to zero (RFC 6935), which the node cannot know."""
+    if t.kind == "vxlan":
+        header = struct.pack("!B3xI", VXLAN_FLAG_VNI, t.vni << 8)
+    elif t.kind == "geneve":
+        header = struct.pack("!BBHI", 0, 0, ETH_P_TEB, t.vni << 8)
+    else:
+        raise ValueError(f"{t.kind!r} is not a tunnel type (vxlan, geneve)")
+    udp = struct.pack("!HHHH", t.sport, t.port, 8 + len(header) + len(inner), 0) + header + inner
+    return _ip_frame(t.src_mac, t.dst_mac, t.vid, t.src, t.dst, IPPROTO_UDP, udp, 6, pad_to_min=False)
+
+
 # -- parsing -----------------------------------------------------------------
 
 
@@ -236,13 +291,43 @@ class NeighborQuestion:
 Answer = TcpSegment | EchoReply | Unreachable | NeighborQuestion
 
 
-def parse(frame: bytes, vid: int = 0, verify_checksum: bool = True) -> Answer | None:
+@dataclass(frozen=True)
+class Encapsulated:
+    """An answer that came through a tunnel: `inner` from a member on VNI
+    `vni`, sent by the endpoint `outer_src` (at `outer_src_mac` on underlay
+    VLAN `vid`) to `outer_dst` on UDP port `port`."""
+
+    kind: str  # vxlan | geneve
+    vni: int
+    vid: int
+    outer_src_mac: str
+    outer_src: IPAddress
+    outer_dst: IPAddress
+    port: int
+    inner: Answer
+
+
+# UDP destination port -> tunnel type: which datagrams parse() opens.
+TunnelPorts = dict[int, str]
+NO_TUNNELS: TunnelPorts = {}
+
+
+def parse(
+    frame: bytes, vid: int = 0, verify_checksum: bool = True, tunnels: TunnelPorts = NO_TUNNELS
+) -> Answer | Encapsulated | None:
     """What came back from a member, else None; never raises.
 
     `vid` is the tag the kernel took out of the frame (PACKET_AUXDATA); a
     tag still in the frame is read from it instead. verify_checksum=False
     when PACKET_AUXDATA says the L4 checksum was already verified, or is not
-    filled in yet (a local sender's offload, which a packet tap precedes)."""
+    filled in yet (a local sender's offload, which a packet tap precedes).
+    A UDP datagram to a port of `tunnels` is opened and what it carries
+    parsed (Encapsulated); the inner checksums are verified as the outer
+    ones would be (an encapsulating host that offloads leaves both partial)."""
+    return _parse(frame, vid, verify_checksum, tunnels)
+
+
+def _parse(frame: bytes, vid: int, verify_checksum: bool, tunnels: TunnelPorts) -> Answer | Encapsulated | None:
     if len(frame) < 14:
         return None
     (ethertype,) = struct.unpack_from("!H", frame, 12)
@@ -257,9 +342,9 @@ def parse(frame: bytes, vid: int = 0, verify_checksum: bool = True) -> Answer | 
     if ethertype == eth.ETH_P_ARP:
         return _parse_arp(frame, off, vid, mac)
     if ethertype == eth.ETH_P_IP:
-        return _parse_ipv4(frame, off, vid, mac, verify_checksum)
+        return _parse_ipv4(frame, off, vid, mac, verify_checksum, tunnels)
     if ethertype == eth.ETH_P_IPV6:
-        return _parse_ipv6(frame, off, vid, mac, verify_checksum)
+        return _parse_ipv6(frame, off, vid, mac, verify_checksum, tunnels)
     return None
 
 
@@ -276,7 +361,9 @@ def _parse_arp(frame: bytes, off: int, vid: int, mac: str) -> Answer | None:
     return NeighborQuestion(vid, mac, spa, tpa, eth.mac_str(sha))
 
 
-def _parse_ipv4(frame: bytes, off: int, vid: int, mac: str, verify_checksum: bool) -> Answer | None:
+def _parse_ipv4(
+    frame: bytes, off: int, vid: int, mac: str, verify_checksum: bool, tunnels: TunnelPorts
+) -> Answer | Encapsulated | None:
     if len(frame) < off + 20 or frame[off] >> 4 != 4:
         return None
     hlen = (frame[off] & 0x0F) * 4
@@ -290,10 +377,15 @@ def _parse_ipv4(frame: bytes, off: int, vid: int, mac: str, verify_checksum: boo
         return None
     src = ipaddress.IPv4Address(frame[off + 12 : off + 16])
     dst = ipaddress.IPv4Address(frame[off + 16 : off + 20])
-    return _parse_l4(frame[off + hlen : off + total], vid, mac, src, dst, proto, ttl, verify_checksum)
+    l4 = frame[off + hlen : off + total]
+    if proto == IPPROTO_UDP and tunnels:
+        return _decapsulate(l4, vid, mac, src, dst, verify_checksum, tunnels)
+    return _parse_l4(l4, vid, mac, src, dst, proto, ttl, verify_checksum)
 
 
-def _parse_ipv6(frame: bytes, off: int, vid: int, mac: str, verify_checksum: bool) -> Answer | None:
+def _parse_ipv6(
+    frame: bytes, off: int, vid: int, mac: str, verify_checksum: bool, tunnels: TunnelPorts
+) -> Answer | Encapsulated | None:
     if len(frame) < off + 40 or frame[off] >> 4 != 6:
         return None
     plen, nh, hop_limit = struct.unpack_from("!HBB", frame, off + 4)
@@ -301,7 +393,44 @@ def _parse_ipv6(frame: bytes, off: int, vid: int, mac: str, verify_checksum: boo
         return None
     src = ipaddress.IPv6Address(frame[off + 8 : off + 24])
     dst = ipaddress.IPv6Address(frame[off + 24 : off + 40])
-    return _parse_l4(frame[off + 40 : off + 40 + plen], vid, mac, src, dst, nh, hop_limit, verify_checksum)
+    l4 = frame[off + 40 : off + 40 + plen]
+    if nh == IPPROTO_UDP and tunnels:
+        return _decapsulate(l4, vid, mac, src, dst, verify_checksum, tunnels)
+    return _parse_l4(l4, vid, mac, src, dst, nh, hop_limit, verify_checksum)
+
+
+def _decapsulate(
+    udp: bytes, vid: int, mac: str, src: IPAddress, dst: IPAddress, verify_checksum: bool, tunnels: TunnelPorts
+) -> Encapsulated | None:
+    """The answer inside a VXLAN or Geneve datagram to one of our tunnel ports."""
+    if len(udp) < 8:
+        return None
+    dport, length = struct.unpack_from("!2xHH", udp)
+    kind = tunnels.get(dport)
+    if kind is None or not 8 <= length <= len(udp):
+        return None
+    body = udp[8:length]
+    # The outer UDP checksum (optional over IPv4, often left to offload) is
+    # not checked: the inner frame's own checksums are.
+    if kind == "vxlan":
+        if len(body) < 8 or not body[0] & VXLAN_FLAG_VNI:
+            return None
+        vni = struct.unpack_from("!I", body, 4)[0] >> 8
+        inner = body[8:]
+    else:
+        if len(body) < 8:
+            return None
+        ver_optlen, flags, proto, vni_word = struct.unpack_from("!BBHI", body)
+        hlen = 8 + (ver_optlen & 0x3F) * 4
+        # Version 0 only; an OAM frame is not a member's answer; options of
+        # any length are skipped (nothing we sent asked for one).
+        if ver_optlen >> 6 != 0 or flags & _GENEVE_OAM or proto != ETH_P_TEB or len(body) < hlen:
+            return None
+        vni, inner = vni_word >> 8, body[hlen:]
+    answer = _parse(inner, 0, verify_checksum, NO_TUNNELS)
+    if answer is None or isinstance(answer, Encapsulated):
+        return None
+    return Encapsulated(kind, vni, vid, mac, src, dst, dport, answer)
 
 
 def _parse_l4(
@@ -385,11 +514,25 @@ def _parse_ns(icmp: bytes, vid: int, mac: str, src: IPAddress) -> NeighborQuesti
 # The health socket wakes up only for what can be an answer or a question
 # about the health source: ARP requests, and TCP and ICMP(v6) over either
 # family. UDP answers are not needed (a UDP check fails on an ICMP
-# unreachable, not on a reply). Tags as in frames.reply_filter.
+# unreachable, not on a reply), except datagrams to the node's tunnel ports,
+# which carry the answers of members on overlays: an outer IPv4 header
+# without options (what every endpoint sends) and an IPv6 one without
+# extension headers. Tags as in frames.reply_filter.
 
 
-def _health_block(l3: int) -> list[cbpf.Ins]:
+def _udp_to(at: int, ports: tuple[int, ...], label: str) -> list[cbpf.Ins]:
+    """At `label`: accept a UDP destination port (the halfword at `at`) of ports."""
+    if not ports:
+        return []
+    out: list[cbpf.Ins] = [("label", label, 0, 0), (cbpf.LD_H_ABS, 0, 0, at)]
+    for i, port in enumerate(ports):
+        out.append((cbpf.JEQ_K, "accept", "reject" if i == len(ports) - 1 else 0, port))
+    return out
+
+
+def _health_block(l3: int, ports: tuple[int, ...]) -> list[cbpf.Ins]:
     a, v4, v6 = f"arp{l3}", f"ip4_{l3}", f"ip6_{l3}"
+    u4, u6 = (f"udp4_{l3}", f"udp6_{l3}") if ports else ("reject", "reject")
     return [
         (cbpf.LD_H_ABS, 0, 0, l3 - 2),
         (cbpf.JEQ_K, a, 0, eth.ETH_P_ARP),
@@ -401,14 +544,19 @@ def _health_block(l3: int) -> list[cbpf.Ins]:
         ("label", v4, 0, 0),
         (cbpf.LD_B_ABS, 0, 0, l3 + 9),  # IPv4 protocol
         (cbpf.JEQ_K, "accept", 0, IPPROTO_TCP),
-        (cbpf.JEQ_K, "accept", "reject", IPPROTO_ICMP),
+        (cbpf.JEQ_K, "accept", 0, IPPROTO_ICMP),
+        (cbpf.JEQ_K, u4, "reject", IPPROTO_UDP),
+        *_udp_to(l3 + 20 + 2, ports, u4),  # UDP destination port
         ("label", v6, 0, 0),
         (cbpf.LD_B_ABS, 0, 0, l3 + 6),  # IPv6 next header
         (cbpf.JEQ_K, "accept", 0, IPPROTO_TCP),
-        (cbpf.JEQ_K, "accept", "reject", frames.IPPROTO_ICMPV6),
+        (cbpf.JEQ_K, "accept", 0, frames.IPPROTO_ICMPV6),
+        (cbpf.JEQ_K, u6, "reject", IPPROTO_UDP),
+        *_udp_to(l3 + 40 + 2, ports, u6),
     ]
 
 
-def health_filter() -> list[tuple[int, int, int, int]]:
-    """The cBPF program (code, jt, jf, k) for the health socket."""
-    return cbpf.tag_aware(_health_block)
+def health_filter(tunnel_ports: tuple[int, ...] = ()) -> list[tuple[int, int, int, int]]:
+    """The cBPF program (code, jt, jf, k) for the health socket; with
+    tunnel_ports it also takes UDP datagrams to them."""
+    return cbpf.tag_aware(lambda l3: _health_block(l3, tunnel_ports))

@@ -30,8 +30,24 @@ __all__ = [
 ]
 
 
-def neighbor_key(member: RuleBackend) -> NeighborKey | None:
-    """What must be resolved for this member, or None (its MAC is given)."""
+# The next hop towards members' tunnel endpoints: untagged on the trunk,
+# the endpoint itself, or the configured underlay router (routed underlay).
+UNDERLAY_VLAN = 0
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _hop_key(vtep: IPAddress, underlay_hop: IPAddress | None) -> NeighborKey:
+    return (UNDERLAY_VLAN, underlay_hop or vtep)
+
+
+def neighbor_key(member: RuleBackend, underlay_hop: IPAddress | None = None) -> NeighborKey | None:
+    """What must be resolved for this member, or None (its MAC is given).
+
+    Behind a tunnel (vni and vtep set) the inner MAC comes with the member
+    (Neutron's port MAC: the node is on no tenant network to ask on), and
+    what the node resolves is the underlay next hop towards its endpoint."""
+    if member.vni is not None and member.vtep is not None:
+        return _hop_key(member.vtep, underlay_hop)
     if member.mac is not None or member.address is None:
         return None
     return (member.vlan, ipaddress.ip_address(member.address))
@@ -91,12 +107,12 @@ def by_owner(rules: Iterable[RuleService]) -> dict[str, list[RuleService]]:
     return out
 
 
-def needed_neighbors(state: DesiredState) -> set[NeighborKey]:
-    return needed_by(state.services)
+def needed_neighbors(state: DesiredState, underlay_hop: IPAddress | None = None) -> set[NeighborKey]:
+    return needed_by(state.services, underlay_hop)
 
 
-def needed_by(rules: Iterable[RuleService]) -> set[NeighborKey]:
-    return {k for s in rules for m in s.backends if (k := neighbor_key(m)) is not None}
+def needed_by(rules: Iterable[RuleService], underlay_hop: IPAddress | None = None) -> set[NeighborKey]:
+    return {k for s in rules for m in s.backends if (k := neighbor_key(m, underlay_hop)) is not None}
 
 
 @dataclass(frozen=True)
@@ -112,23 +128,32 @@ class Built:
         return self.service.active_backends
 
 
-def build(state: DesiredState, mac_of: Callable[[NeighborKey], str | None]) -> list[Built]:
+def build(
+    state: DesiredState, mac_of: Callable[[NeighborKey], str | None], underlay_hop: IPAddress | None = None
+) -> list[Built]:
     """The services of a validated state, with resolved MACs filled in
     (services.to_service: the member id is the Maglev identity, and the
     table is sized for every weighted member, resolved or not)."""
 
-    return build_services(state.services, mac_of)
+    return build_services(state.services, mac_of, underlay_hop)
 
 
-def build_services(rules: Iterable[RuleService], mac_of: Callable[[NeighborKey], str | None]) -> list[Built]:
+def build_services(
+    rules: Iterable[RuleService], mac_of: Callable[[NeighborKey], str | None], underlay_hop: IPAddress | None = None
+) -> list[Built]:
     """build() for some services (those a delta changes)."""
 
     def resolved(m: RuleBackend) -> str | None:
+        if m.vni is not None:
+            return None  # an inner MAC is given, never resolved (neighbor_key)
         nk = neighbor_key(m)
         return mac_of(nk) if nk is not None else None
 
+    def hop_of(vtep: IPAddress) -> str | None:
+        return mac_of(_hop_key(vtep, underlay_hop))
+
     out = []
     for s in rules:
-        service, unresolved = services.to_service(s, resolved)
+        service, unresolved = services.to_service(s, resolved, hop_of)
         out.append(Built(services.report_id(s), service, unresolved))
     return out

@@ -34,13 +34,14 @@ from xdsr.agent.api import create_app
 from xdsr.agent.bgp import Speaker, XdpWatch, check_config, load_config
 from xdsr.agent.bird import Bird, BirdError, BirdPaths
 from xdsr.agent.core import Agent, AgentConfig
-from xdsr.agent.health import HealthChecker, IPAddress
+from xdsr.agent.health import HealthChecker, IPAddress, SegmentKey
 from xdsr.agent.registration import Registration
 from xdsr.agent.resolver import Resolver
 from xdsr.agent.settings import AgentSettings
 from xdsr.dataplane.loader import MODES, Dataplane, DataplaneError
 from xdsr.dataplane.netns import link
 from xdsr.dataplane.owner import acquire
+from xdsr.model import checks
 from xdsr.model.bgp import BgpConfig
 from xdsr.model.group import LbnRecord
 
@@ -77,22 +78,31 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port_s)
 
 
-def parse_health_sources(specs: tuple[str, ...]) -> dict[int, list[IPAddress]]:
-    """["100=10.1.0.250", "100=fd00:1::fa"] -> {100: [addresses]}."""
-    out: dict[int, list[IPAddress]] = {}
+def parse_health_sources(specs: tuple[str, ...]) -> dict[SegmentKey, list[IPAddress]]:
+    """["100=10.1.0.250", "100=fd00:1::fa", "vxlan:5001=10.9.0.250"] -> {100: [...], ("vxlan", 5001): [...]}."""
+    out: dict[SegmentKey, list[IPAddress]] = {}
     for spec in specs:
-        vlan_s, sep, addr_s = spec.partition("=")
-        if not sep or not vlan_s.strip().isdigit() or not 0 <= int(vlan_s) <= 4094:
-            raise StartupError(f"--health-source {spec!r}: expected VLAN=ADDRESS with VLAN 0-4094", 2)
+        seg_s, sep, addr_s = spec.partition("=")
+        kind, colon, ident_s = seg_s.strip().rpartition(":")
+        kind = kind if colon else "vlan"
+        if not sep or not ident_s.isdigit() or kind not in checks.SEGMENT_TYPES:
+            expected = "VLAN=ADDRESS (VLAN 0-4094), vxlan:VNI=ADDRESS or geneve:VNI=ADDRESS"
+            raise StartupError(f"--health-source {spec!r}: expected {expected}", 2)
+        try:
+            checks.segment(kind, int(ident_s))
+        except ValueError as exc:
+            raise StartupError(f"--health-source {spec!r}: {exc}", 2) from None
         try:
             addr = ipaddress.ip_address(addr_s.strip())
         except ValueError:
             raise StartupError(f"--health-source {spec!r}: {addr_s!r} is not an IP address", 2) from None
         if addr.is_multicast or addr.is_unspecified or addr.is_loopback:
             raise StartupError(f"--health-source {spec!r}: {addr} is not a unicast address", 2)
-        have = out.setdefault(int(vlan_s), [])
+        key: SegmentKey = int(ident_s) if kind == "vlan" else (kind, int(ident_s))
+        have = out.setdefault(key, [])
         if any(a.version == addr.version for a in have):
-            raise StartupError(f"--health-source {spec!r}: VLAN {vlan_s} already has an IPv{addr.version} source", 2)
+            where = f"VLAN {ident_s}" if kind == "vlan" else f"{kind} {ident_s}"
+            raise StartupError(f"--health-source {spec!r}: {where} already has an IPv{addr.version} source", 2)
         have.append(addr)
     return out
 
@@ -193,10 +203,10 @@ def run(opts: Options) -> int:
     health: HealthChecker | None = None
     try:
         dp = Dataplane.create_or_open(opts.pin_dir, opts.max_services)
-        att = dp.attach(opts.iface, netns=opts.netns, mode=opts.mode)
+        att = dp.attach(opts.iface, netns=opts.netns, mode=opts.mode, tunnel=opts.tunnel)
         trunk = link(opts.iface, opts.netns)
         resolver = Resolver.open(opts.iface, opts.netns, trunk.mac)
-        health = HealthChecker.open(opts.iface, opts.netns, trunk.mac, sources)
+        health = HealthChecker.open(opts.iface, opts.netns, trunk.mac, sources, endpoint=opts.tunnel)
     except Exception as exc:
         sock.close()
         if health is not None:
@@ -232,6 +242,7 @@ def run(opts: Options) -> int:
         resolve_interval=opts.resolve_interval,
         neighbor_file=opts.state_dir / f"{opts.name}.neighbors.json",
         verify_interval=opts.verify_interval,
+        underlay_next_hop=ipaddress.ip_address(opts.underlay_next_hop) if opts.underlay_next_hop else None,
     )
     agent = Agent(config, dp, resolver, registration=registration, health=health)
     agent.adopt()

@@ -21,6 +21,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from xdsr.dataplane.loader import DEFAULT_PIN_DIR
+from xdsr.dataplane.model import GENEVE_PORT, VXLAN_PORT, TunnelEndpoint, tunnel_endpoint
+from xdsr.model import checks
 from xdsr.store.connect import HELP as STORE_HELP
 from xdsr.web.tls import ServerTls
 
@@ -62,8 +64,9 @@ class AgentSettings(BaseModel):
     lease_ttl: int = Field(10, ge=2, description="seconds the registration outlives a dead agent")
     health_sources: tuple[str, ...] = Field(
         (),
-        description="VLAN=ADDRESS: this node's own address on a backend VLAN, the source of health checks there "
-        "(repeat per VLAN and family; IPv6 defaults to the trunk's link-local address)",
+        description="VLAN=ADDRESS (or vxlan:VNI=ADDRESS, geneve:VNI=ADDRESS): this node's own address on a backend "
+        "VLAN or overlay network, the source of health checks there (repeat per segment and family; IPv6 defaults "
+        "to the trunk's link-local address)",
         json_schema_extra={"flag": "--health-source"},
     )
     bgp_config: Path | None = Field(
@@ -76,6 +79,19 @@ class AgentSettings(BaseModel):
         None, description="the CA whose clientAuth certificates may call (the operator's)"
     )
     insecure_http: bool = Field(False, description="serve plain HTTP instead of mutual TLS (a lab, one machine)")
+    vtep_address: tuple[str, ...] = Field(
+        (),
+        description="this node's VXLAN/Geneve tunnel endpoint on the trunk's underlay (one IPv4 and/or one IPv6; "
+        "repeat): serves VXLAN and Geneve segments (docs/dataplane.md, Overlays)",
+        json_schema_extra={"flag": "--vtep-address"},
+    )
+    vxlan_port: int = Field(VXLAN_PORT, ge=0, le=65535, description="UDP port of VXLAN to the endpoint (0: off)")
+    geneve_port: int = Field(GENEVE_PORT, ge=0, le=65535, description="UDP port of Geneve to the endpoint (0: off)")
+    underlay_next_hop: str | None = Field(
+        None,
+        description="address of the underlay router towards members' tunnel endpoints, resolved on the trunk "
+        "(default: the endpoints are on the trunk's own network and are resolved themselves)",
+    )
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="debug, info, warning, error")
 
     @model_validator(mode="after")
@@ -84,6 +100,18 @@ class AgentSettings(BaseModel):
         if any(given) and not all(given):
             raise ValueError("give all of --tls-cert, --tls-key and --tls-client-ca")
         return self
+
+    @model_validator(mode="after")
+    def _tunnel(self) -> AgentSettings:
+        self.tunnel  # noqa: B018 - raises ValueError for what cannot be an endpoint
+        if self.underlay_next_hop is not None:
+            checks.unicast_address(self.underlay_next_hop, "the underlay next hop")
+        return self
+
+    @property
+    def tunnel(self) -> TunnelEndpoint:
+        """This node's tunnel endpoint, as the data plane takes it."""
+        return tunnel_endpoint(list(self.vtep_address), self.vxlan_port, self.geneve_port)
 
     @property
     def tls(self) -> ServerTls | None:

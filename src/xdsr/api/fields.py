@@ -97,7 +97,17 @@ VipAddress = Annotated[
 MemberAddress = checks.MemberAddress
 MacAddress = Annotated[
     checks.Mac,
-    Describe("xdsr: the member's unicast MAC; omitted or null = resolved by the LB nodes (ARP/ND)."),
+    Describe(
+        "xdsr: the member's unicast MAC; omitted or null = resolved by the LB nodes (ARP/ND). Required on a "
+        "VXLAN or Geneve segment."
+    ),
+]
+VtepAddress = Annotated[
+    checks.VtepAddress,
+    Describe(
+        "xdsr: a member on a VXLAN or Geneve segment: the tunnel endpoint (VTEP) its frames are sent to, "
+        "encapsulated; required for a member on an overlay segment, refused for one on a VLAN."
+    ),
 ]
 TableSize = Annotated[
     checks.TableSize,

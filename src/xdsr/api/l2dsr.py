@@ -1,7 +1,9 @@
 """What an L2 direct-server-return load balancer cannot do, and why.
 
-An LB node rewrites only the MAC addresses and the VLAN of a frame and sends
-it on (docs/dataplane.md): addresses, ports and payload reach the member
+An LB node rewrites only the MAC addresses and the VLAN of a frame (on a
+VXLAN or Geneve segment: the inner destination MAC, the VNI and the outer
+destination, the member's tunnel endpoint) and sends it on
+(docs/dataplane.md): addresses, ports and payload reach the member
 unchanged, replies go from the member straight to the client, and the node
 keeps no per-connection state — a flow's member is a pure function of its
 5-tuple (Maglev). Every refusal below follows from one of those facts. The
@@ -80,6 +82,23 @@ BACKUP = (
 )
 PORT_TRANSLATION = "L2DSR does not translate ports: a member must listen on the listener's protocol_port"
 PROTOCOL_MISMATCH = "L2DSR forwards the listener's packets unchanged, so the pool must speak the listener's protocol"
+# Overlays (VXLAN, Geneve): the node rewrites the inner destination MAC, the
+# VNI and the outer destination of the frame it received, and sends it back
+# out. It neither adds nor strips an encapsulation, nor swaps one kind for
+# another (docs/dataplane.md).
+MIXED_SEGMENTS = (
+    "L2DSR rewrites a frame in place: a VIP on a VLAN serves members on VLANs, a VIP on a VXLAN (Geneve) segment "
+    "serves members on VXLAN (Geneve) segments; the LB node adds, strips or converts no encapsulation"
+)
+VTEP_ON_VLAN = "vtep_address is the tunnel endpoint of a member on a VXLAN or Geneve segment; this member is on a VLAN"
+INNER_MAC_REQUIRED = (
+    "required for a member on a VXLAN or Geneve segment: its MAC on the tenant network (the LB nodes are on "
+    "no tenant network, so they cannot resolve it by ARP; in OpenStack, its Neutron port's MAC)"
+)
+VTEP_REQUIRED = (
+    "required for a member on a VXLAN or Geneve segment: the tunnel endpoint of the member's host, where the "
+    "LB nodes send its frames encapsulated"
+)
 VIP_REQUIRED = (
     "vip_address is required: xdsr allocates no addresses; give the VIP (e.g. from a Neutron port), "
     "vip_subnet_id/vip_network_id/vip_port_id are only stored"

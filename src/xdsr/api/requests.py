@@ -13,10 +13,10 @@ change (xdsr.apiserver.attributes).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from xdsr.api.fields import (
     AdditionalVips,
@@ -56,20 +56,10 @@ from xdsr.api.fields import (
     UrlPath,
     VipAddress,
     VipSgIds,
+    VtepAddress,
     Weight,
 )
-from xdsr.model.agent import Segment as AgentSegment
-
-
-def _vlan_only(seg: AgentSegment) -> AgentSegment:
-    # The schema knows VXLAN and Geneve (model/agent.py); the API takes them
-    # once the data plane serves overlay segments.
-    if seg.type != "vlan":
-        raise ValueError(f"type {seg.type!r}: only vlan segments are served")
-    return seg
-
-
-Segment = Annotated[AgentSegment, AfterValidator(_vlan_only)]
+from xdsr.model.agent import Segment
 
 
 class _In(BaseModel):
@@ -117,6 +107,7 @@ class MemberInline(_In):
     tags: Tags | None = None
     mac_address: MacAddress | None = None
     segment: Segment | None = Field(None, description="xdsr: the member's segment; null = the VIP's segment.")
+    vtep_address: VtepAddress | None = None
 
 
 class MemberCreate(MemberInline):
@@ -133,6 +124,7 @@ class MemberUpdate(_In):
     tags: Tags | None = None
     mac_address: MacAddress | None = None
     segment: Segment | None = None
+    vtep_address: VtepAddress | None = None
 
 
 class HealthMonitorInline(_In):

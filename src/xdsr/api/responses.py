@@ -85,6 +85,7 @@ class MemberOut(_Common):
     vnic_type: str = "normal"
     mac_address: str | None
     segment: Segment | None
+    vtep_address: AddressText | None
 
 
 class _HealthMonitorBase(_Common):

@@ -8,8 +8,11 @@ freshest document.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from xdsr.api import l2dsr
 from xdsr.apiserver.errors import bad_request, conflict
+from xdsr.model.agent import Segment
 from xdsr.model.loadbalancer import HealthMonitor, Listener, LoadBalancer, Member, Pool
 
 # --- lookups -----------------------------------------------------------------------
@@ -110,6 +113,31 @@ def check_members(
         if other is not None and other != m.id:
             raise conflict(where, f"member {other} of pool {pool.id} already is {m.address} port {m.protocol_port}")
         taken[key] = m.id
+
+
+def _named(seg: Segment) -> str:
+    return f"{seg.type} {seg.id}" if seg.type != "vlan" else ("untagged" if seg.id == 0 else f"VLAN {seg.id}")
+
+
+def check_segments(vip: Segment, placed: Iterable[tuple[Member, str]]) -> None:
+    """Members written by a request (with where each is in it), their
+    segments filled in from the networks file: each must be reachable the
+    way the VIP's frames arrive (a VLAN for a VLAN, the same overlay for an
+    overlay), an overlay member has its (inner) MAC, and an overlay member,
+    and only one, has a tunnel endpoint."""
+    for m, where in placed:
+        seg = m.segment or vip
+        if seg.type != vip.type and (seg.overlay or vip.overlay):
+            raise bad_request(
+                f"{where}.segment",
+                f"member {m.address} is on {_named(seg)} but the VIP is on {_named(vip)}: {l2dsr.MIXED_SEGMENTS}",
+            )
+        if seg.overlay and m.mac_address is None:
+            raise bad_request(f"{where}.mac_address", l2dsr.INNER_MAC_REQUIRED)
+        if seg.overlay and m.vtep_address is None:
+            raise bad_request(f"{where}.vtep_address", l2dsr.VTEP_REQUIRED)
+        if m.vtep_address is not None and not seg.overlay:
+            raise bad_request(f"{where}.vtep_address", l2dsr.VTEP_ON_VLAN)
 
 
 def check_hm(pool: Pool, hm: HealthMonitor, where: str) -> None:

@@ -101,6 +101,7 @@ class Edit:
         self.now = stamp
         self.created: list[Any] = []  # objects new in this change
         self.updated: list[Any] = []  # objects whose attributes changed
+        self.placed: list[tuple[Member, str]] = []  # members created or changed, and where in the request
         self.pending: str = "UPDATE"
 
     def finish(self) -> LoadBalancer:
@@ -208,17 +209,8 @@ def build_loadbalancer(body: s.LoadBalancerCreate, project_id: str, stamp: str) 
     inline and must be named; pool names are unique)."""
     where = "loadbalancer"
     lb = create(LoadBalancer, body, id=new_id(body.id), project_id=project_id, created_at=stamp, pending="CREATE")
-    pools: list[tuple[str, s.PoolInline]] = [(f"{where}.pools[{i}]", p) for i, p in enumerate(body.pools or [])]
-    for i, li in enumerate(body.listeners or []):
-        if li.default_pool is not None:
-            if not li.default_pool.name:
-                raise bad_request(
-                    f"{where}.listeners[{i}].default_pool.name",
-                    "pools must be named when creating a fully populated load balancer",
-                )
-            pools.append((f"{where}.listeners[{i}].default_pool", li.default_pool))
     by_name: dict[str, str] = {}
-    for pwhere, spec in pools:
+    for pwhere, spec in _inline_pools(body):
         pool, hm = build_pool(spec, project_id, stamp)
         if spec.name:
             if spec.name in by_name:
@@ -236,6 +228,31 @@ def build_loadbalancer(body: s.LoadBalancerCreate, project_id: str, stamp: str) 
         insert_listener(lb, li, f"{where}.listeners[{i}]")
     check_unique_ids(lb)
     return lb
+
+
+def _inline_pools(body: s.LoadBalancerCreate) -> list[tuple[str, s.PoolInline]]:
+    """The pools of a fully populated create, with where each is in it, in
+    the order the document holds them."""
+    where = "loadbalancer"
+    pools: list[tuple[str, s.PoolInline]] = [(f"{where}.pools[{i}]", p) for i, p in enumerate(body.pools or [])]
+    for i, li in enumerate(body.listeners or []):
+        if li.default_pool is not None:
+            if not li.default_pool.name:
+                raise bad_request(
+                    f"{where}.listeners[{i}].default_pool.name",
+                    "pools must be named when creating a fully populated load balancer",
+                )
+            pools.append((f"{where}.listeners[{i}].default_pool", li.default_pool))
+    return pools
+
+
+def placed_members(body: s.LoadBalancerCreate, lb: LoadBalancer) -> list[tuple[Member, str]]:
+    """The members of build_loadbalancer(body), with where each is in the request."""
+    return [
+        (m, f"{pwhere}.members[{j}]")
+        for (pwhere, _), pool in zip(_inline_pools(body), lb.pools, strict=True)
+        for j, m in enumerate(pool.members)
+    ]
 
 
 # --- updates and deletes (inside the CAS loop) ---------------------------------------------
@@ -309,6 +326,7 @@ def create_pool(edit: Edit, pool: Pool, hm: HealthMonitor | None, listener_id: s
         edit.updated.append(li)
     insert_pool(doc, pool, hm, "pool")
     edit.created.extend([pool, *pool.members])
+    edit.placed.extend((m, f"pool.members[{j}]") for j, m in enumerate(pool.members))
     if hm is not None:
         edit.created.append(hm)
     return pool
@@ -350,6 +368,7 @@ def create_member(edit: Edit, pool_id: str, m: Member) -> Member:
     check_member(edit.doc, pool, m, "member")
     pool.members.append(m)
     edit.created.append(m)
+    edit.placed.append((m, "member"))
     return m
 
 
@@ -360,6 +379,7 @@ def update_member(edit: Edit, pool_id: str, member_id: str, body: s.MemberUpdate
         raise not_found("member", member_id)
     if set_fields(m, body, "member", MEMBER_UPDATE):
         edit.updated.append(m)
+        edit.placed.append((m, "member"))
     return m
 
 
@@ -394,9 +414,11 @@ def replace_members(edit: Edit, pool_id: str, wanted: list[tuple[s.MemberCreate,
             check_member(edit.doc, pool.model_copy(update={"members": []}), built, where)
             result.append(built)
             edit.created.append(built)
+            edit.placed.append((built, where))
         else:
             if set_fields(old, body, where, MEMBER_BATCH_UPDATE):
                 edit.updated.append(old)
+                edit.placed.append((old, where))
             result.append(old)
     if additive:
         result.extend(existing.values())

@@ -17,6 +17,7 @@ from xdsr.api import schemas as s
 from xdsr.apiserver import ops, quotas
 from xdsr.apiserver.auth import Caller
 from xdsr.apiserver.cache import Cache, Kind
+from xdsr.apiserver.document import check_segments
 from xdsr.apiserver.errors import ApiError, conflict, not_found
 from xdsr.apiserver.networks import Networks
 from xdsr.model import keys
@@ -45,16 +46,22 @@ class Service:
         self.networks = networks or Networks()
         self.quotas = quotas.Quotas(store)
 
-    def with_vip_segment(self, body: s.LoadBalancerCreate, lb: LoadBalancer) -> LoadBalancer:
-        """The VIP's segment from its subnet or network when the request gave none."""
-        if body.vip_segment is not None:
-            return lb
-        sn = self.networks.subnet(lb.vip_subnet_id, lb.vip_network_id)
-        if sn is None:
-            return lb
-        if self.networks.outside(sn, lb.vip_address):
-            raise ApiError(400, f"{lb.vip_address} is not in subnet {sn.id} ({sn.cidr})", "loadbalancer.vip_address")
-        return lb.model_copy(update={"vip_segment": sn.segment})
+    def with_segments(self, body: s.LoadBalancerCreate, lb: LoadBalancer) -> LoadBalancer:
+        """A new load balancer (built from body) with its segments filled in
+        from the networks file where the request gave none (the VIP's from
+        its subnet or network, members' from their subnets), and the
+        members' checked against the VIP's."""
+        if body.vip_segment is None:
+            sn = self.networks.subnet(lb.vip_subnet_id, lb.vip_network_id)
+            if sn is not None:
+                if self.networks.outside(sn, lb.vip_address):
+                    raise ApiError(
+                        400, f"{lb.vip_address} is not in subnet {sn.id} ({sn.cidr})", "loadbalancer.vip_address"
+                    )
+                lb = lb.model_copy(update={"vip_segment": sn.segment})
+        self.networks.complete(lb)
+        check_segments(lb.vip_segment, ops.placed_members(body, lb))
+        return lb
 
     async def ready(self) -> None:
         # Starting or re-listing: wait a little. Known to be down: answer now.
@@ -110,6 +117,7 @@ class Service:
             edit = ops.Edit(current, stamp)
             result.append(change(edit))
             self.networks.complete(edit.doc)
+            check_segments(edit.doc.vip_segment, edit.placed)
             if edit.doc == current:
                 return current  # nothing to change: no new generation, no write
             return edit.finish()

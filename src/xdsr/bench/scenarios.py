@@ -17,6 +17,11 @@ from xdsr.dataplane.model import Service
 
 FRONTEND_VLAN = 10
 PORT = 9
+# The VXLAN scenario: the VIP on VNI 1000, its backends on VNI 2000 behind
+# tunnel endpoints 192.0.2.16-79 (64 hypervisors), the LB node's at 192.0.2.1.
+FRONTEND_VNI = 1000
+BACKEND_VNI = 2000
+LB_VTEP = "192.0.2.1"
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,7 @@ class Scenario:
     name: str
     n_vips: int
     n_backends: int
+    vxlan: bool = False  # the VIPs on a VXLAN segment, the backends behind tunnel endpoints
 
     @property
     def label(self) -> str:
@@ -45,23 +51,26 @@ class Scenario:
         for v, vip in enumerate(vips):
             # Backends are dealt out round robin so every VIP gets its share.
             own = range(v, self.n_backends, self.n_vips)
-            backends = [{"mac": self.backend_mac(i), "vlan": self.backend_vlan(i)} for i in own]
+            backends: list[dict[str, object]]
+            if self.vxlan:
+                backends = [
+                    {"mac": self.backend_mac(i), "vni": BACKEND_VNI, "vtep": f"192.0.2.{16 + i % 64}"} for i in own
+                ]
+                segment = {"type": "vxlan", "id": FRONTEND_VNI}
+            else:
+                backends = [{"mac": self.backend_mac(i), "vlan": self.backend_vlan(i)} for i in own]
+                segment = {"type": "vlan", "id": FRONTEND_VLAN}
             for proto in ("udp", "tcp"):
-                services.append(
-                    {
-                        "vip": vip,
-                        "port": PORT,
-                        "protocol": proto,
-                        "segment": {"type": "vlan", "id": FRONTEND_VLAN},
-                        "backends": backends,
-                    }
-                )
+                services.append({"vip": vip, "port": PORT, "protocol": proto, "segment": segment, "backends": backends})
         return {"services": services}
 
-    def services(self) -> list[Service]:
-        return parse_config(self.config()).to_services()
+    def services(self, next_hop: str | None = None) -> list[Service]:
+        """The data plane's services; next_hop: the underlay's MAC towards
+        the backends' tunnel endpoints (the VXLAN scenario)."""
+        return parse_config(self.config()).to_services(next_hop)
 
 
 SCENARIO_A = Scenario("A", 1, 255)
 SCENARIO_B = Scenario("B", 128, 4000)
+SCENARIO_VXLAN = Scenario("VXLAN", 1, 255, vxlan=True)  # scenario A behind VXLAN
 SCENARIOS = (SCENARIO_A, SCENARIO_B)

@@ -57,10 +57,11 @@ def rfc2544(
     duts: Annotated[
         str,
         typer.Option(
-            help="devices under test: loopback, dnat, xdsr-a, xdsr-b; and broken, a loopback that corrupts "
-            "every 4th frame (to see the rewrite check fail the run)"
+            help="devices under test: loopback, dnat, xdsr-a, xdsr-b, loopback-vxlan and xdsr-vxlan (scenario A "
+            "behind VXLAN, and the loopback of its frames); and broken, a loopback that corrupts every 4th frame "
+            "(to see the rewrite check fail the run)"
         ),
-    ] = "loopback,dnat,xdsr-a,xdsr-b",
+    ] = "loopback,dnat,xdsr-a,xdsr-b,loopback-vxlan,xdsr-vxlan",
     flows: Annotated[
         int, typer.Option(help="0: a new flow every frame; 2^k: repeat 2^k flows (conntrack hits for DNAT)")
     ] = 0,

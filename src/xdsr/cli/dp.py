@@ -27,9 +27,10 @@ from xdsr.dataplane.loader import (
     Limits,
     check_attachable,
 )
+from xdsr.dataplane.model import GENEVE_PORT, VXLAN_PORT, Backend, tunnel_endpoint
 from xdsr.dataplane.owner import owned
 from xdsr.dataplane.state import ApplyReport, InstalledService, Stats, apply, installed, read_stats
-from xdsr.model.checks import MAX_VLAN
+from xdsr.model.checks import MAX_VLAN, unicast_mac
 from xdsr.net.frames import mac_bytes
 
 app = typer.Typer(help="Attach, configure and inspect the XDP data plane of this LB node.", no_args_is_help=True)
@@ -62,9 +63,19 @@ def attach(
         int, typer.Option(help="when creating the maps: backends of all services together")
     ] = DEFAULT_LIMITS.max_backends,
     force: Annotated[bool, typer.Option(help="replace an XDP program that is not xdsr's")] = False,
+    vtep: Annotated[
+        list[str] | None,
+        typer.Option(help="this node's VXLAN/Geneve endpoint address (IPv4 and/or IPv6; repeat for both)"),
+    ] = None,
+    vxlan_port: Annotated[int, typer.Option(help="UDP port of VXLAN frames to the endpoint (0: off)")] = VXLAN_PORT,
+    geneve_port: Annotated[int, typer.Option(help="UDP port of Geneve frames to the endpoint (0: off)")] = GENEVE_PORT,
 ) -> None:
     """Load the XDP program onto IFACE, creating or adopting the pinned maps.
     A failed attach leaves no maps it created behind."""
+    try:
+        tunnel = tunnel_endpoint(vtep or [], vxlan_port, geneve_port)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
     try:
         limits = Limits(max_services, table_memory << 20, max_backends)
         # Before any map is created: what xdsr can tell beforehand costs nothing.
@@ -73,7 +84,7 @@ def attach(
             owned(pin_dir, "xdsr dp attach", undo_on_error=True),
             Dataplane.create_or_open(pin_dir, limits=limits) as dp,
         ):
-            a = dp.attach(iface, netns=netns, mode=mode, force=force)
+            a = dp.attach(iface, netns=netns, mode=mode, force=force, tunnel=tunnel)
     except (DataplaneError, BpfError, LookupError, OSError) as exc:
         raise _fail(str(exc)) from None
     out.print(f"attached xdsr (program id {a.prog_id}, {a.mode}) to {iface}; maps in {pin_dir}")
@@ -117,15 +128,18 @@ def _report_line(r: ApplyReport) -> str:
     return line
 
 
-def _apply_file(file: Path, pin_dir: Path, allow_empty: bool, create: bool) -> ApplyReport:
+def _apply_file(file: Path, pin_dir: Path, allow_empty: bool, create: bool, next_hop: str | None = None) -> ApplyReport:
     text = sys.stdin.read() if str(file) == "-" else None
-    built = load_config(file, text=text, allow_empty=allow_empty).build()
-    for name, _, unresolved in built:
+    built = load_config(file, text=text, allow_empty=allow_empty).build(next_hop)
+    for name, service, unresolved in built:
         if unresolved:
             # Accepted, as an agent accepts them, but this command resolves
             # no addresses: said so that a missing backend is no surprise.
             missing = ", ".join(unresolved)
-            err.print(f"warning: {name}: no MAC given for {missing}; left out of the table", highlight=False)
+            what = "no MAC given"
+            if service.key.overlay and next_hop is None:
+                what = "no MAC or no --next-hop (towards their tunnel endpoints) given"
+            err.print(f"warning: {name}: {what} for {missing}; left out of the table", highlight=False)
     if not create and not Dataplane.exists(pin_dir):
         raise DataplaneError(
             f"nothing is attached yet: no data plane is pinned in {pin_dir} "
@@ -150,22 +164,31 @@ def apply_cmd(
         bool, typer.Option(help="take a file without services as 'remove every service' (else: services: [])")
     ] = False,
     create: Annotated[bool, typer.Option(help="make the maps if none are pinned, before any attach")] = False,
+    next_hop: Annotated[
+        str | None,
+        typer.Option(help="MAC of the underlay next hop towards the tunnel endpoints of VXLAN/Geneve members"),
+    ] = None,
 ) -> None:
     """Make the data plane hold exactly the services in FILE (idempotent)."""
     if watch and str(file) == "-":
         raise _fail("--watch needs a file, not standard input", 2)
+    if next_hop is not None:
+        try:
+            next_hop = unicast_mac(next_hop)
+        except ValueError as exc:
+            raise _fail(f"--next-hop: {exc}", 2) from None
     try:
-        report = _apply_file(file, pin_dir, allow_empty, create)
+        report = _apply_file(file, pin_dir, allow_empty, create, next_hop)
     except ConfigError as exc:
         raise _fail(f"{file} is invalid, nothing was changed:\n{exc}", 2) from None
     except (DataplaneError, BpfError, OSError) as exc:
         raise _fail(str(exc)) from None
     out.print(f"{file}: {_report_line(report)}")
     if watch:
-        _watch(file, pin_dir, allow_empty)
+        _watch(file, pin_dir, allow_empty, next_hop)
 
 
-def _watch(file: Path, pin_dir: Path, allow_empty: bool) -> None:
+def _watch(file: Path, pin_dir: Path, allow_empty: bool, next_hop: str | None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -180,11 +203,23 @@ def _watch(file: Path, pin_dir: Path, allow_empty: bool) -> None:
             continue
         last = mtime
         try:
-            out.print(f"{file}: {_report_line(_apply_file(file, pin_dir, allow_empty, False))}")
+            out.print(f"{file}: {_report_line(_apply_file(file, pin_dir, allow_empty, False, next_hop))}")
         except ConfigError as exc:
             err.print(f"{file} is invalid, kept the previous state:\n{exc}")
         except (DataplaneError, BpfError, OSError) as exc:
             err.print(f"apply failed: {exc}")
+
+
+def _backend_json(b: Backend) -> dict[str, object]:
+    if b.tunnel:
+        return {"mac": b.mac, "vni": b.vni, "vtep": str(b.vtep), "next_hop": b.hop_mac, "weight": b.weight}
+    return {"mac": b.mac, "vlan": b.vlan, "weight": b.weight}
+
+
+def _backend_line(b: Backend) -> str:
+    if b.tunnel:
+        return f"{b.mac} vni {b.vni} via {b.vtep} ({b.hop_mac}) {b.weight}"
+    return f"{b.mac} {b.vlan} {b.weight}"
 
 
 def _service_json(s: InstalledService) -> dict[str, object]:
@@ -195,7 +230,7 @@ def _service_json(s: InstalledService) -> dict[str, object]:
         "protocol": k.protocol,
         "segment": {"type": k.seg_type.name.lower(), "id": k.seg_id},
         "table_size": s.service.table_size,
-        "backends": [{"mac": b.mac, "vlan": b.vlan, "weight": b.weight} for b in s.service.backends],
+        "backends": [_backend_json(b) for b in s.service.backends],
         "table_offset": s.table_offset,
         "memory_bytes": s.memory,
         "stats_id": s.stats_id,
@@ -229,9 +264,9 @@ def show(pin_dir: PinDir = Path(DEFAULT_PIN_DIR), as_json: Annotated[bool, typer
         where = f" (netns {a.netns})" if a.netns else ""
         state = f"{a.mode}, program id {a.prog_id}" if a.live else "[red]pinned but not attached[/red]"
         out.print(f"  attached to {a.ifname}{where}: {state}")
-    t = Table("service", "table", "backends (mac vlan weight)", "memory")
+    t = Table("service", "table", "backends (mac vlan weight; mac vni via endpoint (next hop) weight)", "memory")
     for s in svcs:
-        bl = "\n".join(f"{b.mac} {b.vlan} {b.weight}" for b in s.service.backends) or "(none: drops)"
+        bl = "\n".join(_backend_line(b) for b in s.service.backends) or "(none: drops)"
         t.add_row(str(s.service.key), str(s.service.table_size), bl, f"{s.memory / 1024:.1f} KiB")
     out.print(t)
 
@@ -280,15 +315,26 @@ def probe(
     vlan: Annotated[int, typer.Option(help="VLAN the packet arrives on (0 = untagged)", min=0, max=MAX_VLAN)] = 0,
     src: Annotated[str | None, typer.Option(help="source address")] = None,
     sport: Annotated[int, typer.Option(help="source port", min=1, max=65535)] = 40000,
+    segment: Annotated[
+        str | None, typer.Option(help="vxlan:VNI or geneve:VNI: the packet arrives through a tunnel (needs --vtep)")
+    ] = None,
+    vtep: Annotated[str | None, typer.Option(help="with --segment: this node's tunnel endpoint address")] = None,
     pin_dir: PinDir = Path(DEFAULT_PIN_DIR),
     netns: Netns = None,
 ) -> None:
     """Run the attached program on a made-up packet: where would this flow go?
     Probes are never counted in the statistics."""
-    from xdsr.dataplane.probe import attached_program, probe_frame, run_probe
+    from xdsr.dataplane.probe import attached_program, encapsulate, probe_frame, run_probe
 
     try:
-        frame = probe_frame("02:00:00:00:00:01", vip, port, protocol.value, vlan, src, sport)
+        frame = probe_frame("02:00:00:00:00:01", vip, port, protocol.value, 0 if segment else vlan, src, sport)
+        if segment is not None:
+            kind, _, vni = segment.partition(":")
+            if vtep is None:
+                raise ValueError("--segment needs --vtep, this node's tunnel endpoint")
+            if not vni.isdigit():
+                raise ValueError(f"--segment {segment!r}: write vxlan:VNI or geneve:VNI")
+            frame = encapsulate(frame, kind, int(vni), vtep, vlan)
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
     try:
@@ -297,8 +343,10 @@ def probe(
         raise _fail(f"no xdsr program attached to {iface} with maps in {pin_dir}: {exc}") from None
     frame = mac_bytes(mac) + frame[6:]
     with prog:
-        res = run_probe(prog, frame)
-    if res.forwarded:
+        res = run_probe(prog, frame, tunneled=segment is not None)
+    if res.forwarded and res.vni is not None:
+        out.print(f"{res.verdict}: to backend {res.backend_mac} on VNI {res.vni} behind {res.vtep}")
+    elif res.forwarded:
         out.print(f"{res.verdict}: to backend {res.backend_mac} on VLAN {res.backend_vlan}")
     else:
         out.print(res.verdict)

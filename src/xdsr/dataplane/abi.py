@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import enum
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 CHUNK_SIZE = 64
 INDEX_PROBES = 32
@@ -19,6 +19,7 @@ PROBE_MARK = 0x62727078
 MAX_BACKENDS = 65535
 MAX_NARROW = 255
 SEG_TYPE_SHIFT = 24  # a key's segment: its type above this bit, its id below
+TUNNEL_STRIDE = 3  # entries of xdsr_backends per backend of an overlay service
 
 
 class SegType(enum.IntEnum):
@@ -45,9 +46,10 @@ class Reason(enum.IntEnum):
     VLAN_PUSH = 9
     VLAN_POP = 10
     ICMP_ERROR = 11
+    OVERLAY = 12
 
 
-REASON_MAX = 12
+REASON_MAX = 13
 
 # What the program does for each reason; the details count forwarded packets
 # a second time and have no verdict of their own.
@@ -64,6 +66,7 @@ REASON_VERDICT = {
     Reason.VLAN_PUSH: "detail",
     Reason.VLAN_POP: "detail",
     Reason.ICMP_ERROR: "detail",
+    Reason.OVERLAY: "detail",
 }
 
 
@@ -114,8 +117,31 @@ class Backend(ctypes.Structure):
         ("mac", ctypes.c_uint8 * 6),
         ("vid", ctypes.c_uint16),
         ("weight", ctypes.c_uint32),
-        ("reserved", ctypes.c_uint32),
+        ("vni", ctypes.c_uint32),  # 0 on a VLAN
     ]
+
+
+class BackendVtep(ctypes.Structure):
+    """Second entry of a tunnel backend: its endpoint (IPv4 mapped)."""
+
+    _fields_ = [("addr", ctypes.c_uint8 * 16)]
+
+
+class BackendHop(ctypes.Structure):
+    """Third entry of a tunnel backend: the underlay next hop's MAC."""
+
+    _fields_ = [
+        ("mac", ctypes.c_uint8 * 6),
+        ("family", ctypes.c_uint8),  # Family of the endpoint
+        ("reserved0", ctypes.c_uint8),
+        ("reserved1", ctypes.c_uint32),
+        ("reserved2", ctypes.c_uint32),
+    ]
+
+
+class VtepFamilies(enum.IntFlag):
+    IPV4 = 1
+    IPV6 = 2
 
 
 class Counter(ctypes.Structure):
@@ -140,6 +166,12 @@ class ProgCfg(ctypes.Structure):
         ("ifindex", ctypes.c_uint32),
         ("hash_seed", ctypes.c_uint32),
         ("index_mask", ctypes.c_uint32),
+        ("vxlan_port", ctypes.c_uint16),  # network byte order; 0: off
+        ("geneve_port", ctypes.c_uint16),
+        ("vtep4", ctypes.c_uint8 * 16),  # IPv4 mapped
+        ("vtep6", ctypes.c_uint8 * 16),
+        ("vtep_families", ctypes.c_uint8),  # VtepFamilies
+        ("reserved1", ctypes.c_uint8 * 7),
     ]
 
 
@@ -150,6 +182,8 @@ STRUCTS: dict[str, type[ctypes.Structure] | type[ctypes.Union]] = {
     "xdsr_sel": Sel,
     "xdsr_slot_chunk": SlotChunk,
     "xdsr_backend": Backend,
+    "xdsr_backend_vtep": BackendVtep,
+    "xdsr_backend_hop": BackendHop,
     "xdsr_counter": Counter,
     "xdsr_meta": Meta,
     "xdsr_prog_cfg": ProgCfg,
@@ -165,8 +199,10 @@ ENUMS: dict[str, dict[str, int]] = {
         "XDSR_MAX_BACKENDS": MAX_BACKENDS,
         "XDSR_MAX_NARROW": MAX_NARROW,
         "XDSR_SEG_TYPE_SHIFT": SEG_TYPE_SHIFT,
+        "XDSR_TUNNEL_STRIDE": TUNNEL_STRIDE,
     },
     "xdsr_svc_flags": {"XDSR_SVC_USED": SvcFlags.USED, "XDSR_SVC_NARROW": SvcFlags.NARROW},
     "xdsr_reason": {**{f"XDSR_R_{r.name}": r.value for r in Reason}, "XDSR_R_MAX": REASON_MAX},
     "xdsr_probe": {"XDSR_PROBE_MARK": PROBE_MARK},
+    "xdsr_vtep_families": {f"XDSR_VTEP_{f.name}": f.value for f in VtepFamilies},
 }

@@ -30,16 +30,18 @@ class ConfigError(ValueError):
 class DataplaneConfig(Services):
     """A checked file: the shared schema, and the data plane's Services from it."""
 
-    def to_services(self) -> list[Service]:
-        return [service for _, service, _ in self.build()]
+    def to_services(self, next_hop: str | None = None) -> list[Service]:
+        return [service for _, service, _ in self.build(next_hop)]
 
-    def build(self) -> list[tuple[str, Service, tuple[str, ...]]]:
+    def build(self, next_hop: str | None = None) -> list[tuple[str, Service, tuple[str, ...]]]:
         """Each service with its report id and the members given without a
         MAC: this command resolves nothing, so they stay out of the table
-        (an agent resolves them)."""
+        (an agent resolves them). Members behind a tunnel go out through
+        next_hop (the underlay router's MAC, `xdsr dp apply --next-hop`);
+        without one they stay out as well."""
         out = []
         for s in self.services:
-            service, unresolved = services.to_service(s)
+            service, unresolved = services.to_service(s, hop_of=lambda _vtep: next_hop)
             out.append((services.report_id(s), service, unresolved))
         return out
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from xdsr.dataplane import abi
 from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane.flowhash import DEFAULT_HASH_SEED
+from xdsr.dataplane.model import TunnelEndpoint
 from xdsr.dataplane.netns import Link, in_netns, link
 from xdsr.net.frames import mac_bytes
 from xdsr.paths import bpf_object
@@ -268,11 +269,19 @@ class Dataplane:
     def _prog_pin(self, ifname: str, netns: str | None) -> Path:
         return self.pin_dir / prog_pin_name(ifname, netns)
 
-    def load_program(self, mac: str, ifindex: int = 0, hash_seed: int = DEFAULT_HASH_SEED) -> bpf.Program:
-        """A copy of the program bound to these maps and this interface MAC,
-        not attached anywhere (attach() and BPF_PROG_TEST_RUN use it)."""
+    def load_program(
+        self,
+        mac: str,
+        ifindex: int = 0,
+        hash_seed: int = DEFAULT_HASH_SEED,
+        tunnel: TunnelEndpoint | None = None,
+    ) -> bpf.Program:
+        """A copy of the program bound to these maps and this interface MAC
+        (and this node's tunnel endpoint, if any), not attached anywhere
+        (attach() and BPF_PROG_TEST_RUN use it)."""
         cfg = abi.ProgCfg(ifindex=ifindex, hash_seed=hash_seed, index_mask=self.index_size - 1)
         ctypes.memmove(cfg.mac, mac_bytes(mac), 6)
+        (tunnel or TunnelEndpoint()).fill(cfg)
         with _open_object(self.pin_dir, self.limits) as obj:
             obj.set_initial_value(".rodata", bytes(cfg))
             obj.load()
@@ -285,11 +294,12 @@ class Dataplane:
         mode: str = "native",
         hash_seed: int = DEFAULT_HASH_SEED,
         force: bool = False,
+        tunnel: TunnelEndpoint | None = None,
     ) -> Attachment:
         """Load the program for ifname and attach it; replaces a previous xdsr
         program atomically, refuses to replace anyone else's unless force."""
         lk = check_attachable(ifname, netns, mode)
-        prog = self.load_program(lk.mac, lk.index, hash_seed)
+        prog = self.load_program(lk.mac, lk.index, hash_seed, tunnel)
         pin = self._prog_pin(ifname, netns)
 
         def check(current: int) -> bpf.Program | None:

@@ -1,11 +1,14 @@
 """The data plane's view of services: plain dataclasses, no I/O.
 
 A Service is what one entry of the first lookup holds: its key (VIP,
-destination port, protocol, segment), its table size and its backends.
+destination port, protocol, segment), its table size and its backends. A
+TunnelEndpoint is what an attachment knows of its own VXLAN/Geneve
+endpoint.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import ipaddress
@@ -14,6 +17,7 @@ import socket
 from dataclasses import dataclass, field
 
 from xdsr.dataplane import abi
+from xdsr.model import checks
 from xdsr.model.checks import MAX_TABLE_SIZE as MAX_TABLE_SIZE  # the checks live there
 from xdsr.model.checks import normalize_mac as normalize_mac
 
@@ -89,6 +93,11 @@ class ServiceKey:
     def unpack(cls, raw: bytes) -> ServiceKey:
         return cls.from_abi(abi.SvcKey.from_buffer_copy(raw))
 
+    @property
+    def overlay(self) -> bool:
+        """Keyed by a VXLAN or Geneve VNI: its backends sit behind tunnels."""
+        return self.seg_type != abi.SegType.VLAN
+
     def fragment_key(self) -> ServiceKey:
         """The port-0 key under which every fragment of (VIP, proto, segment) is looked up."""
         return ServiceKey(self.vip, 0, self.proto, self.seg_type, self.seg_id)
@@ -105,14 +114,68 @@ class ServiceKey:
 
 @dataclass(frozen=True)
 class Backend:
-    mac: str  # normalized, lower case
-    vlan: int  # 0 = untagged
+    mac: str  # normalized, lower case; behind a tunnel: the inner destination MAC
+    vlan: int  # 0 = untagged (always 0 behind a tunnel)
     weight: int = 1
-    id: str = ""  # Maglev identity; defaults to "mac@vlan"
+    id: str = ""  # Maglev identity; defaults to "mac@vlan" ("mac@vniN" behind a tunnel)
+    # Behind a tunnel (a service on a VXLAN or Geneve segment): the VNI the
+    # frames go out on, the backend's tunnel endpoint, and the MAC of the
+    # underlay next hop towards that endpoint (the outer destination MAC).
+    vni: int = 0
+    vtep: IPAddress | None = None
+    hop_mac: str = ""
 
     @property
     def identity(self) -> str:
-        return self.id or f"{self.mac}@{self.vlan}"
+        if self.id:
+            return self.id
+        return f"{self.mac}@vni{self.vni}" if self.vni else f"{self.mac}@{self.vlan}"
+
+    @property
+    def tunnel(self) -> bool:
+        return self.vni != 0
+
+    def digest_fields(self) -> list[object]:
+        """What of the backend shapes its table entry (digests of services and tables)."""
+        out: list[object] = [self.identity, self.mac, self.vlan, self.weight]
+        if self.tunnel:
+            out += [self.vni, str(self.vtep), self.hop_mac]
+        return out
+
+
+# The default ports of RFC 7348 and RFC 8926.
+VXLAN_PORT = 4789
+GENEVE_PORT = 6081
+
+
+@dataclass(frozen=True)
+class TunnelEndpoint:
+    """This node's VXLAN/Geneve endpoint on an attachment: frames to it on
+    these ports are parsed as overlay frames, and it is the outer source of
+    what the program sends to backends behind tunnels. Without an address
+    (the default) the program parses no overlay frame."""
+
+    vtep4: ipaddress.IPv4Address | None = None
+    vtep6: ipaddress.IPv6Address | None = None
+    vxlan_port: int = VXLAN_PORT  # 0: off
+    geneve_port: int = GENEVE_PORT  # 0: off
+
+    @property
+    def enabled(self) -> bool:
+        return self.vtep4 is not None or self.vtep6 is not None
+
+    def fill(self, cfg: abi.ProgCfg) -> None:
+        """Write this endpoint into the program's per-attachment constants."""
+        families = abi.VtepFamilies(0)
+        if self.vtep4 is not None:
+            ctypes.memmove(cfg.vtep4, _V4_MAPPED + self.vtep4.packed, 16)
+            families |= abi.VtepFamilies.IPV4
+        if self.vtep6 is not None:
+            ctypes.memmove(cfg.vtep6, self.vtep6.packed, 16)
+            families |= abi.VtepFamilies.IPV6
+        cfg.vtep_families = int(families)
+        cfg.vxlan_port = socket.htons(self.vxlan_port) if families else 0
+        cfg.geneve_port = socket.htons(self.geneve_port) if families else 0
 
 
 @dataclass(frozen=True)
@@ -134,7 +197,7 @@ class Service:
             "abi": abi.ABI_VERSION,
             "key": self.key.pack().hex(),
             "m": self.table_size,
-            "b": [[b.identity, b.mac, b.vlan, b.weight] for b in self.backends],
+            "b": [b.digest_fields() for b in self.backends],
         }
         h = hashlib.blake2b(json.dumps(doc, sort_keys=True).encode(), digest_size=8)
         return int.from_bytes(h.digest(), "little")
@@ -142,3 +205,28 @@ class Service:
     @property
     def active_backends(self) -> int:
         return sum(1 for b in self.backends if b.weight > 0)
+
+
+def tunnel_endpoint(
+    addresses: list[str], vxlan_port: int = VXLAN_PORT, geneve_port: int = GENEVE_PORT
+) -> TunnelEndpoint:
+    """A node's endpoint from its addresses (at most one per family) and
+    ports; ValueError saying what is wrong."""
+    v4: ipaddress.IPv4Address | None = None
+    v6: ipaddress.IPv6Address | None = None
+    for a in addresses:
+        ip = checks.unicast_address(a, "a tunnel endpoint")
+        if isinstance(ip, ipaddress.IPv4Address):
+            if v4 is not None:
+                raise ValueError(f"two IPv4 tunnel endpoints: {v4} and {ip}")
+            v4 = ip
+        else:
+            if v6 is not None:
+                raise ValueError(f"two IPv6 tunnel endpoints: {v6} and {ip}")
+            v6 = ip
+    for what, port in (("VXLAN", vxlan_port), ("Geneve", geneve_port)):
+        if not 0 <= port <= 65535:
+            raise ValueError(f"{what} port {port} is outside 0-65535")
+    if vxlan_port and vxlan_port == geneve_port:
+        raise ValueError(f"VXLAN and Geneve cannot share UDP port {vxlan_port}")
+    return TunnelEndpoint(v4, v6, vxlan_port, geneve_port)

@@ -18,7 +18,7 @@ from pathlib import Path
 from xdsr.dataplane import abi
 from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane.loader import prog_pin_name
-from xdsr.dataplane.model import PROTOCOLS
+from xdsr.dataplane.model import GENEVE_PORT, PROTOCOLS, VXLAN_PORT
 from xdsr.dataplane.netns import link
 from xdsr.model import checks
 from xdsr.net.frames import ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, checksum, ethernet, mac_bytes, mac_str, pseudo_header
@@ -34,8 +34,10 @@ _META = struct.pack("=I", abi.PROBE_MARK)
 @dataclass(frozen=True)
 class ProbeResult:
     verdict: str  # XDP_TX, XDP_PASS, XDP_DROP
-    backend_mac: str | None = None  # for XDP_TX: where the frame went
+    backend_mac: str | None = None  # for XDP_TX: where the frame went (behind a tunnel: the inner MAC)
     backend_vlan: int | None = None
+    vni: int | None = None  # behind a tunnel: the VNI and endpoint it went to
+    vtep: str | None = None
 
     @property
     def forwarded(self) -> bool:
@@ -84,7 +86,63 @@ def probe_frame(
     return ethernet(mac_bytes(lbn_mac), _PROBE_SRC_MAC, ethertype, vlan or None) + ip + l4
 
 
-def run_probe(prog: bpf.Program, frame: bytes) -> ProbeResult:
+_VXLAN_I = 0x08
+_TEB = 0x6558
+_PEER4, _PEER6 = ipaddress.ip_address("192.0.2.254"), ipaddress.ip_address("2001:db8:ffff:ffff::fe")
+
+
+def encapsulate(frame: bytes, kind: str, vni: int, vtep: str, vlan: int = 0) -> bytes:
+    """frame (an untagged probe_frame) as a tunnel endpoint sends it to this
+    node's endpoint vtep in a VXLAN or Geneve frame of VNI vni, on the
+    underlay's VLAN vlan. ValueError for what no frame can have."""
+    if kind not in ("vxlan", "geneve"):
+        raise ValueError(f"segment type {kind!r}: vxlan or geneve")
+    checks.vni(vni)
+    checks.vlan(vlan)
+    dst = checks.unicast_address(vtep, "a tunnel endpoint")
+    src = _PEER4 if dst.version == 4 else _PEER6
+    if kind == "vxlan":
+        tun = struct.pack("!BBHI", _VXLAN_I, 0, 0, vni << 8)
+        port = VXLAN_PORT
+    else:
+        tun = struct.pack("!BBHI", 0, 0, _TEB, vni << 8)
+        port = GENEVE_PORT
+    # The outer UDP checksum is left 0: allowed over IPv4, and the program
+    # only updates one that is set.
+    payload = tun + frame
+    udp = struct.pack("!HHHH", 49152, port, 8 + len(payload), 0) + payload
+    if dst.version == 4:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, src.packed, dst.packed)
+        ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+        ethertype = ETH_P_IP
+    else:
+        ip = struct.pack("!IHBB16s16s", 6 << 28, len(udp), 17, 64, src.packed, dst.packed)
+        ethertype = ETH_P_IPV6
+    return ethernet(frame[:6], _PROBE_SRC_MAC, ethertype, vlan or None) + ip + udp
+
+
+def _tunnel_result(name: str, out: bytes) -> ProbeResult | None:
+    """The backend behind a tunnel, if out is a re-encapsulated frame."""
+    l3 = 18 if struct.unpack("!H", out[12:14])[0] == ETH_P_8021Q else 14
+    ethertype = struct.unpack("!H", out[l3 - 2 : l3])[0]
+    if ethertype == ETH_P_IP and out[l3 + 9] == 17:
+        vtep, udp = str(ipaddress.IPv4Address(out[l3 + 16 : l3 + 20])), l3 + (out[l3] & 0xF) * 4
+    elif ethertype == ETH_P_IPV6 and out[l3 + 6] == 17:
+        vtep, udp = str(ipaddress.IPv6Address(out[l3 + 24 : l3 + 40])), l3 + 40
+    else:
+        return None
+    dport = struct.unpack("!H", out[udp + 2 : udp + 4])[0]
+    if dport not in (VXLAN_PORT, GENEVE_PORT):
+        return None
+    tun = udp + 8
+    inner = tun + 8 + ((out[tun] & 0x3F) * 4 if dport == GENEVE_PORT else 0)
+    vni = int.from_bytes(out[tun + 4 : tun + 7], "big")
+    return ProbeResult(name, mac_str(out[inner : inner + 6]), 0, vni, vtep)
+
+
+def run_probe(prog: bpf.Program, frame: bytes, tunneled: bool = False) -> ProbeResult:
+    """What prog does with frame; tunneled: frame is encapsulate()'s, and
+    the result names the backend behind the tunnel it went to."""
     data = _META + frame
     ctx = _XDP_MD.pack(len(_META), len(data), 0, 0, 0, 0)
     verdict, out, _ = prog.test_run(data, ctx=ctx)
@@ -92,6 +150,8 @@ def run_probe(prog: bpf.Program, frame: bytes) -> ProbeResult:
     if verdict != bpf.XDP_TX:
         return ProbeResult(name)
     out = out[len(_META) :]  # the metadata moves with the frame's start
+    if tunneled and (behind := _tunnel_result(name, out)) is not None:
+        return behind
     tagged = struct.unpack("!H", out[12:14])[0] == ETH_P_8021Q
     vlan = struct.unpack("!H", out[14:16])[0] & 0x0FFF if tagged else 0
     return ProbeResult(name, mac_str(out[:6]), vlan)

@@ -40,9 +40,12 @@ class InvalidState(ValueError):
         self.errors = errors
 
 
+SEG_TYPES = {"vlan": abi.SegType.VLAN, "vxlan": abi.SegType.VXLAN, "geneve": abi.SegType.GENEVE}
+
+
 def service_key(rule: RuleService) -> ServiceKey:
     vip = ipaddress.ip_address(rule.vip)
-    return ServiceKey(vip, rule.port, PROTOCOLS[rule.protocol], abi.SegType.VLAN, rule.segment.id)
+    return ServiceKey(vip, rule.port, PROTOCOLS[rule.protocol], SEG_TYPES[rule.segment.type], rule.segment.id)
 
 
 def report_id(rule: RuleService) -> str:
@@ -56,15 +59,17 @@ _unicast_mac = functools.lru_cache(maxsize=1 << 16)(checks.unicast_mac)
 
 
 def identity(member: RuleBackend) -> str | None:
-    """The member's Maglev identity: its id, else "<mac>@<vlan>" (None: neither is given)."""
+    """The member's Maglev identity: its id, else "<mac>@<vlan>" ("<mac>@vni<VNI>"
+    behind a tunnel), as model.Backend.identity; None: neither is given."""
     if member.id is not None:
         return member.id
     if member.mac is None:
         return None
     try:
-        return f"{_unicast_mac(member.mac)}@{member.vlan}"
+        mac = _unicast_mac(member.mac)
     except ValueError:
         return None
+    return f"{mac}@vni{member.vni}" if member.vni else f"{mac}@{member.vlan}"
 
 
 def _check(errors: list[FieldError], field: str, check: Callable[[], object]) -> None:
@@ -97,14 +102,26 @@ def _service_errors(where: str, s: RuleService) -> list[FieldError]:
     if s.id == "":
         errors.append(FieldError(f"{where}.id", "must not be empty"))
     _check(errors, f"{where}.vip", lambda: checks.vip(s.vip))
-    if s.segment.overlay:
-        # Reserved in the schema (model/agent.py) for the overlay data plane.
-        errors.append(
-            FieldError(f"{where}.segment.type", f"{s.segment.type!r} is not served yet: only 'vlan' segments are")
-        )
+    # A frame goes out the way it came: re-encapsulated to a tunnel endpoint
+    # when it came through one, on a VLAN when it came on one. Mixing them
+    # would mean adding or removing 50+ bytes of headers per frame (and the
+    # MTU questions that come with it): refused.
     for j, m in enumerate(s.backends):
-        if m.vni is not None or m.vtep is not None:
-            errors.append(FieldError(f"{where}.backends[{j}]", "vni and vtep are for members on an overlay segment"))
+        at = f"{where}.backends[{j}]"
+        if s.segment.overlay:
+            for name in ("vni", "vtep"):
+                if getattr(m, name) is None:
+                    errors.append(FieldError(f"{at}.{name}", f"required for a member of a {s.segment.type} service"))
+            if m.vlan:
+                errors.append(
+                    FieldError(f"{at}.vlan", f"must be 0 for a member of a {s.segment.type} service (it has a vni)")
+                )
+            if m.vtep is not None:
+                _check(errors, f"{at}.vtep", lambda v=m.vtep: checks.unicast_address(v, "a tunnel endpoint"))
+        elif m.vni is not None or m.vtep is not None:
+            errors.append(
+                FieldError(at, "vni and vtep are for members of a vxlan or geneve service; this one is on a vlan")
+            )
     if len(s.backends) > abi.MAX_BACKENDS:
         errors.append(FieldError(f"{where}.backends", f"{len(s.backends)} members; at most {abi.MAX_BACKENDS}"))
     seen: dict[str, int] = {}
@@ -157,15 +174,21 @@ def check(services: Iterable[RuleService]) -> None:
 
 # Asked for the MAC of a member given without one; None: not known (yet).
 MacOf = Callable[[RuleBackend], "str | None"]
+# Asked for the underlay next hop's MAC towards a tunnel endpoint (the outer
+# destination MAC of frames to members behind it); None: not known (yet).
+HopOf = Callable[[checks.IPAddress], "str | None"]
 
 
-def _unknown(_member: RuleBackend) -> str | None:
+def _unknown(_what: object) -> str | None:
     return None
 
 
-def to_service(rule: RuleService, mac_of: MacOf = _unknown) -> tuple[Service, tuple[str, ...]]:
+def to_service(
+    rule: RuleService, mac_of: MacOf = _unknown, hop_of: HopOf = _unknown
+) -> tuple[Service, tuple[str, ...]]:
     """A checked service as the data plane holds it, and the identities of
-    the members left out because their MAC is not known.
+    the members left out because their MAC (or, behind a tunnel, the next
+    hop towards their endpoint) is not known.
 
     The table size is derived from *every* weighted member, known or not,
     so that a member resolving later moves only its own share of the slots
@@ -179,7 +202,18 @@ def to_service(rule: RuleService, mac_of: MacOf = _unknown) -> tuple[Service, tu
         if mac is None:
             unresolved.append(m.id or "")
             continue
-        backends.append(Backend(mac, m.vlan, m.weight, m.id or ""))
+        if m.vni is None or m.vtep is None:
+            backends.append(Backend(mac, m.vlan, m.weight, m.id or ""))
+            continue
+        hop = hop_of(m.vtep)
+        if hop is None:
+            unresolved.append(m.id or identity(m) or "")
+            continue
+        backends.append(
+            Backend(
+                mac, 0, m.weight, m.id or "", vni=m.vni, vtep=ipaddress.ip_address(m.vtep), hop_mac=_unicast_mac(hop)
+            )
+        )
     weighted = sum(1 for m in rule.backends if m.weight > 0)
     size = rule.table_size or default_table_size(max(weighted, 1))
     return Service(service_key(rule), size, tuple(backends)), tuple(unresolved)

@@ -165,7 +165,7 @@ class Usage:
 def usage(dp: Dataplane) -> Usage:
     entries = read_index(dp)
     tables_ = {(e.slot_base, tables.slot_chunks(e.table_size, e.n_backends)) for e in entries.values()}
-    backends = {(e.backend_base, int(e.n_backends)) for e in entries.values()}
+    backends = {(e.backend_base, tables.backend_entries(e.n_backends, k.overlay)) for k, e in entries.items()}
     return Usage(
         services=sum(1 for k in entries if k.port),
         max_services=dp.max_services,
@@ -377,9 +377,9 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
         slots_space = _Space(dp.slot_chunks, "slot chunks")
         backends_space = _Space(dp.backend_slots, "backends")
         shared: dict[int, abi.SvcEntry] = {}  # table digest -> an entry holding that table
-        for e in current.values():
+        for k, e in current.items():
             slots_space.reserve(e.slot_base, tables.slot_chunks(e.table_size, e.n_backends))
-            backends_space.reserve(e.backend_base, e.n_backends)
+            backends_space.reserve(e.backend_base, tables.backend_entries(e.n_backends, k.overlay))
             shared.setdefault(e.table_digest, e)
 
         # New services take counters nobody uses; those of services this
@@ -413,11 +413,11 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
             else:
                 chunks = tables.slot_chunks(svc.table_size, n)
                 slot_base = slots_space.alloc(chunks)
-                backend_base = backends_space.alloc(n)
+                backend_base = backends_space.alloc(tables.backend_entries(n, key.overlay))
                 slots = tables.maglev_slots(svc.table_size, svc.backends)
                 data = tables.encode_slots(svc.table_size, n, slots)
                 dp.slots[slot_base * abi.CHUNK_SIZE : slot_base * abi.CHUNK_SIZE + len(data)] = data
-                data = tables.encode_backends(svc.backends)
+                data = tables.encode_backends(svc.backends, key.overlay)
                 start = backend_base * tables.BACKEND_SIZE
                 dp.backends[start : start + len(data)] = data
                 report.tables_written += 1
@@ -446,7 +446,7 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
                 int(e.stats_id),
                 int(e.digest),
                 int(e.slot_base),
-                tables.table_bytes(e.table_size, e.n_backends),
+                tables.table_bytes(e.table_size, e.n_backends, key.overlay),
             )
 
         index = _build_index(list(entries.items()), dp.index_size)
@@ -477,7 +477,8 @@ def installed(dp: Dataplane, with_slots: bool = False) -> list[InstalledService]
             continue  # fragment entries mirror a real service's table
         n = e.n_backends
         start = e.backend_base * tables.BACKEND_SIZE
-        backends = tables.decode_backends(dp.backends[start : start + n * tables.BACKEND_SIZE], n)
+        size = tables.backend_entries(n, key.overlay) * tables.BACKEND_SIZE
+        backends = tables.decode_backends(dp.backends[start : start + size], n, key.overlay)
         slots = None
         if with_slots:
             begin = e.slot_base * abi.CHUNK_SIZE
@@ -486,7 +487,12 @@ def installed(dp: Dataplane, with_slots: bool = False) -> list[InstalledService]
         svc = Service(key, int(e.table_size), backends)
         out.append(
             InstalledService(
-                svc, int(e.stats_id), int(e.digest), int(e.slot_base), tables.table_bytes(e.table_size, n), slots
+                svc,
+                int(e.stats_id),
+                int(e.digest),
+                int(e.slot_base),
+                tables.table_bytes(e.table_size, n, key.overlay),
+                slots,
             )
         )
     return out

@@ -3,13 +3,15 @@
 The layout is described in bpf/lb/xdsr_kern_user.h: a service's Maglev slots
 are a run of 64-byte chunks in xdsr_slots holding backend indexes (1 byte
 each up to 255 backends, 2 bytes beyond), and its backends a run of 16-byte
-entries in xdsr_backends.
+entries in xdsr_backends (three per backend of an overlay service: the
+backend, its tunnel endpoint, its underlay next hop).
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import ipaddress
 import json
 
 import numpy as np
@@ -32,9 +34,14 @@ def slot_chunks(table_size: int, n_backends: int) -> int:
     return -(-table_size // per_chunk)
 
 
-def table_bytes(table_size: int, n_backends: int) -> int:
+def backend_entries(n_backends: int, overlay: bool = False) -> int:
+    """Entries of xdsr_backends that n backends of a service take."""
+    return n_backends * (abi.TUNNEL_STRIDE if overlay else 1)
+
+
+def table_bytes(table_size: int, n_backends: int, overlay: bool = False) -> int:
     """Bytes of kernel memory a service's table takes: its slots and backends."""
-    return slot_chunks(table_size, n_backends) * abi.CHUNK_SIZE + n_backends * BACKEND_SIZE
+    return slot_chunks(table_size, n_backends) * abi.CHUNK_SIZE + backend_entries(n_backends, overlay) * BACKEND_SIZE
 
 
 def table_digest(svc: Service) -> int:
@@ -42,7 +49,7 @@ def table_digest(svc: Service) -> int:
     equal digests can share one table."""
     doc = {
         "m": svc.table_size,
-        "b": [[b.identity, b.mac, b.vlan, b.weight] for b in svc.backends],
+        "b": [b.digest_fields() for b in svc.backends],
     }
     h = hashlib.blake2b(json.dumps(doc, sort_keys=True).encode(), digest_size=8)
     return int.from_bytes(h.digest(), "little")
@@ -67,7 +74,9 @@ def encode_slots(table_size: int, n_backends: int, slots: np.ndarray) -> bytes:
     return out.tobytes()
 
 
-def encode_backends(backends: tuple[Backend, ...]) -> bytes:
+def encode_backends(backends: tuple[Backend, ...], overlay: bool = False) -> bytes:
+    if overlay:
+        return b"".join(_encode_tunnel(b) for b in backends)
     out = bytearray(len(backends) * BACKEND_SIZE)
     be = abi.Backend()
     for i, b in enumerate(backends):
@@ -76,6 +85,29 @@ def encode_backends(backends: tuple[Backend, ...]) -> bytes:
         be.weight = b.weight
         out[i * BACKEND_SIZE : (i + 1) * BACKEND_SIZE] = bytes(be)
     return bytes(out)
+
+
+_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+
+
+def _encode_tunnel(b: Backend) -> bytes:
+    if b.vtep is None or not b.hop_mac:
+        raise ValueError(f"backend {b.identity} of an overlay service has no tunnel endpoint or next hop")
+    be = abi.Backend(vid=0, weight=b.weight, vni=b.vni)
+    ctypes.memmove(be.mac, mac_bytes(b.mac), 6)
+    ep = abi.BackendVtep()
+    ctypes.memmove(ep.addr, (_V4_MAPPED + b.vtep.packed) if b.vtep.version == 4 else b.vtep.packed, 16)
+    hop = abi.BackendHop(family=abi.Family.IPV4 if b.vtep.version == 4 else abi.Family.IPV6)
+    ctypes.memmove(hop.mac, mac_bytes(b.hop_mac), 6)
+    return bytes(be) + bytes(ep) + bytes(hop)
+
+
+def _decode_tunnel(raw: bytes) -> Backend:
+    be = abi.Backend.from_buffer_copy(raw, 0)
+    ep = bytes(abi.BackendVtep.from_buffer_copy(raw, BACKEND_SIZE).addr)
+    hop = abi.BackendHop.from_buffer_copy(raw, 2 * BACKEND_SIZE)
+    vtep = ipaddress.ip_address(ep[12:] if hop.family == abi.Family.IPV4 else ep)
+    return Backend(mac_str(bytes(be.mac)), 0, be.weight, vni=be.vni, vtep=vtep, hop_mac=mac_str(bytes(hop.mac)))
 
 
 _BACKEND_DTYPE = np.dtype(
@@ -88,7 +120,10 @@ _BACKEND_DTYPE = np.dtype(
 )
 
 
-def decode_backends(raw: bytes, n_backends: int) -> tuple[Backend, ...]:
+def decode_backends(raw: bytes, n_backends: int, overlay: bool = False) -> tuple[Backend, ...]:
+    if overlay:
+        size = abi.TUNNEL_STRIDE * BACKEND_SIZE
+        return tuple(_decode_tunnel(raw[i * size : (i + 1) * size]) for i in range(n_backends))
     arr = np.frombuffer(raw, dtype=_BACKEND_DTYPE, count=n_backends)
     return tuple(
         Backend(mac_str(bytes(mac)), vid, weight)

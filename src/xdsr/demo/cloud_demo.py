@@ -3,7 +3,7 @@
 Builds a lab fabric — per tenant a client and a router, a switch, one group of
 three LB nodes behind the routers' ECMP route (learnt over BGP: each router
 runs BIRD, each agent its own), backends on tenant VLANs with the VIP on
-their loopback — starts the whole control plane as processes (etcd, API
+their loopback, and a third tenant on VXLAN (vxlan_tenant.py) — starts the whole control plane as processes (etcd, API
 server, operator, one agent per LB node), creates a load balancer per tenant
 through the REST API, sends real traffic and prints what happened: the spread
 over LB nodes and backends, direct server return, an LB node's agent killed
@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from xdsr.demo import vxlan_tenant
 from xdsr.demo.dataplane_demo import VIP, _count_router, _router_counts
 from xdsr.lab import Fabric, FabricSpec, TenantSpec, build_fabric, wait_until
 from xdsr.lab.router import BgpRouters
@@ -97,14 +98,19 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
         BgpRouters.start(fab) as routers,
     ):
         fab.lab.install_signal_handlers()
+        green = vxlan_tenant.build(fab, VIP)
         con.print(
             f"fabric {fab.lab.name}: {len(fab.lab.namespaces)} namespaces in {time.perf_counter() - t0:.1f} s — "
             f"3 LB nodes; each tenant router runs BIRD and learns its VIP route from the LB nodes over BGP (with "
             f"BFD); tenants blue (VLAN 10 -> 100) and red (VLAN 20 -> 200), both with VIP {VIP} and backends "
-            "10.1.0.11..",
+            f"10.1.0.11..; tenant green on VXLAN {vxlan_tenant.VNI} (same VIP), its client and backends behind Linux "
+            "VXLAN devices, the LB nodes' tunnel endpoints 192.0.2.1-3",
             highlight=False,
         )
-        with LocalCluster.on_fabric(fab, projects=("blue", "red"), agent_args=routers.agent_args()) as cluster:
+        agent_args = {
+            name: [*routers.agent_args().get(name, []), *extra] for name, extra in vxlan_tenant.agent_args(fab).items()
+        }
+        with LocalCluster.on_fabric(fab, projects=("blue", "red", "green"), agent_args=agent_args) as cluster:
             con.print(
                 f"control plane: etcd {cluster.etcd.endpoint}, API {cluster.api_url}, operator, "
                 f"agents on {', '.join(n for n, _, _ in cluster.lbns)}",
@@ -150,15 +156,34 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
                         findings["announced_ms"] = announced * 1000
                     else:
                         con.print(f"{tenant}: same VIP on VLAN 20, ACTIVE after {active * 1000:.0f} ms")
+            with cluster.client("green") as api:
+                t1 = time.perf_counter()
+                resp = api.post("/v2/lbaas/loadbalancers", json=green.lb_request())
+                resp.raise_for_status()
+                lbs["green"] = lb_id = resp.json()["loadbalancer"]["id"]
+                wait_until(
+                    lambda api=api, lb_id=lb_id: (
+                        api.get(f"/v2/lbaas/loadbalancers/{lb_id}").json()["loadbalancer"]["provisioning_status"]
+                        == "ACTIVE"
+                    ),
+                    timeout=30,
+                    interval=0.01,
+                )
+                con.print(
+                    f"green: same VIP on VXLAN {vxlan_tenant.VNI}, members with their inner MAC and their host's "
+                    f"tunnel endpoint, ACTIVE after {(time.perf_counter() - t1) * 1000:.0f} ms",
+                    highlight=False,
+                )
 
             con.rule("traffic")
             before = _per_node_packets(cluster, lbs["blue"])
             blue = fab.tcp_client("blue", conns=conns, interval_ms=50, duration=1.0)
             per_lbn = [a - b for a, b in zip(_per_node_packets(cluster, lbs["blue"]), before, strict=True)]
             red = fab.tcp_client("red", conns=conns // 2, interval_ms=50, duration=0.5)
+            vxlan = green.tcp_client(conns=conns, interval_ms=50, duration=0.5)
             udp = fab.udp_client("blue", flows=100)
             table = Table("tenant", "backend", "TCP connections")
-            for tenant, res in (("blue", blue), ("red", red)):
+            for tenant, res in (("blue", blue), ("red", red), ("green", vxlan)):
                 for name, n in sorted(res.by_backend().items()):
                     table.add_row(tenant, name, str(n))
             con.print(table)
@@ -166,7 +191,9 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
             con.print(
                 f"blue: {len(blue.connections)} connections, {len(blue.broken)} broken, {len(blue.switched)} changed "
                 f"backend; UDP: {len(udp.answered)}/{len(udp.flows)} answered over {len(udp.by_backend())} backends; "
-                f"red saw only red backends: {set(red.by_backend()) <= {b.name for b in fab.tenant('red').backends}}",
+                f"red saw only red backends: {set(red.by_backend()) <= {b.name for b in fab.tenant('red').backends}}; "
+                f"green (VXLAN): {len(vxlan.connections)} connections, {len(vxlan.broken)} broken, the LB node "
+                "re-encapsulated each to its backend's tunnel endpoint",
                 highlight=False,
             )
             con.print(f"packets each LB node forwarded for blue (ECMP spread): {per_lbn}", highlight=False)
@@ -179,9 +206,10 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
             findings.update(
                 blue=dict(blue.by_backend()),
                 red=dict(red.by_backend()),
+                green=dict(vxlan.by_backend()),
                 per_lbn=per_lbn,
                 router=counts,
-                broken=len(blue.broken) + len(red.broken),
+                broken=len(blue.broken) + len(red.broken) + len(vxlan.broken),
                 udp_unanswered=len(udp.unanswered),
             )
 

@@ -67,6 +67,12 @@ def member_address(v: object) -> IPAddress:
     return unicast_address(v, "a member's address")
 
 
+def vtep(v: object) -> IPAddress:
+    """A tunnel endpoint (VXLAN/Geneve): the underlay address a member's
+    frames are sent to, encapsulated."""
+    return unicast_address(v, "a tunnel endpoint")
+
+
 def normalize_mac(mac: str) -> str:
     """``AA-bb-c-...`` → ``aa:bb:0c:...``; ValueError if it is not a MAC."""
     parts = mac.replace("-", ":").split(":")
@@ -137,6 +143,7 @@ _IP_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "string", "format": "ipv4"}, {"
 Address = Annotated[Any, BeforeValidator(ip_address), WithJsonSchema(_IP_SCHEMA)]
 VipAddress = Annotated[Any, BeforeValidator(vip), WithJsonSchema(_IP_SCHEMA)]
 MemberAddress = Annotated[Any, BeforeValidator(member_address), WithJsonSchema(_IP_SCHEMA)]
+VtepAddress = Annotated[Any, BeforeValidator(vtep), WithJsonSchema(_IP_SCHEMA)]
 Mac = Annotated[
     Any,
     BeforeValidator(unicast_mac),

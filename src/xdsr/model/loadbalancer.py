@@ -4,8 +4,9 @@ operator).
 
 Field names follow OpenStack Octavia's v2 API so the API server and the
 Octavia driver map 1:1. xdsr's own fields: `vip_segment` (the network segment
-the VIP's traffic arrives on), a member's `mac_address` and `segment`, a
-pool's `table_size`.
+the VIP's traffic arrives on), a member's `mac_address`, `segment` and
+`vtep_address` (its tunnel endpoint on a VXLAN or Geneve segment), a pool's
+`table_size`.
 
 A load balancer and all its children live in one document, so one
 compare-and-swap covers any change to it. Every change bumps the document's
@@ -52,6 +53,8 @@ class Member(_Object):
     backup: bool = False
     mac_address: str | None = None  # xdsr: None = resolved by the LB nodes (ARP/ND)
     segment: Segment | None = None  # xdsr: None = the load balancer's vip_segment
+    # xdsr, a member on a VXLAN/Geneve segment: its host's tunnel endpoint (None on a VLAN)
+    vtep_address: IPvAnyAddress | None = None
 
 
 class HealthMonitor(_Object):

@@ -292,9 +292,9 @@ class Agent:
             except (XdsrRefused, NeutronLookupError) as exc:
                 raise ApplyError(str(exc)) from None
 
-    def _member_extra(self, m: mapping.Obj) -> tuple[str | None, dict[str, Any] | None]:
+    def _member_extra(self, m: mapping.Obj) -> dict[str, Any]:
         if self.neutron is None:
-            return None, None
+            return {}
         return self.neutron.member(str(m["address"]), m.get("subnet_id"))
 
     def sync(self, lb: Obj, skip: frozenset[str] = frozenset(), lbn_group: str | None = None) -> None:
@@ -368,7 +368,11 @@ def from_conf(conf: Any) -> Agent:
     xdsr = XdsrClient(group.api_url, lambda: config.token(conf), timeout=group.request_timeout)
     nt = None
     if neutron_mod.enabled(conf):
-        nt = Neutron(neutron_mod.connect(conf), cache_seconds=group.neutron_cache_seconds)
+        nt = Neutron(
+            neutron_mod.connect(conf),
+            cache_seconds=group.neutron_cache_seconds,
+            tunnel_endpoints=dict(group.tunnel_endpoints or {}),
+        )
     return Agent(
         lib,
         xdsr,

@@ -55,15 +55,23 @@ OPTS = [
         "neutron",
         default="auto",
         choices=["auto", "true", "false"],
-        help="Look up members' MACs and networks' VLANs in Neutron. auto: when Octavia's network driver is "
-        "not the no-op one. Without Neutron, members go to xdsr by address and subnet_id (the xdsr API server "
-        "maps subnets to segments with its --networks-file) and the LB nodes resolve their MACs.",
+        help="Look up members' MACs, networks' segments and hosts' tunnel endpoints in Neutron. auto: when "
+        "Octavia's network driver is not the no-op one. Without Neutron, members go to xdsr by address and "
+        "subnet_id (the xdsr API server maps subnets to segments with its --networks-file) and the LB nodes "
+        "resolve their MACs.",
     ),
     cfg.StrOpt(
         "neutron_cloud",
         help="A clouds.yaml cloud for the Neutron lookups; default: Octavia's [service_auth] credentials.",
     ),
     cfg.FloatOpt("neutron_cache_seconds", default=300.0, help="How long a Neutron answer is reused."),
+    cfg.DictOpt(
+        "tunnel_endpoints",
+        default={},
+        help="host:address pairs: the tunnel endpoint (VTEP) of each hypervisor whose L2 agent does not report "
+        "configurations.tunneling_ip in Neutron's agents API (OVN chassis). A member on a VXLAN or Geneve network "
+        "bound to a host with no known endpoint goes to ERROR.",
+    ),
 ]
 
 

@@ -18,8 +18,8 @@ ask for nothing. What Octavia expresses through its flavor and availability
 zone (the LB node group) is the driver's to decide (validate.lbn_group).
 
 Attributes xdsr stores but Octavia has no notion of come from elsewhere:
-`vip_segment` and a member's `mac_address`/`segment` from Neutron when the
-agent looks them up (else the xdsr API server maps `vip_subnet_id`/`subnet_id`
+`vip_segment` and a member's `mac_address`/`segment`/`vtep_address` from
+Neutron when the agent looks them up (else the xdsr API server maps `vip_subnet_id`/`subnet_id`
 to a segment with its networks file and the LB nodes resolve MACs), and
 `lbn_group` from the flavor or availability zone metadata.
 """
@@ -34,8 +34,9 @@ from xdsr.api.l2dsr import HTTP_MONITORS
 Obj = Mapping[str, Any]
 Body = dict[str, Any]
 
-# What a member needs beyond Octavia's attributes: (mac_address, segment), either may be None.
-MemberExtra = Callable[[Obj], tuple[str | None, dict[str, Any] | None]]
+# What a member needs beyond Octavia's attributes: xdsr's member attributes
+# (mac_address, segment, vtep_address) as far as they are known.
+MemberExtra = Callable[[Obj], Mapping[str, Any]]
 
 # Octavia's name of each kind's id; in xdsr it is `id`.
 ID_KEY = {
@@ -96,8 +97,8 @@ def _own(obj: Obj, kind: str, also: frozenset[str] = frozenset()) -> Body:
     return out
 
 
-def _none(_: Obj) -> tuple[None, None]:
-    return None, None
+def _none(_: Obj) -> Mapping[str, Any]:
+    return {}
 
 
 def loadbalancer(
@@ -157,13 +158,10 @@ def member(m: Obj, extra: MemberExtra = _none) -> Body:
     body = _own(m, "member")
     if body.get("vnic_type") == "normal":
         del body["vnic_type"]
-    # Only what is known: without Neutron the LB nodes resolve the MAC and the
-    # API server fills the segment from subnet_id.
-    mac, segment = extra(m)
-    if mac is not None:
-        body["mac_address"] = mac
-    if segment is not None:
-        body["segment"] = segment
+    # Only what is known: without Neutron the LB nodes resolve the MAC (and
+    # an overlay member's tunnel endpoint) and the API server fills the
+    # segment from subnet_id.
+    body.update((k, v) for k, v in extra(m).items() if v is not None)
     return body
 
 

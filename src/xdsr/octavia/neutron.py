@@ -1,25 +1,42 @@
-"""Members' MACs and networks' VLANs from Neutron, through openstacksdk.
+"""Members' MACs, networks' segments and hosts' tunnel endpoints from
+Neutron, through openstacksdk.
 
-An LB node forwards a frame to a member by rewriting its destination MAC
-and VLAN, so xdsr needs, for each member, the MAC of its Neutron port and
-the segmentation id of its network — what the paper's driver asked Neutron
-for (section II). The port is found by the member's address on its subnet;
+An LB node forwards a frame to a member by rewriting it: on a VLAN its
+destination MAC and VLAN, on a VXLAN or Geneve network its inner
+destination MAC, its VNI and its outer destination, the tunnel endpoint of
+the member's hypervisor. So xdsr needs, for each member, the MAC of its
+Neutron port, the segment of its network — what the paper's driver asked
+Neutron for (section II) — and, on an overlay, the endpoint of the host the
+port is bound to. The port is found by the member's address on its subnet;
 the segment from the subnet's segment (routed provider networks) or the
-network's provider attributes. Only VLAN and flat networks can be reached
-by rewriting MAC and VLAN; anything else (VXLAN, Geneve) is an error with
-that reason.
+network's provider attributes (`provider:network_type` vlan, flat, vxlan or
+geneve, and `provider:segmentation_id`); anything else (gre, local) is an
+error with its reason.
+
+The tunnel endpoint follows Neutron's own convention, the one its L2
+population driver uses: the port's `binding:host_id` names the host, and
+the L2 agent on that host (Open vSwitch or Linux bridge) reports its
+endpoint as `configurations.tunneling_ip` in the agents API. OVN's agents
+report no endpoint there (the chassis' encap IP is in OVN's southbound
+database only): give those in `[xdsr] tunnel_endpoints` (host:address). A
+member whose endpoint is not known is an error that says so: the LB nodes
+cannot send it a frame.
 
 Answers are kept for `cache_seconds` (a pool of 200 members is looked up
-once, not at every change of the load balancer).
+once, not at every change of the load balancer); a port bound to another
+host (a live migration) is seen when its answer expires.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 Segment = dict[str, Any]
+
+OVERLAYS = ("vxlan", "geneve")
 
 
 class NeutronLookupError(LookupError):
@@ -27,13 +44,13 @@ class NeutronLookupError(LookupError):
 
 
 def _segment(network_type: str | None, segmentation_id: int | None, what: str) -> Segment:
-    if network_type == "vlan" and segmentation_id is not None:
-        return {"type": "vlan", "id": int(segmentation_id)}
+    if network_type in ("vlan", *OVERLAYS) and segmentation_id is not None:
+        return {"type": network_type, "id": int(segmentation_id)}
     if network_type == "flat":
         return {"type": "vlan", "id": 0}
     raise NeutronLookupError(
-        f"{what} is a {network_type or 'unknown'} network: xdsr's LB nodes reach members only on VLAN or flat "
-        "networks (they rewrite the MAC and VLAN of a frame)"
+        f"{what} is a {network_type or 'unknown'} network: xdsr's LB nodes reach members only on VLAN, flat, "
+        "VXLAN or Geneve networks (they rewrite the MAC and VLAN, or the VNI and tunnel endpoint, of a frame)"
     )
 
 
@@ -41,6 +58,8 @@ def _segment(network_type: str | None, segmentation_id: int | None, what: str) -
 class Neutron:
     conn: Any  # openstack.connection.Connection (or a stand-in with the same network proxy)
     cache_seconds: float = 300.0
+    # Hosts whose endpoint Neutron's agents API does not report (OVN chassis): host → address.
+    tunnel_endpoints: Mapping[str, str] = field(default_factory=dict)
     _cache: dict[tuple[str, ...], tuple[float, Any]] = field(default_factory=dict)
 
     def _cached(self, key: tuple[str, ...], compute: Any) -> Any:
@@ -81,10 +100,30 @@ class Neutron:
             return self.network_segment(network_id)
         return None
 
-    def member(self, address: str, subnet_id: str | None) -> tuple[str, Segment]:
-        """(MAC, segment) of the member's Neutron port."""
+    def host_endpoint(self, host: str) -> str:
+        """The tunnel endpoint of a hypervisor: what its L2 agent reports
+        (`configurations.tunneling_ip`), else `tunnel_endpoints`."""
 
-        def compute() -> tuple[str, Segment]:
+        def compute() -> str:
+            for agent in self.conn.network.agents(host=host):
+                ip = (getattr(agent, "configuration", None) or {}).get("tunneling_ip")
+                if ip:
+                    return str(ip)
+            if host in self.tunnel_endpoints:
+                return self.tunnel_endpoints[host]
+            raise NeutronLookupError(
+                f"host {host} has no tunnel endpoint: no Neutron agent on it reports configurations.tunneling_ip "
+                "(OVN's do not); give it in [xdsr] tunnel_endpoints"
+            )
+
+        return self._cached(("host", host), compute)  # type: ignore[no-any-return]
+
+    def member(self, address: str, subnet_id: str | None) -> dict[str, Any]:
+        """What Neutron knows of a member, as xdsr's member attributes: its
+        port's `mac_address`, its `segment` and, on an overlay, the
+        `vtep_address` of the host the port is bound to."""
+
+        def compute() -> dict[str, Any]:
             filters = [f"ip_address={address}"] + ([f"subnet_id={subnet_id}"] if subnet_id else [])
             ports = list(self.conn.network.ports(fixed_ips=filters))
             if not ports:
@@ -97,7 +136,16 @@ class Neutron:
                 (ip.get("subnet_id") for ip in port.fixed_ips or [] if ip.get("ip_address") == address), None
             )
             segment = self.subnet_segment(sub) if sub else self.network_segment(port.network_id)
-            return str(port.mac_address), segment
+            found: dict[str, Any] = {"mac_address": str(port.mac_address), "segment": segment}
+            if segment["type"] in OVERLAYS:
+                host = getattr(port, "binding_host_id", None)
+                if not host:
+                    raise NeutronLookupError(
+                        f"the Neutron port of {address} is bound to no host (binding:host_id), so its tunnel "
+                        "endpoint is unknown"
+                    )
+                found["vtep_address"] = self.host_endpoint(host)
+            return found
 
         return self._cached(("member", address, subnet_id or ""), compute)  # type: ignore[no-any-return]
 

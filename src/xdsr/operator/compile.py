@@ -44,15 +44,19 @@ def compile_lb(lb: LoadBalancer) -> list[RuleService]:
         if pool.admin_state_up:
             for m in pool.members:
                 seg = m.segment or lb.vip_segment
+                # A member on an overlay is (inner MAC, VNI, tunnel endpoint); on a VLAN (MAC, VLAN).
+                overlay = seg.overlay
                 backends.append(
                     RuleBackend.model_construct(
                         id=m.id,
                         address=m.address,
                         mac=m.mac_address,
-                        vlan=seg.id,
+                        vlan=0 if overlay else seg.id,
                         weight=m.weight if m.admin_state_up else 0,
                         monitor_address=m.monitor_address,
                         monitor_port=m.monitor_port,
+                        vni=seg.id if overlay else None,
+                        vtep=m.vtep_address if overlay else None,
                     )
                 )
         out.append(

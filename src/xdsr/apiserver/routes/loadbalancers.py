@@ -42,7 +42,7 @@ async def create_loadbalancer(
     b = body.loadbalancer
     project = service.project_for(caller, b.project_id, "loadbalancer.project_id")
     service.check_ids(caller, ops.requested_ids(b, "loadbalancer", "loadbalancer"))
-    lb = await service.create_lb(caller, service.with_vip_segment(b, ops.build_loadbalancer(b, project, ops.now())))
+    lb = await service.create_lb(caller, service.with_segments(b, ops.build_loadbalancer(b, project, ops.now())))
     full = bool(b.listeners or b.pools)
     return one(request, "loadbalancer", render.loadbalancer(lb, service.status(lb), full=full), 201)
 

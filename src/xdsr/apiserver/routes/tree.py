@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from xdsr.api import schemas as s
 from xdsr.apiserver import ops, render
 from xdsr.apiserver.auth import Caller
+from xdsr.apiserver.document import check_segments
 from xdsr.apiserver.errors import ApiError, conflict, not_found
 from xdsr.apiserver.routes.common import CallerDep, ServiceDep, faults
 from xdsr.apiserver.service import Service
@@ -191,7 +192,7 @@ async def put_tree(
     current = service.cache.lb(lb_id)
     if current is None:
         project = service.project_for(caller, b.project_id, "loadbalancer.project_id")
-        lb = service.with_vip_segment(b, ops.build_loadbalancer(b, project, ops.now()))
+        lb = service.with_segments(b, ops.build_loadbalancer(b, project, ops.now()))
         return full(service, await service.create_lb(caller, lb), 201)
 
     if b.project_id is not None and b.project_id != current.project_id:
@@ -199,6 +200,7 @@ async def put_tree(
     stamp = ops.now()
     wanted = ops.build_loadbalancer(b, current.project_id, stamp)
     service.networks.complete(wanted)
+    placed = ops.placed_members(b, wanted)
 
     def apply(now: LoadBalancer | None) -> LoadBalancer:
         if now is None:
@@ -208,6 +210,7 @@ async def put_tree(
         if now.vip_address != wanted.vip_address:
             vip_now = now.vip_address
             raise conflict("loadbalancer.vip_address", f"the VIP of {lb_id} is {vip_now}: it cannot change")
+        check_segments(now.vip_segment, placed)
         return replace(now, wanted.model_copy(deep=True), stamp)
 
     return full(service, await service.write(current.project_id, lb_id, apply))

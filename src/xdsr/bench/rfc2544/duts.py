@@ -9,6 +9,7 @@ compared side by side, trial by trial.
   dnat       xdp_pass, then the kernel: conntrack, iptables DNAT for 128 VIPs
              (each to a range of ~31 targets, 4000 in all), routing back out
              of d0 toward the tester; frames untagged
+  xdsr-vxlan scenario A behind VXLAN (inner frames of the sizes measured)
   xdsr-a/-b  the xdsr data plane with scenario A (1 VIP, 255 backends) or B
              (128 VIPs, 4000 backends), attached through the Dataplane API
   broken     loopback that corrupts every Nth frame (the harness's own tests)
@@ -22,9 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xdsr.bench.rfc2544.frames import Vxlan
 from xdsr.bench.rfc2544.programs import Expectation, load_broken, load_simple
-from xdsr.bench.scenarios import FRONTEND_VLAN, PORT, SCENARIO_A, SCENARIO_B, Scenario
+from xdsr.bench.scenarios import (
+    BACKEND_VNI,
+    FRONTEND_VLAN,
+    FRONTEND_VNI,
+    LB_VTEP,
+    PORT,
+    SCENARIO_A,
+    SCENARIO_B,
+    SCENARIO_VXLAN,
+    Scenario,
+)
 from xdsr.dataplane import libbpf as bpf
+from xdsr.dataplane.model import TunnelEndpoint
 from xdsr.dataplane.netns import in_netns
 
 if TYPE_CHECKING:
@@ -50,6 +63,7 @@ class Dut(ABC):
     key: str  # short name: loopback, dnat, xdsr-a, ...
     label: str  # column title in the report
     tagged: bool = True  # frames carry the frontend VLAN tag
+    vxlan: Vxlan | None = None  # frames are VXLAN-encapsulated (and come back so)
 
     def __init__(self) -> None:
         self._prog: bpf.Program | None = None
@@ -109,6 +123,25 @@ class LoopbackDut(Dut):
 
     def src_mac(self, tb: Testbed) -> str:
         return tb.tester.mac  # unchanged
+
+
+class LoopbackVxlanDut(LoopbackDut):
+    """The loopback with the VXLAN scenario's frames: the baseline of
+    xdsr-vxlan, whose frames are 50 bytes longer and which the generator and
+    the counter handle with more work than the VLAN ones. xdsr-vxlan's cost
+    over this is the data plane's own, comparable with xdsr A's over the
+    loopback."""
+
+    key = "loopback-vxlan"
+    label = "Loopback (VXLAN frames)"
+    tagged = False
+    vxlan = Vxlan(src="192.0.2.250", dst=LB_VTEP, vni=FRONTEND_VNI, inner_dst_mac="02:0a:00:00:00:01")
+
+    def __init__(self) -> None:
+        super().__init__(SCENARIO_VXLAN)
+
+    def expectations(self, tb: Testbed) -> list[Expectation]:
+        return [Expectation(v, self.vxlan.inner_dst_mac, FRONTEND_VNI & 0xFFFF) for v in self.vips()]
 
 
 class BrokenDut(LoopbackDut):
@@ -291,7 +324,42 @@ class DnatDut(Dut):
         tb.lab.run(tb.dut_ns, ["iptables", "-w", "-t", "nat", "-F"], check=False)
 
 
-DUT_KEYS = ("loopback", "dnat", "xdsr-a", "xdsr-b")
+class XdsrVxlanDut(XdsrDut):
+    """Scenario A behind VXLAN: the VIP on VNI 1000, its 255 backends on VNI
+    2000 behind 64 tunnel endpoints. The frames are 64-byte (or IMIX) inner
+    frames in VXLAN over untagged IPv4 to the DUT's endpoint; they come back
+    re-encapsulated, and the counter checks the inner destination MAC and
+    address and the VNI. The underlay next hop is the tester."""
+
+    tagged = False
+    vxlan = Vxlan(src="192.0.2.250", dst=LB_VTEP, vni=FRONTEND_VNI, inner_dst_mac="02:0a:00:00:00:01")
+
+    def __init__(self) -> None:
+        super().__init__(SCENARIO_VXLAN)
+        self.label = "xdsr VXLAN (scenario A behind VXLAN: 1 VIP, 255 backends)"
+
+    def setup(self, tb: Testbed) -> None:
+        from xdsr.dataplane.loader import Dataplane
+        from xdsr.dataplane.state import apply
+
+        pin = Path(tb.lab.bpffs_dir()) / self.key
+        self.dp = Dataplane.create_or_open(pin)
+        services = self.scenario.services(next_hop=tb.tester.mac)
+        apply(self.dp, services)
+        self.n_services = len(services)
+        tunnel = TunnelEndpoint(vtep4=ipaddress.IPv4Address(LB_VTEP))
+        att = self.dp.attach(tb.dut.ifname, netns=tb.dut_ns, force=True, tunnel=tunnel)
+        self._prog = bpf.Program.from_id(att.prog_id)
+
+    def expectations(self, tb: Testbed) -> list[Expectation]:
+        out: dict[Expectation, None] = {}
+        for svc in self.scenario.services(next_hop=tb.tester.mac):
+            for b in svc.backends:
+                out[Expectation(str(svc.key.vip), b.mac, BACKEND_VNI & 0xFFFF)] = None
+        return list(out)
+
+
+DUT_KEYS = ("loopback", "dnat", "xdsr-a", "xdsr-b", "loopback-vxlan", "xdsr-vxlan")
 ALL_DUT_KEYS = (*DUT_KEYS, "broken")
 
 
@@ -304,6 +372,10 @@ def make_dut(key: str) -> Dut:
         return XdsrDut(SCENARIO_A)
     if key == "xdsr-b":
         return XdsrDut(SCENARIO_B)
+    if key == "xdsr-vxlan":
+        return XdsrVxlanDut()
+    if key == "loopback-vxlan":
+        return LoopbackVxlanDut()
     if key == "broken":
         return BrokenDut()
     raise ValueError(f"unknown device under test {key!r} (one of {', '.join(ALL_DUT_KEYS)})")

@@ -57,6 +57,22 @@ SPORT_MIN = 1024
 SPORT_SPAN = 65536 - 1024
 
 
+VXLAN_PORT = 4789
+VXLAN_UDP_HLEN = 8 + 8  # UDP and VXLAN headers
+VXLAN_OUTER = ETH_HLEN + IPV4_HLEN + VXLAN_UDP_HLEN  # before the inner frame (bench.h GEN_VXLAN_OUTER)
+
+
+@dataclass(frozen=True)
+class Vxlan:
+    """Frames in VXLAN: from the tester's endpoint src to the DUT's dst, VNI
+    vni, inner frames to inner_dst_mac (the VIP's MAC on the tenant network)."""
+
+    src: str
+    dst: str
+    vni: int
+    inner_dst_mac: str
+
+
 def imix_mean_wire_size(tagged: bool) -> float:
     """Mean frame size on a wire (FCS included, padded to 64) of the IMIX mix."""
     l2 = ETH_HLEN + (VLAN_HLEN if tagged else 0) + FCS
@@ -80,7 +96,8 @@ class Template:
     cfg: GenCfg
     tagged: bool
     proto: str
-    ip_len: int  # of the frame given (the largest, with IMIX)
+    ip_len: int  # of the frame given (the largest, with IMIX); the inner frame's with VXLAN
+    vxlan: bool = False
 
     @property
     def key(self) -> bytes:
@@ -89,7 +106,8 @@ class Template:
 
     @property
     def hdr_len(self) -> int:
-        return ETH_HLEN + (VLAN_HLEN if self.tagged else 0) + IPV4_HLEN + L4_HLEN[self.proto]
+        outer = VXLAN_OUTER if self.vxlan else 0
+        return outer + ETH_HLEN + (VLAN_HLEN if self.tagged else 0) + IPV4_HLEN + L4_HLEN[self.proto]
 
 
 def ip_len_for(size: int, tagged: bool) -> int:
@@ -108,6 +126,7 @@ def build_template(
     imix: bool = False,
     seed: int = 1,
     flows: int = 0,
+    vxlan: Vxlan | None = None,
 ) -> Template:
     """The template frame and generator config for one stream.
 
@@ -115,6 +134,9 @@ def build_template(
     holds the largest IMIX packet and the generator trims it per packet.
     `flows` = 0 makes every frame a new flow (source address and port drawn
     afresh); a power of two 2^k repeats the same 2^k flows over and over.
+    With `vxlan` the frame of `size` (or the IMIX packet) is the inner one,
+    sent in VXLAN over untagged IPv4 to the DUT's tunnel endpoint: 50 bytes
+    more on the wire.
     """
     if flows and (flows < 2 or flows & (flows - 1)):
         raise ValueError(f"flows {flows}: 0 (a new flow every frame) or a power of two >= 2")
@@ -137,6 +159,11 @@ def build_template(
     daddr = ipaddress.IPv4Address(vips[0]).packed
 
     eth = ethernet(mac_bytes(dst_mac), mac_bytes(src_mac), ETH_P_IP, vid)
+    outer = b""
+    if vxlan is not None:
+        if tagged:
+            raise ValueError("VXLAN frames are sent over an untagged underlay")
+        outer, eth = eth, ethernet(mac_bytes(vxlan.inner_dst_mac), mac_bytes(src_mac), ETH_P_IP, None)
 
     l4_len = ip_len - IPV4_HLEN
     if proto == "udp":
@@ -154,8 +181,20 @@ def build_template(
 
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 0, 0x4000, TTL, proto_nr, 0, saddr, daddr)
     ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    frame = eth + ip + l4 + payload
-    hdr = eth + ip + l4
+    outer_ip_sum = 0
+    if vxlan is not None:
+        inner = eth + ip + l4 + payload
+        oip = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 20 + VXLAN_UDP_HLEN + len(inner), 0, 0, TTL, socket.IPPROTO_UDP, 0,
+            ipaddress.IPv4Address(vxlan.src).packed, ipaddress.IPv4Address(vxlan.dst).packed,
+        )  # fmt: skip
+        oip = oip[:10] + struct.pack("!H", checksum(oip)) + oip[12:]
+        udp = struct.pack("!HHHH", 49152, VXLAN_PORT, VXLAN_UDP_HLEN + len(inner), 0)
+        vx = struct.pack("!BBHI", 0x08, 0, 0, vxlan.vni << 8)
+        outer = outer + oip + udp + vx
+        outer_ip_sum = le_words_sum(oip[0:2] + oip[4:10] + oip[12:20])
+    frame = outer + eth + ip + l4 + payload
+    hdr = outer + eth + ip + l4
     assert len(hdr) <= GEN_HDR_MAX
 
     cfg = GenCfg()
@@ -188,7 +227,9 @@ def build_template(
     cfg.imix = int(imix)
     cfg.seed = seed
     cfg.flow_mask = flows - 1 if flows else 0
-    return Template(frame=frame, cfg=cfg, tagged=tagged, proto=proto, ip_len=ip_len)
+    cfg.vxlan = int(vxlan is not None)
+    cfg.outer_ip_sum = outer_ip_sum
+    return Template(frame=frame, cfg=cfg, tagged=tagged, proto=proto, ip_len=ip_len, vxlan=vxlan is not None)
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class BenchConfig:
     warmup: float = 0.05  # before each slice
     cpu: int | None = None  # None: the highest CPU this process may use
     batch_size: int = 64  # frames per test-run batch (the kernel's default, NAPI's weight)
-    duts: tuple[str, ...] = ("loopback", "dnat", "xdsr-a", "xdsr-b")
+    duts: tuple[str, ...] = ("loopback", "dnat", "xdsr-a", "xdsr-b", "loopback-vxlan", "xdsr-vxlan")
     seed: int = 1
     flows: int = 0  # 0: every frame a new flow; else 2^k flows, repeated
 
@@ -341,7 +341,8 @@ def testbed(lab_prefix: str = "rfc") -> Iterator[Testbed]:
             },
         )
         # add_veth turns rxvlan/txvlan (and tx checksum) offloads off: tags stay in the frame.
-        veth = lab.add_veth(tester_ns, "t0", dut_ns, "d0", mac_a=TESTER_MAC, mac_b=DUT_MAC)
+        # MTU 1600: an IMIX 1500-byte packet in VXLAN is 1550 bytes of IP.
+        veth = lab.add_veth(tester_ns, "t0", dut_ns, "d0", mac_a=TESTER_MAC, mac_b=DUT_MAC, mtu=1600)
         yield Testbed(lab, tester_ns, dut_ns, veth.a, veth.b)
 
 
@@ -356,6 +357,7 @@ def template_for(dut: Dut, tb: Testbed, point: Point, seed: int, flows: int = 0)
         imix=point.imix,
         seed=seed,
         flows=flows,
+        vxlan=dut.vxlan,
     )
 
 
@@ -438,7 +440,7 @@ class Runner:
                 stack.callback(dut.close)
                 dut.setup(tb)
                 undo_in_lab(dut.teardown, tb)
-                c = Counter(dut.src_mac(tb), dut.expectations(tb))
+                c = Counter(dut.src_mac(tb), dut.expectations(tb), vxlan=dut.vxlan is not None)
                 stack.callback(c.close)
                 counters[dut.key] = c
                 results.duts[dut.key] = {**dut.describe(), "expectations": c.n_expectations}

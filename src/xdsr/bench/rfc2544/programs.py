@@ -21,7 +21,7 @@ from xdsr.dataplane import libbpf as bpf
 from xdsr.net.frames import mac_bytes
 from xdsr.paths import bpf_object
 
-GEN_HDR_MAX = 64
+GEN_HDR_MAX = 128
 GEN_MAX_VIPS = 256
 COUNT_UNTAGGED = 0xFFFF
 COUNT_MAX_PROBES = 8
@@ -51,9 +51,11 @@ class GenCfg(ctypes.Structure):
         ("tagged", ctypes.c_uint8),
         ("proto", ctypes.c_uint8),
         ("imix", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8),
+        ("vxlan", ctypes.c_uint8),
         ("seed", ctypes.c_uint64),
         ("flow_mask", ctypes.c_uint64),
+        ("outer_ip_sum", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
     ]
 
 
@@ -69,7 +71,7 @@ class GenState(ctypes.Structure):
 
 
 class CountCfg(ctypes.Structure):
-    _fields_ = [("src_mac", ctypes.c_uint8 * 6), ("table_bits", ctypes.c_uint8), ("pad", ctypes.c_uint8)]
+    _fields_ = [("src_mac", ctypes.c_uint8 * 6), ("table_bits", ctypes.c_uint8), ("vxlan", ctypes.c_uint8)]
 
 
 class CountStatsC(ctypes.Structure):
@@ -203,9 +205,9 @@ class Generator:
 class Counter:
     """xdp_count loaded with one device under test's expectations."""
 
-    def __init__(self, src_mac: str, expectations: Iterable[Expectation]) -> None:
+    def __init__(self, src_mac: str, expectations: Iterable[Expectation], vxlan: bool = False) -> None:
         bits, slots = expectation_table(expectations)
-        cfg = CountCfg(table_bits=bits)
+        cfg = CountCfg(table_bits=bits, vxlan=int(vxlan))
         ctypes.memmove(cfg.src_mac, mac_bytes(src_mac), 6)
         with _open("xdp_count") as obj:
             obj.set_initial_value(".rodata", bytes(cfg))

@@ -18,6 +18,7 @@ KERNEL = "dnat"
 # The goals set for xdsr (64-byte frames), and what a straightforward XDP
 # implementation of the same job measured on such a harness, for reference.
 TARGET_A_ADDED_NS = 25.0
+TARGET_VXLAN_ADDED_NS = 10.0  # issue 15: VXLAN adds at most this over scenario A
 TARGET_A_RATIO = 0.89
 TARGET_B_VS_A = 0.95
 REFERENCE = {
@@ -45,7 +46,7 @@ class Spread:
 
 
 def dut_order(results: Results) -> list[str]:
-    known = ["loopback", "dnat", "xdsr-a", "xdsr-b"]
+    known = ["loopback", "dnat", "xdsr-a", "xdsr-b", "loopback-vxlan", "xdsr-vxlan"]
     keys = list(results.duts)
     return [k for k in known if k in keys] + [k for k in keys if k not in known]
 
@@ -55,9 +56,13 @@ def label(results: Results, key: str) -> str:
 
 
 def short_label(results: Results, key: str) -> str:
-    return {"loopback": "Loopback", "dnat": "DNAT", "xdsr-a": "xdsr A", "xdsr-b": "xdsr B"}.get(
-        key, label(results, key)
-    )
+    return {
+        "loopback": "Loopback",
+        "dnat": "DNAT",
+        "xdsr-a": "xdsr A",
+        "xdsr-b": "xdsr B",
+        "xdsr-vxlan": "xdsr VXLAN",
+    }.get(key, label(results, key))
 
 
 def spread_of(series: Series, metric: Callable[[Trial], float]) -> Spread:
@@ -105,7 +110,28 @@ def comparisons(results: Results) -> list[Comparison]:
         a, b = results.get("xdsr-a", point), results.get("xdsr-b", point)
         if a is not None and b is not None:
             out.append(Comparison(point, "xdsr-b", "xdsr-a", ratio(b, a), added_ns(b, a)))
+        v = results.get("xdsr-vxlan", point)
+        if a is not None and v is not None:
+            out.append(Comparison(point, "xdsr-vxlan", "xdsr-a", ratio(v, a), added_ns(v, a)))
+        lv = results.get("loopback-vxlan", point)
+        if v is not None and lv is not None:
+            out.append(Comparison(point, "xdsr-vxlan", "loopback-vxlan", ratio(v, lv), added_ns(v, lv)))
+        if v is not None and lv is not None and a is not None and base is not None:
+            # The data plane's own cost of VXLAN over VLAN: each over the
+            # loopback of its own frames, paired by trial.
+            extra = paired_quad(v, lv, a, base)
+            out.append(Comparison(point, "xdsr-vxlan", "xdsr-a (own loopbacks)", None, extra))
     return out
+
+
+def paired_quad(v: Series, lv: Series, a: Series, base: Series) -> Spread | None:
+    """(v over lv) - (a over base), in ns per packet, trials paired by index."""
+    vals = [
+        (1e9 / w.pps - 1e9 / x.pps) - (1e9 / y.pps - 1e9 / z.pps)
+        for w, x, y, z in zip(v.trials, lv.trials, a.trials, base.trials, strict=False)
+        if min(w.pps, x.pps, y.pps, z.pps) > 0
+    ]
+    return Spread.of(vals) if vals else None
 
 
 def find(comps: list[Comparison], point: Point, dut: str, vs: str) -> Comparison | None:
@@ -150,6 +176,17 @@ def targets(results: Results) -> list[TargetCheck]:
                     f"≥ {TARGET_A_RATIO:.2f}",
                     c.ratio.fmt(),
                     c.ratio.median >= TARGET_A_RATIO,
+                )
+            )
+        c = find(comps, p, "xdsr-vxlan", "xdsr-a (own loopbacks)") or find(comps, p, "xdsr-vxlan", "xdsr-a")
+        if c and c.added_ns:
+            out.append(
+                TargetCheck(
+                    f"xdsr VXLAN: cost added over xdsr A (ns/packet; vs {c.vs})",
+                    proto,
+                    f"≤ {TARGET_VXLAN_ADDED_NS:.0f}",
+                    c.added_ns.fmt(digits=1),
+                    c.added_ns.median <= TARGET_VXLAN_ADDED_NS,
                 )
             )
         c = find(comps, p, "xdsr-b", "xdsr-a")
@@ -210,6 +247,12 @@ def ratio_table(results: Results) -> str:
         cols.append((k, KERNEL, "ratio"))
     if "xdsr-a" in order and "xdsr-b" in order:
         cols.append(("xdsr-b", "xdsr-a", "ratio"))
+    if "xdsr-a" in order and "xdsr-vxlan" in order:
+        cols.append(("xdsr-vxlan", "xdsr-a", "ns"))
+    if "loopback-vxlan" in order and "xdsr-vxlan" in order:
+        cols.append(("xdsr-vxlan", "loopback-vxlan", "ns"))
+        if "xdsr-a" in order:
+            cols.append(("xdsr-vxlan", "xdsr-a (own loopbacks)", "ns"))
     if KERNEL in results.duts:
         cols.insert(0, (KERNEL, BASELINE, "ratio"))
     for k in order:
@@ -217,6 +260,10 @@ def ratio_table(results: Results) -> str:
     for k, vs, kind in cols:
         if kind == "ratio":
             header.append(f"{short_label(results, k)} ÷ {short_label(results, vs)}")
+        elif vs != BASELINE:
+            header.append(
+                f"{short_label(results, k)} ns added over {short_label(results, vs) if vs in results.duts else vs}"
+            )
         else:
             header.append(f"{short_label(results, k)} ns added")
     rows = []
