@@ -76,11 +76,16 @@ class StatusWriter(View):
         """Why (part of) a load balancer is not placed, derived from the group
         documents alone so that it survives an operator restart."""
         if placed is None:
+            why = self._unplaced.get(lb.id)
+            if why is not None:
+                return why, frozenset()
             if lb.lbn_group is not None:
                 return f"LB node group {lb.lbn_group!r} cannot take it (no live node, or full)", frozenset()
             return "no group of LB nodes can take it (none registered, or all full)", frozenset()
         if placed.generation != lb.generation:
             return None, frozenset()
+        if placed.refused is not None:
+            return placed.refused, frozenset()
         have = {s.id for s in placed.services}
         reasons, refused = [], set()
         for s in self.compiled(lb):
