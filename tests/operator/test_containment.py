@@ -172,8 +172,9 @@ def test_a_value_the_api_would_refuse_is_refused_by_the_operator_and_never_pushe
 def test_slot_memory_is_accounted_when_placing_and_admitting_changes() -> None:
     async def body() -> None:
         async with world(group_size=3) as w:
-            # Nodes with room for 2 of the largest tables (65536 slot chunks each) and a little.
-            chunks = 2 * 65536 + 100
+            # Nodes with room for 2 of the largest tables (65536 slot chunks
+            # each) and 6 chunks: one small table (4 chunks) more, not two.
+            chunks = 2 * 65536 + 6
             w.nodes.slot_chunks = chunks
             for name in ("n1", "n2", "n3"):
                 await w.register(name, slot_chunks=chunks)
@@ -202,8 +203,10 @@ def test_slot_memory_is_accounted_when_placing_and_admitting_changes() -> None:
             assert "slot chunks" in (st.error or ""), st.error
             assert "g1/hog" not in await w.placed()
 
-            # Growing a placed table past what is free (its new table is written
-            # beside the old one): refused, the old table keeps forwarding.
+            # Growing a placed table so that the group would hold two large
+            # and one small table: that fits, but the new table is written
+            # beside the old one, which does not: refused, the old table
+            # keeps forwarding.
             await w.put_lb(sized(load_balancer("small", vip="203.0.113.10", generation=2), BIG_TABLE))
             await settle(w)
             st = await w.status("small")
@@ -212,8 +215,9 @@ def test_slot_memory_is_accounted_when_placing_and_admitting_changes() -> None:
             assert svc.table_size == default_table_size(2)
             await assert_active(w, "big", "other")
 
-            # Room made (big deleted), the hog is placed at the next pass.
+            # Room made (big and other deleted), the hog is placed at the next pass.
             await w.put_lb(load_balancer("big", vip="203.0.113.11", generation=2, deleting=True))
+            await w.put_lb(load_balancer("other", vip="203.0.113.13", generation=2, deleting=True))
             await settle(w)
             await assert_active(w, "hog")
 
@@ -255,5 +259,26 @@ def test_pushes_to_a_failing_node_back_off_up_to_a_cap_and_reset_on_success() ->
             assert metrics.PUSH_BACKOFF.labels("n2")._value.get() == 0
             await settle(w)
             await assert_active(w, "lb0", "lb4")
+
+    run(body)
+
+
+def test_a_failure_naming_no_service_is_the_load_balancer_the_push_carried() -> None:
+    async def body() -> None:
+        async with counting_world(2) as w:
+            # Nodes that did not tell their slot memory (an older agent), and
+            # have room for one large table: the operator cannot foresee it.
+            w.nodes.slot_chunks = 65536 + 100
+            for lb_id, vip in (("lb5", "203.0.113.15"), ("lb6", "203.0.113.16")):
+                big = load_balancer(lb_id, vip=vip)
+                pools = [big.pools[0].model_copy(update={"table_size": BIG_TABLE})]
+                await w.put_lb(big.model_copy(update={"pools": pools}))
+                await settle(w)
+            await w.put_lb(load_balancer("lb7", vip="203.0.113.17"))
+            await settle(w)
+            await assert_active(w, "lb0", "lb1", "lb5", "lb7")
+            st = await w.status("lb6")
+            assert st is not None and st.provisioning_status == "ERROR"
+            assert "refused by an LB node" in (st.error or "") and "no room" in (st.error or ""), st.error
 
     run(body)

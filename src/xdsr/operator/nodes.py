@@ -247,7 +247,7 @@ class NodeDriver(View):
             carried &= wanted.placed.keys()
             if len(carried) != 1:
                 return {}
-            found = {carried.pop(): [str(exc).split(": ", 1)[-1]]}
+            found = {carried.pop(): [exc.detail]}
         return {lb_id: "refused by an LB node: " + "; ".join(why) for lb_id, why in found.items()}
 
     async def _poll_nodes(self) -> None:

@@ -185,7 +185,7 @@ class Placer(View):
                 # A node refused these rules: off the group, so that the
                 # group's other load balancers converge; tried again when
                 # the load balancer changes.
-                off = current.model_copy(update={"services": [], "refused": refused_by_node[1]})
+                off = current.model_copy(update={"services": [], "down": {}, "refused": refused_by_node[1]})
                 writes.append((group, lb.id, off))
                 continue
             down = self._health_down(lb, group, current)
@@ -214,12 +214,14 @@ class Placer(View):
                 load[group] = add(load[group], needs)
             else:
                 assert current is not None
-                have = cost(current.services)
-                # Its changed tables are written beside the old ones, which
-                # serve until the flip: both must fit at once.
-                old = {s.id: s for s in current.services}
-                rewritten = [s for s in services if _table(s) != _table(old.get(s.id))]
-                peak = add(sub_(load[group], have), add(cost(services), (0, cost(rewritten)[1], 0)))
+                have, needs = cost(current.services), cost(services)
+                # Its changed tables (slots and backends) are written beside
+                # the old ones, which serve until the flip: both must fit at
+                # once. Only the tables that stay as they are count once.
+                new = {s.id: s for s in services}
+                kept = cost(s for s in current.services if _table(s) == _table(new.get(s.id)))
+                after = add(sub_(load[group], have), needs)
+                peak = (after[0], load[group][1] + needs[1] - kept[1], load[group][2] + needs[2] - kept[2])
                 short = None if why else _short(peak, capacity[group])
                 if why or short:
                     why = why or f"its tables do not fit LB node group {group!r}: {short}"
@@ -228,7 +230,7 @@ class Placer(View):
                         refusal = current.model_copy(update={"generation": lb.generation, "refused": why})
                         writes.append((group, lb.id, refusal))
                     continue
-                load[group] = add(sub_(load[group], have), cost(services))
+                load[group] = after
             for s in services:
                 claimed[service_key(s)] = lb.id
             writes.append(
