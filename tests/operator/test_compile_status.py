@@ -266,3 +266,14 @@ def test_a_node_of_another_epoch_has_not_applied_the_groups_generations() -> Non
     assert st.observed_generation == 0
     assert st.lbns["b"].applied_generation == 0
     assert st.listeners["l1"].operating_status == "DEGRADED"
+
+
+def test_a_node_past_the_groups_generation_without_the_rules_has_not_installed_them() -> None:
+    # b holds a generation beyond any the operator sent in this epoch (a
+    # state PUT by hand, generation 999999), without this load balancer.
+    place = Placement("g1", generation=4, needed_revision=10, epoch="g1:u")
+    mine = _state(10).model_copy(update={"epoch": "g1:u"})
+    stray = AgentState(name="b", generation=999999, epoch="g1:u")
+    st = compute(lb(), place, [NodeReport("a", True, mine, None), NodeReport("b", True, stray, None)], None)
+    assert st.provisioning_status == "ERROR" and "not installed on LB node(s) b" in (st.error or "")
+    assert st.listeners["l1"].operating_status == "DEGRADED"

@@ -282,3 +282,24 @@ def test_a_failure_naming_no_service_is_the_load_balancer_the_push_carried() -> 
             assert "refused by an LB node" in (st.error or "") and "no room" in (st.error or ""), st.error
 
     run(body)
+
+
+def test_a_node_given_a_generation_by_someone_else_is_not_taken_as_current() -> None:
+    async def body() -> None:
+        async with counting_world(2) as w:
+            ep = endpoint("n2")
+            # A PUT /v1/state by hand: generation 999999 of the group's own epoch, holding nothing.
+            w.nodes.held[ep] = w.nodes.held[ep].model_copy(update={"generation": 999999, "services": []})
+            w.nodes.rules[ep] = {}
+            await w.op._poll_nodes()
+            await w.put_lb(load_balancer("lb3", vip="203.0.113.13"))
+            await w.op.reconcile()
+            await until(lambda: w.op.nodes["n2"].error is not None, 5, "the node's answer")
+            await w.op.reconcile()
+            for lb_id in ("lb0", "lb3"):
+                st = await w.status(lb_id)
+                assert st is not None and st.provisioning_status == "ERROR", (lb_id, st)
+                assert "not installed on LB node(s) n2" in (st.error or "")
+                assert st.lbns["n2"].error is not None and "999999" in st.lbns["n2"].error
+
+    run(body)

@@ -209,6 +209,15 @@ class NodeDriver(View):
                     got.generation,
                 )
                 node.kick.set()
+            elif got.generation > wanted.generation and got.epoch == wanted.epoch:
+                # Past anything this operator sent in this epoch: a state
+                # pushed by someone else. Its content is unknown (the status
+                # judges it by what it reports); it takes the group's state
+                # again once the group's generation passes it.
+                node.error = (
+                    f"holds generation {got.generation} of epoch {got.epoch}, past the group's "
+                    f"{wanted.generation}: not a state this operator sent"
+                )
             else:
                 node.error = got.error if got.generation < wanted.generation else None
             self._node_changed(node)

@@ -138,6 +138,16 @@ def compute(
         failed = [r for r in current if not r.ok]
         for r in failed:
             errors.append(f"listener {listener.id}: {r.error}")
+        # A node at the generation that brings the listener's rules holds
+        # them (an apply is all or nothing), so one that does not report
+        # them was not brought there by this operator (a state pushed by
+        # hand, say): not installed, whatever its generation says.
+        expected = placed_now and not placement.error and listener.id not in placement.refused
+        expected = expected and lb.admin_state_up and listener.admin_state_up and listener.default_pool_id in pools
+        missing = sorted(n for n in per_node if sid not in per_node[n]) if expected else []
+        if missing:
+            failed.append(ServiceReport(id=sid, ok=False))
+            errors.append(f"listener {listener.id}: not installed on LB node(s) {', '.join(missing)}")
         if listener.id in placement.refused:
             listeners[listener.id] = ObjectStatus(provisioning_status="ERROR", operating_status="ERROR")
             continue
