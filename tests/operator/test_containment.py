@@ -303,3 +303,30 @@ def test_a_node_given_a_generation_by_someone_else_is_not_taken_as_current() -> 
                 assert st.lbns["n2"].error is not None and "999999" in st.lbns["n2"].error
 
     run(body)
+
+
+def test_while_a_change_is_on_its_way_the_status_shows_what_the_nodes_forward() -> None:
+    async def body() -> None:
+        async with counting_world(2) as w:
+            before = await w.status("lb0")
+            assert before is not None and before.operating_status == "ONLINE"
+            # The change cannot reach any node yet (say it is on its way):
+            # every node still forwards generation 1, and says so.
+            for n in ("n1", "n2", "n3"):
+                w.nodes.unreachable.add(endpoint(n))
+            await w.put_lb(load_balancer("lb0", vip="203.0.113.10", n_members=3, generation=2))
+            await w.op.reconcile()
+            st = await w.status("lb0")
+            assert st is not None and st.observed_generation == 1
+            assert (st.operating_status, st.listeners["l1"].operating_status) == ("ONLINE", "ONLINE")
+            assert {m: s.operating_status for m, s in st.members.items()} == {
+                "lb0-m0": "ONLINE",
+                "lb0-m1": "ONLINE",
+                "lb0-m2": "OFFLINE",  # in no table yet
+            }
+            for n in ("n1", "n2", "n3"):
+                w.nodes.unreachable.discard(endpoint(n))
+            await settle(w)
+            await assert_active(w, "lb0")
+
+    run(body)

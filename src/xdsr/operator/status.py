@@ -116,6 +116,7 @@ def compute(
             forwards[n.name] = {s.id: s for s in n.state.services if s.id.startswith(lb.id + "/")}
     per_node = {n.name: forwards.get(n.name, {}) for n in reached}
     placed_now = placement.generation == lb.generation
+    settled = all_reached and placed_now  # every node forwards this very generation
 
     errors: list[str] = []
     if placement.error:
@@ -188,7 +189,8 @@ def compute(
                     member_state[m.id] = "ERROR"
                 elif pool.id in monitored and m.id in blind:
                     member_state[m.id] = "NO_MONITOR"  # the nodes cannot check it (docs/agent.md)
-                elif kept:
+                elif kept or not (settled or known("members", m.id)):
+                    # Not in any table yet (the change adding it is on its way), or nothing known.
                     member_state.setdefault(m.id, known("members", m.id) or "OFFLINE")
                 else:
                     member_state.setdefault(m.id, op if op != "DEGRADED" else "ONLINE")
