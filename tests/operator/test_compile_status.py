@@ -6,7 +6,7 @@ from xdsr.maglev import default_table_size
 from xdsr.model.agent import AgentState, RuleService, Segment, ServiceReport
 from xdsr.model.loadbalancer import HealthMonitor, Listener, LoadBalancer, Member, Pool
 from xdsr.operator.compile import compile_lb, sized, without
-from xdsr.operator.status import NodeReport, Placement, compute, judge_health
+from xdsr.operator.status import NodeReport, Placement, _combine, compute, judge_health
 
 NOW = "2026-11-26T00:00:00Z"
 
@@ -224,9 +224,10 @@ def test_a_node_that_forwards_but_does_not_announce_degrades_the_load_balancer()
         assert st.provisioning_status == "ACTIVE" and st.listeners["l1"].operating_status == "ONLINE"
     st = compute(doc, place, nodes("drained", "drained", "announcing; sessions down: rt_a, rt_b"), None)
     assert st.operating_status == "ERROR"
-    # A node that does not forward the load balancer yet is judged by its
-    # listeners (not installed), not by what it announces.
-    behind = [*nodes("announcing", "announcing"), NodeReport("n2", True, _state(9), None, "withdrawn: starting")]
+    # A node that does not forward the load balancer yet (restarted, empty)
+    # is judged by its listeners (not installed), not by what it announces.
+    empty = AgentState(name="n", generation=0)
+    behind = [*nodes("announcing", "announcing"), NodeReport("n2", True, empty, None, "withdrawn: starting")]
     st = compute(doc, place, behind, None)
     assert st.lbns["n2"].announcing is False and st.listeners["l1"].operating_status == "DEGRADED"
     no_bgp = [NodeReport(n.name, n.live, n.state, n.error) for n in behind]
@@ -234,3 +235,102 @@ def test_a_node_that_forwards_but_does_not_announce_degrades_the_load_balancer()
     # Disabled: OFFLINE whatever is announced.
     st = compute(lb(admin_state_up=False), place, nodes("drained", "drained"), None)
     assert st.operating_status == "OFFLINE"
+
+
+# --- status never lies --------------------------------------------------------
+
+
+def test_one_degraded_status_is_degraded_and_only_all_errors_are_error() -> None:
+    assert _combine(["DEGRADED"]) == "DEGRADED"
+    assert _combine(["ONLINE", "DEGRADED"]) == "DEGRADED"
+    assert _combine(["ERROR", "DEGRADED"]) == "DEGRADED"
+    assert _combine(["ERROR", "ONLINE"]) == "DEGRADED"
+    assert _combine(["ERROR", "ERROR"]) == "ERROR"
+    assert _combine(["ONLINE", "ONLINE"]) == "ONLINE"
+
+
+def test_a_listener_whose_only_pool_is_degraded_is_degraded() -> None:
+    place = Placement("g1", generation=4, needed_revision=10)
+    st = compute(lb(), place, [NodeReport("a", True, _state(10, unresolved=["m0"]), None)], None)
+    assert st.pools["p1"].operating_status == "DEGRADED"
+    assert st.listeners["l1"].operating_status == "DEGRADED"
+    assert st.operating_status == "DEGRADED"
+
+
+def test_while_a_change_is_pending_the_nodes_still_forwarding_keep_everything_online() -> None:
+    doc = lb()
+    nodes = [NodeReport(n, True, _state(10), None) for n in "abc"]
+    before = compute(doc, Placement("g1", generation=4, needed_revision=10), nodes, None)
+    assert before.listeners["l1"].operating_status == "ONLINE" and before.operating_status == "ONLINE"
+
+    # Generation 5 adds a member and a listener; its rules are at revision
+    # 11, which one node has applied so far. The others still forward
+    # generation 4's rules: nothing stopped forwarding.
+    pool = doc.pools[0]
+    new_member = pool.members[0].model_copy(update={"id": "m9", "address": "10.1.0.99"})
+    listeners = [*doc.listeners, doc.listeners[0].model_copy(update={"id": "l3", "protocol_port": 81})]
+    changed = doc.model_copy(
+        update={
+            "generation": 5,
+            "listeners": listeners,
+            "pools": [pool.model_copy(update={"members": [*pool.members, new_member]})],
+        }
+    )
+    ahead = AgentState(name="a", generation=11, services=[ServiceReport(id=i, ok=True) for i in ("lb1/l1", "lb1/l3")])
+    cases = [
+        (Placement("g1", generation=4, needed_revision=10), nodes),  # its rules not written yet
+        (Placement("g1", generation=5, needed_revision=11), [NodeReport("a", True, ahead, None), *nodes[1:]]),
+    ]
+    for place, pending in cases:
+        st = compute(changed, place, pending, before)
+        assert st.observed_generation == 4
+        assert st.listeners["l1"].operating_status == "ONLINE"
+        assert {m: s.operating_status for m, s in st.members.items() if m != "m9"} == {
+            m: s.operating_status for m, s in before.members.items()
+        }
+        assert st.pools["p1"].operating_status == "ONLINE"
+    # The new listener no node has yet is OFFLINE until one has it, never
+    # ERROR; once on one node of three, that node (the one told) judges it.
+    assert compute(changed, cases[0][0], cases[0][1], before).listeners["l3"].operating_status == "OFFLINE"
+    assert compute(changed, cases[0][0], cases[0][1], before).operating_status == "ONLINE"
+    assert st.listeners["l3"].operating_status == "ONLINE"
+
+
+def test_a_node_back_at_generation_0_degrades_its_load_balancers_until_resynced() -> None:
+    doc = lb()
+    place = Placement("g1", generation=4, needed_revision=10)
+    nodes = [NodeReport(n, True, _state(10), None) for n in "abc"]
+    st = compute(doc, place, nodes, None)
+    assert (st.provisioning_status, st.operating_status) == ("ACTIVE", "ONLINE")
+    # c rebooted (or its pins were purged): it holds nothing at generation 0.
+    for empty in (AgentState(name="c"), None):
+        nodes[2] = NodeReport("c", True, empty, None)
+        st = compute(doc, place, nodes, st)
+        assert st.operating_status == "DEGRADED"
+        assert st.listeners["l1"].operating_status == "DEGRADED"
+        assert st.lbns["c"].forwarding is False and st.lbns["c"].applied_generation == 0
+        assert st.observed_generation == 4  # what was made real once stays observed
+
+
+def test_a_node_of_another_epoch_has_not_applied_the_groups_generations() -> None:
+    doc = lb()
+    place = Placement("g1", generation=4, needed_revision=10, epoch="g1:new")
+    mine = _state(10).model_copy(update={"epoch": "g1:new"})
+    # b holds generation 999999 of a stream the group no longer is (a store
+    # rebuilt from nothing): not comparable, so not applied.
+    other = _state(999999).model_copy(update={"epoch": "g1:old", "services": []})
+    st = compute(doc, place, [NodeReport("a", True, mine, None), NodeReport("b", True, other, None)], None)
+    assert st.observed_generation == 0
+    assert st.lbns["b"].applied_generation == 0
+    assert st.listeners["l1"].operating_status == "DEGRADED"
+
+
+def test_a_node_past_the_groups_generation_without_the_rules_has_not_installed_them() -> None:
+    # b holds a generation beyond any the operator sent in this epoch (a
+    # state PUT by hand, generation 999999), without this load balancer.
+    place = Placement("g1", generation=4, needed_revision=10, epoch="g1:u")
+    mine = _state(10).model_copy(update={"epoch": "g1:u"})
+    stray = AgentState(name="b", generation=999999, epoch="g1:u")
+    st = compute(lb(), place, [NodeReport("a", True, mine, None), NodeReport("b", True, stray, None)], None)
+    assert st.provisioning_status == "ERROR" and "not installed on LB node(s) b" in (st.error or "")
+    assert st.listeners["l1"].operating_status == "DEGRADED"

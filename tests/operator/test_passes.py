@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from xdsr.dataplane import services
+from xdsr.agent import rules as agent_rules
+from xdsr.dataplane import services, tables
 from xdsr.maglev import default_table_size
 from xdsr.model import keys
 from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceReport, owner
@@ -47,6 +48,9 @@ class Nodes:
         self.pushes = 0
         self.bodies: list[tuple[str, DesiredState, int]] = []  # (endpoint, what was sent, bytes)
         self.refused = 0
+        # What one node alone refuses (a node-specific failure): (endpoint, service) -> why, or None.
+        self.refuses: Callable[[str, RuleService], str | None] = lambda _e, _s: None
+        self.slot_chunks = 1 << 30  # the slot memory of every node, in chunks
 
     async def put_state(self, endpoint: str, state: DesiredState | bytes) -> AgentState:
         if endpoint in self.unreachable:
@@ -75,10 +79,30 @@ class Nodes:
             for s in state.services:
                 rules.setdefault(owner(s.id), []).append(s)
         everything = [s for ss in rules.values() for s in ss]
+        # The agent's own checks (agent/rules.py), and what this node alone
+        # refuses: its answer names each bad service as the agent's does.
         try:
-            services.check(everything)
+            if state.is_delta:
+                held = self.rules[endpoint]
+                keys_ = {services.service_key(s): s.id or "" for ss in held.values() for s in ss}
+                agent_rules.validate_delta(state, held, keys_, 4096)
+            else:
+                agent_rules.validate(state, 4096)
+            where = (
+                [(f"changes.{lb}[{j}]", s) for lb, ss in state.changes.items() for j, s in enumerate(ss)]
+                if state.is_delta
+                else [(f"services[{i}]", s) for i, s in enumerate(state.services)]
+            )
+            mine = [services.FieldError(f, why) for f, s in where if (why := self.refuses(endpoint, s))]
+            if mine:
+                raise services.InvalidState(mine)
         except services.InvalidState as exc:
-            raise AgentError(f"{endpoint}: HTTP 422: {exc}") from None
+            errors = [(e.field, e.message) for e in exc.errors]
+            raise AgentError(f"{endpoint}: HTTP 422: {exc}", 422, errors) from None
+        chunks = sum(tables.slot_chunks(s.table_size or 0, len(s.backends)) for s in everything)
+        if chunks > self.slot_chunks:
+            # As the data plane says it (state.py): a 500 naming no service.
+            raise AgentError(f"{endpoint}: HTTP 500: no room for {chunks} slot chunks", 500)
         reports = []
         for s in everything:
             built, unresolved = services.to_service(s)  # MACs given only: nothing is resolved here
@@ -133,9 +157,18 @@ class World:
     nodes: Nodes
     clock: Clock
 
-    async def register(self, name: str, *, group: str | None = None, ttl: int = 10, max_services: int = 4096) -> int:
+    async def register(
+        self, name: str, *, group: str | None = None, ttl: int = 10, max_services: int = 4096, slot_chunks: int = 0
+    ) -> int:
         lease = await self.store.grant_lease(ttl)
-        record = LbnRecord(name=name, endpoint=endpoint(name), group=group, started_at=1.0, max_services=max_services)
+        record = LbnRecord(
+            name=name,
+            endpoint=endpoint(name),
+            group=group,
+            started_at=1.0,
+            max_services=max_services,
+            slot_chunks=slot_chunks,
+        )
         rev = await self.store.put(keys.lbn_key(name), dump(record), lease=lease)
         await self.op.lbns.wait_for(rev)
         return lease

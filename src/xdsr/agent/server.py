@@ -231,6 +231,8 @@ def run(opts: Options) -> int:
             started_at=time.time(),
             version=xdsr.__version__,
             max_services=dp.max_services,  # what the maps hold: the operator places no more here
+            slot_chunks=dp.slot_chunks,
+            backend_slots=dp.backend_slots,
         )
         store = open_store(opts.store, component="agent")
         registration = Registration(store, record, ttl=opts.lease_ttl, interval=opts.lease_ttl / 3)

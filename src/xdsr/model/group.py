@@ -20,6 +20,11 @@ class LbnRecord(_Model):
     started_at: float  # unix time the agent started: a change means it restarted
     version: str = ""
     max_services: int = 4096  # what its data plane holds: the operator places no more on its group
+    # Its Maglev slot memory and backend entries (xdsr_meta: slot_chunks,
+    # backend_slots; docs/dataplane.md): the operator places no larger
+    # tables on its group. 0: not told (an older agent), not accounted.
+    slot_chunks: int = 0
+    backend_slots: int = 0
     health_epoch: int = 0  # bumped when a backend the node checks goes up or down: read its state
     # The node's BGP state when it speaks BGP (docs/bgp.md): "announcing", "drained",
     # "withdrawn: <why>", each with "; sessions down: <peers>" when some are.
@@ -33,6 +38,12 @@ class PlacedLoadBalancer(_Model):
     project_id: str
     services: list[RuleService] = []
     down: dict[str, list[str]] = {}  # service id -> members health checks took out (weight 0 in services)
+    # Why this generation of the load balancer is not what the group
+    # forwards (docs/operator.md, Failure containment): its values or
+    # tables were refused, by the operator or by a node. `services` are
+    # then the rules it had before (admission refused) or none (a node
+    # refused them); either way they hold no other load balancer back.
+    refused: str | None = None
 
 
 class Group(_Model):

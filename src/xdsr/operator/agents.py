@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import httpx
 
 from xdsr.model.agent import AgentState, DesiredState
@@ -9,7 +11,19 @@ from xdsr.web.tls import ClientTls
 
 
 class AgentError(Exception):
-    """An agent could not be reached or refused a state."""
+    """An agent could not be reached or refused a state. status: the HTTP
+    status it answered (0: no answer); errors: (field, message) of each
+    problem of a refused state (422), naming the services the way the state
+    did (services[i]..., changes.<lb id>[j]...); detail: the agent's own
+    words (its `error` or `detail`), else the message."""
+
+    def __init__(
+        self, message: str, status: int = 0, errors: list[tuple[str, str]] | None = None, detail: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = errors or []
+        self.detail = detail or message
 
 
 class AgentClient:
@@ -48,7 +62,14 @@ class AgentClient:
             raise AgentError(f"{endpoint}: {exc.__class__.__name__}: {exc}") from exc
         if resp.status_code in (200, 409):
             return AgentState.model_validate_json(resp.content)
-        raise AgentError(f"{endpoint}: HTTP {resp.status_code}: {resp.text[:300]}")
+        errors: list[tuple[str, str]] = []
+        detail = None
+        with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+            body = resp.json()
+            detail = body.get("error") or body.get("detail")
+            errors = [(str(e["field"]), str(e["message"])) for e in body.get("errors", [])]
+        message = f"{endpoint}: HTTP {resp.status_code}: {resp.text[:300]}"
+        raise AgentError(message, resp.status_code, errors, str(detail) if detail else None)
 
     async def get_state(self, endpoint: str) -> AgentState:
         self._check(endpoint)

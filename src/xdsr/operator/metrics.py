@@ -14,7 +14,7 @@ from collections import Counter as Tally
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -34,6 +34,17 @@ PUSH_FAILURES = Counter(
     "xdsr_operator_push_failures_total", "Pushes to an LB node that failed (unreachable, refused)", ["node"]
 )
 
+PUSH_BACKOFF = Gauge(
+    "xdsr_operator_push_backoff_seconds",
+    "Delay before the next push to an LB node after failed ones in a row (0: the last push went through)",
+    ["node"],
+)
+REFUSED = Counter(
+    "xdsr_operator_refused_total",
+    "Load balancers (generations) taken off their group because an LB node refused their rules",
+    ["node"],
+)
+
 
 def pushed(node: str) -> None:
     PUSHES.labels(node).inc()
@@ -41,6 +52,14 @@ def pushed(node: str) -> None:
 
 def push_failed(node: str) -> None:
     PUSH_FAILURES.labels(node).inc()
+
+
+def push_backoff(node: str, seconds: float) -> None:
+    PUSH_BACKOFF.labels(node).set(seconds)
+
+
+def refused(node: str, n: int) -> None:
+    REFUSED.labels(node).inc(n)
 
 
 class _Seen(Collector):

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 
-from xdsr.model.agent import AgentState, ServiceReport, owner
+from xdsr.model.agent import AgentState, DesiredState, ServiceReport, owner
 from xdsr.model.group import LbnRecord
 from xdsr.operator import metrics
 from xdsr.operator.agents import AgentError
@@ -132,11 +133,42 @@ class NodeDriver(View):
             except AgentError as exc:
                 node.error = str(exc)
                 metrics.push_failed(node.name)
-                log.warning("push to LB node %s failed: %s", node.name, exc)
                 self._node_changed(node)
-                await asyncio.sleep(self.settings.retry)
+                culprits = self._culprits(exc, desired, wanted)
+                if culprits:
+                    # Those load balancers' rules come off the group (the
+                    # placement pass writes why): the next target leaves
+                    # them out, and the node gets everything else.
+                    log.warning(
+                        "LB node %s refused the rules of load balancer(s) %s: %s",
+                        node.name,
+                        ", ".join(sorted(culprits)),
+                        exc,
+                    )
+                    metrics.refused(node.name, len(culprits))
+                    for lb_id, why in culprits.items():
+                        self._node_refusals[lb_id] = (wanted.placed[lb_id][0].generation, why)
+                        self._place_dirty.add(lb_id)
+                    # No retry of the same push: the next target (without
+                    # them) kicks this worker, else the next poll does.
+                    self._kick.set()
+                    continue
+                node.failures += 1
+                delay = self._backoff(node.failures)
+                metrics.push_backoff(node.name, delay)
+                log.warning(
+                    "push to LB node %s failed (%d in a row), next try in %.1f s: %s",
+                    node.name,
+                    node.failures,
+                    delay,
+                    exc,
+                )
+                await asyncio.sleep(delay)
                 node.kick.set()
                 continue
+            if node.failures:
+                node.failures = 0
+                metrics.push_backoff(node.name, 0.0)
             node.bytes_sent += len(body)
             node.last_contact = time.monotonic()
             if lbs is None:
@@ -177,9 +209,55 @@ class NodeDriver(View):
                     got.generation,
                 )
                 node.kick.set()
+            elif got.generation > wanted.generation and got.epoch == wanted.epoch:
+                # Past anything this operator sent in this epoch: a state
+                # pushed by someone else. Its content is unknown (the status
+                # judges it by what it reports); it takes the group's state
+                # again once the group's generation passes it.
+                node.error = (
+                    f"holds generation {got.generation} of epoch {got.epoch}, past the group's "
+                    f"{wanted.generation}: not a state this operator sent"
+                )
             else:
                 node.error = got.error if got.generation < wanted.generation else None
             self._node_changed(node)
+
+    def _backoff(self, failures: int) -> float:
+        """Seconds before the next push to a node that failed `failures`
+        times in a row: doubling from settings.retry up to settings.retry_max,
+        with full jitter in its upper half so that nodes that failed together
+        (a network blip) do not come back together."""
+        ceiling = min(self.settings.retry_max, self.settings.retry * 2 ** min(failures - 1, 32))
+        return ceiling * random.uniform(0.5, 1.0)
+
+    @staticmethod
+    def _culprits(exc: AgentError, desired: DesiredState, wanted: Target) -> dict[str, str]:
+        """The load balancers whose rules made the node refuse a push (lb
+        id -> why), when it can tell: the fields its errors name (a refused
+        state names each bad service: services[i]... in a full state,
+        changes.<lb id>[j]... in a delta), or the one load balancer the push
+        carried. {} when the failure is not theirs to carry (unreachable,
+        or an error that names none of several)."""
+        if exc.status not in (422, 500):
+            return {}
+        found: dict[str, list[str]] = {}
+        for field, message in exc.errors:
+            lb_id = None
+            if field.startswith("changes."):
+                lb_id = field.removeprefix("changes.").split("[", 1)[0]
+            elif field.startswith("services["):
+                head = field.removeprefix("services[").split("]", 1)[0]
+                if head.isdigit() and int(head) < len(desired.services):
+                    lb_id = owner(desired.services[int(head)].id)
+            if lb_id in wanted.placed:
+                found.setdefault(lb_id, []).append(f"{field}: {message}")
+        if not found:
+            carried = set(desired.changes) if desired.is_delta else {owner(s.id) for s in desired.services}
+            carried &= wanted.placed.keys()
+            if len(carried) != 1:
+                return {}
+            found = {carried.pop(): [exc.detail]}
+        return {lb_id: "refused by an LB node: " + "; ".join(why) for lb_id, why in found.items()}
 
     async def _poll_nodes(self) -> None:
         """Fresh state (counters, restarts) from every live node."""

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 
+from xdsr.dataplane import services as svc_checks
+from xdsr.dataplane import tables
 from xdsr.model import keys
+from xdsr.model.agent import RuleService
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer
 from xdsr.operator.compile import ServiceKey, service_key, sized, without
@@ -23,6 +27,66 @@ from xdsr.store.base import Conflict
 from xdsr.store.docs import dump, update_doc
 
 log = logging.getLogger("xdsr.operator")
+
+# What a load balancer's rules take on each node of its group: services,
+# slot chunks (its Maglev tables, dataplane/tables.py), backend entries.
+Cost = tuple[int, int, int]
+ZERO: Cost = (0, 0, 0)
+_UNBOUNDED = 1 << 62
+
+
+def cost(services: Iterable[RuleService]) -> Cost:
+    n = chunks = backends = 0
+    for s in services:
+        n += 1
+        chunks += tables.slot_chunks(s.table_size or 0, len(s.backends))
+        backends += len(s.backends)
+    return (n, chunks, backends)
+
+
+def add(a: Cost, b: Cost) -> Cost:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2])
+
+
+def sub_(a: Cost, b: Cost) -> Cost:
+    return (a[0] - b[0], a[1] - b[1], a[2] - b[2])
+
+
+def _capacity(nodes: list[LbnRecord]) -> Cost:
+    """What every one of these nodes holds (0 of anything: no live node;
+    a size a node did not tell is not bounded)."""
+    if not nodes:
+        return ZERO
+    return (
+        min(n.max_services for n in nodes),
+        min(n.slot_chunks or _UNBOUNDED for n in nodes),
+        min(n.backend_slots or _UNBOUNDED for n in nodes),
+    )
+
+
+_WHAT = ("services", "slot chunks", "backend entries")
+
+
+def _describe(c: Cost) -> str:
+    return ", ".join(f"{v} {w}" if v < _UNBOUNDED // 2 else f"any number of {w}" for v, w in zip(c, _WHAT, strict=True))
+
+
+def _short(needs: Cost, capacity: Cost) -> str | None:
+    """What does not fit, or None."""
+    over = [f"{n} {w} of {c}" for n, c, w in zip(needs, capacity, _WHAT, strict=True) if n > c]
+    return "it would take " + ", ".join(over) if over else None
+
+
+def _table(s: RuleService | None) -> object:
+    """What a service's table is made of: equal, the node keeps the table."""
+    return None if s is None else (s.table_size, [(b.id, b.mac, b.vlan, b.weight) for b in s.backends])
+
+
+def _invalid(services: list[RuleService]) -> str | None:
+    """The nodes' own checks (dataplane/services.py), run before anything
+    is pushed: a load balancer they would refuse is refused here alone."""
+    errors = svc_checks.errors(services)
+    return "refused: " + "; ".join(map(str, errors)) if errors else None
 
 
 class Placer(View):
@@ -56,8 +120,10 @@ class Placer(View):
             log.info("LB node %s joined group %s", name, wanted)
 
     def _choose_group(
-        self, load: dict[str, int], capacity: dict[str, int], needs: int, wanted: str | None = None
+        self, load: dict[str, Cost], capacity: dict[str, Cost], needs: Cost, wanted: str | None = None
     ) -> str | None:
+        """The group with the fewest services where the load balancer fits
+        (services, slot chunks and backend entries)."""
         live = self._live()
         candidates = []
         for g, (doc, _) in self._group_docs().items():
@@ -66,9 +132,9 @@ class Placer(View):
             members = [n for n in doc.lbns if n in live]
             if not members:
                 continue
-            if load.get(g, 0) + needs > capacity[g]:
+            if _short(add(load.get(g, ZERO), needs), capacity[g]):
                 continue
-            candidates.append((load.get(g, 0), g))
+            candidates.append((load.get(g, ZERO)[0], g))
         return min(candidates)[1] if candidates else None
 
     async def _place(self) -> None:
@@ -77,10 +143,11 @@ class Placer(View):
         placed_all = self._placed()
         where = self._placement_index()
         live = self._live()
-        load: dict[str, int] = {}  # services per group, counted when a load balancer needs a group
-        capacity = {
-            g: min((live[n].max_services for n in doc.lbns if n in live), default=0) for g, (doc, _) in groups.items()
-        }
+        # What each group holds (services, slot chunks, backend entries),
+        # counted when a load balancer needs a group or grows; what the
+        # smallest live node of each holds.
+        load: dict[str, Cost] = {}
+        capacity = {g: _capacity([live[n] for n in doc.lbns if n in live]) for g, (doc, _) in groups.items()}
         # Two load balancers cannot share a VIP, port, protocol and segment:
         # who serves each key is kept as the rules change (self._owner);
         # what this pass places goes in `claimed` first.
@@ -102,10 +169,25 @@ class Placer(View):
         for lb in lbs_sorted:
             group = where.get(lb.id)
             if lb.deleting:
+                self._unplaced.pop(lb.id, None)
                 if group is not None:
                     writes.append((group, lb.id, None))
                 continue
             current = placed_all[group][lb.id][0] if group else None
+            refused_by_node = self._node_refusals.pop(lb.id, None)
+            if (
+                refused_by_node is not None
+                and group is not None
+                and current is not None
+                and current.generation == refused_by_node[0]
+                and current.refused is None
+            ):
+                # A node refused these rules: off the group, so that the
+                # group's other load balancers converge; tried again when
+                # the load balancer changes.
+                off = current.model_copy(update={"services": [], "down": {}, "refused": refused_by_node[1]})
+                writes.append((group, lb.id, off))
+                continue
             down = self._health_down(lb, group, current)
             if current is not None and current.generation == lb.generation and current.down == down:
                 continue
@@ -114,15 +196,41 @@ class Placer(View):
             services = [s for s in self.compiled(lb) if owner(service_key(s), lb.id) == lb.id]
             services = sized(services, current.services if current is not None else None)
             services = without(services, down)
+            if not load:
+                load = {g: cost(s for p, _ in lbs.values() for s in p.services) for g, lbs in placed_all.items()}
+                load.update({g: ZERO for g in groups if g not in load})
+            why = _invalid(services)
             if group is None:
-                if not load:
-                    load = {g: sum(len(p.services) for p, _ in lbs.values()) for g, lbs in placed_all.items()}
-                    load.update({g: 0 for g in groups if g not in load})
-                group = self._choose_group(load, capacity, len(services), lb.lbn_group)
-                if group is None:
-                    self._place_dirty.add(lb.id)  # looked at again next pass (a group may form, or free up)
+                needs = cost(services)
+                chosen = None if why else self._choose_group(load, capacity, needs, lb.lbn_group)
+                if chosen is None:
+                    self._unplaced[lb.id] = why or self._no_room(lb, needs, load, capacity)
+                    self._dirty_lbs.add(lb.id)
+                    if not why:
+                        self._place_dirty.add(lb.id)  # looked at again next pass (a group may form, or free up)
                     continue
-                load[group] = load.get(group, 0) + len(services)
+                group = chosen
+                self._unplaced.pop(lb.id, None)
+                load[group] = add(load[group], needs)
+            else:
+                assert current is not None
+                have, needs = cost(current.services), cost(services)
+                # Its changed tables (slots and backends) are written beside
+                # the old ones, which serve until the flip: both must fit at
+                # once. Only the tables that stay as they are count once.
+                new = {s.id: s for s in services}
+                kept = cost(s for s in current.services if _table(s) == _table(new.get(s.id)))
+                after = add(sub_(load[group], have), needs)
+                peak = (after[0], load[group][1] + needs[1] - kept[1], load[group][2] + needs[2] - kept[2])
+                short = None if why else _short(peak, capacity[group])
+                if why or short:
+                    why = why or f"its tables do not fit LB node group {group!r}: {short}"
+                    if current.generation != lb.generation or current.refused != why:
+                        # Refused: the rules it had keep forwarding.
+                        refusal = current.model_copy(update={"generation": lb.generation, "refused": why})
+                        writes.append((group, lb.id, refusal))
+                    continue
+                load[group] = after
             for s in services:
                 claimed[service_key(s)] = lb.id
             writes.append(
@@ -185,6 +293,23 @@ class Placer(View):
             await self.rules.wait_for(last_rule)
         if writes:
             log.debug("placed: %d rule changes in %d groups", len(writes), len({g for g, _, _ in writes}))
+
+    def _no_room(self, lb: LoadBalancer, needs: Cost, load: dict[str, Cost], capacity: dict[str, Cost]) -> str:
+        live = self._live()
+        where = f"LB node group {lb.lbn_group!r}" if lb.lbn_group is not None else "no group of LB nodes"
+        groups = {
+            g: cap
+            for g, cap in capacity.items()
+            if (lb.lbn_group is None or g == lb.lbn_group) and any(n in live for n in self._group_docs()[g][0].lbns)
+        }
+        if not groups:
+            return f"{where} can take it (no live node)"
+        free = {g: sub_(cap, load.get(g, ZERO)) for g, cap in groups.items()}
+        best = max(free.values(), key=lambda f: f[1])
+        return (
+            f"{where} can take it: it needs {needs[0]} services, {needs[1]} slot chunks of Maglev table "
+            f"memory and {needs[2]} backend entries; the most free is {_describe(best)}"
+        )
 
     def _health_down(
         self, lb: LoadBalancer, group: str | None, current: PlacedLoadBalancer | None

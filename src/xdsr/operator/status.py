@@ -1,14 +1,18 @@
 """What a load balancer's status is, from what its LB nodes report.
 
 Provisioning is ACTIVE once every live node of the group has applied the
-group generation that holds the load balancer's latest change, ERROR when a
-node could not install one of its services (or the operator refused it, as
-for a VIP another load balancer already serves). Operating status comes from
-what the nodes really forward: a listener is ONLINE when every live node has
-its service installed, a member when every node resolved its MAC. With
-BGP, the router sends a VIP only to the nodes announcing it: a load balancer
-is DEGRADED while one of its forwarding nodes does not announce, ERROR when
-none does (docs/bgp.md).
+group generation (of the group's epoch) that holds the load balancer's latest
+change, ERROR when a node could not install one of its services (or the
+operator refused it: a VIP another load balancer already serves, tables that
+do not fit, a service a node refused). Operating status comes from what the
+nodes really forward, whatever generation they are at: a listener is ONLINE
+when every live node has its service installed, DEGRADED when some have (a
+node restarted with empty maps has none) or its pool is degraded, a member
+when every node resolved its MAC. While a change has not reached every node,
+what no node can tell yet keeps its last known status. With BGP, the router
+sends a VIP only to the nodes announcing it: a load balancer is DEGRADED
+while one of its forwarding nodes does not announce, ERROR when none does
+(docs/bgp.md).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Placement:
     needed_revision: int  # group generation the nodes must reach to forward it
     error: str | None = None  # why it is not (fully) placed
     refused: frozenset[str] = frozenset()  # listener ids the operator left out (conflicts)
+    epoch: str = ""  # the group's epoch (view.group_epoch): a node's generations count only in it
 
 
 @dataclass(frozen=True)
@@ -80,13 +85,13 @@ def judge_health(lb_id: str, nodes: list[NodeReport]) -> Health:
 
 
 def _combine(states: list[OperatingStatus]) -> OperatingStatus:
-    if not states:
-        return "ONLINE"
+    """Several objects' statuses as one: ONLINE when all are, ERROR when all
+    are, DEGRADED for anything between (a DEGRADED one alone included)."""
     if all(s == "ONLINE" for s in states):
         return "ONLINE"
-    if any(s == "ONLINE" for s in states):
-        return "DEGRADED"
-    return "ERROR"
+    if all(s == "ERROR" for s in states):
+        return "ERROR"
+    return "DEGRADED"
 
 
 def _routed(op: OperatingStatus, lbns: list[LbnReport]) -> OperatingStatus:
@@ -108,7 +113,9 @@ def compute(
     health = judge_health(lb.id, nodes)
     monitored = {hm.pool_id for hm in lb.healthmonitors if hm.admin_state_up}
     live = [n for n in nodes if n.live]
-    applied = {n.name: (n.state.generation if n.state else 0) for n in live}
+    # A node of another epoch counts as at generation 0: its generations are
+    # not comparable with the group's (docs/operator.md).
+    applied = {n.name: (n.state.generation if n.state and n.state.epoch == placement.epoch else 0) for n in live}
     reached = [n for n in live if applied[n.name] >= placement.needed_revision > 0]
     all_reached = bool(live) and len(reached) == len(live) and placement.generation > 0
 
@@ -116,10 +123,18 @@ def compute(
     if all_reached:
         observed = max(observed, placement.generation)
 
-    per_node: dict[str, dict[str, ServiceReport]] = {}
-    for n in reached:
-        assert n.state is not None
-        per_node[n.name] = {s.id: s for s in n.state.services if s.id.startswith(lb.id + "/")}
+    # What each live node forwards of this load balancer now, whatever
+    # generation it is at: a node still at an older generation forwards
+    # this load balancer's older rules, and that is its operating status
+    # until the change reaches it. Whether the latest rules installed
+    # (provisioning) is judged only from the nodes that have them.
+    forwards: dict[str, dict[str, ServiceReport]] = {}
+    for n in live:
+        if n.state is not None:
+            forwards[n.name] = {s.id: s for s in n.state.services if s.id.startswith(lb.id + "/")}
+    per_node = {n.name: forwards.get(n.name, {}) for n in reached}
+    placed_now = placement.generation == lb.generation
+    settled = all_reached and placed_now  # every node forwards this very generation
 
     errors: list[str] = []
     if placement.error:
@@ -130,16 +145,38 @@ def compute(
     pools_in_use = {listener.default_pool_id for listener in lb.listeners if listener.default_pool_id}
     pools = {p.id: p for p in lb.pools}
 
+    def known(kind: str, obj_id: str) -> OperatingStatus | None:
+        got: ObjectStatus | None = getattr(prev, kind).get(obj_id) if prev is not None else None
+        return got.operating_status if got is not None else None
+
     for listener in lb.listeners:
         sid = service_id(lb.id, listener.id)
-        reports = [per_node[n][sid] for n in per_node if sid in per_node[n]]
+        current = [per_node[n][sid] for n in per_node if sid in per_node[n]]
+        reports = [forwards[n][sid] for n in forwards if sid in forwards[n]]
         stats[listener.id] = ListenerStats(packets=sum(r.packets for r in reports), bytes=sum(r.bytes for r in reports))
-        failed = [r for r in reports if not r.ok]
+        failed = [r for r in current if not r.ok]
         for r in failed:
             errors.append(f"listener {listener.id}: {r.error}")
+        # A node at the generation that brings the listener's rules holds
+        # them (an apply is all or nothing), so one that does not report
+        # them was not brought there by this operator (a state pushed by
+        # hand, say): not installed, whatever its generation says.
+        expected = placed_now and not placement.error and listener.id not in placement.refused
+        expected = expected and lb.admin_state_up and listener.admin_state_up and listener.default_pool_id in pools
+        missing = sorted(n for n in per_node if sid not in per_node[n]) if expected else []
+        if missing:
+            failed.append(ServiceReport(id=sid, ok=False))
+            errors.append(f"listener {listener.id}: not installed on LB node(s) {', '.join(missing)}")
         if listener.id in placement.refused:
             listeners[listener.id] = ObjectStatus(provisioning_status="ERROR", operating_status="ERROR")
             continue
+        # Judged by the nodes that should forward it: those that have it,
+        # those at the generation that brings the latest rules (once they
+        # are placed), and those that hold nothing at all (restarted with
+        # empty maps). A node on its way there (an older generation without
+        # it) is not told yet; if no node can tell, what was last known
+        # stands (OFFLINE for a listener no node had yet).
+        kept = False
         if not listener.admin_state_up or not lb.admin_state_up:
             op: OperatingStatus = "OFFLINE"
         elif listener.default_pool_id is None:
@@ -147,8 +184,16 @@ def compute(
         elif not live:
             op = "ERROR"
         else:
+            judges = [
+                n
+                for n in live
+                if sid in forwards.get(n.name, {}) or (n in reached and placed_now) or not applied[n.name]
+            ]
             ok = [r for r in reports if r.ok]
-            op = "ONLINE" if len(ok) == len(live) else ("DEGRADED" if ok else "ERROR")
+            if judges:
+                op = "ONLINE" if len(ok) == len(judges) else ("DEGRADED" if ok else "ERROR")
+            else:
+                op, kept = known("listeners", listener.id) or "OFFLINE", True
         listeners[listener.id] = ObjectStatus(provisioning_status="ERROR" if failed else "ACTIVE", operating_status=op)
         pool = pools.get(listener.default_pool_id or "")
         if pool is not None:
@@ -162,6 +207,9 @@ def compute(
                     member_state[m.id] = "ERROR"
                 elif pool.id in monitored and m.id in blind:
                     member_state[m.id] = "NO_MONITOR"  # the nodes cannot check it (docs/agent.md)
+                elif kept or not (settled or known("members", m.id)):
+                    # Not in any table yet (the change adding it is on its way), or nothing known.
+                    member_state.setdefault(m.id, known("members", m.id) or "OFFLINE")
                 else:
                     member_state.setdefault(m.id, op if op != "DEGRADED" else "ONLINE")
 
@@ -177,6 +225,14 @@ def compute(
         offline = not pool.admin_state_up or (pool.members and not states)
         op = "OFFLINE" if offline else _combine(states)
         pool_status[pool.id] = ObjectStatus(operating_status=op)
+
+    # A listener forwarding to a pool that has members down (or all of
+    # them) is not wholly ONLINE.
+    for listener in lb.listeners:
+        got = listeners[listener.id]
+        pool_op = pool_status.get(listener.default_pool_id or "", ObjectStatus()).operating_status
+        if got.operating_status == "ONLINE" and pool_op in ("DEGRADED", "ERROR"):
+            listeners[listener.id] = got.model_copy(update={"operating_status": "DEGRADED"})
 
     if not lb.admin_state_up:
         lb_op: OperatingStatus = "OFFLINE"

@@ -86,6 +86,7 @@ class Node:
     bytes_sent: int = 0  # bodies of PUT /v1/state, for the benchmark
     full_pushes: int = 0
     delta_pushes: int = 0
+    failures: int = 0  # pushes failed in a row: the backoff grows with them (nodes.py)
 
 
 @dataclass
@@ -93,7 +94,8 @@ class Settings:
     group_size: int = 3
     resync: float = 10.0  # seconds between full passes and node polls without events
     stats_interval: float = 5.0  # at most this often a status is rewritten only for counters
-    retry: float = 1.0  # delay before pushing again to a node that failed
+    retry: float = 1.0  # delay before pushing again to a node that failed, doubled at each failure in a row
+    retry_max: float = 60.0  # ... up to this
 
 
 class View:
@@ -135,6 +137,10 @@ class View:
         self._place_all = True
         self._deleting: set[str] = set()  # load balancers marked deleting, until their documents go
         self._owners: dict[ServiceKey, set[str]] = {}
+        # Failure containment (placement.py): why a load balancer found no
+        # group, and what nodes refused (lb id -> (its placed generation, why)).
+        self._unplaced: dict[str, str] = {}
+        self._node_refusals: dict[str, tuple[int, str]] = {}
 
     def _rules_changed(self, name: str, old: object, new: object) -> None:
         self._placed_cache = self._where_cache = None

@@ -20,7 +20,7 @@ from xdsr.model.group import PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer
 from xdsr.operator.compile import service_key
 from xdsr.operator.status import Placement, compute, same_but_stats
-from xdsr.operator.view import View
+from xdsr.operator.view import View, group_epoch
 from xdsr.store.base import Conflict
 from xdsr.store.docs import dump
 
@@ -46,7 +46,9 @@ class StatusWriter(View):
             placed, needed = placed_all[group][lb.id] if group else (None, 0)
             # The revision of its rules: the first group generation holding them.
             reason, refused = self._refusal(lb, placed)
-            placement = Placement(group, placed.generation if placed else 0, needed, reason, refused)
+            doc = self._group_docs().get(group) if group else None
+            epoch = group_epoch(group, doc[0]) if group and doc else ""
+            placement = Placement(group, placed.generation if placed else 0, needed, reason, refused, epoch)
             prev = self.statuses.get(lb.id)
             new = compute(lb, placement, self._reports(group, lb.id), prev)
             if prev is None and new.observed_generation == 0 and new.error is None:
@@ -74,11 +76,16 @@ class StatusWriter(View):
         """Why (part of) a load balancer is not placed, derived from the group
         documents alone so that it survives an operator restart."""
         if placed is None:
+            why = self._unplaced.get(lb.id)
+            if why is not None:
+                return why, frozenset()
             if lb.lbn_group is not None:
                 return f"LB node group {lb.lbn_group!r} cannot take it (no live node, or full)", frozenset()
             return "no group of LB nodes can take it (none registered, or all full)", frozenset()
         if placed.generation != lb.generation:
             return None, frozenset()
+        if placed.refused is not None:
+            return placed.refused, frozenset()
         have = {s.id for s in placed.services}
         reasons, refused = [], set()
         for s in self.compiled(lb):
