@@ -17,6 +17,7 @@ import numpy as np
 from xdsr.dataplane import abi
 from xdsr.dataplane.model import Backend, Service
 from xdsr.maglev import MaglevBackend, build_table
+from xdsr.maglev.maglev import build_tables
 from xdsr.net.frames import mac_bytes, mac_str
 
 BACKEND_SIZE = ctypes.sizeof(abi.Backend)
@@ -53,6 +54,17 @@ def maglev_slots(table_size: int, backends: tuple[Backend, ...]) -> np.ndarray:
     if not any(b.weight > 0 for b in backends):
         return np.zeros(0, dtype=np.uint16)
     return build_table([MaglevBackend(b.identity, b.weight) for b in backends], table_size)
+
+
+def maglev_slots_many(services: list[Service]) -> list[np.ndarray]:
+    """[maglev_slots(s.table_size, s.backends) for s in services], built side
+    by side (a node receiving a whole group builds thousands at once)."""
+    weighted = [s for s in services if any(b.weight > 0 for b in s.backends)]
+    built = iter(
+        build_tables([([MaglevBackend(b.identity, b.weight) for b in s.backends], s.table_size) for s in weighted])
+    )
+    empty = np.zeros(0, dtype=np.uint16)
+    return [next(built) if any(b.weight > 0 for b in s.backends) else empty for s in services]
 
 
 def encode_slots(table_size: int, n_backends: int, slots: np.ndarray) -> bytes:
