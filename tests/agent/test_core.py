@@ -15,7 +15,7 @@ from xdsr.agent import core, drift, rules
 from xdsr.agent.core import Agent, AgentConfig
 from xdsr.agent.resolver import NeighborKey
 from xdsr.dataplane.loader import DataplaneError
-from xdsr.dataplane.model import Service
+from xdsr.dataplane.model import Service, ServiceKey
 from xdsr.dataplane.state import ApplyReport, CounterValue, InstalledService, Stats
 from xdsr.model.agent import DesiredState
 
@@ -31,6 +31,7 @@ class FakeKernel:
         self.applies: list[list[Service]] = []
         self.fail: Exception | None = None
         self.max_services = 64
+        self.deltas: list[tuple[list[Service], list[ServiceKey]]] = []  # what each apply_changes was given
 
     def apply(self, dp: Any, services: list[Service]) -> ApplyReport:
         if self.fail is not None:
@@ -39,6 +40,13 @@ class FakeKernel:
         self.services = services
         held = {s.key: InstalledService(s, i, s.digest(), 100 + i, 4096) for i, s in enumerate(services)}
         return ApplyReport(created=[s.key for s in services], seconds=0.001, installed=held)
+
+    def apply_changes(self, dp: Any, upsert: list[Service], remove: list[ServiceKey]) -> ApplyReport:
+        if self.fail is not None:
+            raise self.fail
+        self.deltas.append((list(upsert), list(remove)))
+        gone = set(remove) | {s.key for s in upsert}
+        return self.apply(dp, [s for s in self.services if s.key not in gone] + list(upsert))
 
     def installed(self, dp: Any) -> list[InstalledService]:
         return [InstalledService(s, i, s.digest(), 100 + i, 4096) for i, s in enumerate(self.services)]
@@ -74,6 +82,7 @@ class FakeResolver:
 def kernel(monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
     k = FakeKernel()
     monkeypatch.setattr(core, "apply", k.apply)
+    monkeypatch.setattr(core, "apply_changes", k.apply_changes)
     monkeypatch.setattr(core, "installed", k.installed)
     monkeypatch.setattr(core, "read_stats", k.read_stats)
     monkeypatch.setattr(drift, "index_digest", k.digest)
@@ -215,6 +224,8 @@ def test_a_delta_changes_only_its_load_balancers_and_needs_its_base(kernel: Fake
         assert status == 200 and st.generation == 6 and st.partial
         assert [r.id for r in st.services] == ["a/l"] and st.services[0].active_backends == 3
         assert len(kernel.services) == 2 and b_service in kernel.services  # b kept as built, not rebuilt
+        (upsert, remove) = kernel.deltas[-1]
+        assert [s.backends[0].id for s in upsert] == ["a-m0"] and remove == [], "the kernel is given a's service only"
         assert a.desired is not None and {s.id for s in a.desired.services} == {"a/l", "b/l"}
 
         # Not at its base (missed generation 7), or of another epoch: refused, nothing applied.
