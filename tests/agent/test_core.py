@@ -252,3 +252,114 @@ def test_a_delta_changes_only_its_load_balancers_and_needs_its_base(kernel: Fake
         await a.stop()
 
     run(body())
+
+
+def many_lbs(generation: int, n: int, epoch: str = "g1:u") -> DesiredState:
+    services = [
+        {
+            "id": f"lb{i}/l",
+            "vip": f"203.0.113.{i + 1}",
+            "port": 80,
+            "protocol": "tcp",
+            "backends": [{"id": f"lb{i}-m{j}", "mac": f"02:00:00:00:{i:02x}:{j:02x}", "vlan": 100} for j in range(3)],
+        }
+        for i in range(n)
+    ]
+    return DesiredState.model_validate({"generation": generation, "epoch": epoch, "services": services})
+
+
+def parts_of(state: DesiredState, part_bytes: int) -> list[DesiredState]:
+    from xdsr.operator.agents import split
+
+    return [DesiredState.model_validate_json(b) for b in split(state, part_bytes)]
+
+
+def test_a_full_state_in_parts_is_applied_once_whole(kernel: FakeKernel) -> None:
+    """Parts are kept, nothing applied, until the last; then the whole state
+    is applied in one apply. A part out of order, or of another generation,
+    drops what was received; an older generation is refused."""
+
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+        whole = many_lbs(4, 12)
+        parts = parts_of(whole, 1000)
+        assert len(parts) >= 4 and all(p.parts == len(parts) for p in parts)
+        assert [s for p in parts for s in p.services] == whole.services, "the parts are the state, in order"
+
+        for p in parts[:-1]:
+            status, st = await a.put(p)
+            assert status == 202 and st.generation == 0
+        assert (await a.put(parts[-2]))[0] == 202, "a retry of the last part received is no harm"
+        assert (await a.put(parts[1]))[0] == 409, "an earlier part is out of order: the parts are dropped"
+        assert (await a.put(parts[-1]))[0] == 409, "so the last one completes nothing"
+        assert kernel.applies == []
+        for p in parts[:-1]:
+            assert (await a.put(p))[0] == 202
+        status, st = await a.put(parts[-1])
+        assert status == 200 and st.generation == 4 and len(st.services) == 12 and not st.partial
+        assert len(kernel.applies) == 1 and len(kernel.services) == 12
+        assert a.desired == whole
+
+        # Another state's part between: what was received is dropped, nothing applied.
+        later = parts_of(many_lbs(5, 10), 1500)
+        assert (await a.put(later[0]))[0] == 202
+        assert (await a.put(parts_of(many_lbs(6, 10), 1500)[1]))[0] == 409
+        assert (await a.put(later[-1]))[0] == 409
+        older = parts_of(many_lbs(3, 10), 1500)
+        assert (await a.put(older[0]))[0] == 409
+        assert len(kernel.applies) == 1 and a.generation == 4
+
+        # A delta from the generation the parts made works as from any full state.
+        status, st = await a.put(delta(5, 4, {"lb0": []}))
+        assert status == 200 and len(kernel.services) == 11
+        await a.stop()
+
+    run(body())
+
+
+def test_the_operator_client_sends_a_large_state_in_parts(kernel: FakeKernel) -> None:
+    """AgentClient.push against the agent's HTTP API: a state larger than
+    one part arrives in several bodies and is applied once; one that fits
+    is sent in one body."""
+    import contextlib
+
+    import httpx
+
+    from xdsr.agent.api import create_app
+    from xdsr.operator.agents import AgentClient
+
+    token = "t" * 20
+
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Any) -> Any:
+            yield
+
+        app = create_app(a, token.encode(), lifespan)
+        bodies: list[int] = []
+
+        async def count(request: httpx.Request) -> None:
+            bodies.append(len(request.content))
+
+        client = AgentClient(token)
+        await client._http.aclose()
+        client._http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            headers={"Authorization": f"Bearer {token}"},
+            event_hooks={"request": [count]},
+        )
+        client.part_bytes = 2000
+        got, sent = await client.push("http://agent", many_lbs(7, 20))
+        assert got.generation == 7 and len(got.services) == 20
+        assert len(bodies) > 2 and max(bodies) <= 2000 and sent == sum(bodies)
+        assert len(kernel.applies) == 1
+
+        bodies.clear()
+        got, _ = await client.push("http://agent", delta(8, 7, {"lb1": []}))
+        assert got.generation == 8 and len(bodies) == 1
+        await client.close()
+        await a.stop()
+
+    run(body())

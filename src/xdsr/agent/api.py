@@ -141,6 +141,7 @@ def create_app(agent: Agent, token: bytes, lifespan: Callable[[FastAPI], Abstrac
         response_model=AgentState,
         responses={
             **_STATE_RESPONSES,
+            202: {"model": AgentState, "description": "a part of a full state, kept until its last part"},
             409: {"model": AgentState, "description": "older than the applied generation: the current state"},
             422: {"description": "invalid desired state (each error names its field); nothing was changed"},
             500: {"model": AgentState, "description": "the data plane refused the apply; `error` says why"},

@@ -95,6 +95,9 @@ class Agent:
         self._holding = False
         self.generation = 0
         self.epoch = ""
+        # The parts of a full state received so far: ((epoch, generation,
+        # parts), the services of each part in order).
+        self._parts: tuple[tuple[str, int, int], list[list[RuleService]]] | None = None
         # What the node holds, by load balancer (the delta protocol's unit):
         # its services, as built, and the neighbours they need.
         self.held: dict[str, list[RuleService]] = {}
@@ -208,10 +211,13 @@ class Agent:
         Raises rules.InvalidState (nothing changed) for a state that cannot
         apply. A delta is answered with the reports of the load balancers it
         names only, and refused (409) unless the node holds its base."""
+        if desired.is_part:
+            return await self._put_part(desired)
         if desired.is_delta:
             return await self._put_delta(desired)
         rules.validate(desired, self.dp.max_services)
         async with self._lock:
+            self._parts = None
             same_epoch = desired.epoch == self.epoch
             if same_epoch and desired.generation < self.generation:
                 log.info("refused generation=%d: older than applied=%d", desired.generation, self.generation)
@@ -229,8 +235,52 @@ class Agent:
             status = await self._apply_changes(desired, changes, "put", full=True)
             return status, await self.state()
 
+    async def _put_part(self, desired: DesiredState) -> tuple[int, AgentState]:
+        """One part of a full state sent in several (model/agent.py): kept
+        (202) until the last, which applies them all as one full state."""
+        async with self._lock:
+            ident = (desired.epoch, desired.generation, desired.parts)
+            have = self._parts
+            if desired.epoch == self.epoch and desired.generation < self.generation:
+                self._parts = None
+                log.info("refused part of generation=%d: older than applied=%d", desired.generation, self.generation)
+                return 409, await self.state(set())
+            if desired.part == 0:
+                have = (ident, [])
+            elif have is None or have[0] != ident or len(have[1]) not in (desired.part, desired.part + 1):
+                # Not the next part (nor a retry of the last one) of the state being received.
+                self._parts = None
+                log.info(
+                    "refused part %d/%d of %s:%d: %s",
+                    desired.part,
+                    desired.parts,
+                    desired.epoch or "-",
+                    desired.generation,
+                    "no earlier part" if have is None else f"expected part {len(have[1])} of {have[0]}",
+                )
+                return 409, await self.state(set())
+            received = [*have[1][: desired.part], desired.services]
+            if desired.part < desired.parts - 1:
+                self._parts = (ident, received)
+                return 202, await self.state(set())
+            self._parts = None
+        whole = DesiredState.model_construct(
+            generation=desired.generation,
+            epoch=desired.epoch,
+            base=None,
+            changes={},
+            part=0,
+            parts=1,
+            services=[s for part in received for s in part],
+        )
+        log.info(
+            "received generation=%d in %d parts: %d services", whole.generation, desired.parts, len(whole.services)
+        )
+        return await self.put(whole)
+
     async def _put_delta(self, desired: DesiredState) -> tuple[int, AgentState]:
         async with self._lock:
+            self._parts = None
             owners = set(desired.changes)
             if desired.epoch != self.epoch or desired.base != self.generation:
                 if desired.epoch == self.epoch and desired.generation == self.generation:

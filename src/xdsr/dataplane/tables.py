@@ -18,7 +18,7 @@ from xdsr.dataplane import abi
 from xdsr.dataplane.model import Backend, Service
 from xdsr.maglev import MaglevBackend, build_table
 from xdsr.maglev.maglev import build_tables
-from xdsr.net.frames import mac_bytes, mac_str
+from xdsr.net.frames import mac_str
 
 BACKEND_SIZE = ctypes.sizeof(abi.Backend)
 
@@ -79,17 +79,6 @@ def encode_slots(table_size: int, n_backends: int, slots: np.ndarray) -> bytes:
     return out.tobytes()
 
 
-def encode_backends(backends: tuple[Backend, ...]) -> bytes:
-    out = bytearray(len(backends) * BACKEND_SIZE)
-    be = abi.Backend()
-    for i, b in enumerate(backends):
-        ctypes.memmove(be.mac, mac_bytes(b.mac), 6)
-        be.vid = b.vlan
-        be.weight = b.weight
-        out[i * BACKEND_SIZE : (i + 1) * BACKEND_SIZE] = bytes(be)
-    return bytes(out)
-
-
 _BACKEND_DTYPE = np.dtype(
     {
         "names": ["mac", "vid", "weight"],
@@ -98,6 +87,19 @@ _BACKEND_DTYPE = np.dtype(
         "itemsize": BACKEND_SIZE,
     }
 )
+
+
+def encode_backends(backends: tuple[Backend, ...]) -> bytes:
+    """The backends' entries (struct xdsr_backend), as the kernel reads them."""
+    out = np.zeros(len(backends), dtype=_BACKEND_DTYPE)
+    if backends:
+        # MACs are normalized ("02:00:00:00:00:01"): the hex digits are the bytes.
+        out["mac"] = np.frombuffer(bytes.fromhex("".join(b.mac for b in backends).replace(":", "")), np.uint8).reshape(
+            -1, 6
+        )
+        out["vid"] = [b.vlan for b in backends]
+        out["weight"] = [b.weight for b in backends]
+    return out.tobytes()
 
 
 def decode_backends(raw: bytes, n_backends: int) -> tuple[Backend, ...]:
