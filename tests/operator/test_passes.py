@@ -48,6 +48,11 @@ class Nodes:
         self.bodies: list[tuple[str, DesiredState, int]] = []  # (endpoint, what was sent, bytes)
         self.refused = 0
 
+    async def push(self, endpoint: str, state: DesiredState) -> tuple[AgentState, int]:
+        """AgentClient.push: the state in one body (these states are small)."""
+        body = state.model_dump_json(exclude_defaults=True).encode()
+        return await self.put_state(endpoint, body), len(body)
+
     async def put_state(self, endpoint: str, state: DesiredState | bytes) -> AgentState:
         if endpoint in self.unreachable:
             raise AgentError(f"{endpoint}: connection refused")
