@@ -168,7 +168,7 @@ def create_app(agent: Agent, token: bytes, lifespan: Callable[[FastAPI], Abstrac
         if d is None:
             return JSONResponse(None)
         # Always the full state: no base, no changes; the epoch when there is one.
-        drop = {"base", "changes"} | (set() if d.epoch else {"epoch"})
+        drop = {"base", "changes", "part", "parts"} | (set() if d.epoch else {"epoch"})
         return JSONResponse(d.model_dump(mode="json", exclude=drop))
 
     @app.get("/v1/bgp", response_model=BgpStatus, responses=_STATE_RESPONSES)

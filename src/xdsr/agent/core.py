@@ -43,6 +43,9 @@ log = logging.getLogger("xdsr.agent")
 
 T = TypeVar("T")
 
+# Services from which a state is checked and built off the event loop.
+_OFF_LOOP = 256
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -204,6 +207,17 @@ class Agent:
     async def _dp(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._dp_thread, fn, *args)
 
+    async def _work(self, size: int, fn: Callable[..., T], *args: object) -> T:
+        """fn(*args), off the loop when it is large (checking and building a
+        whole group takes seconds of CPU: the loop must keep renewing the
+        node's lease and answering meanwhile)."""
+        if size < _OFF_LOOP:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    def _build(self, changes: dict[str, list[RuleService]]) -> dict[str, list[rules.Built]]:
+        return {lb: rules.build_services(ss, self.neighbors.mac) for lb, ss in changes.items()}
+
     # -- the API's operations ----------------------------------------------
 
     async def put(self, desired: DesiredState) -> tuple[int, AgentState]:
@@ -215,7 +229,7 @@ class Agent:
             return await self._put_part(desired)
         if desired.is_delta:
             return await self._put_delta(desired)
-        rules.validate(desired, self.dp.max_services)
+        await self._work(len(desired.services), rules.validate, desired, self.dp.max_services)
         async with self._lock:
             self._parts = None
             same_epoch = desired.epoch == self.epoch
@@ -405,7 +419,7 @@ class Agent:
         are not rewritten). A delta costs what it changes; full: the kernel
         is made to hold exactly what is built, whatever it held (a full
         state, a drift repair). Caller holds the lock."""
-        fresh = {lb: rules.build_services(ss, self.neighbors.mac) for lb, ss in changes.items()}
+        fresh = await self._work(sum(map(len, changes.values())), self._build, changes)
         upsert = [b.service for bs in fresh.values() for b in bs]
         staying = {s.key for s in upsert}
         remove = [b.service.key for lb in fresh for b in self.built_by.get(lb, ()) if b.service.key not in staying]
