@@ -15,7 +15,7 @@ from xdsr.agent import core, drift, rules
 from xdsr.agent.core import Agent, AgentConfig
 from xdsr.agent.resolver import NeighborKey
 from xdsr.dataplane.loader import DataplaneError
-from xdsr.dataplane.model import Service
+from xdsr.dataplane.model import Service, ServiceKey
 from xdsr.dataplane.state import ApplyReport, CounterValue, InstalledService, Stats
 from xdsr.model.agent import DesiredState
 
@@ -31,6 +31,7 @@ class FakeKernel:
         self.applies: list[list[Service]] = []
         self.fail: Exception | None = None
         self.max_services = 64
+        self.deltas: list[tuple[list[Service], list[ServiceKey]]] = []  # what each apply_changes was given
 
     def apply(self, dp: Any, services: list[Service]) -> ApplyReport:
         if self.fail is not None:
@@ -39,6 +40,13 @@ class FakeKernel:
         self.services = services
         held = {s.key: InstalledService(s, i, s.digest(), 100 + i, 4096) for i, s in enumerate(services)}
         return ApplyReport(created=[s.key for s in services], seconds=0.001, installed=held)
+
+    def apply_changes(self, dp: Any, upsert: list[Service], remove: list[ServiceKey]) -> ApplyReport:
+        if self.fail is not None:
+            raise self.fail
+        self.deltas.append((list(upsert), list(remove)))
+        gone = set(remove) | {s.key for s in upsert}
+        return self.apply(dp, [s for s in self.services if s.key not in gone] + list(upsert))
 
     def installed(self, dp: Any) -> list[InstalledService]:
         return [InstalledService(s, i, s.digest(), 100 + i, 4096) for i, s in enumerate(self.services)]
@@ -74,6 +82,7 @@ class FakeResolver:
 def kernel(monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
     k = FakeKernel()
     monkeypatch.setattr(core, "apply", k.apply)
+    monkeypatch.setattr(core, "apply_changes", k.apply_changes)
     monkeypatch.setattr(core, "installed", k.installed)
     monkeypatch.setattr(core, "read_stats", k.read_stats)
     monkeypatch.setattr(drift, "index_digest", k.digest)
@@ -215,6 +224,8 @@ def test_a_delta_changes_only_its_load_balancers_and_needs_its_base(kernel: Fake
         assert status == 200 and st.generation == 6 and st.partial
         assert [r.id for r in st.services] == ["a/l"] and st.services[0].active_backends == 3
         assert len(kernel.services) == 2 and b_service in kernel.services  # b kept as built, not rebuilt
+        (upsert, remove) = kernel.deltas[-1]
+        assert [s.backends[0].id for s in upsert] == ["a-m0"] and remove == [], "the kernel is given a's service only"
         assert a.desired is not None and {s.id for s in a.desired.services} == {"a/l", "b/l"}
 
         # Not at its base (missed generation 7), or of another epoch: refused, nothing applied.
@@ -238,6 +249,117 @@ def test_a_delta_changes_only_its_load_balancers_and_needs_its_base(kernel: Fake
         # A full state of another epoch is taken whatever its generation.
         status, st = await a.put(two_lbs(2, epoch="g1:new"))
         assert status == 200 and st.generation == 2 and len(st.services) == 2 and not st.partial
+        await a.stop()
+
+    run(body())
+
+
+def many_lbs(generation: int, n: int, epoch: str = "g1:u") -> DesiredState:
+    services = [
+        {
+            "id": f"lb{i}/l",
+            "vip": f"203.0.113.{i + 1}",
+            "port": 80,
+            "protocol": "tcp",
+            "backends": [{"id": f"lb{i}-m{j}", "mac": f"02:00:00:00:{i:02x}:{j:02x}", "vlan": 100} for j in range(3)],
+        }
+        for i in range(n)
+    ]
+    return DesiredState.model_validate({"generation": generation, "epoch": epoch, "services": services})
+
+
+def parts_of(state: DesiredState, part_bytes: int) -> list[DesiredState]:
+    from xdsr.operator.agents import split
+
+    return [DesiredState.model_validate_json(b) for b in split(state, part_bytes)]
+
+
+def test_a_full_state_in_parts_is_applied_once_whole(kernel: FakeKernel) -> None:
+    """Parts are kept, nothing applied, until the last; then the whole state
+    is applied in one apply. A part out of order, or of another generation,
+    drops what was received; an older generation is refused."""
+
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+        whole = many_lbs(4, 12)
+        parts = parts_of(whole, 1000)
+        assert len(parts) >= 4 and all(p.parts == len(parts) for p in parts)
+        assert [s for p in parts for s in p.services] == whole.services, "the parts are the state, in order"
+
+        for p in parts[:-1]:
+            status, st = await a.put(p)
+            assert status == 202 and st.generation == 0
+        assert (await a.put(parts[-2]))[0] == 202, "a retry of the last part received is no harm"
+        assert (await a.put(parts[1]))[0] == 409, "an earlier part is out of order: the parts are dropped"
+        assert (await a.put(parts[-1]))[0] == 409, "so the last one completes nothing"
+        assert kernel.applies == []
+        for p in parts[:-1]:
+            assert (await a.put(p))[0] == 202
+        status, st = await a.put(parts[-1])
+        assert status == 200 and st.generation == 4 and len(st.services) == 12 and not st.partial
+        assert len(kernel.applies) == 1 and len(kernel.services) == 12
+        assert a.desired == whole
+
+        # Another state's part between: what was received is dropped, nothing applied.
+        later = parts_of(many_lbs(5, 10), 1500)
+        assert (await a.put(later[0]))[0] == 202
+        assert (await a.put(parts_of(many_lbs(6, 10), 1500)[1]))[0] == 409
+        assert (await a.put(later[-1]))[0] == 409
+        older = parts_of(many_lbs(3, 10), 1500)
+        assert (await a.put(older[0]))[0] == 409
+        assert len(kernel.applies) == 1 and a.generation == 4
+
+        # A delta from the generation the parts made works as from any full state.
+        status, st = await a.put(delta(5, 4, {"lb0": []}))
+        assert status == 200 and len(kernel.services) == 11
+        await a.stop()
+
+    run(body())
+
+
+def test_the_operator_client_sends_a_large_state_in_parts(kernel: FakeKernel) -> None:
+    """AgentClient.push against the agent's HTTP API: a state larger than
+    one part arrives in several bodies and is applied once; one that fits
+    is sent in one body."""
+    import contextlib
+
+    import httpx
+
+    from xdsr.agent.api import create_app
+    from xdsr.operator.agents import AgentClient
+
+    token = "t" * 20
+
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Any) -> Any:
+            yield
+
+        app = create_app(a, token.encode(), lifespan)
+        bodies: list[int] = []
+
+        async def count(request: httpx.Request) -> None:
+            bodies.append(len(request.content))
+
+        client = AgentClient(token)
+        await client._http.aclose()
+        client._http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            headers={"Authorization": f"Bearer {token}"},
+            event_hooks={"request": [count]},
+        )
+        client.part_bytes = 2000
+        got, sent = await client.push("http://agent", many_lbs(7, 20))
+        assert got.generation == 7 and len(got.services) == 20
+        assert len(bodies) > 2 and max(bodies) <= 2000 and sent == sum(bodies)
+        assert len(kernel.applies) == 1
+
+        bodies.clear()
+        got, _ = await client.push("http://agent", delta(8, 7, {"lb1": []}))
+        assert got.generation == 8 and len(bodies) == 1
+        await client.close()
         await a.stop()
 
     run(body())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from xdsr.dataplane import abi
 from xdsr.dataplane.config import parse_config
 from xdsr.dataplane.loader import MAP_INDEXES, MAP_META, MAP_SEL, Dataplane, DataplaneError, Limits
 from xdsr.dataplane.model import Backend, Service, ServiceKey
-from xdsr.dataplane.state import apply, installed, read_index, read_stats
+from xdsr.dataplane.state import apply, apply_changes, installed, read_index, read_stats
 from xdsr.dataplane.tables import maglev_slots
 
 pytestmark = needs_root
@@ -197,3 +198,122 @@ def test_an_apply_that_changes_nothing_does_not_touch_the_kernel(dp: Dataplane) 
     assert apply(dp, want).index_swapped
     again = apply(dp, want)
     assert not again.index_swapped and again.tables_written == 0
+
+
+def _findable(dp: Dataplane) -> dict[ServiceKey, int]:
+    """Every used bucket's key, found the way the program looks it up: from
+    its home bucket until the key or an empty bucket, within the probe limit."""
+    from xdsr.dataplane.flowhash import index_hash
+
+    sel = abi.Sel.from_buffer_copy(dp.maps[MAP_SEL].lookup(b"\0\0\0\0"))  # type: ignore[arg-type]
+    mm = dp.maps[MAP_INDEXES[sel.live & 1]].mmap(writable=False)
+    raw = bytes(mm[: dp.index_size * 64])
+    mm.close()
+    used = {}
+    for b in range(dp.index_size):
+        e = abi.SvcEntry.from_buffer_copy(raw, b * 64)
+        if e.flags & abi.SvcFlags.USED:
+            used[ServiceKey.unpack(bytes(e.key))] = b
+    for key, at in used.items():
+        b = index_hash(key.pack()) & (dp.index_size - 1)
+        for _ in range(abi.INDEX_PROBES):
+            e = abi.SvcEntry.from_buffer_copy(raw, b * 64)
+            assert e.flags & abi.SvcFlags.USED, f"{key}: an empty bucket before it"
+            if b == at:
+                break
+            b = (b + 1) & (dp.index_size - 1)
+        else:
+            raise AssertionError(f"{key} is beyond the probe limit")
+    return used
+
+
+class _Counting:
+    """A map whose element reads and writes are counted."""
+
+    def __init__(self, inner: Any, calls: list[str]) -> None:
+        self._inner, self._calls = inner, calls
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name in ("lookup", "update", "update_batch", "delete", "delete_batch", "keys"):
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                self._calls.append(f"{self._inner.info.name}.{name}")
+                return attr(*args, **kwargs)
+
+            return counted
+        return attr
+
+
+def test_a_change_of_one_service_touches_only_that_service(dp: Dataplane, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 60 services held, changing one writes its table, its bucket
+    (and its fragment entry's) and the selector; nothing reads the others
+    back or walks them."""
+    from xdsr.dataplane import state
+
+    want = services(60, backends=3)
+    apply(dp, want)
+    calls: list[str] = []
+    # (The grace period's own map is not the services'.)
+    monkeypatch.setattr(
+        dp, "maps", {name: m if name == "xdsr_barrier" else _Counting(m, calls) for name, m in dp.maps.items()}
+    )
+    parsed: list[int] = []
+    real_parse = state._parse_buckets
+    monkeypatch.setattr(state, "_parse_buckets", lambda data: parsed.append(1) or real_parse(data))
+    digests: list[ServiceKey] = []
+    real_digest = Service.digest
+    monkeypatch.setattr(Service, "digest", lambda s: digests.append(s.key) or real_digest(s))
+
+    one = Service(want[7].key, want[7].table_size, want[7].backends[:2])
+    report = apply_changes(dp, [one], [])
+    assert report.updated == [one.key] and report.tables_written == 1 and report.index_swapped
+    assert report.buckets_written == 2, "its entry and its fragment entry"
+    assert parsed == [], "the live index is not parsed again"
+    assert set(digests) == {one.key}, "no other service is looked at"
+    assert sorted(calls) == ["xdsr_sel.lookup", "xdsr_sel.update"]
+
+    calls.clear()
+    report = apply_changes(dp, [], [want[3].key])
+    assert report.removed == [want[3].key] and report.tables_written == 0
+    assert sorted(calls) == ["xdsr_sel.lookup", "xdsr_sel.update"] and parsed == []
+    monkeypatch.undo()
+    expect = [one if s.key == one.key else s for s in want if s.key != want[3].key]
+    assert [i.service for i in installed(dp)] == sorted(expect, key=lambda s: s.key)
+
+
+def test_changes_keep_every_key_findable_and_equal_a_full_apply(pin_dir: Path) -> None:
+    """Services added, changed and removed one change at a time, in an
+    index crowded enough for keys to collide (removals shift entries back):
+    every key stays findable by the program's probe, and the kernel holds
+    exactly what one full apply of the same services would."""
+    import random
+
+    rng = random.Random(7)
+    with Dataplane.create_or_open(pin_dir, max_services=24) as small:
+        pool = services(24, backends=2) + services(6, backends=1, port=53)
+        held: dict[ServiceKey, Service] = {}
+        for step in range(120):
+            s = rng.choice(pool)
+            if s.key in held and rng.random() < 0.5:
+                apply_changes(small, [], [s.key])
+                del held[s.key]
+            elif len(held) < 24 or s.key in held:
+                new = Service(s.key, s.table_size, s.backends[: rng.randint(1, len(s.backends))])
+                apply_changes(small, [new], [])
+                held[s.key] = new
+            used = _findable(small)
+            assert {k for k in used if k.port} == set(held), f"step {step}"
+            assert {k for k in used if not k.port} == {k.fragment_key() for k in held}
+            got = {i.service.key: i.service for i in installed(small, with_slots=True)}
+            assert got == held
+        for inst in installed(small, with_slots=True):
+            assert inst.slots is not None
+            np.testing.assert_array_equal(inst.slots, maglev_slots(inst.service.table_size, inst.service.backends))
+        index = read_index(small)
+        for key in held:
+            frag = index[key.fragment_key()]
+            target = min((k for k in held if k.fragment_key() == key.fragment_key()), key=lambda k: k.port)
+            assert frag.slot_base == index[target].slot_base
+        report = apply(small, list(held.values()))
+        assert not report.index_swapped and report.tables_written == 0, "a full apply finds nothing to change"

@@ -155,6 +155,42 @@ def test_equals_reference_65537_weighted(n: int) -> None:
     assert_same(backends_of(ids, weights), 65537)
 
 
+@pytest.mark.parametrize(
+    ("n", "m", "weights"),
+    [
+        (10, 1009, None),  # a whole group of 10-member load balancers
+        (2, 101, None),
+        (5, 13, None),
+        (4, 211, [3, 1, 2, 0]),  # weighted, one drained: rounds without every backend
+        (200, 2039, None),  # more backends than one byte holds
+    ],
+)
+def test_many_tables_side_by_side_equal_the_reference(n: int, m: int, weights: list[int] | None) -> None:
+    """build_tables builds tables of one shape side by side (mm._batch):
+    every one equals the reference, and so does each odd one out."""
+    rng = random.Random(n * m)
+    count = mm._BATCH_MIN + 3 if n < 100 else mm._BATCH_MIN
+    jobs = [(backends_of([f"{rng.getrandbits(40):010x}-{j}" for j in range(n)], weights), m) for _ in range(count)]
+    jobs.append((backends_of(["lonely-a", "lonely-b", "lonely-c"]), 101))  # a shape of its own
+    jobs.append((backends_of(["only"]), 101))  # one backend takes every slot
+    got = mm.build_tables(jobs)
+    assert len(got) == len(jobs)
+    for (backends, size), table in zip(jobs, got, strict=True):
+        ref = reference_build_table(backends, size)
+        assert table.dtype == ref.dtype
+        np.testing.assert_array_equal(table, ref)
+
+
+def test_a_batch_spans_several_blocks() -> None:
+    """More tables of one shape than one block holds: built block by block, each table right."""
+    m = 101
+    count = mm._BATCH_CELLS // m + 5
+    jobs = [(backends_of([f"t{i}-{j}" for j in range(3)]), m) for i in range(count)]
+    got = mm.build_tables(jobs)
+    for i in (0, count // 2, count - 1):
+        np.testing.assert_array_equal(got[i], reference_build_table(*jobs[i]))
+
+
 def test_equals_reference_huge_weights() -> None:
     # Weights beyond int64 range for (round * weight): the builder switches to Python ints.
     backends = backends_of(["a", "b", "c", "d"], [10**30, 3 * 10**29 + 7, 1, 0])

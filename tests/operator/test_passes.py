@@ -52,6 +52,11 @@ class Nodes:
         self.refuses: Callable[[str, RuleService], str | None] = lambda _e, _s: None
         self.slot_chunks = 1 << 30  # the slot memory of every node, in chunks
 
+    async def push(self, endpoint: str, state: DesiredState) -> tuple[AgentState, int]:
+        """AgentClient.push: the state in one body (these states are small)."""
+        body = state.model_dump_json(exclude_defaults=True).encode()
+        return await self.put_state(endpoint, body), len(body)
+
     async def put_state(self, endpoint: str, state: DesiredState | bytes) -> AgentState:
         if endpoint in self.unreachable:
             raise AgentError(f"{endpoint}: connection refused")
@@ -85,7 +90,8 @@ class Nodes:
             if state.is_delta:
                 held = self.rules[endpoint]
                 keys_ = {services.service_key(s): s.id or "" for ss in held.values() for s in ss}
-                agent_rules.validate_delta(state, held, keys_, 4096)
+                count = sum(len(ss) for ss in held.values())
+                agent_rules.validate_delta(state, held, count, keys_, 4096)
             else:
                 agent_rules.validate(state, 4096)
             where = (

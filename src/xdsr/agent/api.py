@@ -141,6 +141,7 @@ def create_app(agent: Agent, token: bytes, lifespan: Callable[[FastAPI], Abstrac
         response_model=AgentState,
         responses={
             **_STATE_RESPONSES,
+            202: {"model": AgentState, "description": "a part of a full state, kept until its last part"},
             409: {"model": AgentState, "description": "older than the applied generation: the current state"},
             422: {"description": "invalid desired state (each error names its field); nothing was changed"},
             500: {"model": AgentState, "description": "the data plane refused the apply; `error` says why"},
@@ -167,7 +168,7 @@ def create_app(agent: Agent, token: bytes, lifespan: Callable[[FastAPI], Abstrac
         if d is None:
             return JSONResponse(None)
         # Always the full state: no base, no changes; the epoch when there is one.
-        drop = {"base", "changes"} | (set() if d.epoch else {"epoch"})
+        drop = {"base", "changes", "part", "parts"} | (set() if d.epoch else {"epoch"})
         return JSONResponse(d.model_dump(mode="json", exclude=drop))
 
     @app.get("/v1/bgp", response_model=BgpStatus, responses=_STATE_RESPONSES)

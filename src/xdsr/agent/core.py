@@ -33,7 +33,7 @@ from xdsr.dataplane import services
 from xdsr.dataplane.libbpf import BpfError
 from xdsr.dataplane.loader import MAP_SERVICES, Dataplane, DataplaneError
 from xdsr.dataplane.model import Service, ServiceKey
-from xdsr.dataplane.state import ApplyReport, InstalledService, apply, installed, read_stats
+from xdsr.dataplane.state import ApplyReport, InstalledService, apply, apply_changes, installed, read_stats
 from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceReport, owner
 
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("xdsr.agent")
 
 T = TypeVar("T")
+
+# Services from which a state is checked and built off the event loop.
+_OFF_LOOP = 256
 
 
 @dataclass(frozen=True)
@@ -91,12 +94,18 @@ class Agent:
         self.bgp: Speaker | None = None
         self.on_applied: Callable[[], None] | None = None
 
-        self.desired: DesiredState | None = None
+        # The desired state last applied, whole (see the property).
+        self._desired: DesiredState | None = None
+        self._holding = False
         self.generation = 0
         self.epoch = ""
+        # The parts of a full state received so far: ((epoch, generation,
+        # parts), the services of each part in order).
+        self._parts: tuple[tuple[str, int, int], list[list[RuleService]]] | None = None
         # What the node holds, by load balancer (the delta protocol's unit):
         # its services, as built, and the neighbours they need.
         self.held: dict[str, list[RuleService]] = {}
+        self.held_count = 0  # services in held
         self.built_by: dict[str, list[rules.Built]] = {}
         self.keys: dict[ServiceKey, str] = {}  # service key -> the service id holding it
         self.installed: dict[ServiceKey, InstalledService] = {}
@@ -105,11 +114,47 @@ class Agent:
         self.applied_at: float | None = None
         self.apply_seconds: float | None = None
         self.error: str | None = None
-        # Replaced whole, never mutated: the metrics collector reads them
-        # from the data-plane thread.
-        self.built: list[rules.Built] = []
-        self.installed_cache: list[InstalledService] = []
-        self.rule_ids: dict[ServiceKey, str] = {}
+        # Views over everything held, for the metrics collector and BGP
+        # (which read them from the data-plane thread): made when read, not
+        # at every apply, so that an apply costs what it changes.
+        self._version = 0  # bumped whenever built_by or installed change
+        self._views: dict[str, tuple[int, object]] = {}
+
+    def _view(self, name: str, make: Callable[[], T]) -> T:
+        have = self._views.get(name)
+        if have is not None and have[0] == self._version:
+            return have[1]  # type: ignore[return-value]
+        version = self._version
+        value = make()
+        self._views[name] = (version, value)
+        return value
+
+    @property
+    def built(self) -> list[rules.Built]:
+        """Every service as built (a snapshot: never mutated)."""
+        return self._view("built", lambda: [b for bs in list(self.built_by.values()) for b in bs])
+
+    @property
+    def installed_cache(self) -> list[InstalledService]:
+        return self._view("installed", lambda: list(dict(self.installed).values()))
+
+    @property
+    def rule_ids(self) -> dict[ServiceKey, str]:
+        return self._view("rule_ids", lambda: {b.service.key: b.rule_id for b in self.built})
+
+    @property
+    def desired(self) -> DesiredState | None:
+        """The desired state last applied, whole: after deltas, made from
+        what is held when asked (GET /v1/desired, a full state's no-op check)."""
+        if self._desired is None and self._holding:
+            self._desired = DesiredState.model_construct(
+                generation=self.generation,
+                epoch=self.epoch,
+                base=None,
+                changes={},
+                services=[s for ss in self.held.values() for s in ss],
+            )
+        return self._desired
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -163,6 +208,18 @@ class Agent:
     async def _dp(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._dp_thread, fn, *args)
 
+    async def _work(self, size: int, fn: Callable[..., T], *args: object) -> T:
+        """fn(*args), off the loop when it is large (checking and building a
+        whole group takes seconds of CPU: the loop must keep renewing the
+        node's lease and answering meanwhile)."""
+        if size < _OFF_LOOP:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    def _build(self, changes: dict[str, list[RuleService]]) -> dict[str, list[rules.Built]]:
+        hop = self.config.underlay_next_hop
+        return {lb: rules.build_services(ss, self.neighbors.mac, hop) for lb, ss in changes.items()}
+
     # -- the API's operations ----------------------------------------------
 
     async def put(self, desired: DesiredState) -> tuple[int, AgentState]:
@@ -170,10 +227,13 @@ class Agent:
         Raises rules.InvalidState (nothing changed) for a state that cannot
         apply. A delta is answered with the reports of the load balancers it
         names only, and refused (409) unless the node holds its base."""
+        if desired.is_part:
+            return await self._put_part(desired)
         if desired.is_delta:
             return await self._put_delta(desired)
-        rules.validate(desired, self.dp.max_services)
+        await self._work(len(desired.services), rules.validate, desired, self.dp.max_services)
         async with self._lock:
+            self._parts = None
             same_epoch = desired.epoch == self.epoch
             if same_epoch and desired.generation < self.generation:
                 log.info("refused generation=%d: older than applied=%d", desired.generation, self.generation)
@@ -188,11 +248,55 @@ class Agent:
             wanted = rules.by_owner(desired.services)
             changes = {lb: ss for lb, ss in wanted.items() if self.held.get(lb) != ss}
             changes.update({lb: [] for lb in self.held if lb not in wanted})
-            status = await self._apply_changes(desired, changes, "put")
+            status = await self._apply_changes(desired, changes, "put", full=True)
             return status, await self.state()
+
+    async def _put_part(self, desired: DesiredState) -> tuple[int, AgentState]:
+        """One part of a full state sent in several (model/agent.py): kept
+        (202) until the last, which applies them all as one full state."""
+        async with self._lock:
+            ident = (desired.epoch, desired.generation, desired.parts)
+            have = self._parts
+            if desired.epoch == self.epoch and desired.generation < self.generation:
+                self._parts = None
+                log.info("refused part of generation=%d: older than applied=%d", desired.generation, self.generation)
+                return 409, await self.state(set())
+            if desired.part == 0:
+                have = (ident, [])
+            elif have is None or have[0] != ident or len(have[1]) not in (desired.part, desired.part + 1):
+                # Not the next part (nor a retry of the last one) of the state being received.
+                self._parts = None
+                log.info(
+                    "refused part %d/%d of %s:%d: %s",
+                    desired.part,
+                    desired.parts,
+                    desired.epoch or "-",
+                    desired.generation,
+                    "no earlier part" if have is None else f"expected part {len(have[1])} of {have[0]}",
+                )
+                return 409, await self.state(set())
+            received = [*have[1][: desired.part], desired.services]
+            if desired.part < desired.parts - 1:
+                self._parts = (ident, received)
+                return 202, await self.state(set())
+            self._parts = None
+        whole = DesiredState.model_construct(
+            generation=desired.generation,
+            epoch=desired.epoch,
+            base=None,
+            changes={},
+            part=0,
+            parts=1,
+            services=[s for part in received for s in part],
+        )
+        log.info(
+            "received generation=%d in %d parts: %d services", whole.generation, desired.parts, len(whole.services)
+        )
+        return await self.put(whole)
 
     async def _put_delta(self, desired: DesiredState) -> tuple[int, AgentState]:
         async with self._lock:
+            self._parts = None
             owners = set(desired.changes)
             if desired.epoch != self.epoch or desired.base != self.generation:
                 if desired.epoch == self.epoch and desired.generation == self.generation:
@@ -210,19 +314,22 @@ class Agent:
                 raise rules.InvalidState(
                     [rules.FieldError("generation", f"{desired.generation} is not past base {desired.base}")]
                 )
-            rules.validate_delta(desired, self.held, self.keys, self.dp.max_services)
+            rules.validate_delta(desired, self.held, self.held_count, self.keys, self.dp.max_services)
             status = await self._apply_changes(desired, desired.changes, "put")
             return status, await self.state(owners)
 
-    async def _apply_changes(self, desired: DesiredState, changes: dict[str, list[RuleService]], trigger: str) -> int:
+    async def _apply_changes(
+        self, desired: DesiredState, changes: dict[str, list[RuleService]], trigger: str, full: bool = False
+    ) -> int:
         """Bring the node to desired's generation by replacing the services
-        of the load balancers in `changes`; the HTTP status. Caller holds the lock."""
+        of the load balancers in `changes` (full: and removing whatever else
+        the kernel holds); the HTTP status. Caller holds the lock."""
         needed = rules.needed_by((s for ss in changes.values() for s in ss), self.config.underlay_next_hop)
         new = self.neighbors.want(needed)
         if new:
             await self._ask(new)
         try:
-            await self._apply(changes, trigger, desired.generation)
+            await self._apply(changes, trigger, desired.generation, full)
         except (DataplaneError, BpfError, OSError, ValueError) as exc:
             self.error = f"apply of generation {desired.generation} failed: {exc}"
             log.error("apply failed generation=%d: %s", desired.generation, exc)
@@ -246,22 +353,14 @@ class Agent:
                 for k in mine:
                     self._need_count[k] += 1
             gone -= self._need_count.keys()
+            self.held_count += len(ss) - len(self.held.get(lb, ()))
             if ss:
                 self.held[lb] = ss
             else:
                 self.held.pop(lb, None)
         self.neighbors.forget(gone)
-        self.desired = (
-            desired
-            if not desired.is_delta
-            else DesiredState.model_construct(
-                generation=desired.generation,
-                epoch=desired.epoch,
-                base=None,
-                changes={},
-                services=[s for ss in self.held.values() for s in ss],
-            )
-        )
+        self._desired = None if desired.is_delta else desired
+        self._holding = True
         self.generation = desired.generation
         self.epoch = desired.epoch
         self._save_neighbors()
@@ -306,27 +405,31 @@ class Agent:
 
     def _installed_from(self, inst: list[InstalledService]) -> None:
         self.installed = {i.service.key: i for i in inst}
-        self.installed_cache = list(self.installed.values())
+        self._version += 1
 
-    def _apply_sync(self, services: list[Service]) -> ApplyReport:
-        report = apply(self.dp, services)
+    def _apply_sync(self, upsert: list[Service], remove: list[ServiceKey], full: list[Service] | None) -> ApplyReport:
+        report = apply(self.dp, full) if full is not None else apply_changes(self.dp, upsert, remove)
         self.drift.remember(self.dp)  # on the data-plane thread, right after the flip
         return report
 
-    async def _apply(self, changes: dict[str, list[RuleService]], trigger: str, generation: int) -> None:
+    async def _apply(
+        self, changes: dict[str, list[RuleService]], trigger: str, generation: int, full: bool = False
+    ) -> None:
         """Build the tables of the changed load balancers' services (the
-        others are kept as built), and apply them with all the others in one
-        call: changed tables written into free space, then one flip of the
-        index (unchanged tables are not rewritten). Caller holds the lock."""
-        fresh = {
-            lb: rules.build_services(ss, self.neighbors.mac, self.config.underlay_next_hop)
-            for lb, ss in changes.items()
-        }
-        built_by = {lb: b for lb, b in self.built_by.items() if lb not in fresh}
-        built_by.update({lb: b for lb, b in fresh.items() if b})
-        built = [b for bs in built_by.values() for b in bs]
+        others are kept as built) and apply them in one call: changed tables
+        written into free space, then one flip of the index (unchanged tables
+        are not rewritten). A delta costs what it changes; full: the kernel
+        is made to hold exactly what is built, whatever it held (a full
+        state, a drift repair). Caller holds the lock."""
+        fresh = await self._work(sum(map(len, changes.values())), self._build, changes)
+        upsert = [b.service for bs in fresh.values() for b in bs]
+        staying = {s.key for s in upsert}
+        remove = [b.service.key for lb in fresh for b in self.built_by.get(lb, ()) if b.service.key not in staying]
+        everything = None
+        if full:
+            everything = [b.service for lb, bs in self.built_by.items() if lb not in fresh for b in bs] + upsert
         try:
-            report = await self._dp(self._apply_sync, [b.service for b in built])
+            report = await self._dp(self._apply_sync, upsert, remove, everything)
         except BaseException:
             self.metrics.applies.labels(trigger, "error").inc()
             raise
@@ -335,16 +438,20 @@ class Agent:
         self.metrics.applies.labels(trigger, "ok").inc()
         # What the kernel holds now, without reading every service back:
         # the apply says what it wrote and what it removed.
-        inst = dict(self.installed)
         for key in report.removed:
-            inst.pop(key, None)
-        inst.update(report.installed)
-        self.installed = inst
-        self.installed_cache = list(inst.values())
-        self.built_by = built_by
-        self.built = built
-        self.rule_ids = {b.service.key: b.rule_id for b in built}
-        self.keys = {k: i for k, i in self.rule_ids.items()}
+            self.installed.pop(key, None)
+        self.installed.update(report.installed)
+        for lb in fresh:  # all first: a key may move from one load balancer to another
+            for b in self.built_by.get(lb, ()):
+                self.keys.pop(b.service.key, None)
+        for lb, bs in fresh.items():
+            if bs:
+                self.built_by[lb] = bs
+            else:
+                self.built_by.pop(lb, None)
+            for b in bs:
+                self.keys[b.service.key] = b.rule_id
+        self._version += 1
         self.applied_at = time.time()
         self.apply_seconds = seconds
         self.error = None
@@ -366,7 +473,7 @@ class Agent:
             "removed=%d unresolved_in_changed=%d seconds=%.4f",
             generation,
             trigger,
-            len(built),
+            len(self.keys),
             len(changes),
             len(report.created),
             len(report.updated),
@@ -494,7 +601,7 @@ class Agent:
             async with self._lock:
                 if self.desired is not None and self._reapply:
                     # Every table again, with the MACs as they are now.
-                    await self._apply(dict(self.held), "resolve", self.generation)
+                    await self._apply(dict(self.held), "resolve", self.generation, full=True)
 
     def _save_neighbors(self) -> None:
         if self.config.neighbor_file is None or self._dp_identity is None:

@@ -62,7 +62,7 @@ async def check(agent: Agent) -> bool:
     )
     # Every service built again into the kernel: an apply writes what the live
     # index lacks or holds otherwise, whoever changed it.
-    await agent._apply({}, "drift", agent.generation)
+    await agent._apply({}, "drift", agent.generation, full=True)
     agent._installed_from(await agent._dp(installed, agent.dp))
     return True
 

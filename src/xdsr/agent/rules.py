@@ -66,12 +66,17 @@ def validate(state: DesiredState, max_services: int) -> None:
 
 
 def validate_delta(
-    state: DesiredState, held: Mapping[str, list[RuleService]], keys: Mapping[ServiceKey, str], max_services: int
+    state: DesiredState,
+    held: Mapping[str, list[RuleService]],
+    held_count: int,
+    keys: Mapping[ServiceKey, str],
+    max_services: int,
 ) -> None:
     """Raise InvalidState listing every problem of a delta against what the
-    node holds (`held`: services by load balancer; `keys`: the service id
-    serving each key), or return. Only the changed services are checked:
-    the others were checked when they came."""
+    node holds (`held`: services by load balancer, `held_count` of them;
+    `keys`: the service id serving each key), or return. Only the changed
+    services are checked (the others were checked when they came), so this
+    costs what the delta carries."""
     errors: list[FieldError] = []
     if state.services:
         errors.append(FieldError("services", "must be empty in a delta (base is set): the changes go in changes"))
@@ -92,7 +97,7 @@ def validate_delta(
         other = keys.get(services.service_key(s))
         if other is not None and owner(other) not in state.changes:
             errors.append(FieldError(where[i], f"{services.service_key(s)} is already served by {other!r}"))
-    count = sum(len(ss) for lb, ss in held.items() if lb not in state.changes) + len(new)
+    count = held_count - sum(len(held.get(lb, ())) for lb in state.changes) + len(new)
     if count > max_services:
         errors.append(FieldError("changes", f"{count} services; this node's data plane holds {max_services}"))
     if errors:

@@ -24,6 +24,7 @@ import ctypes
 import fcntl
 import functools
 import hashlib
+import heapq
 import logging
 import os
 import threading
@@ -73,6 +74,7 @@ class ApplyReport:
     fragment_entries: int = 0
     tables_written: int = 0
     index_swapped: bool = False
+    buckets_written: int = 0  # index buckets this apply wrote (a changed service: about one)
     seconds: float = 0.0
     # The services this apply created or updated, as the kernel now holds
     # them: a caller keeping its own copy of what is installed updates it
@@ -131,12 +133,16 @@ def _index_bytes(dp: Dataplane, which: int) -> bytes:
 
 
 def _parse_index(data: bytes) -> dict[ServiceKey, abi.SvcEntry]:
+    return {k: e for k, (_, e) in _parse_buckets(data).items()}
+
+
+def _parse_buckets(data: bytes) -> dict[ServiceKey, tuple[int, abi.SvcEntry]]:
     raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, ENTRY_SIZE)
     used = np.flatnonzero(raw[:, _FLAGS_OFFSET] & abi.SvcFlags.USED)
     out = {}
     for b in used.tolist():
         e = abi.SvcEntry.from_buffer_copy(data, b * ENTRY_SIZE)
-        out[ServiceKey.from_abi(e.key)] = e
+        out[ServiceKey.from_abi(e.key)] = (b, e)
     return out
 
 
@@ -176,41 +182,40 @@ def usage(dp: Dataplane) -> Usage:
     )
 
 
-# The index this process last wrote, parsed, per data plane: an apply reads
-# the live index first (another process may have changed it), and when it is
-# still the one this process wrote, parsing thousands of entries again would
-# cost more than the change itself. Compared by content, so never stale.
-_last_written: weakref.WeakKeyDictionary[Dataplane, tuple[bytes, dict[ServiceKey, abi.SvcEntry]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _parse_live(dp: Dataplane, data: bytes) -> dict[ServiceKey, abi.SvcEntry]:
-    cached = _last_written.get(dp)
-    if cached is not None and cached[0] == data:
-        return dict(cached[1])
-    return _parse_index(data)
-
-
 def read_index(dp: Dataplane) -> dict[ServiceKey, abi.SvcEntry]:
     """Every used bucket of the live index (fragment entries included)."""
     return _parse_index(_index_bytes(dp, _sel(dp).live & 1))
 
 
 class _Space:
-    """Free space of one global array, from the extents live entries use."""
+    """Free space of one global array, from the extents live entries use
+    (counted: entries sharing a table share its extent)."""
 
     def __init__(self, capacity: int, what: str) -> None:
         self.capacity = capacity
         self.what = what
         self._extents: list[tuple[int, int]] = []  # (start, length), sorted, no duplicates
+        self._refs: dict[tuple[int, int], int] = {}
         self._cursor = 0
 
     def reserve(self, start: int, length: int) -> None:
         if length:
-            i = bisect.bisect_left(self._extents, (start, length))
-            if i == len(self._extents) or self._extents[i] != (start, length):
-                self._extents.insert(i, (start, length))
+            ext = (start, length)
+            n = self._refs.get(ext, 0)
+            self._refs[ext] = n + 1
+            if not n:
+                bisect.insort(self._extents, ext)
+
+    def release(self, start: int, length: int) -> None:
+        """One reference fewer; the extent is free once none is left."""
+        if length:
+            ext = (start, length)
+            n = self._refs.get(ext, 0) - 1
+            if n > 0:
+                self._refs[ext] = n
+            elif n == 0:
+                del self._refs[ext]
+                del self._extents[bisect.bisect_left(self._extents, ext)]
 
     def _fits(self, pos: int, length: int) -> int | None:
         """The first position >= pos where length fits, or None."""
@@ -271,48 +276,75 @@ def _with_key(e: abi.SvcEntry, key: ServiceKey) -> abi.SvcEntry:
     return copy
 
 
-# Each apply places every service in a new index, and most keys are the
-# ones it placed last time: their home bucket is hashed once.
+# Most keys an apply places are ones placed before: their home bucket is hashed once.
 _home = functools.lru_cache(maxsize=1 << 14)(index_hash)
 
 
-def report_unchanged(new: abi.SvcEntry, old: abi.SvcEntry | None) -> bool:
-    return old is not None and new is old
+class _Index:
+    """An index being written: open addressing with linear probing, changed
+    in place (a removal shifts back the entries after it, so that a lookup,
+    which stops at an empty bucket, still finds every key)."""
 
+    def __init__(self, size: int, data: bytes | None = None, where: dict[ServiceKey, int] | None = None) -> None:
+        self.size = size
+        self.mask = size - 1
+        self.buf = bytearray(data) if data is not None else bytearray(size * ENTRY_SIZE)
+        self.keys: list[ServiceKey | None] = [None] * size
+        self.where: dict[ServiceKey, int] = dict(where or {})
+        for k, b in self.where.items():
+            self.keys[b] = k
+        self.written = 0  # buckets written: what an apply changed in the index
 
-_KEY_END = abi.SvcEntry.key.offset + abi.SvcEntry.key.size
+    def _home(self, key: ServiceKey) -> int:
+        return _home(key.pack()) & self.mask
 
+    def _put(self, b: int, key: ServiceKey | None, data: bytes) -> None:
+        self.buf[b * ENTRY_SIZE : (b + 1) * ENTRY_SIZE] = data
+        self.keys[b] = key
+        if key is not None:
+            self.where[key] = b
+        self.written += 1
 
-def _same_table(a: abi.SvcEntry, b: abi.SvcEntry) -> bool:
-    """Equal apart from the key: a fragment entry and the entry it mirrors."""
-    ra, rb = bytes(a), bytes(b)
-    start = abi.SvcEntry.key.offset
-    return ra[:start] == rb[:start] and ra[_KEY_END:] == rb[_KEY_END:]
+    def set(self, key: ServiceKey, e: abi.SvcEntry) -> None:
+        b = self.where.get(key)
+        if b is not None:
+            self._put(b, key, bytes(e))
+            return
+        b = self._home(key)
+        for _ in range(abi.INDEX_PROBES):
+            if self.keys[b] is None:
+                self._put(b, key, bytes(e))
+                return
+            b = (b + 1) & self.mask
+        raise DataplaneError(
+            f"the service index has no bucket within {abi.INDEX_PROBES} of {key}'s: "
+            "create the maps for more services (xdsr dp attach --max-services)"
+        )
+
+    def remove(self, key: ServiceKey) -> None:
+        hole = self.where.pop(key)
+        j = hole
+        while True:
+            j = (j + 1) & self.mask
+            k = self.keys[j]
+            if k is None:
+                break
+            # k may move back into the hole if that keeps it at or after its home.
+            if (j - self._home(k)) & self.mask >= (j - hole) & self.mask:
+                self._put(hole, k, bytes(self.buf[j * ENTRY_SIZE : (j + 1) * ENTRY_SIZE]))
+                hole = j
+        self._put(hole, None, bytes(ENTRY_SIZE))
 
 
 def _build_index(entries: list[tuple[ServiceKey, abi.SvcEntry]], size: int) -> bytes:
-    """Open addressing with linear probing, in key order so that the same
-    services always give the same bytes."""
-    buf = bytearray(size * ENTRY_SIZE)
-    taken = bytearray(size)
-    mask = size - 1
+    """A whole index, placed in key order so that the same services give the same bytes."""
+    index = _Index(size)
     for key, e in sorted(entries, key=lambda x: x[0]):
-        b = _home(key.pack()) & mask
-        for _ in range(abi.INDEX_PROBES):
-            if not taken[b]:
-                break
-            b = (b + 1) & mask
-        else:
-            raise DataplaneError(
-                f"the service index has no bucket within {abi.INDEX_PROBES} of {key}'s: "
-                "create the maps for more services (xdsr dp attach --max-services)"
-            )
-        taken[b] = 1
-        buf[b * ENTRY_SIZE : (b + 1) * ENTRY_SIZE] = bytes(e)
-    return bytes(buf)
+        index.set(key, e)
+    return bytes(index.buf)
 
 
-def _flip(dp: Dataplane, sel: abi.Sel, data: bytes) -> None:
+def _flip(dp: Dataplane, sel: abi.Sel, data: bytes | bytearray) -> None:
     """Write a complete index into the one that is not live, make it live,
     and start the grace period after which the old one may be written."""
     nxt = 1 - (sel.live & 1)
@@ -337,124 +369,121 @@ def _quiesce(dp: Dataplane, sel: abi.Sel) -> None:
     dp.wait_grace_period()
 
 
-def _fragment_targets(services: list[Service]) -> dict[ServiceKey, ServiceKey]:
-    """Port-0 key of each (VIP, protocol, segment) -> the service its fragments go to.
-
-    A non-first fragment carries no port, and every fragment of a datagram
-    must reach one backend, so all fragments of a (VIP, protocol, segment)
-    use one table: that of its service with the lowest port.
-    """
-    groups: dict[ServiceKey, list[ServiceKey]] = defaultdict(list)
-    for s in services:
-        groups[s.key.fragment_key()].append(s.key)
-    return {fk: min(keys, key=lambda k: k.port) for fk, keys in groups.items()}
+def _extents(e: abi.SvcEntry) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(slot chunks, backends) an entry's table takes: (start, length) each."""
+    n = int(e.n_backends)
+    # A backend behind a tunnel takes several entries (tables.backend_entries).
+    overlay = e.key.segment >> abi.SEG_TYPE_SHIFT != abi.SegType.VLAN
+    return (int(e.slot_base), tables.slot_chunks(e.table_size, n)), (
+        int(e.backend_base),
+        tables.backend_entries(n, overlay),
+    )
 
 
-def _zero_counters(dp: Dataplane, stats_id: int) -> None:
+class _Live:
+    """What the live index holds, kept between applies by the process that
+    wrote it: an apply that changes k services then costs O(k), not a walk
+    of every service. Checked against the live index's bytes at every apply
+    (anyone else's write makes it be read from the kernel again)."""
+
+    def __init__(self, dp: Dataplane, data: bytes) -> None:
+        parsed = _parse_buckets(data)
+        self.data = data
+        self.index = _Index(dp.index_size, data, {k: b for k, (b, _) in parsed.items()})
+        self.entries = {k: e for k, (_, e) in parsed.items()}  # fragment entries included
+        self.slots = _Space(dp.slot_chunks, "slot chunks")
+        self.backends = _Space(dp.backend_slots, "backends")
+        self.shared: dict[int, list[object]] = {}  # table digest -> [an entry holding it, references]
+        for e in self.entries.values():
+            self._ref(e)
+        self.real = {k for k in self.entries if k.port}
+        used = {int(self.entries[k].stats_id) for k in self.real}
+        self.free_ids = [i for i in range(dp.max_services) if i not in used]  # a heap
+        self.frags: dict[ServiceKey, set[ServiceKey]] = defaultdict(set)  # port-0 key -> its services
+        for k in self.real:
+            self.frags[k.fragment_key()].add(k)
+
+    def _ref(self, e: abi.SvcEntry) -> None:
+        (s0, sn), (b0, bn) = _extents(e)
+        self.slots.reserve(s0, sn)
+        self.backends.reserve(b0, bn)
+        held = self.shared.setdefault(int(e.table_digest), [e, 0])
+        held[1] = int(held[1]) + 1  # type: ignore[call-overload]
+
+    def _unref(self, e: abi.SvcEntry) -> None:
+        (s0, sn), (b0, bn) = _extents(e)
+        self.slots.release(s0, sn)
+        self.backends.release(b0, bn)
+        held = self.shared.get(int(e.table_digest))
+        if held is not None:
+            held[1] = int(held[1]) - 1  # type: ignore[call-overload]
+            if held[1] <= 0:
+                del self.shared[int(e.table_digest)]
+
+    def table(self, tdigest: int) -> abi.SvcEntry | None:
+        held = self.shared.get(tdigest)
+        return held[0] if held is not None else None  # type: ignore[return-value]
+
+
+# Per data plane, what this process last wrote (see _Live).
+_live: weakref.WeakKeyDictionary[Dataplane, _Live] = weakref.WeakKeyDictionary()
+
+
+def _live_state(dp: Dataplane, data: bytes) -> _Live:
+    live = _live.get(dp)
+    if live is None or live.data != data:
+        live = _Live(dp, data)
+        _live[dp] = live
+    return live
+
+
+def _zero_counters(dp: Dataplane, stats_ids: list[int]) -> None:
+    """Counters of new services from zero: one batched write."""
+    if not stats_ids:
+        return
     m = dp.maps[MAP_SVC_STATS]
-    m.update(_u32(stats_id), bytes(m.value_size))
+    dp.maps[MAP_SVC_STATS].update_batch(
+        b"".join(_u32(i) for i in stats_ids), bytes(m.value_size * len(stats_ids)), len(stats_ids)
+    )
+
+
+def _check_sizes(services: list[Service]) -> None:
+    for s in services:
+        if len(s.backends) > abi.MAX_BACKENDS:
+            raise DataplaneError(f"{s.key}: {len(s.backends)} backends, at most {abi.MAX_BACKENDS}")
 
 
 def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
     """Make the kernel hold exactly these services. Idempotent."""
-    t0 = time.perf_counter()
-    report = ApplyReport()
     if len(services) > dp.max_services:
         raise DataplaneError(
             f"{len(services)} services do not fit: the data plane in {dp.pin_dir} holds {dp.max_services}"
         )
-    for s in services:
-        if len(s.backends) > abi.MAX_BACKENDS:
-            raise DataplaneError(f"{s.key}: {len(s.backends)} backends, at most {abi.MAX_BACKENDS}")
+    return _apply(dp, services, None)
+
+
+def apply_changes(dp: Dataplane, upsert: list[Service], remove: list[ServiceKey]) -> ApplyReport:
+    """Change what the kernel holds: these services created or replaced,
+    those keys removed, every other service left as it is. Its cost is that
+    of the change (plus copying the index), whatever the kernel holds."""
+    return _apply(dp, upsert, set(remove))
+
+
+def _apply(dp: Dataplane, services: list[Service], remove: set[ServiceKey] | None) -> ApplyReport:
+    """remove None: `services` is everything (apply); else a change (apply_changes)."""
+    t0 = time.perf_counter()
+    report = ApplyReport()
+    _check_sizes(services)
     with _locked(dp):
         sel = _sel(dp)
         _quiesce(dp, sel)
         live_bytes = _index_bytes(dp, sel.live & 1)
-        current = _parse_live(dp, live_bytes)
-        desired = {s.key: s for s in services}
-
-        # Space the live index references stays untouched until the swap.
-        slots_space = _Space(dp.slot_chunks, "slot chunks")
-        backends_space = _Space(dp.backend_slots, "backends")
-        shared: dict[int, abi.SvcEntry] = {}  # table digest -> an entry holding that table
-        for k, e in current.items():
-            slots_space.reserve(e.slot_base, tables.slot_chunks(e.table_size, e.n_backends))
-            backends_space.reserve(e.backend_base, tables.backend_entries(e.n_backends, k.overlay))
-            shared.setdefault(e.table_digest, e)
-
-        # New services take counters nobody uses; those of services this
-        # apply removes come last, as they still count until the swap.
-        real = {k: e for k, e in current.items() if k.port}
-        in_use = {e.stats_id for e in real.values()}
-        leaving = [e.stats_id for k, e in real.items() if k not in desired]
-        free_ids = iter([*(i for i in range(dp.max_services) if i not in in_use), *leaving])
-
-        entries: dict[ServiceKey, abi.SvcEntry] = {}
-        for key, svc in sorted(desired.items()):
-            digest = svc.digest()
-            old = real.get(key)
-            if old is not None and old.digest == digest:
-                entries[key] = old
-                report.unchanged.append(key)
-                continue
-            if old is not None:
-                stats_id = old.stats_id
-                report.updated.append(key)
-                if old.table_size != svc.table_size:
-                    report.resized.append((key, old.table_size, svc.table_size))
-            else:
-                stats_id = next(free_ids)
-                _zero_counters(dp, stats_id)
-                report.created.append(key)
-            tdigest = tables.table_digest(svc)
-            n = len(svc.backends)
-            if tdigest in shared:
-                slot_base, backend_base = shared[tdigest].slot_base, shared[tdigest].backend_base
-            else:
-                chunks = tables.slot_chunks(svc.table_size, n)
-                slot_base = slots_space.alloc(chunks)
-                backend_base = backends_space.alloc(tables.backend_entries(n, key.overlay))
-                slots = tables.maglev_slots(svc.table_size, svc.backends)
-                data = tables.encode_slots(svc.table_size, n, slots)
-                dp.slots[slot_base * abi.CHUNK_SIZE : slot_base * abi.CHUNK_SIZE + len(data)] = data
-                data = tables.encode_backends(svc.backends, key.overlay)
-                start = backend_base * tables.BACKEND_SIZE
-                dp.backends[start : start + len(data)] = data
-                report.tables_written += 1
-            entries[key] = _entry(key, slot_base, svc.table_size, backend_base, n, stats_id, digest, tdigest)
-            shared.setdefault(tdigest, entries[key])
-
-        for fkey, target in _fragment_targets(services).items():
-            have = current.get(fkey)
-            if (
-                have is not None
-                and report_unchanged(entries[target], current.get(target))
-                and _same_table(have, entries[target])
-            ):
-                entries[fkey] = have  # its target's table did not move: the entry is already right
-            else:
-                entries[fkey] = _with_key(entries[target], fkey)
-            if fkey not in current or bytes(current[fkey]) != bytes(entries[fkey]):
-                report.fragment_entries += 1
-        report.fragment_entries += sum(1 for k in current if not k.port and k not in entries)
-        report.removed = sorted(k for k in real if k not in desired)
-
-        for key in (*report.created, *report.updated):
-            e = entries[key]
-            report.installed[key] = InstalledService(
-                desired[key],
-                int(e.stats_id),
-                int(e.digest),
-                int(e.slot_base),
-                tables.table_bytes(e.table_size, e.n_backends, key.overlay),
-            )
-
-        index = _build_index(list(entries.items()), dp.index_size)
-        if index != live_bytes:
-            _flip(dp, sel, index)
-            report.index_swapped = True
-        _last_written[dp] = (index, dict(entries))
-
+        live = _live_state(dp, live_bytes)
+        try:
+            _apply_locked(dp, sel, live, live_bytes, services, remove, report)
+        except BaseException:
+            _live.pop(dp, None)  # half changed: read the kernel again next time
+            raise
     report.seconds = time.perf_counter() - t0
     log.info(
         "applied %d services: %d created, %d updated, %d unchanged, %d removed, %d tables written in %.1f ms",
@@ -467,6 +496,134 @@ def apply(dp: Dataplane, services: list[Service]) -> ApplyReport:
         report.seconds * 1000,
     )
     return report
+
+
+def _apply_locked(
+    dp: Dataplane,
+    sel: abi.Sel,
+    live: _Live,
+    live_bytes: bytes,
+    services: list[Service],
+    remove: set[ServiceKey] | None,
+    report: ApplyReport,
+) -> None:
+    entries = live.entries
+    desired = {s.key: s for s in services}
+    if remove is None:
+        removed = sorted(k for k in live.real if k not in desired)
+    else:
+        removed = sorted(k for k in remove if k in live.real and k not in desired)
+    count = len(live.real) - len(removed) + sum(1 for k in desired if k not in live.real)
+    if count > dp.max_services:
+        raise DataplaneError(f"{count} services do not fit: the data plane in {dp.pin_dir} holds {dp.max_services}")
+
+    # Which services change, and the tables to build (all at once: many
+    # small tables of one shape are built side by side).
+    changed: list[tuple[ServiceKey, Service, int]] = []
+    builds: dict[int, Service] = {}
+    for key, svc in sorted(desired.items()):
+        old = entries.get(key)
+        if old is not None and old.digest == svc.digest():
+            report.unchanged.append(key)
+            continue
+        tdigest = tables.table_digest(svc)
+        changed.append((key, svc, tdigest))
+        if live.table(tdigest) is None:
+            builds.setdefault(tdigest, svc)
+    built = dict(zip(builds, tables.maglev_slots_many(list(builds.values())), strict=True))
+
+    # Written into space no live entry references; references are counted
+    # for the new entries now, and released for the old ones after the flip.
+    index = live.index
+    dropped: list[abi.SvcEntry] = []
+    new_ids: list[int] = []
+    leaving = [int(entries[k].stats_id) for k in removed]
+    for key, svc, tdigest in changed:
+        old = entries.get(key)
+        if old is not None:
+            stats_id = int(old.stats_id)
+            report.updated.append(key)
+            if old.table_size != svc.table_size:
+                report.resized.append((key, int(old.table_size), svc.table_size))
+        else:
+            stats_id = heapq.heappop(live.free_ids) if live.free_ids else leaving.pop()
+            new_ids.append(stats_id)
+            report.created.append(key)
+        n = len(svc.backends)
+        have = live.table(tdigest)
+        if have is not None:
+            slot_base, backend_base = int(have.slot_base), int(have.backend_base)
+        else:
+            chunks = tables.slot_chunks(svc.table_size, n)
+            slot_base = live.slots.alloc(chunks)
+            entries_n = tables.backend_entries(n, key.overlay)
+            backend_base = live.backends.alloc(entries_n)
+            # alloc() reserved them; _ref() below counts the entry's reference.
+            live.slots.release(slot_base, chunks)
+            live.backends.release(backend_base, entries_n)
+            data = tables.encode_slots(svc.table_size, n, built[tdigest])
+            dp.slots[slot_base * abi.CHUNK_SIZE : slot_base * abi.CHUNK_SIZE + len(data)] = data
+            data = tables.encode_backends(svc.backends, key.overlay)
+            start = backend_base * tables.BACKEND_SIZE
+            dp.backends[start : start + len(data)] = data
+            report.tables_written += 1
+        e = _entry(key, slot_base, svc.table_size, backend_base, n, stats_id, svc.digest(), tdigest)
+        live._ref(e)
+        if old is not None:
+            dropped.append(old)
+        entries[key] = e
+        index.set(key, e)
+        report.installed[key] = InstalledService(
+            svc, stats_id, int(e.digest), slot_base, tables.table_bytes(svc.table_size, n, key.overlay)
+        )
+    _zero_counters(dp, new_ids)
+    for key in removed:
+        dropped.append(entries.pop(key))
+        index.remove(key)
+        live.real.discard(key)
+        live.frags[key.fragment_key()].discard(key)
+    for key in report.created:
+        live.real.add(key)
+        live.frags[key.fragment_key()].add(key)
+    report.removed = removed
+
+    # A non-first fragment carries no port, and every fragment of a datagram
+    # must reach one backend, so all fragments of a (VIP, protocol, segment)
+    # use one table: that of its service with the lowest port.
+    for fkey in sorted({k.fragment_key() for k in (*removed, *(k for k, _, _ in changed))}):
+        group = live.frags.get(fkey)
+        have = entries.get(fkey)
+        if not group:
+            live.frags.pop(fkey, None)
+            if have is not None:
+                dropped.append(entries.pop(fkey))
+                index.remove(fkey)
+                report.fragment_entries += 1
+            continue
+        want = _with_key(entries[min(group, key=lambda k: k.port)], fkey)
+        if have is not None and bytes(have) == bytes(want):
+            continue
+        live._ref(want)
+        if have is not None:
+            dropped.append(have)
+        entries[fkey] = want
+        index.set(fkey, want)
+        report.fragment_entries += 1
+
+    if index.written:
+        data = bytes(index.buf)
+        if data != live_bytes:
+            _flip(dp, sel, data)
+            report.index_swapped = True
+        live.data = data
+    report.buckets_written = index.written
+    index.written = 0
+    # What the old index alone referenced is free from the next apply on
+    # (which waits for the grace period first).
+    for e in dropped:
+        live._unref(e)
+    for i in leaving:
+        heapq.heappush(live.free_ids, i)
 
 
 def installed(dp: Dataplane, with_slots: bool = False) -> list[InstalledService]:

@@ -19,6 +19,7 @@ import numpy as np
 from xdsr.dataplane import abi
 from xdsr.dataplane.model import Backend, Service
 from xdsr.maglev import MaglevBackend, build_table
+from xdsr.maglev.maglev import build_tables
 from xdsr.net.frames import mac_bytes, mac_str
 
 BACKEND_SIZE = ctypes.sizeof(abi.Backend)
@@ -62,6 +63,17 @@ def maglev_slots(table_size: int, backends: tuple[Backend, ...]) -> np.ndarray:
     return build_table([MaglevBackend(b.identity, b.weight) for b in backends], table_size)
 
 
+def maglev_slots_many(services: list[Service]) -> list[np.ndarray]:
+    """[maglev_slots(s.table_size, s.backends) for s in services], built side
+    by side (a node receiving a whole group builds thousands at once)."""
+    weighted = [s for s in services if any(b.weight > 0 for b in s.backends)]
+    built = iter(
+        build_tables([([MaglevBackend(b.identity, b.weight) for b in s.backends], s.table_size) for s in weighted])
+    )
+    empty = np.zeros(0, dtype=np.uint16)
+    return [next(built) if any(b.weight > 0 for b in s.backends) else empty for s in services]
+
+
 def encode_slots(table_size: int, n_backends: int, slots: np.ndarray) -> bytes:
     """The slot chunks: every slot's backend index, padded to whole chunks.
     With no backend taking traffic, every slot holds the "none" marker (an
@@ -72,19 +84,6 @@ def encode_slots(table_size: int, n_backends: int, slots: np.ndarray) -> bytes:
     out = np.full(slot_chunks(table_size, n_backends) * per_chunk, none, dtype=dtype)
     out[: len(slots)] = slots
     return out.tobytes()
-
-
-def encode_backends(backends: tuple[Backend, ...], overlay: bool = False) -> bytes:
-    if overlay:
-        return b"".join(_encode_tunnel(b) for b in backends)
-    out = bytearray(len(backends) * BACKEND_SIZE)
-    be = abi.Backend()
-    for i, b in enumerate(backends):
-        ctypes.memmove(be.mac, mac_bytes(b.mac), 6)
-        be.vid = b.vlan
-        be.weight = b.weight
-        out[i * BACKEND_SIZE : (i + 1) * BACKEND_SIZE] = bytes(be)
-    return bytes(out)
 
 
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
@@ -118,6 +117,22 @@ _BACKEND_DTYPE = np.dtype(
         "itemsize": BACKEND_SIZE,
     }
 )
+
+
+def encode_backends(backends: tuple[Backend, ...], overlay: bool = False) -> bytes:
+    """The backends' entries (struct xdsr_backend), as the kernel reads them;
+    a backend behind a tunnel takes abi.TUNNEL_STRIDE entries."""
+    if overlay:
+        return b"".join(_encode_tunnel(b) for b in backends)
+    out = np.zeros(len(backends), dtype=_BACKEND_DTYPE)
+    if backends:
+        # MACs are normalized ("02:00:00:00:00:01"): the hex digits are the bytes.
+        out["mac"] = np.frombuffer(bytes.fromhex("".join(b.mac for b in backends).replace(":", "")), np.uint8).reshape(
+            -1, 6
+        )
+        out["vid"] = [b.vlan for b in backends]
+        out["weight"] = [b.weight for b in backends]
+    return out.tobytes()
 
 
 def decode_backends(raw: bytes, n_backends: int, overlay: bool = False) -> tuple[Backend, ...]:

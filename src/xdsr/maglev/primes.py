@@ -7,12 +7,17 @@ every such stride coprime to M, so that every permutation visits every slot.
 
 from __future__ import annotations
 
+import functools
+
 # Witnesses that make Miller-Rabin deterministic for every n < 3.3e24, far
 # beyond any table size; a probabilistic test would let two LB nodes disagree.
 _MR_BASES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41)
 _SMALL_PRIMES = _MR_BASES
 
 
+# Cached: every table built checks its size, and a node builds thousands of
+# tables of a few sizes at once.
+@functools.lru_cache(maxsize=1024)
 def is_prime(n: int) -> bool:
     """Whether ``n`` is prime (deterministic; exact for any size used in practice)."""
     if n < 2:

@@ -10,13 +10,23 @@ generation than the applied one is refused (409), the same one is a no-op,
 so retries are safe. A delta whose base or epoch is not what the node holds
 is refused (409, with the node's generation and epoch): the operator then
 sends the full state. A full state of another epoch is always taken.
+
+A full state too large for one body (the agent reads at most 64 MiB) is
+sent in `parts` bodies, numbered by `part` from 0, each with some of the
+services and the same generation and epoch. The agent keeps the parts it
+has been sent, in order (202 Accepted; nothing applied), and the last one
+completes the full state, which is then taken as if it had come in one
+body: checked whole, applied in one atomic apply, refused or a no-op by the
+same rules. A part out of order, or of another generation or epoch than
+those being received, is refused (409) and the parts received are dropped:
+the operator starts again from part 0. A state in one body drops them too.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from xdsr.model import checks
 from xdsr.model.checks import Address, SegmentType, VlanId, Vni
@@ -100,6 +110,10 @@ class Services(_Model):
     services: list[RuleService] = []
 
 
+# The most bodies a full state is sent in (each up to the agent's body limit).
+MAX_PARTS = 1024
+
+
 class DesiredState(Services):
     generation: Annotated[int, Field(ge=1)]
     # Which stream of generations this belongs to (the operator's group and
@@ -111,10 +125,25 @@ class DesiredState(Services):
     # service id before "/"), the services it has now ([] = none any more).
     base: Annotated[int, Field(ge=0)] | None = None
     changes: dict[str, list[RuleService]] = {}
+    # A full state sent in several bodies: this is body `part` of `parts`.
+    part: Annotated[int, Field(ge=0)] = 0
+    parts: Annotated[int, Field(ge=1, le=MAX_PARTS)] = 1
+
+    @model_validator(mode="after")
+    def _parts(self) -> DesiredState:
+        if self.part >= self.parts:
+            raise ValueError(f"part {self.part} of {self.parts}: parts are numbered from 0")
+        if self.parts > 1 and self.base is not None:
+            raise ValueError("only a full state is sent in parts (a delta has base)")
+        return self
 
     @property
     def is_delta(self) -> bool:
         return self.base is not None
+
+    @property
+    def is_part(self) -> bool:
+        return self.parts > 1
 
 
 def owner(service_id: str | None) -> str:

@@ -6,8 +6,45 @@ import contextlib
 
 import httpx
 
-from xdsr.model.agent import AgentState, DesiredState
+from xdsr.model.agent import MAX_PARTS, AgentState, DesiredState
 from xdsr.web.tls import ClientTls
+
+# The largest body sent: a full state larger than this goes in parts
+# (model/agent.py). Well under the agent's limit (64 MiB), so that a part
+# never comes near it, and a node is not sent one huge body it must hold
+# whole before it can start parsing it.
+PART_BYTES = 16 << 20
+
+
+def _encode(state: DesiredState) -> bytes:
+    return state.model_dump_json(exclude_defaults=True).encode()
+
+
+def split(state: DesiredState, part_bytes: int = PART_BYTES) -> list[bytes]:
+    """The bodies a full state is sent in: itself, or parts of at most
+    part_bytes each (a part holds one service at least, whatever its size)."""
+    body = _encode(state)
+    if state.is_delta or len(body) <= part_bytes:
+        return [body]
+    encoded = [s.model_dump_json(exclude_defaults=True).encode() for s in state.services]
+    groups: list[list[bytes]] = [[]]
+    size = 0
+    for e in encoded:
+        if groups[-1] and size + len(e) + 1 > part_bytes - 128:  # room for the part's header
+            groups.append([])
+            size = 0
+        groups[-1].append(e)
+        size += len(e) + 1
+    if len(groups) > MAX_PARTS:
+        raise AgentError(f"a full state of {len(body)} bytes needs {len(groups)} parts, more than {MAX_PARTS}")
+    out = []
+    for i, group in enumerate(groups):
+        head = DesiredState.model_construct(
+            generation=state.generation, epoch=state.epoch, base=None, changes={}, part=i, parts=len(groups)
+        )
+        # The header without services (the default, left out), then the part's services.
+        out.append(_encode(head)[:-1] + b',"services":[' + b",".join(group) + b"]}")
+    return out
 
 
 class AgentError(Exception):
@@ -41,16 +78,36 @@ class AgentClient:
         # parse and apply before it answers: waiting less would only make it
         # receive the same body again and again.
         self._apply_timeout = httpx.Timeout(timeout, read=apply_timeout)
+        self.part_bytes = PART_BYTES
 
     def _check(self, endpoint: str) -> None:
         if self._tls and not endpoint.startswith("https://"):
             raise AgentError(f"{endpoint}: not https: the operator talks to agents over TLS only")
 
+    async def push(self, endpoint: str, state: DesiredState) -> tuple[AgentState, int]:
+        """Send a state, in parts if it is a full state too large for one
+        body; the node's answer to the last body sent, and the bytes sent.
+        A part refused (the node restarted or took another state meanwhile)
+        starts the parts again, once."""
+        bodies = split(state, self.part_bytes)
+        sent = 0
+        for _attempt in range(2):
+            for body in bodies:
+                status, got = await self._put(endpoint, body)
+                sent += len(body)
+                if status != 202:
+                    break
+            if len(bodies) == 1 or status != 409 or got.generation >= state.generation:
+                break
+        return got, sent
+
     async def put_state(self, endpoint: str, state: DesiredState | bytes) -> AgentState:
-        """Apply a state (or its JSON); a node already past it, or not at a
-        delta's base (409), answers with its own."""
+        """Apply a state (or its JSON) in one body; a node already past it,
+        or not at a delta's base (409), answers with its own."""
+        return (await self._put(endpoint, state if isinstance(state, bytes) else _encode(state)))[1]
+
+    async def _put(self, endpoint: str, body: bytes) -> tuple[int, AgentState]:
         self._check(endpoint)
-        body = state if isinstance(state, bytes) else state.model_dump_json(exclude_defaults=True).encode()
         try:
             resp = await self._http.put(
                 f"{endpoint}/v1/state",
@@ -60,8 +117,8 @@ class AgentClient:
             )
         except httpx.HTTPError as exc:
             raise AgentError(f"{endpoint}: {exc.__class__.__name__}: {exc}") from exc
-        if resp.status_code in (200, 409):
-            return AgentState.model_validate_json(resp.content)
+        if resp.status_code in (200, 202, 409):
+            return resp.status_code, AgentState.model_validate_json(resp.content)
         errors: list[tuple[str, str]] = []
         detail = None
         with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):

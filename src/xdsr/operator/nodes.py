@@ -127,8 +127,7 @@ class NodeDriver(View):
             error_before = node.error
             try:
                 t0 = time.perf_counter()
-                body = desired.model_dump_json(exclude_defaults=True).encode()
-                got = await self.agents.put_state(rec.endpoint, body)
+                got, sent = await self.agents.push(rec.endpoint, desired)
                 metrics.pushed(node.name)
             except AgentError as exc:
                 node.error = str(exc)
@@ -169,7 +168,7 @@ class NodeDriver(View):
             if node.failures:
                 node.failures = 0
                 metrics.push_backoff(node.name, 0.0)
-            node.bytes_sent += len(body)
+            node.bytes_sent += sent
             node.last_contact = time.monotonic()
             if lbs is None:
                 node.full_pushes += 1
@@ -187,7 +186,7 @@ class NodeDriver(View):
                     "full state" if lbs is None else f"delta, {len(lbs)}",
                     len(wanted.placed),
                     (time.perf_counter() - t0) * 1000,
-                    len(body),
+                    sent,
                 )
                 # Only the load balancers the delta carried changed on the
                 # node, unless it was in error before.
