@@ -41,7 +41,9 @@ export CONTAINERS_CONF="$conf"
 if [ -z "${XDSR_BASE:-}" ] && ! podman image exists "$base"; then
     sources=/etc/apt/sources.list.d/debian.sources
     [ -f "$sources" ] || sources="deb http://deb.debian.org/debian bookworm main"
-    mmdebstrap --variant=apt \
+    # Only the build stages run on it (the runtime is assembled from packages): apt and its
+    # essentials, without docs; dpkg without fsync, as in Debian's official images.
+    TMPDIR="$work" mmdebstrap --variant=apt --dpkgopt=force-unsafe-io --aptopt='Acquire::Languages "none"' \
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
         bookworm "$work/rootfs.tar" "$sources"
@@ -54,5 +56,5 @@ fi
 secret=()
 [ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=hostca,src=/etc/ssl/certs/ca-certificates.crt)
 
-podman build --network host --build-arg BASE="$base" "${secret[@]}" -f Containerfile -t "$tag" .
+podman build --jobs 2 --network host --build-arg BASE="$base" "${secret[@]}" -f Containerfile -t "$tag" .
 podman image inspect "$tag" --format '{{.Id}} {{.Size}}' >&2
