@@ -7,7 +7,9 @@
 #
 # Env: XDSR_BASE=IMAGE uses that base instead of making one (e.g.
 # docker.io/library/debian:bookworm-slim where a registry is reachable);
-# XDSR_IMAGE_WORK=DIR keeps the base's rootfs tarball there (default /var/tmp/xdsr-image).
+# XDSR_IMAGE_WORK=DIR keeps the base's rootfs tarball there (default /var/tmp/xdsr-image);
+# XDSR_IMAGE_CACHE=0 builds without podman's layer cache (no intermediate images are
+# kept: the tests build so, and leave only the tagged image and the base).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,5 +58,8 @@ fi
 secret=()
 [ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=hostca,src=/etc/ssl/certs/ca-certificates.crt)
 
-podman build --jobs 2 --network host --build-arg BASE="$base" "${secret[@]}" -f Containerfile -t "$tag" .
+layers=()
+[ "${XDSR_IMAGE_CACHE:-1}" = 0 ] && layers=(--layers=false)
+
+podman build --jobs 2 --network host "${layers[@]}" --build-arg BASE="$base" "${secret[@]}" -f Containerfile -t "$tag" .
 podman image inspect "$tag" --format '{{.Id}} {{.Size}}' >&2

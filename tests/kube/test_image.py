@@ -9,9 +9,9 @@ The test builds the image (XDSR_IMAGE, default localhost/xdsr:dev) from this
 tree with `scripts/image.sh` first: an image left from another checkout would
 test other code. It runs wherever podman is installed (scripts/install.sh
 installs it; a cold build, the Debian base included, takes minutes: figures in
-docs/kubernetes.md) and is skipped without it, or with XDSR_IMAGE_TEST=0. The
-build's intermediate images are removed afterwards; the tagged image and the
-base stay.
+docs/kubernetes.md) and is skipped without it, or with XDSR_IMAGE_TEST=0. It
+builds without podman's layer cache and removes the image its tag moved from:
+the tagged image and the base stay.
 """
 
 from __future__ import annotations
@@ -66,13 +66,14 @@ def podman_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     before = set(_dangling(env))
     try:
         t0 = time.perf_counter()
-        subprocess.run([str(ROOT / "scripts/image.sh"), IMAGE], check=True, timeout=1800)
+        build_env = dict(os.environ, XDSR_IMAGE_CACHE="0")  # no intermediate images left behind
+        subprocess.run([str(ROOT / "scripts/image.sh"), IMAGE], env=build_env, check=True, timeout=1800)
         size = int(_podman(env, "image", "inspect", IMAGE, "--format", "{{.Size}}").stdout)
         print(f"\nimage build: {time.perf_counter() - t0:.0f} s; size {size / 1e6:.0f} MB")
         yield env
     finally:
-        # The stages' images this build left (its layer cache) and the image the tag moved
-        # from, not the tagged image: each removal may leave its parent dangling in turn.
+        # The image the tag moved from, not the tagged image: each removal may leave its
+        # parent (an older build's layer cache) dangling in turn.
         for _ in range(20):
             left = [i for i in _dangling(env) if i not in before]
             if not left:
