@@ -15,13 +15,16 @@ fi
 # benchmarks, etcd for the control plane's store, python3-venv for the
 # virtualenv, bird2 for BGP toward the routers (the agents' speakers and the
 # lab's routers; run by xdsr itself, never as the Debian service), prometheus
-# for promtool (tests check every /metrics and the alert rules with it).
+# for promtool (tests check every /metrics and the alert rules with it);
+# podman, mmdebstrap and runc (with conmon, catatonit, CNI plugins) build the
+# image and run the agent from it (scripts/image.sh, tests/kube/test_image.py).
 PACKAGES=(
     clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev libc6-dev make gcc
     iproute2 ethtool iptables tcpdump procps kmod
     etcd-server etcd-client bird2
     python3 python3-venv python3-dev
     prometheus
+    podman mmdebstrap runc conmon catatonit containernetworking-plugins uidmap
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

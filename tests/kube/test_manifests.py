@@ -162,6 +162,25 @@ def test_the_crd_refuses_what_the_model_refuses(path: tuple[Any, ...], value: An
         jsonschema.validate(bad, _schema("LoadBalancer", "spec"))
 
 
+@pytest.mark.parametrize(
+    ("segment", "valid"),
+    [({"type": "vxlan", "id": 70000}, True), ({"type": "geneve", "id": 1}, True), ({"type": "vlan", "id": 4094}, True),
+     ({"id": 12}, True), ({"type": "vxlan", "id": 0}, False), ({"type": "vlan", "id": 5000}, False),
+     ({"id": 5000}, False)],
+)  # fmt: skip
+def test_the_crd_bounds_a_segment_id_by_its_type_as_the_model_does(segment: dict[str, Any], valid: bool) -> None:
+    doc = {**copy.deepcopy(LB), "vip_segment": segment}
+    schema = _schema("LoadBalancer", "spec")
+    if valid:
+        LoadBalancer.model_validate(doc)
+        jsonschema.validate(doc, schema)
+        return
+    with pytest.raises(Exception):  # noqa: B017  (pydantic's ValidationError)
+        LoadBalancer.model_validate(doc)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
+
+
 def test_the_shipped_seccomp_profile_allows_bpf_with_cap_bpf_only() -> None:
     from pathlib import Path
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from xdsr.model import checks
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
 from xdsr.store.kubernetes import GROUP, VERSION
@@ -83,10 +84,44 @@ def structural(node: Any) -> Any:
     return out
 
 
+def _segment_rule(node: Any) -> None:
+    """A segment's id bounded by its type (checks.segment), a rule across two fields that
+    the model states in a validator: as value checks in anyOf branches (structural: no
+    types in them) and as a CEL rule, whose message kubectl shows."""
+    if isinstance(node, list):
+        for n in node:
+            _segment_rule(n)
+        return
+    if not isinstance(node, dict):
+        return
+    props = node.get("properties")
+    if (
+        isinstance(props, dict)
+        and set(props) == {"type", "id"}
+        and props["type"].get("enum") == list(checks.SEGMENT_TYPES)
+    ):
+        overlays = list(checks.OVERLAYS)
+        node["anyOf"] = [
+            {"properties": {"type": {"enum": ["vlan"]}, "id": {"maximum": checks.MAX_VLAN}}},
+            {"required": ["type"], "properties": {"type": {"enum": overlays}, "id": {"minimum": 1}}},
+        ]
+        node["x-kubernetes-validations"] = [
+            {
+                "rule": f"has(self.type) && self.type in {overlays} ? "
+                f"(has(self.id) && self.id >= 1) : (!has(self.id) || self.id <= {checks.MAX_VLAN})",
+                "message": f"a VLAN id is 0-{checks.MAX_VLAN} (0 = untagged), a VNI 1-{checks.MAX_VNI}",
+            }
+        ]
+    for value in node.values():
+        _segment_rule(value)
+
+
 def model_schema(model: type[BaseModel]) -> Schema:
     raw = model.model_json_schema(mode="serialization")
     defs = raw.get("$defs", {})
-    return structural(_resolve(raw, defs))  # type: ignore[no-any-return]
+    out = structural(_resolve(raw, defs))
+    _segment_rule(out)
+    return out  # type: ignore[no-any-return]
 
 
 def _condition() -> Schema:
