@@ -77,7 +77,7 @@ class NodeDriver(View):
                     continue
                 w = node.wanted
                 if w is None or w.generation != generation or w.epoch != epoch:
-                    target = target or Target(epoch, generation, placed)
+                    target = target or self._target(g, epoch, generation, placed)
                     node.wanted = target
                     node.kick.set()
 
