@@ -430,6 +430,9 @@ def _scale_one(
     def med(xs: list[dict[str, float]]) -> dict[str, float]:
         return {k: statistics.median(x[k] for x in xs) for k in xs[0]}
 
+    def spread(xs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+        return {k: {"min": min(x[k] for x in xs), "median": med(xs)[k], "max": max(x[k] for x in xs)} for k in xs[0]}
+
     return {
         "load_balancers": n,
         "members_each": members,
@@ -439,6 +442,7 @@ def _scale_one(
         "member_add": {**med(out["member_add"]), "p99_s": _percentile([x["seconds"] for x in out["member_add"]], 99)},
         "lb_create": med(out["lb_create"]),
         "lb_delete": med(out["lb_delete"]),
+        "spread": {change: spread(xs) for change, xs in out.items()},
         "raw": out,
         "restarted_node_forwards_all_s": resync,
         "restarted_node_started_to_forwarding_all_s": resync_after_start,
