@@ -705,7 +705,7 @@ def test_a_delta_between_versions_looks_only_at_what_changed() -> None:
     assert state.changes["lb7"] == [] and state.base == 1009
     # A base older than the versions kept: compared one by one, same answer.
     v = v4
-    for i in range(Version.DEPTH + 1):
+    for _ in range(Version.DEPTH + 1):
         v = Version(frozenset(), v)
     far = Target("g1:u", 2003, p4_plain, v)
     assert v.since(v1) is None
