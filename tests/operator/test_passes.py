@@ -710,3 +710,41 @@ def test_a_delta_between_versions_looks_only_at_what_changed() -> None:
     far = Target("g1:u", 2003, p4_plain, v)
     assert v.since(v1) is None
     assert far.delta(1009, base.revisions())[1] == {"lb5", "lb7", "lb2000"}
+
+
+def test_a_poll_answered_across_a_push_does_not_undo_what_the_push_told() -> None:
+    """A node may read its state for a poll, then apply a push, and the
+    poll's answer arrive last: that older state must not make the operator
+    forget what the node holds (it would send it the full state)."""
+
+    async def body() -> None:
+        async with counting_world(5) as w:
+            ep = endpoint("n1")
+            gate = asyncio.Event()
+            read = asyncio.Event()
+            plain = w.nodes.get_state
+
+            async def slow(e: str) -> AgentState:
+                got = await plain(e)  # read now, answered later
+                if e == ep:
+                    read.set()
+                    await gate.wait()
+                return got
+
+            w.nodes.get_state = slow  # type: ignore[method-assign]
+            poll = asyncio.create_task(w.op._poll_nodes())
+            await read.wait()
+            await w.put_lb(load_balancer("lb2", vip="203.0.113.12", n_members=4, generation=2))
+            await w.op.reconcile()
+            await w.pushed()
+            w.nodes.bodies.clear()
+            gate.set()
+            await poll
+            w.nodes.get_state = plain  # type: ignore[method-assign]
+            await w.put_lb(load_balancer("lb3", vip="203.0.113.13", n_members=4, generation=2))
+            await w.converge()
+            sent = [s for e, s, _ in w.nodes.bodies if e == ep]
+            assert sent and all(s.is_delta and list(s.changes) == ["lb3"] for s in sent), sent
+            assert_identical_and_complete(w)
+
+    run(body)

@@ -137,6 +137,7 @@ class NodeDriver(View):
                 await asyncio.sleep(self.settings.retry)
                 node.kick.set()
                 continue
+            node.answers += 1
             node.bytes_sent += len(body)
             node.last_contact = time.monotonic()
             if lbs is None:
@@ -196,7 +197,7 @@ class NodeDriver(View):
         """Ask the node what it holds now; False (and node.error) if it cannot be reached."""
         if node.record is None:
             return False
-        before = node.state
+        answers = node.answers
         try:
             state = await self.agents.get_state(node.record.endpoint)
         except AgentError as exc:
@@ -205,6 +206,13 @@ class NodeDriver(View):
             node.error = str(exc)
             return False
         node.last_contact = time.monotonic()
+        if node.answers != answers:
+            # A push was answered while this poll was out: the node may have
+            # read its state before applying that push, and taking that
+            # older state would lose what the operator knows it holds (and
+            # send it the full state). The push's answer is as fresh.
+            return True
+        before = node.state
         node.state = state
         if before is None or (before.generation, before.epoch, before.error) != (
             state.generation,

@@ -147,6 +147,7 @@ class Node:
     # known: the base of the next delta. None: it gets the full state.
     acked: dict[str, int] | None = None
     by_lb: dict[str, list[ServiceReport]] = field(default_factory=dict)  # its service reports by load balancer
+    answers: int = 0  # pushes it has answered: a poll answered across one is older than the push's answer
     bytes_sent: int = 0  # bodies of PUT /v1/state, for the benchmark
     full_pushes: int = 0
     delta_pushes: int = 0
