@@ -276,7 +276,11 @@ def _creator(cluster: LocalCluster, workers: int) -> Iterator[Callable[[list[dic
     the benchmark would otherwise take from the system it measures."""
     clients: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
     for _ in range(workers):
-        clients.put(cluster.client())
+        c = cluster.client()
+        # A fully populated create of hundreds of members on a loaded machine
+        # may take longer than an interactive client waits.
+        c.timeout = httpx.Timeout(120.0)
+        clients.put(c)
 
     def create(body: dict[str, object]) -> str:
         c = clients.get()
