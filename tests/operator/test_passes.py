@@ -674,3 +674,116 @@ def test_an_operator_restart_sends_nothing_to_nodes_already_current() -> None:
             assert_identical_and_complete(w)
 
     run(body)
+
+
+def test_a_burst_of_creates_is_coalesced_into_few_generations() -> None:
+    """Creates arriving together are placed in few passes and reach each
+    node in few pushes (a pass places every load balancer that changed
+    since the last; a node's worker sends the latest target when it is
+    free), and each status is written once it is true, not per pass."""
+
+    async def body() -> None:
+        async with counting_world(0) as w:
+            store = w.store
+            assert isinstance(store, CountingStore)
+            w.op._tasks.append(asyncio.create_task(w.op._loop()))
+            w.nodes.bodies.clear()
+            store.writes.clear()
+            n = 200
+            lbs = [load_balancer(f"b{i:03d}", vip=f"198.51.{i // 250}.{i % 250 + 1}") for i in range(n)]
+            for lb in lbs:
+                await w.store.put(keys.lb_key(lb.id), dump(lb), expect=0)
+            await until(
+                lambda: all(len(w.nodes.rules.get(endpoint(x), {})) == n for x in ("n1", "n2", "n3")),
+                20,
+                "the burst did not reach every node",
+            )
+            await until(lambda: sum(k.startswith(keys.STATUS_PREFIX) for k in store.writes) >= n, 20, "statuses")
+            for node in ("n1", "n2", "n3"):
+                pushes = [s for e, s, _ in w.nodes.bodies if e == endpoint(node)]
+                assert len(pushes) <= n // 10, (node, len(pushes))
+            rules = [k for k in store.writes if k.startswith(keys.RULES_PREFIX)]
+            assert len(rules) == n  # each load balancer compiled and placed once
+            statuses = [k for k in store.writes if k.startswith(keys.STATUS_PREFIX)]
+            assert len(statuses) == len(set(statuses)) == n  # each status written once
+            assert_identical_and_complete(w)
+
+    run(body)
+
+
+class Unlistable(dict):  # type: ignore[type-arg]
+    """A group's rules that must not be walked as a whole."""
+
+    def keys(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("the whole group was compared")
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("the whole group was compared")
+
+
+def test_a_delta_between_versions_looks_only_at_what_changed() -> None:
+    from xdsr.operator.view import Target, Version
+
+    def rules(lb_id: str) -> PlacedLoadBalancer:
+        return PlacedLoadBalancer(generation=1, project_id="p", services=[])
+
+    placed = {f"lb{i}": (rules(f"lb{i}"), 10 + i) for i in range(1000)}
+    v1 = Version(frozenset(placed), None)
+    base = Target("g1:u", 1009, placed, v1)
+    # Three versions later: lb5 changed, lb7 went, lb2000 came.
+    p2 = dict(placed) | {"lb5": (rules("lb5"), 2001)}
+    v2 = Version(frozenset({"lb5"}), v1)
+    p3 = {k: v for k, v in p2.items() if k != "lb7"}
+    v3 = Version(frozenset({"lb7"}), v2)
+    p4_plain = p3 | {"lb2000": (rules("lb2000"), 2003)}
+    p4 = Unlistable(p4_plain)
+    v4 = Version(frozenset({"lb2000"}), v3)
+    target = Target("g1:u", 2003, p4, v4)
+    state, changed = target.delta(1009, base.revisions())
+    assert changed == {"lb5", "lb7", "lb2000"}
+    assert state.changes["lb7"] == [] and state.base == 1009
+    # A base older than the versions kept: compared one by one, same answer.
+    v = v4
+    for _ in range(Version.DEPTH + 1):
+        v = Version(frozenset(), v)
+    far = Target("g1:u", 2003, p4_plain, v)
+    assert v.since(v1) is None
+    assert far.delta(1009, base.revisions())[1] == {"lb5", "lb7", "lb2000"}
+
+
+def test_a_poll_answered_across_a_push_does_not_undo_what_the_push_told() -> None:
+    """A node may read its state for a poll, then apply a push, and the
+    poll's answer arrive last: that older state must not make the operator
+    forget what the node holds (it would send it the full state)."""
+
+    async def body() -> None:
+        async with counting_world(5) as w:
+            ep = endpoint("n1")
+            gate = asyncio.Event()
+            read = asyncio.Event()
+            plain = w.nodes.get_state
+
+            async def slow(e: str) -> AgentState:
+                got = await plain(e)  # read now, answered later
+                if e == ep:
+                    read.set()
+                    await gate.wait()
+                return got
+
+            w.nodes.get_state = slow  # type: ignore[method-assign]
+            poll = asyncio.create_task(w.op._poll_nodes())
+            await read.wait()
+            await w.put_lb(load_balancer("lb2", vip="203.0.113.12", n_members=4, generation=2))
+            await w.op.reconcile()
+            await w.pushed()
+            w.nodes.bodies.clear()
+            gate.set()
+            await poll
+            w.nodes.get_state = plain  # type: ignore[method-assign]
+            await w.put_lb(load_balancer("lb3", vip="203.0.113.13", n_members=4, generation=2))
+            await w.converge()
+            sent = [s for e, s, _ in w.nodes.bodies if e == ep]
+            assert sent and all(s.is_delta and list(s.changes) == ["lb3"] for s in sent), sent
+            assert_identical_and_complete(w)
+
+    run(body)

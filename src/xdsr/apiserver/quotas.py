@@ -17,6 +17,14 @@ delivers them (milliseconds): creates of one project racing through
 different replicas within that window can together exceed a limit by what
 they ask for. `xdsr up` runs one API server.
 
+A write reads the limits and the project's usage from the cache (cache.py
+keeps both current), not from the store: a check costs no store round trip
+and does not grow with the number of load balancers. A quota set through
+this API server is in its cache before the PUT answers (the route waits for
+it); one set through another replica counts once the watch delivers it, the
+same window as above. A project without limits (every one -1) takes no
+lock at all: there is nothing to check, so its writes need no order.
+
 Only growth is refused: a project over a limit that an admin lowered can
 still delete, shrink and change what it has.
 """
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from xdsr.apiserver.errors import ApiError
 from xdsr.maglev import default_table_size
@@ -81,8 +89,11 @@ def project_usage(lbs: Iterable[LoadBalancer]) -> Counter[str]:
 
 
 class Quotas:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, cached: Callable[[str], Quota | None] | None = None) -> None:
+        """cached: a project's quota ("" for the defaults) from the API
+        server's copy of the store, for the check each write makes."""
         self.store = store
+        self._cached = cached
         self._locks: dict[str, asyncio.Lock] = {}
 
     def lock(self, project_id: str) -> asyncio.Lock:
@@ -103,6 +114,13 @@ class Quotas:
         """The project's limits: its own where set, else the defaults."""
         own, defaults = await asyncio.gather(self.own(project_id), self.defaults())
         return (own or Quota()).over(defaults)
+
+    async def write_limits(self, project_id: str) -> dict[str, int]:
+        """The limits a write is checked against: from the cache when there
+        is one (see the module's docstring), else from the store."""
+        if self._cached is None:
+            return await self.limits(project_id)
+        return (self._cached(project_id) or Quota()).over(self._cached("") or Quota())
 
 
 def check(limits: dict[str, int], others: Counter[str], current: LoadBalancer | None, new: LoadBalancer | None) -> None:

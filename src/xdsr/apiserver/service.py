@@ -44,7 +44,7 @@ class Service:
         self.store = store
         self.cache = cache
         self.networks = networks or Networks()
-        self.quotas = quotas.Quotas(store)
+        self.quotas = quotas.Quotas(store, lambda p: cache.quota(p) if p else cache.default_quota())
 
     def with_segments(self, body: s.LoadBalancerCreate, lb: LoadBalancer) -> LoadBalancer:
         """A new load balancer (built from body) with its segments filled in
@@ -135,15 +135,14 @@ class Service:
         # node, so a VIP belongs to one load balancer per segment. Checked on
         # the cache: two creates racing for one VIP can both pass; the
         # operator then reports the second as ERROR.
-        for other in self.cache.all_lbs():
-            if other.vip_address == lb.vip_address and other.vip_segment == lb.vip_segment:
-                if caller.sees(other.project_id):
-                    raise conflict(
-                        "loadbalancer.vip_address", f"{lb.vip_address} is already the VIP of load balancer {other.id}"
-                    )
-                # Another project's: the caller learns that the address is
-                # taken (it must), not by whom, nor on which segment.
-                raise conflict("loadbalancer.vip_address", f"{lb.vip_address} is not available: choose another VIP")
+        for other in self.cache.with_vip(lb):
+            if caller.sees(other.project_id):
+                raise conflict(
+                    "loadbalancer.vip_address", f"{lb.vip_address} is already the VIP of load balancer {other.id}"
+                )
+            # Another project's: the caller learns that the address is
+            # taken (it must), not by whom, nor on which segment.
+            raise conflict("loadbalancer.vip_address", f"{lb.vip_address} is not available: choose another VIP")
 
         self.networks.complete(lb)
 
@@ -164,23 +163,30 @@ class Service:
         with compare-and-swap, checked against the project's quotas, the
         result in the cache before the project's next write is checked
         (quotas.py says why that keeps concurrent writes within a limit)."""
+        limits = await self.quotas.write_limits(project_id)
+        if all(v == UNLIMITED for v in limits.values()):
+            return await self._write(lb_id, change, None)
         async with self.quotas.lock(project_id):
-            limits = await self.quotas.limits(project_id)
-            unlimited = all(v == UNLIMITED for v in limits.values())
+            return await self._write(lb_id, change, await self.quotas.write_limits(project_id))
 
-            def checked(current: LoadBalancer | None) -> LoadBalancer:
-                new = change(current)
-                if new is not current and not unlimited:
-                    others = quotas.project_usage(
-                        lb for lb in self.cache.all_lbs() if lb.project_id == new.project_id and lb.id != lb_id
-                    )
-                    quotas.check(limits, others, current, new)
-                return new
+    async def _write(
+        self, lb_id: str, change: Callable[[LoadBalancer | None], LoadBalancer], limits: dict[str, int] | None
+    ) -> LoadBalancer:
+        def checked(current: LoadBalancer | None) -> LoadBalancer:
+            new = change(current)
+            if new is not current and limits is not None:
+                others = self.cache.project_usage(new.project_id, without=lb_id)
+                quotas.check(limits, others, current, new)
+            return new
 
-            doc, rev = await update_doc(self.store, keys.lb_key(lb_id), LoadBalancer, checked)
-            assert doc is not None
-            self.cache.lbs.apply_local(lb_id, doc, rev)
-            return doc
+        # The cache's copy is tried first (no read; the write is still
+        # conditional on its revision): a create finds the key absent, an
+        # edit the document this API server wrote or watched last.
+        known = self.cache.lbs.entry(lb_id) or (None, 0)
+        doc, rev = await update_doc(self.store, keys.lb_key(lb_id), LoadBalancer, checked, known=known)
+        assert doc is not None
+        self.cache.lbs.apply_local(lb_id, doc, rev)
+        return doc
 
     async def delete_lb(self, caller: Caller, lb_id: str, cascade: bool) -> None:
         lb = self.lb(caller, lb_id)

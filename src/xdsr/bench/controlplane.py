@@ -276,7 +276,11 @@ def _creator(cluster: LocalCluster, workers: int) -> Iterator[Callable[[list[dic
     the benchmark would otherwise take from the system it measures."""
     clients: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
     for _ in range(workers):
-        clients.put(cluster.client())
+        c = cluster.client()
+        # A fully populated create of hundreds of members on a loaded machine
+        # may take longer than an interactive client waits.
+        c.timeout = httpx.Timeout(120.0)
+        clients.put(c)
 
     def create(body: dict[str, object]) -> str:
         c = clients.get()
@@ -430,6 +434,9 @@ def _scale_one(
     def med(xs: list[dict[str, float]]) -> dict[str, float]:
         return {k: statistics.median(x[k] for x in xs) for k in xs[0]}
 
+    def spread(xs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+        return {k: {"min": min(x[k] for x in xs), "median": med(xs)[k], "max": max(x[k] for x in xs)} for k in xs[0]}
+
     return {
         "load_balancers": n,
         "members_each": members,
@@ -439,6 +446,7 @@ def _scale_one(
         "member_add": {**med(out["member_add"]), "p99_s": _percentile([x["seconds"] for x in out["member_add"]], 99)},
         "lb_create": med(out["lb_create"]),
         "lb_delete": med(out["lb_delete"]),
+        "spread": {change: spread(xs) for change, xs in out.items()},
         "raw": out,
         "restarted_node_forwards_all_s": resync,
         "restarted_node_started_to_forwarding_all_s": resync_after_start,

@@ -129,29 +129,30 @@ def control_plane(
 def _scale_table(doc: dict[str, object]) -> None:
     t = Table(
         "LBs x members",
-        "add one member (median / p99)",
-        "create one LB",
-        "delete one LB",
-        "bytes per node per change",
+        "change",
+        "until every node (min / median / max)",
+        "bytes per node",
         "operator CPU",
         "agent CPU",
         "API server CPU",
         "store writes",
-        title="one change on a full group (median of the runs; CPU until quiet)",
+        title="one change on a full group (times: min / median / max of the runs; the rest: median; CPU until quiet)",
     )
+    labels = (("member_add", "add one member"), ("lb_create", "create one LB"), ("lb_delete", "delete one LB"))
     for sc in doc["scales"]:  # type: ignore[attr-defined]
-        add, create, delete = sc["member_add"], sc["lb_create"], sc["lb_delete"]
-        t.add_row(
-            f"{sc['load_balancers']} x {sc['members_each']}",
-            f"{add['seconds'] * 1000:.0f} / {add['p99_s'] * 1000:.0f} ms",
-            f"{create['seconds'] * 1000:.0f} ms",
-            f"{delete['seconds'] * 1000:.0f} ms",
-            f"{add['bytes_per_node'] / 1000:.1f} KB / {create['bytes_per_node'] / 1000:.1f} KB",
-            f"{add['operator_cpu_s'] * 1000:.0f} ms",
-            f"{add['agent_cpu_s'] * 1000:.0f} ms",
-            f"{add['apiserver_cpu_s'] * 1000:.0f} ms",
-            f"{add['store_writes']:.0f} / {create['store_writes']:.0f}",
-        )
+        for key, label in labels:
+            med, spread = sc[key], sc.get("spread", {}).get(key, {})
+            secs = spread.get("seconds", {"min": med["seconds"], "median": med["seconds"], "max": med["seconds"]})
+            t.add_row(
+                f"{sc['load_balancers']} x {sc['members_each']}",
+                label,
+                " / ".join(f"{secs[k] * 1000:.0f}" for k in ("min", "median", "max")) + " ms",
+                f"{med['bytes_per_node'] / 1000:.1f} KB",
+                f"{med['operator_cpu_s'] * 1000:.0f} ms",
+                f"{med['agent_cpu_s'] * 1000:.0f} ms",
+                f"{med['apiserver_cpu_s'] * 1000:.0f} ms",
+                f"{med['store_writes']:.0f}",
+            )
     out.print(t)
     for sc in doc["scales"]:  # type: ignore[attr-defined]
         out.print(

@@ -78,7 +78,7 @@ class NodeDriver(View):
                     continue
                 w = node.wanted
                 if w is None or w.generation != generation or w.epoch != epoch:
-                    target = target or Target(epoch, generation, placed)
+                    target = target or self._target(g, epoch, generation, placed)
                     node.wanted = target
                     node.kick.set()
 
@@ -168,6 +168,7 @@ class NodeDriver(View):
             if node.failures:
                 node.failures = 0
                 metrics.push_backoff(node.name, 0.0)
+            node.answers += 1
             node.bytes_sent += sent
             node.last_contact = time.monotonic()
             if lbs is None:
@@ -273,7 +274,7 @@ class NodeDriver(View):
         """Ask the node what it holds now; False (and node.error) if it cannot be reached."""
         if node.record is None:
             return False
-        before = node.state
+        answers = node.answers
         try:
             state = await self.agents.get_state(node.record.endpoint)
         except AgentError as exc:
@@ -282,6 +283,13 @@ class NodeDriver(View):
             node.error = str(exc)
             return False
         node.last_contact = time.monotonic()
+        if node.answers != answers:
+            # A push was answered while this poll was out: the node may have
+            # read its state before applying that push, and taking that
+            # older state would lose what the operator knows it holds (and
+            # send it the full state). The push's answer is as fresh.
+            return True
+        before = node.state
         node.state = state
         if before is None or (before.generation, before.epoch, before.error) != (
             state.generation,

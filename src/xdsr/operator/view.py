@@ -11,12 +11,11 @@ writeback.py; operator.py runs them.
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from xdsr.model import keys
-from xdsr.model.agent import AgentState, DesiredState, ServiceReport
+from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceReport
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
 from xdsr.operator.agents import AgentClient
@@ -24,6 +23,58 @@ from xdsr.operator.compile import Compiled, ServiceKey, service_key
 from xdsr.operator.status import NodeReport
 from xdsr.store.base import Store
 from xdsr.store.informer import Informer
+
+
+class Version:
+    """One version of a group's rules, by which load balancers changed from
+    the version before: a delta between two versions looks only at what
+    changed in between, not at the whole group."""
+
+    __slots__ = ("changed", "prev")
+
+    # How many versions back a delta is computed from the changes (older
+    # ones are forgotten); a node further behind is compared load balancer
+    # by load balancer, as after a restart.
+    DEPTH = 256
+
+    def __init__(self, changed: frozenset[str], prev: Version | None) -> None:
+        self.changed = changed
+        self.prev = prev
+        v = prev
+        for _ in range(self.DEPTH - 2):
+            if v is None:
+                return
+            v = v.prev
+        if v is not None:
+            v.prev = None
+
+    def since(self, base: Version) -> set[str] | None:
+        """The load balancers that changed from base to this version (None:
+        base is not among the versions kept)."""
+        out: set[str] = set()
+        v: Version | None = self
+        while v is not None:
+            if v is base:
+                return out
+            out |= v.changed
+            v = v.prev
+        return None
+
+
+class Revisions(Mapping[str, int]):
+    """lb id -> rules revision of a target, without copying them."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def __getitem__(self, lb_id: str) -> int:
+        return self.target.placed[lb_id][1]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.target.placed)
+
+    def __len__(self) -> int:
+        return len(self.target.placed)
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,14 +87,11 @@ class Target:
     epoch: str
     generation: int
     placed: dict[str, tuple[PlacedLoadBalancer, int]]  # lb id -> (its rules, their revision)
+    version: Version | None = None  # the version of the group's rules `placed` is
 
-    @functools.cached_property
-    def _revisions(self) -> dict[str, int]:
-        return {lb_id: rev for lb_id, (_, rev) in self.placed.items()}
-
-    def revisions(self) -> dict[str, int]:
+    def revisions(self) -> Mapping[str, int]:
         """lb id -> rules revision; shared by the group's nodes, not to be changed."""
-        return self._revisions
+        return Revisions(self)
 
     def full(self) -> DesiredState:
         services = [s for p, _ in sorted(self.placed.values(), key=lambda x: x[1]) for s in p.services]
@@ -51,11 +99,27 @@ class Target:
             generation=self.generation, epoch=self.epoch, base=None, changes={}, services=services
         )
 
-    def delta(self, base: int, held: dict[str, int]) -> tuple[DesiredState, set[str]]:
+    def delta(self, base: int, held: Mapping[str, int]) -> tuple[DesiredState, set[str]]:
         """From a node holding `held` (lb id -> rules revision) at generation
-        base: the services of the load balancers that changed since, and which."""
-        changes = {lb_id: p.services for lb_id, (p, rev) in self.placed.items() if held.get(lb_id) != rev}
-        changes.update({lb_id: [] for lb_id in held if lb_id not in self.placed})
+        base: the services of the load balancers that changed since, and which.
+
+        When held is another target's revisions and that target's version
+        is one of the last few of this group, only the load balancers that
+        changed in between are compared: the cost is the change's, not the
+        group's."""
+        candidates: Iterable[str] | None = None
+        if isinstance(held, Revisions) and self.version is not None and held.target.version is not None:
+            candidates = self.version.since(held.target.version)
+        if candidates is None:
+            candidates = self.placed.keys() | held.keys()
+        changes: dict[str, list[RuleService]] = {}
+        for lb_id in candidates:
+            got = self.placed.get(lb_id)
+            if got is not None:
+                if held.get(lb_id) != got[1]:
+                    changes[lb_id] = got[0].services
+            elif lb_id in held:
+                changes[lb_id] = []
         state = DesiredState.model_construct(
             generation=self.generation, epoch=self.epoch, base=base, changes=changes, services=[]
         )
@@ -83,6 +147,7 @@ class Node:
     # known: the base of the next delta. None: it gets the full state.
     acked: dict[str, int] | None = None
     by_lb: dict[str, list[ServiceReport]] = field(default_factory=dict)  # its service reports by load balancer
+    answers: int = 0  # pushes it has answered: a poll answered across one is older than the push's answer
     bytes_sent: int = 0  # bodies of PUT /v1/state, for the benchmark
     full_pushes: int = 0
     delta_pushes: int = 0
@@ -126,10 +191,14 @@ class View:
         self._dirty_lbs: set[str] = set()
         self._dirty_groups: set[str] = set()
         self._all_dirty = True
-        # The rules by group, rebuilt only after they changed (every pass
-        # reads them, and there may be thousands); who serves each service key.
+        # The rules by group, as versions (a new dict per group that
+        # changed, made from the one before and the load balancers whose
+        # rules changed: every pass reads them, and there may be
+        # thousands); who serves each service key.
         self._placed_cache: dict[str, dict[str, tuple[PlacedLoadBalancer, int]]] | None = None
-        self._where_cache: dict[str, str] | None = None
+        self._versions: dict[str, Version] = {}
+        self._rules_pending: dict[str, set[str]] = {}  # group -> lb ids whose rules changed since
+        self._where_cache: dict[str, str] = {}  # lb id -> group, kept with the versions
         self._revision_cache: dict[str, int] = {}  # group -> highest revision among its rules
         # Load balancers the placement pass must look at (all of them after
         # a restart, a failed pass, or a change of nodes or groups).
@@ -143,8 +212,8 @@ class View:
         self._node_refusals: dict[str, tuple[int, str]] = {}
 
     def _rules_changed(self, name: str, old: object, new: object) -> None:
-        self._placed_cache = self._where_cache = None
-        lb_id = name.split("/", 1)[1]
+        group, lb_id = name.split("/", 1)
+        self._rules_pending.setdefault(group, set()).add(lb_id)
         for doc in (old, new):
             assert doc is None or isinstance(doc, PlacedLoadBalancer)
         if isinstance(old, PlacedLoadBalancer):
@@ -177,21 +246,60 @@ class View:
         return self.groups.entries()
 
     def _placed(self) -> dict[str, dict[str, tuple[PlacedLoadBalancer, int]]]:
-        """group -> lb id -> (its rules, revision). Not to be changed: shared until the rules change."""
+        """group -> lb id -> (its rules, revision). Not to be changed: a
+        group's dict is shared until its rules change (then it is replaced)."""
         if self._placed_cache is None:
             out: dict[str, dict[str, tuple[PlacedLoadBalancer, int]]] = {}
-            revs: dict[str, int] = {}
             for name, value in self.rules.entries().items():
                 group, lb_id = name.split("/", 1)
                 out.setdefault(group, {})[lb_id] = value
-                revs[group] = max(revs.get(group, 0), value[1])
-            self._placed_cache, self._revision_cache = out, revs
+            self._placed_cache, self._rules_pending = out, {}
+            self._versions = {g: Version(frozenset(lbs), None) for g, lbs in out.items()}
+            self._where_cache = {lb: g for g, lbs in out.items() for lb in lbs}
+            self._revision_cache = {g: max(rev for _, rev in lbs.values()) for g, lbs in out.items()}
+        elif self._rules_pending:
+            pending, self._rules_pending = self._rules_pending, {}
+            for group, lb_ids in pending.items():
+                self._new_version(group, lb_ids)
         return self._placed_cache
 
+    def _new_version(self, group: str, lb_ids: set[str]) -> None:
+        assert self._placed_cache is not None
+        old = self._placed_cache.get(group, {})
+        lbs = dict(old)
+        top, recount = self._revision_cache.get(group, 0), False
+        for lb_id in lb_ids:
+            got = self.rules.entry(f"{group}/{lb_id}")
+            if got is not None:
+                lbs[lb_id] = got
+                self._where_cache[lb_id] = group
+                top = max(top, got[1])
+            elif lbs.pop(lb_id, None) is not None:
+                recount = True
+                if self._where_cache.get(lb_id) == group:
+                    del self._where_cache[lb_id]
+        if recount:
+            top = max((rev for _, rev in lbs.values()), default=0)
+        if lbs:
+            self._placed_cache[group] = lbs
+            self._revision_cache[group] = top
+            self._versions[group] = Version(frozenset(lb_ids), self._versions.get(group))
+        else:
+            self._placed_cache.pop(group, None)
+            self._revision_cache.pop(group, None)
+            self._versions.pop(group, None)
+
+    def _target(
+        self, group: str, epoch: str, generation: int, placed: dict[str, tuple[PlacedLoadBalancer, int]]
+    ) -> Target:
+        """What the group's nodes must hold, with the version of its rules
+        when `placed` is the current one (deltas then cost what changed)."""
+        current = self._placed_cache is not None and self._placed_cache.get(group) is placed
+        return Target(epoch, generation, placed, self._versions.get(group) if current else None)
+
     def _placement_index(self) -> dict[str, str]:
-        """lb id -> its group. Not to be changed: shared until the rules change."""
-        if self._where_cache is None:
-            self._where_cache = {lb: g for g, lbs in self._placed().items() for lb in lbs}
+        """lb id -> its group. Not to be changed: kept as the rules change."""
+        self._placed()
         return self._where_cache
 
     def _generation(self, group: str, placed: dict[str, tuple[PlacedLoadBalancer, int]] | None = None) -> int:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable
 from xdsr.model import keys
 from xdsr.model.agent import AgentState
 from xdsr.model.group import PlacedLoadBalancer
-from xdsr.model.loadbalancer import LoadBalancer
+from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
 from xdsr.operator.compile import service_key
 from xdsr.operator.status import Placement, compute, same_but_stats
 from xdsr.operator.view import View, group_epoch
@@ -38,7 +38,7 @@ class StatusWriter(View):
             ids = self._dirty_lbs | {lb_id for g in self._dirty_groups for lb_id in placed_all.get(g, {})}
             todo = [lb for lb in (self.lbs.get(i) for i in ids) if lb is not None]
         self._dirty_lbs, self._dirty_groups, self._all_dirty = set(), set(), False
-        writes: list[Awaitable[int]] = []
+        writes: list[Awaitable[None]] = []
         for lb in todo:
             if lb.deleting:
                 continue
@@ -56,7 +56,7 @@ class StatusWriter(View):
             recently = now - self._stats_written.get(lb.id, 0) < self.settings.stats_interval
             if prev is not None and same_but_stats(prev, new) and (prev.stats == new.stats or recently):
                 continue
-            writes.append(self.store.put(keys.status_key(lb.id), dump(new)))
+            writes.append(self._put_status(new))
             self._stats_written[lb.id] = now
             if (
                 prev is None
@@ -71,6 +71,12 @@ class StatusWriter(View):
                     new.operating_status,
                 )
         await self._concurrently(writes)
+
+    async def _put_status(self, status: LoadBalancerStatus) -> None:
+        rev = await self.store.put(keys.status_key(status.id), dump(status))
+        # Into our copy at once: the next pass compares with it, and the
+        # watch's copy of the same write is then not parsed again.
+        self.statuses.apply_local(status.id, status, rev)
 
     def _refusal(self, lb: LoadBalancer, placed: PlacedLoadBalancer | None) -> tuple[str | None, frozenset[str]]:
         """Why (part of) a load balancer is not placed, derived from the group

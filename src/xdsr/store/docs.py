@@ -30,6 +30,7 @@ async def update_doc(
     model: type[M],
     change: Callable[[M | None], M | None] | Callable[[M | None], Awaitable[M | None]],
     attempts: int = 100,
+    known: tuple[M | None, int] | None = None,
 ) -> tuple[M | None, int]:
     """Read-modify-write with optimistic concurrency, retried on conflict.
 
@@ -37,7 +38,31 @@ async def update_doc(
     one, or None to delete it; it may raise to abort. Concurrent writers
     never lose an update: a writer that lost the race re-reads and re-applies
     its change. Returns the written document and the revision.
+
+    known: (document or None, revision; 0 = absent) from a copy of the store
+    the caller keeps (an informer), tried first instead of reading: the
+    write is conditional on that revision all the same, so a stale copy
+    costs a conflict and a read, never a lost update. Only a write is taken
+    from the copy: a refusal (change raised) or a no-op is decided again on
+    what the store holds.
     """
+    if known is not None:
+        current, rev = known
+        try:
+            new = change(current)
+            if isinstance(new, Awaitable):
+                new = await new
+        except Exception:
+            new = current  # decided again below, on the store's document
+        try:
+            if new is None and current is not None:
+                await store.delete(key, expect=rev)
+                return None, rev
+            if new is not None and new != current:
+                rev = await store.put(key, dump(new), expect=rev)
+                return new, rev
+        except Conflict:
+            pass
     for _ in range(attempts):
         got = await get_doc(store, key, model)
         current, rev = (got[0], got[1]) if got else (None, 0)

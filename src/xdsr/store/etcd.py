@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 from prometheus_client import Histogram
 
@@ -124,9 +125,36 @@ def split_endpoints(endpoints: str | Sequence[str]) -> list[str]:
     return out
 
 
+# Unary requests go through httpcore, the transport under httpx, directly:
+# httpx's layers (URL merging, cookies, auth and redirect handling, event
+# hooks) cost about a third of the client's CPU per request, and every API
+# server write and operator pass is a few of these. Watches stream through httpx.
+_TRANSPORT_ERRORS = (
+    httpcore.NetworkError,
+    httpcore.TimeoutException,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ConnectionNotAvailable,
+    httpx.HTTPError,
+    ssl.SSLError,  # a refused certificate may surface raw
+)
 # Failures after which the request surely never reached etcd.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NOT_SENT = (httpcore.ConnectError, httpcore.ConnectTimeout, httpcore.PoolTimeout)
 _READS = ("/v3/kv/range",)
+_JSON = [(b"Content-Type", b"application/json")]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 class EtcdStore:
@@ -138,7 +166,12 @@ class EtcdStore:
         self._timeout = timeout
         self.config = config or EtcdConfig()
         self._verify = self.config.verify()
-        self._http = httpx.AsyncClient(timeout=timeout, verify=self._verify)
+        self._http = httpcore.AsyncConnectionPool(
+            ssl_context=self._verify if isinstance(self._verify, ssl.SSLContext) else None,
+            max_connections=100,
+            max_keepalive_connections=32,
+        )
+        self._timeouts = {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
 
@@ -156,9 +189,8 @@ class EtcdStore:
         async with self._auth_lock:
             if self._token != stale:
                 return  # another request got a new token meanwhile
-            resp = await self._http.post(
-                endpoint + "/v3/auth/authenticate",
-                json={"name": self.config.user, "password": self.config.password},
+            resp = await self._request(
+                endpoint + "/v3/auth/authenticate", {"name": self.config.user, "password": self.config.password}
             )
             if resp.status_code != 200:
                 raise StoreUnavailable(
@@ -169,14 +201,21 @@ class EtcdStore:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": self._token} if self._token else {}
 
-    async def _post(self, endpoint: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    async def _request(self, url: str, body: dict[str, Any], token: str | None = None) -> _Answer:
+        headers = [*_JSON, (b"Authorization", token.encode())] if token else _JSON
+        resp = await self._http.request(
+            "POST", url, headers=headers, content=json.dumps(body).encode(), extensions=self._timeouts
+        )
+        return _Answer(resp.status, resp.content)
+
+    async def _post(self, endpoint: str, path: str, body: dict[str, Any]) -> _Answer:
         """One request to one member, with a (new) auth token when etcd wants one."""
         if self.config.user and self._token is None:
             await self._authenticate(endpoint, None)
-        resp = await self._http.post(endpoint + path, json=body, headers=self._headers())
+        resp = await self._request(endpoint + path, body, self._token)
         if self.config.user and resp.status_code == 401:
             await self._authenticate(endpoint, self._token)
-            resp = await self._http.post(endpoint + path, json=body, headers=self._headers())
+            resp = await self._request(endpoint + path, body, self._token)
         return resp
 
     async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +225,7 @@ class EtcdStore:
             try:
                 with STORE_SECONDS.labels(path.rsplit("/", 1)[-1]).time():
                     resp = await self._post(endpoint, path, body)
-            except (httpx.HTTPError, ssl.SSLError) as exc:  # a refused certificate may surface raw
+            except _TRANSPORT_ERRORS as exc:
                 last = exc
                 self._fail_over(endpoint)
                 if isinstance(exc, _NOT_SENT) or path in _READS:

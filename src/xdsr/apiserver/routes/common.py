@@ -23,7 +23,7 @@ from xdsr.web.guard import Authenticate
 api_key = APIKeyHeader(name="X-Auth-Token", auto_error=False, description="A token from the tokens file")
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 

@@ -64,8 +64,9 @@ async def get_defaults(service: ServiceDep, caller: CallerDep) -> JSONResponse:
 )
 async def set_defaults(caller: CallerDep, service: ServiceDep, body: q.QuotaUpdateRequest) -> JSONResponse:
     _admin(caller, "set the default quotas")
-    doc, _ = await update_doc(service.store, keys.QUOTA_DEFAULTS, Quota, lambda cur: _changed(cur, body.quota))
+    doc, rev = await update_doc(service.store, keys.QUOTA_DEFAULTS, Quota, lambda cur: _changed(cur, body.quota))
     assert doc is not None
+    await service.cache.quota_defaults.wait_for(rev)  # the next write is checked against it
     return JSONResponse({"quota": q.render(doc.over(Quota()))}, status_code=202)
 
 
@@ -91,7 +92,8 @@ async def set_quota(request: Request, caller: CallerDep, service: ServiceDep, pr
     except ValueError as exc:
         raise ApiError(400, f"body: invalid JSON: {exc}") from None
     body = _update(data)
-    await update_doc(service.store, keys.quota_key(project_id), Quota, lambda cur: _changed(cur, body))
+    _, rev = await update_doc(service.store, keys.quota_key(project_id), Quota, lambda cur: _changed(cur, body))
+    await service.cache.quotas.wait_for(rev)  # the next write is checked against it
     return JSONResponse({"quota": q.render(await service.quotas.limits(project_id))}, status_code=202)
 
 
@@ -114,5 +116,7 @@ def _update(data: Any) -> q.QuotaUpdate:
 )
 async def reset_quota(caller: CallerDep, service: ServiceDep, project_id: str) -> Response:
     _admin(caller, "reset quotas")
-    await service.store.delete(keys.quota_key(project_id))
+    rev = await service.store.delete(keys.quota_key(project_id))
+    if rev:
+        await service.cache.quotas.wait_for(rev)  # the next write is checked against it
     return Response(status_code=204)
