@@ -133,6 +133,10 @@ class Env:
         with self.api() as c:
             r = c.delete(f"/v2/lbaas/loadbalancers/{lb_id}", params={"cascade": "true"})
             assert r.status_code == 204, r.text
+            # PENDING_DELETE still holds its VIP (as in Octavia): the next
+            # test may take the VIP only once the load balancer is gone.
+            gone = lambda: c.get(f"/v2/lbaas/loadbalancers/{lb_id}").status_code == 404  # noqa: E731
+            until(gone, what=f"load balancer {lb_id} gone")
 
 
 def make_env(prefix: str, spec: BgpSpec | None = None, **overrides: Any) -> Iterator[Env]:

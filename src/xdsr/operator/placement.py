@@ -296,18 +296,22 @@ class Placer(View):
 
     def _no_room(self, lb: LoadBalancer, needs: Cost, load: dict[str, Cost], capacity: dict[str, Cost]) -> str:
         live = self._live()
-        where = f"LB node group {lb.lbn_group!r}" if lb.lbn_group is not None else "no group of LB nodes"
+        refusal = (
+            f"LB node group {lb.lbn_group!r} cannot take it"
+            if lb.lbn_group is not None
+            else "no group of LB nodes can take it"
+        )
         groups = {
             g: cap
             for g, cap in capacity.items()
             if (lb.lbn_group is None or g == lb.lbn_group) and any(n in live for n in self._group_docs()[g][0].lbns)
         }
         if not groups:
-            return f"{where} can take it (no live node)"
+            return f"{refusal} (no live node)"
         free = {g: sub_(cap, load.get(g, ZERO)) for g, cap in groups.items()}
         best = max(free.values(), key=lambda f: f[1])
         return (
-            f"{where} can take it: it needs {needs[0]} services, {needs[1]} slot chunks of Maglev table "
+            f"{refusal}: it needs {needs[0]} services, {needs[1]} slot chunks of Maglev table "
             f"memory and {needs[2]} backend entries; the most free is {_describe(best)}"
         )
 
