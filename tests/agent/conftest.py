@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shutil
 import signal
 import ssl
 import subprocess
@@ -200,6 +201,17 @@ def agent_factory(fab: Fabric, tmp_path: Path) -> Iterator[Any]:
             with Dataplane.open(pin) as dp, contextlib.suppress(DataplaneError, LookupError):
                 dp.detach(ifname, netns=ns)
         remove_pins(pin)
+
+
+@pytest.fixture
+def etcd() -> Iterator[Any]:
+    """A real etcd of the test's own, stopped and removed after it."""
+    if not shutil.which("etcd"):
+        pytest.skip("etcd is not installed (Debian package etcd-server)")
+    from xdsr.local.etcd import EtcdServer
+
+    with EtcdServer() as server:
+        yield server
 
 
 @pytest.fixture

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 import xdsr
 from tests.agent.conftest import services_doc
@@ -22,16 +19,6 @@ from xdsr.model.group import LbnRecord
 from xdsr.model.keys import lbn_key
 
 pytestmark = needs_root
-
-
-@pytest.fixture
-def etcd() -> Iterator[Any]:
-    if not shutil.which("etcd"):
-        pytest.skip("etcd is not installed (Debian package etcd-server)")
-    from xdsr.local.etcd import EtcdServer
-
-    with EtcdServer() as server:
-        yield server
 
 
 def _b64(s: str) -> str:

@@ -59,8 +59,12 @@ def test_the_lb_node_daemonset_is_least_privilege() -> None:
     assert set(sc["capabilities"]["add"]) == {"BPF", "NET_ADMIN", "PERFMON", "NET_RAW", "SYS_RESOURCE"}
     assert sc["seccompProfile"] == {"type": "Localhost", "localhostProfile": "xdsr/seccomp-bpf.json"}
     assert {"name": "bpffs", "hostPath": {"path": "/sys/fs/bpf", "type": "DirectoryOrCreate"}} in pod["volumes"]
-    # mutual TLS to the operator: the probes check the port, the kubelet having no client certificate
-    assert c["readinessProbe"]["tcpSocket"]["port"] == Values().agent.port
+    # mutual TLS to the operator; the kubelet, which has no client certificate, probes the
+    # plain-HTTP listener the agent opens on the node's loopback
+    health = f"127.0.0.1:{Values().agent.health_port}"
+    assert c["args"][c["args"].index("--health-listen") + 1] == health
+    for kind, path in (("readinessProbe", "/healthz"), ("livenessProbe", "/livez")):
+        assert c[kind]["httpGet"] == {"host": "127.0.0.1", "port": Values().agent.health_port, "path": path}
     assert {"--tls-cert", "--tls-key", "--tls-client-ca"} <= set(c["args"]) and "--insecure-http" not in c["args"]
     assert any(v.get("secret", {}).get("secretName") == "xdsr-agent-tls" for v in pod["volumes"])
 

@@ -21,8 +21,8 @@ import socket
 import ssl
 import stat
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import prometheus_client
@@ -35,6 +35,7 @@ from xdsr.agent.bgp import Speaker, XdpWatch, check_config, load_config
 from xdsr.agent.bird import Bird, BirdError, BirdPaths
 from xdsr.agent.core import Agent, AgentConfig
 from xdsr.agent.health import HealthChecker, IPAddress, SegmentKey
+from xdsr.agent.ready import Readiness, create_health_app
 from xdsr.agent.registration import Registration
 from xdsr.agent.resolver import Resolver
 from xdsr.agent.settings import AgentSettings
@@ -65,16 +66,16 @@ class StartupError(Exception):
 Options = AgentSettings
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
+def parse_listen(listen: str, flag: str = "--listen") -> tuple[str, int]:
     """Parse "127.0.0.1:9101", "[::1]:9101" or ":9101" (all addresses) into (host, port)."""
     host, sep, port_s = listen.rpartition(":")
     if not sep or not port_s.isdigit() or not 0 < int(port_s) < 65536:
-        raise StartupError(f"--listen {listen!r}: expected ADDR:PORT", 2)
+        raise StartupError(f"{flag} {listen!r}: expected ADDR:PORT", 2)
     host = host.strip("[]") or "0.0.0.0"
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise StartupError(f"--listen {listen!r}: {host!r} is not an IP address", 2) from None
+        raise StartupError(f"{flag} {listen!r}: {host!r} is not an IP address", 2) from None
     return host, int(port_s)
 
 
@@ -189,14 +190,22 @@ def run(opts: Options) -> int:
     token = read_token(opts.token_file)
     sources = parse_health_sources(opts.health_sources)
     host, port = parse_listen(opts.listen)
+    probe_addr = parse_listen(opts.health_listen, "--health-listen") if opts.health_listen else None
     speaker_setup = _bgp_setup(opts)  # a bad BGP configuration fails before the kernel is touched
     sock = _bind(host, port)
+    try:
+        probe_sock = _bind(*probe_addr) if probe_addr else None
+    except StartupError:
+        sock.close()
+        raise
+    socks = [s for s in (sock, probe_sock) if s is not None]
     try:
         # Held for the agent's life: a second agent or `xdsr dp apply` on
         # these maps is refused instead of replacing the tables.
         owner = acquire(opts.pin_dir, "a second xdsr agent")
     except (DataplaneError, OSError) as exc:
-        sock.close()
+        for s in socks:
+            s.close()
         raise StartupError(str(exc)) from None
     dp: Dataplane | None = None
     resolver: Resolver | None = None
@@ -208,7 +217,8 @@ def run(opts: Options) -> int:
         resolver = Resolver.open(opts.iface, opts.netns, trunk.mac)
         health = HealthChecker.open(opts.iface, opts.netns, trunk.mac, sources, endpoint=opts.tunnel)
     except Exception as exc:
-        sock.close()
+        for s in socks:
+            s.close()
         if health is not None:
             health.close()
         if resolver is not None:
@@ -260,8 +270,16 @@ def run(opts: Options) -> int:
         try:
             speaker.launch(opts.name)  # here, on the main thread: BIRD dies with the agent (bird.py)
         except (BirdError, OSError) as exc:
-            sock.close()
+            for s in socks:
+                s.close()
             raise StartupError(f"cannot start BIRD: {exc}") from None
+
+    probes: _ProbeServer | None = None
+    if probe_sock is not None:
+        ready = Readiness(agent, watch, needs_generation=registration is not None, stopping=lambda: server.should_exit)
+        probes = _ProbeServer(
+            uvicorn.Config(create_health_app(ready), log_config=None, access_log=False, lifespan="off")
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -269,6 +287,10 @@ def run(opts: Options) -> int:
         if speaker is not None:
             await speaker.start()
             agent.on_applied = speaker.kick
+        probe_task = None
+        if probes is not None:
+            assert probe_sock is not None
+            probe_task = asyncio.create_task(probes.serve(sockets=[probe_sock]), name="probes")
         log.info(
             "agent started name=%s iface=%s netns=%s trunk_mac=%s prog_id=%d mode=%s listen=%s:%d endpoint=%s "
             "store=%s pid=%d",
@@ -287,6 +309,9 @@ def run(opts: Options) -> int:
         try:
             yield
         finally:
+            if probes is not None and probe_task is not None:
+                probes.should_exit = True
+                await probe_task
             if speaker is not None:
                 agent.on_applied = None
                 await speaker.stop()  # withdraw first: the routers move the traffic while the node still forwards
@@ -319,3 +344,11 @@ def run(opts: Options) -> int:
     finally:
         owner.release()
     return 0 if server.started else 1
+
+
+class _ProbeServer(uvicorn.Server):
+    """The probe listener: beside the API's server, which owns SIGTERM/SIGINT."""
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield

@@ -44,6 +44,11 @@ class AgentSettings(BaseModel):
     name: str = Field(description="this LB node's name (its key in the store)")
     listen: str = Field(description="ADDR:PORT of the HTTP API, e.g. 127.0.0.1:9101")
     token_file: Path = Field(description="file holding the bearer token the operator must send (chmod 600)")
+    health_listen: str | None = Field(
+        None,
+        description="ADDR:PORT of a plain-HTTP listener for kubelet's probes, e.g. 127.0.0.1:9879: GET /healthz "
+        "answers 200 when the node is ready, else 503 and why; GET /livez 200 while the agent runs (off if not given)",
+    )
     netns: str | None = Field(None, description="network namespace of IFACE")
     pin_dir: Path = Field(Path(DEFAULT_PIN_DIR), description="bpffs directory of the pinned maps")
     max_services: int | None = Field(None, ge=1, description="size the maps for N services when creating them")

@@ -277,9 +277,14 @@ def _agent(v: Values) -> list[Obj]:
             else {"type": "RuntimeDefault"}
         ),
     }
-    # The API asks every caller for a client certificate, which the kubelet has not:
-    # the probes see that the agent serves (its port is bound only once the data plane is up).
-    probe = {"tcpSocket": {"port": g.port, "host": "127.0.0.1"}, "periodSeconds": 5}
+
+    # The API asks every caller for a client certificate, which the kubelet has not: the
+    # probes ask the agent's plain-HTTP listener on the node's loopback (hostNetwork), which
+    # answers whether the node is ready and why not, nothing of what it serves (docs/agent.md).
+    def probe(path: str) -> Obj:
+        get = {"host": "127.0.0.1", "port": g.health_port, "path": path}
+        return {"httpGet": get, "periodSeconds": 5, "timeoutSeconds": 3}
+
     store = "kubernetes"
     mounts: list[Obj] = []
     volumes: list[Obj] = []
@@ -301,6 +306,8 @@ def _agent(v: Values) -> list[Obj]:
             "$(NODE_NAME)",
             "--listen",
             f"0.0.0.0:{g.port}",
+            "--health-listen",
+            f"127.0.0.1:{g.health_port}",
             "--advertise",
             f"https://$(NODE_IP):{g.port}",
             "--tls-cert",
@@ -324,8 +331,10 @@ def _agent(v: Values) -> list[Obj]:
         ],
         "env": env,
         "ports": [{"name": "https", "containerPort": g.port, "hostPort": g.port}],
-        "readinessProbe": {**probe, "failureThreshold": 2},
-        "livenessProbe": {**probe, "failureThreshold": 6, "initialDelaySeconds": 10},
+        # Ready once the program is attached and the operator's rules applied: a rolling
+        # update moves to the next node only then.
+        "readinessProbe": {**probe("/healthz"), "failureThreshold": 2},
+        "livenessProbe": {**probe("/livez"), "failureThreshold": 6, "initialDelaySeconds": 10},
         "resources": _resources(g.resources),
         "securityContext": security,
         "volumeMounts": [

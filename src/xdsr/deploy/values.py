@@ -53,6 +53,7 @@ class AgentValues(_Values):
     node_label_value: str = "true"
     iface: str = "eth1"  # the trunk interface on every LB node
     port: int = Field(9101, ge=1, le=65535)
+    health_port: int = Field(9879, ge=1, le=65535)  # the kubelet's probes, on the node's 127.0.0.1
     mode: Literal["native", "generic"] = "native"
     lease_ttl: int = Field(10, ge=2)
     pin_dir: str = "/sys/fs/bpf/xdsr"
