@@ -68,15 +68,8 @@ class Env:
 
 def _vxlan(lab: Lab, ns: str, vni: int, local: str, addr: str, fdb: list[tuple[str, str]]) -> str:
     """A VXLAN device `vx` on ns's underlay port with static forwarding
-    entries (mac, remote endpoint); its MAC."""
-    lab.run(ns, ["ip", "link", "add", "vx", "type", "vxlan", "id", str(vni), "local", local, "dstport", "4789",
-                 "dev", "u0", "nolearning"])  # fmt: skip
-    for mac, remote in fdb:
-        lab.run(ns, ["bridge", "fdb", "append", mac, "dev", "vx", "dst", remote])
-    lab.run(ns, ["ethtool", "-K", "vx", "tx", "off"])  # full checksums: XDP forwards raw frames
-    lab.run(ns, ["ip", "addr", "add", f"{addr}/24", "dev", "vx"])
-    lab.run(ns, ["ip", "link", "set", "vx", "up"])
-    return lab.iface(ns, "vx").mac
+    entries (mac, remote endpoint) only; its MAC."""
+    return lab.add_vxlan(ns, "vx", vni, local=local, dev="u0", address=f"{addr}/24", fdb=fdb, learning=False).mac
 
 
 def _lb_body(tenant: str, env_macs: dict[str, str]) -> dict[str, Any]:

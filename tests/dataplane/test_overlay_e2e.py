@@ -67,14 +67,8 @@ class Overlay:
 def _vxlan(lab: Lab, ns: str, vni: int, local: str, default_remote: str, addr: str) -> str:
     """A VXLAN device on the namespace's underlay port u0, sending what it
     does not know to default_remote."""
-    run = lambda *cmd: lab.run(ns, list(cmd))  # noqa: E731
-    run("ip", "link", "add", "vx", "type", "vxlan", "id", str(vni), "local", local, "dstport", "4789", "dev", "u0")
-    run("bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vx", "dst", default_remote)
-    # Locally made packets carry a partial checksum the XDP hop would keep.
-    run("ethtool", "-K", "vx", "tx", "off")
-    run("ip", "addr", "add", f"{addr}/24", "dev", "vx")
-    run("ip", "link", "set", "vx", "up")
-    return lab.output(ns, ["cat", "/sys/class/net/vx/address"]).strip()
+    fdb = [("00:00:00:00:00:00", default_remote)]
+    return lab.add_vxlan(ns, "vx", vni, local=local, dev="u0", address=f"{addr}/24", fdb=fdb).mac
 
 
 @pytest.fixture(scope="module")

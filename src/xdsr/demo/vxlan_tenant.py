@@ -83,16 +83,8 @@ def agent_args(fab: Fabric) -> dict[str, list[str]]:
 
 
 def _vxlan(fab: Fabric, ns: str, local: str, addr: str, fdb: list[tuple[str, str]]) -> str:
-    """A VXLAN device `vx` on ns's underlay port with static forwarding entries; its MAC."""
-    lab = fab.lab
-    lab.run(ns, ["ip", "link", "add", "vx", "type", "vxlan", "id", str(VNI), "local", local, "dstport", "4789",
-                 "dev", "u0", "nolearning"])  # fmt: skip
-    for mac, remote in fdb:
-        lab.run(ns, ["bridge", "fdb", "append", mac, "dev", "vx", "dst", remote])
-    lab.run(ns, ["ethtool", "-K", "vx", "tx", "off"])  # full checksums: XDP forwards raw frames
-    lab.run(ns, ["ip", "addr", "add", f"{addr}/24", "dev", "vx"])
-    lab.run(ns, ["ip", "link", "set", "vx", "up"])
-    return lab.iface(ns, "vx").mac
+    """The tenant's VXLAN device `vx` on ns's underlay port, static entries only; its MAC."""
+    return fab.lab.add_vxlan(ns, "vx", VNI, local=local, dev="u0", address=f"{addr}/24", fdb=fdb, learning=False).mac
 
 
 def _underlay_port(fab: Fabric, role: str, addr: str) -> str:

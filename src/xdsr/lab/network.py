@@ -164,6 +164,38 @@ class NetworkConfig:
         idx, master = self.link_index(ns, ifname), self.link_index(ns, bridge)
         self.netlink(ns, lambda ipr: ipr.link("set", index=idx, master=master))
 
+    def add_vxlan(
+        self,
+        ns: str,
+        name: str,
+        vni: int,
+        *,
+        local: str,
+        dev: str,
+        address: str | None = None,
+        fdb: Iterable[tuple[str, str]] = (),
+        learning: bool = True,
+    ) -> Iface:
+        """A VXLAN device on `dev` (UDP 4789) sourcing from `local`, with
+        forwarding entries (mac, remote endpoint; 00:00:00:00:00:00 for
+        what it does not know), an address ("10.9.0.1/24") and up.
+
+        Tx checksum offload off, as on lab veths: locally made packets would
+        carry a partial checksum that the XDP hop forwards as it is. Without
+        learning, only the given entries send: a backend then never learns
+        the client's MAC at the LB node's endpoint, so replies keep going
+        straight to the client."""
+        self._check_open()
+        cmd = ["ip", "link", "add", name, "type", "vxlan", "id", str(vni), "local", local, "dstport", "4789"]
+        self.run(ns, [*cmd, "dev", dev, *(() if learning else ("nolearning",))])
+        for mac, remote in fdb:
+            self.run(ns, ["bridge", "fdb", "append", mac, "dev", name, "dst", remote])
+        self.set_offloads(ns, name, {"tx": False})
+        if address is not None:
+            self.add_address(ns, name, address)
+        self.set_up(ns, name)
+        return self.iface(ns, name)
+
     def add_fdb_static(self, ns: str, entries: Iterable[tuple[str, str]]) -> None:
         """Static bridge FDB entries, (mac, port) pairs.
 
