@@ -4,6 +4,7 @@ and the one-object response."""
 
 # No `from __future__ import annotations`: FastAPI must see the dependencies'
 # types as objects.
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -43,6 +44,23 @@ async def authenticate(request: Request, service: ServiceDep, token: Annotated[s
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+def require_admin(caller: Caller, what: str) -> None:
+    """403 unless the caller holds an admin token; `what` finishes "only an admin may ..."."""
+    if not caller.admin:
+        raise ApiError(403, f"only an admin may {what}")
+
+
+def admin_only(what: str) -> Callable[[Caller], Awaitable[Caller]]:
+    """A dependency: the authenticated caller, refused (403) unless an admin."""
+
+    async def dependency(caller: CallerDep) -> Caller:
+        require_admin(caller, what)
+        return caller
+
+    return dependency
+
 
 # --- openapi.json ---
 

@@ -24,8 +24,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from xdsr.apiserver.auth import Caller
-from xdsr.apiserver.errors import ApiError, not_found
-from xdsr.apiserver.routes.common import CallerDep, ServiceDep, faults
+from xdsr.apiserver.errors import not_found
+from xdsr.apiserver.routes.common import ServiceDep, admin_only, faults
 from xdsr.apiserver.service import Service
 from xdsr.model import keys
 from xdsr.model.bgp import BgpSummary, normalize_prefix, parse_summary
@@ -54,13 +54,7 @@ class LbnRoot(BaseModel):
     lbn: LbnOut
 
 
-def admin(caller: CallerDep) -> Caller:
-    if not caller.admin:
-        raise ApiError(403, "only an admin may read the LB nodes")
-    return caller
-
-
-AdminDep = Annotated[Caller, Depends(admin)]
+AdminDep = Annotated[Caller, Depends(admin_only("read the LB nodes"))]
 router = APIRouter(tags=["xdsr"])
 
 

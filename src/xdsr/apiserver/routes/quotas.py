@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from xdsr.api import quotas as q
 from xdsr.api.faults import validation_text
 from xdsr.apiserver.errors import ApiError
-from xdsr.apiserver.routes.common import CallerDep, ServiceDep, faults
+from xdsr.apiserver.routes.common import CallerDep, ServiceDep, faults, require_admin
 from xdsr.model import keys
 from xdsr.model.quota import Quota
 from xdsr.store.docs import update_doc
@@ -24,11 +24,6 @@ from xdsr.store.docs import update_doc
 router = APIRouter(tags=["quotas"])
 
 BODY = {"requestBody": {"content": {"application/json": {"schema": q.QuotaUpdateRequest.model_json_schema()}}}}
-
-
-def _admin(caller: CallerDep, what: str) -> None:
-    if not caller.admin:
-        raise ApiError(403, f"only an admin may {what}")
 
 
 def _changed(current: Quota | None, body: q.QuotaUpdate) -> Quota:
@@ -63,7 +58,7 @@ async def get_defaults(service: ServiceDep, caller: CallerDep) -> JSONResponse:
     summary="xdsr: set the default quotas (admin)",
 )
 async def set_defaults(caller: CallerDep, service: ServiceDep, body: q.QuotaUpdateRequest) -> JSONResponse:
-    _admin(caller, "set the default quotas")
+    require_admin(caller, "set the default quotas")
     doc, rev = await update_doc(service.store, keys.QUOTA_DEFAULTS, Quota, lambda cur: _changed(cur, body.quota))
     assert doc is not None
     await service.cache.quota_defaults.wait_for(rev)  # the next write is checked against it
@@ -86,7 +81,7 @@ async def get_quota(caller: CallerDep, service: ServiceDep, project_id: str) -> 
     openapi_extra=BODY,
 )
 async def set_quota(request: Request, caller: CallerDep, service: ServiceDep, project_id: str) -> JSONResponse:
-    _admin(caller, "set quotas")
+    require_admin(caller, "set quotas")
     try:
         data = json.loads(await request.body())
     except ValueError as exc:
@@ -115,7 +110,7 @@ def _update(data: Any) -> q.QuotaUpdate:
     summary="Reset a project's quotas to the defaults (admin)",
 )
 async def reset_quota(caller: CallerDep, service: ServiceDep, project_id: str) -> Response:
-    _admin(caller, "reset quotas")
+    require_admin(caller, "reset quotas")
     rev = await service.store.delete(keys.quota_key(project_id))
     if rev:
         await service.cache.quotas.wait_for(rev)  # the next write is checked against it

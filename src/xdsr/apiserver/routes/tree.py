@@ -32,7 +32,7 @@ from xdsr.apiserver import ops, render
 from xdsr.apiserver.auth import Caller
 from xdsr.apiserver.document import check_segments
 from xdsr.apiserver.errors import ApiError, conflict, not_found
-from xdsr.apiserver.routes.common import CallerDep, ServiceDep, faults
+from xdsr.apiserver.routes.common import ServiceDep, admin_only, faults
 from xdsr.apiserver.service import Service
 from xdsr.model.loadbalancer import LoadBalancer
 
@@ -134,13 +134,7 @@ def _missing_id(body: BaseModel, where: str) -> str | None:
     return None
 
 
-def admin(caller: CallerDep) -> Caller:
-    if not caller.admin:
-        raise ApiError(403, "only an admin may read or replace a whole tree")
-    return caller
-
-
-AdminDep = Annotated[Caller, Depends(admin)]
+AdminDep = Annotated[Caller, Depends(admin_only("read or replace a whole tree"))]
 router = APIRouter(tags=["xdsr"])
 
 
