@@ -74,6 +74,16 @@ def _lb_request(fab: Fabric, tenant: str) -> dict[str, Any]:
     }
 
 
+def _wait_active(api: Any, lb_id: str) -> None:
+    """Until the API says the load balancer is ACTIVE (api: the tenant's httpx client)."""
+
+    def active() -> bool:
+        lb = api.get(f"/v2/lbaas/loadbalancers/{lb_id}").json()["loadbalancer"]
+        return bool(lb["provisioning_status"] == "ACTIVE")
+
+    wait_until(active, timeout=30, interval=0.01)
+
+
 def _per_node_packets(cluster: LocalCluster, lb_id: str) -> list[int]:
     import httpx
 
@@ -134,14 +144,7 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
                         forwarding = time.perf_counter() - t1
                         wait_until(lambda: routers.lbns_in_route("blue") == [0, 1, 2], timeout=30, interval=0.001)
                         announced = time.perf_counter() - t1
-                    wait_until(
-                        lambda api=api, lb_id=lb_id: (
-                            api.get(f"/v2/lbaas/loadbalancers/{lb_id}").json()["loadbalancer"]["provisioning_status"]
-                            == "ACTIVE"
-                        ),
-                        timeout=30,
-                        interval=0.01,
-                    )
+                    _wait_active(api, lb_id)
                     active = time.perf_counter() - t1
                     if tenant == "blue":
                         con.print(
@@ -161,14 +164,7 @@ def run(console: Console | None = None, conns: int = 60) -> dict[str, object]:
                 resp = api.post("/v2/lbaas/loadbalancers", json=green.lb_request())
                 resp.raise_for_status()
                 lbs["green"] = lb_id = resp.json()["loadbalancer"]["id"]
-                wait_until(
-                    lambda api=api, lb_id=lb_id: (
-                        api.get(f"/v2/lbaas/loadbalancers/{lb_id}").json()["loadbalancer"]["provisioning_status"]
-                        == "ACTIVE"
-                    ),
-                    timeout=30,
-                    interval=0.01,
-                )
+                _wait_active(api, lb_id)
                 con.print(
                     f"green: same VIP on VXLAN {vxlan_tenant.VNI}, members with their inner MAC and their host's "
                     f"tunnel endpoint, ACTIVE after {(time.perf_counter() - t1) * 1000:.0f} ms",
