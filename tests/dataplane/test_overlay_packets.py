@@ -16,7 +16,6 @@ import ipaddress
 import random
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from scapy.contrib.geneve import GENEVE, GeneveOptions
@@ -27,6 +26,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
 from tests.conftest import needs_root, private_pin_dir
+from tests.dataplane.test_packets import Case, run_case
 from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane import services as dpservices
 from xdsr.dataplane.abi import Reason
@@ -169,15 +169,6 @@ def reencap(frame: Packet, be: Backend) -> bytes:
     tun.vni = be.vni
     tun.payload.dst, tun.payload.src = be.mac, LBN
     return bytes(p)
-
-
-@dataclass
-class Case:
-    name: str
-    frame: bytes
-    verdict: int
-    reason: Reason
-    expect: bytes | None = None
 
 
 def _cases() -> Iterator[Case]:
@@ -408,14 +399,7 @@ def loaded() -> Iterator[tuple[Dataplane, bpf.Program]]:
 def test_overlay_packet(loaded: tuple[Dataplane, bpf.Program], case: Case) -> None:
     dp, prog = loaded
     st0 = read_stats(dp)
-    verdict, out, _ = prog.test_run(case.frame)
-    assert bpf.XDP_ACTION_NAMES[verdict] == bpf.XDP_ACTION_NAMES[case.verdict]
-    if case.verdict == bpf.XDP_TX:
-        assert case.expect is not None
-        if out != case.expect:
-            pytest.fail(f"output differs:\n got  {Ether(out)!r}\n want {Ether(case.expect)!r}")
-    elif case.verdict == bpf.XDP_PASS:
-        assert out == case.frame
+    run_case(prog, case)
     st1 = read_stats(dp)
     assert st1.reasons[case.reason].packets == st0.reasons[case.reason].packets + 1
     overlay = st1.reasons[Reason.OVERLAY].packets - st0.reasons[Reason.OVERLAY].packets
