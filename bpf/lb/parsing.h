@@ -508,4 +508,81 @@ static __always_inline int parse_overlay(void *data, void *data_end, const volat
 	return r;
 }
 
+/*
+ * The common overlay frame, Katran-style: VXLAN over IPv4 without an
+ * underlay tag or IP options, carrying an untagged IPv4 frame without
+ * options that is not a fragment, TCP or UDP. parse_packet has checked the
+ * outer headers (untagged, IHL 5, not a fragment, UDP to this node's
+ * endpoint on the VXLAN port, 8 <= UDP length <= what the IP header holds),
+ * so everything else sits at a fixed offset: one bounds check (two for
+ * TCP), fixed-offset loads, no call. It changes pkt only once every check
+ * has passed, and any other frame (or one this function doubts) goes on to
+ * parse_overlay, which gives its verdict: the fast path never decides a
+ * verdict parse_overlay would not give, it only gets there sooner.
+ */
+#define XDSR_FAST_UDP 34                               /* outer UDP header */
+#define XDSR_FAST_TUN (XDSR_FAST_UDP + 8)              /* VXLAN header */
+#define XDSR_FAST_INNER (XDSR_FAST_TUN + XDSR_TUN_HDR) /* inner Ethernet */
+#define XDSR_FAST_IP (XDSR_FAST_INNER + 14)            /* inner IPv4 */
+#define XDSR_FAST_L4 (XDSR_FAST_IP + 20)               /* inner TCP/UDP */
+
+static __always_inline int parse_vxlan4_fast(void *data, void *data_end, struct xdsr_pkt *pkt)
+{
+	struct udphdr *uh = data + XDSR_FAST_UDP;
+	__u8 *th = data + XDSR_FAST_TUN;
+	struct ethhdr *ieth = data + XDSR_FAST_INNER;
+	struct iphdr *iph = data + XDSR_FAST_IP;
+	struct udphdr *l4 = data + XDSR_FAST_L4;
+	__u32 avail, tot_len, l4_len;
+
+	if ((void *)(l4 + 1) > data_end)
+		return XDSR_PARSE_NEXT;
+	if (!(th[0] & XDSR_VXLAN_I) || ieth->h_proto != bpf_htons(ETH_P_IP) || *(__u8 *)iph != 0x45 ||
+	    (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+		return XDSR_PARSE_NEXT;
+	/* What the outer UDP datagram holds after its own header, VXLAN's and
+	 * the inner Ethernet header: the inner IP datagram must fit in it. */
+	avail = bpf_ntohs(uh->len);
+	if (avail < 8 + XDSR_TUN_HDR + sizeof(struct ethhdr))
+		return XDSR_PARSE_NEXT;
+	avail -= 8 + XDSR_TUN_HDR + sizeof(struct ethhdr);
+	tot_len = bpf_ntohs(iph->tot_len);
+	if (tot_len < sizeof(*iph) || tot_len > avail || (void *)iph + tot_len > data_end)
+		return XDSR_PARSE_NEXT;
+	l4_len = tot_len - sizeof(*iph);
+	if (iph->protocol == IPPROTO_UDP) {
+		__u32 ulen = bpf_ntohs(l4->len);
+
+		if (l4_len < sizeof(*l4) || ulen < sizeof(*l4) || ulen > l4_len)
+			return XDSR_PARSE_NEXT;
+	} else if (iph->protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = (void *)l4;
+
+		if ((void *)(tcp + 1) > data_end || l4_len < sizeof(*tcp) || tcp->doff < 5 || tcp->doff * 4 > l4_len)
+			return XDSR_PARSE_NEXT;
+	} else {
+		return XDSR_PARSE_NEXT;
+	}
+	if (!l4->dest)
+		return XDSR_PARSE_NEXT;
+
+	/* As parse_overlay and parse_ipv4 would leave it. The key's address is
+	 * IPv4-mapped already, and its family IPv4, from the outer header. */
+	pkt->overlay = XDSR_FAMILY_IPV4;
+	pkt->udp_off = XDSR_FAST_UDP;
+	pkt->tun_off = XDSR_FAST_TUN;
+	pkt->inner_off = XDSR_FAST_INNER;
+	pkt->key.segment = (__u32)XDSR_SEG_VXLAN << XDSR_SEG_TYPE_SHIFT | (__u32)th[4] << 16 | (__u32)th[5] << 8 |
+			   th[6];
+	pkt->vid = 0;
+	__builtin_memcpy(&pkt->key.addr[12], &iph->daddr, 4);
+	pkt->key.proto = iph->protocol;
+	pkt->l3_len = sizeof(*iph);
+	pkt->l4_len = l4_len;
+	pkt->hash_words[0] = (__u64)iph->saddr | (__u64)iph->daddr << 32;
+	pkt->key.port = l4->dest;
+	pkt->ports = *(__u32 *)l4;
+	return XDSR_PARSE_OK;
+}
+
 #endif /* XDSR_PARSING_H */

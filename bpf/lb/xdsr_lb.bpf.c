@@ -199,6 +199,7 @@ int xdsr_lb(struct xdp_md *ctx)
 	int reason, detail;
 	__u32 at = 0;
 	int quiet = is_probe(ctx);
+	int fast = 0;
 
 	reason = parse_packet(data, data_end, xdsr_cfg.mac, &pkt);
 	if (reason != XDSR_PARSE_OK)
@@ -206,9 +207,16 @@ int xdsr_lb(struct xdp_md *ctx)
 	/* Only UDP to the tunnel ports goes further: VLAN traffic pays a
 	 * compare or two. */
 	if (pkt.key.proto == IPPROTO_UDP && !pkt.icmp && is_tunnel(&pkt, &xdsr_cfg)) {
-		reason = xdsr_overlay(ctx, &pkt);
-		if (reason != XDSR_PARSE_OK)
-			return verdict(reason, bytes, quiet);
+		/* The common frame first (parse_vxlan4_fast), inline; every other
+		 * one, and any the fast path doubts, through the general parser. */
+		if (pkt.key.family == XDSR_FAMILY_IPV4 && !pkt.tagged && !pkt.fragment && pkt.l3_len == sizeof(struct iphdr) &&
+		    pkt.key.port == xdsr_cfg.vxlan_port)
+			fast = parse_vxlan4_fast(data, data_end, &pkt) == XDSR_PARSE_OK;
+		if (!fast) {
+			reason = xdsr_overlay(ctx, &pkt);
+			if (reason != XDSR_PARSE_OK)
+				return verdict(reason, bytes, quiet);
+		}
 	}
 
 	svc = find_service(&pkt);
@@ -230,7 +238,9 @@ int xdsr_lb(struct xdp_md *ctx)
 		hop = bpf_map_lookup_elem(&xdsr_backends, &i2);
 		if (!ep || !hop)
 			return verdict(XDSR_R_TX_ERROR, bytes, quiet);
-		reason = rewrite_tunnel(ctx, &pkt, be, ep, hop, &xdsr_cfg);
+		reason = fast ? rewrite_vxlan4_fast(ctx, be, ep, hop, &xdsr_cfg) : XDSR_PARSE_NEXT;
+		if (reason == XDSR_PARSE_NEXT)
+			reason = rewrite_tunnel(ctx, &pkt, be, ep, hop, &xdsr_cfg);
 		detail = XDSR_R_OVERLAY;
 	} else {
 		reason = rewrite_l2(ctx, &pkt, be, xdsr_cfg.mac, &detail);
