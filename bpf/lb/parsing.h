@@ -509,51 +509,66 @@ static __always_inline int parse_overlay(void *data, void *data_end, const volat
 }
 
 /*
- * The common overlay frame, Katran-style: VXLAN over IPv4 without an
- * underlay tag or IP options, carrying an untagged IPv4 frame without
- * options that is not a fragment, TCP or UDP. parse_packet has checked the
- * outer headers (untagged, IHL 5, not a fragment, UDP to this node's
- * endpoint on the VXLAN port, 8 <= UDP length <= what the IP header holds),
- * so everything else sits at a fixed offset: one bounds check (two for
- * TCP), fixed-offset loads, no call. It changes pkt only once every check
- * has passed, and any other frame (or one this function doubts) goes on to
- * parse_overlay, which gives its verdict: the fast path never decides a
- * verdict parse_overlay would not give, it only gets there sooner.
+ * The common overlay frame, Katran-style: VXLAN over untagged IPv4 without
+ * options and not fragmented, to this node's endpoint, carrying an untagged
+ * IPv4 frame without options, not a fragment, TCP or UDP. Every header then
+ * sits at a fixed offset: one bounds check (a second for TCP), fixed-offset
+ * loads, none of parse_packet's and parse_overlay's generality, no call.
+ * The program tries it before parse_packet. It fills pkt only once every
+ * check has passed, exactly as parse_packet and parse_overlay would have
+ * (tests/dataplane/test_overlay_packets.py checks both ways against the same
+ * expected bytes); a frame it doubts in any way is XDSR_PARSE_NEXT, for the
+ * general parsers to judge. A VLAN frame fails the first compare or two (a
+ * 64-byte tagged frame the bounds check alone).
  */
-#define XDSR_FAST_UDP 34                               /* outer UDP header */
-#define XDSR_FAST_TUN (XDSR_FAST_UDP + 8)              /* VXLAN header */
-#define XDSR_FAST_INNER (XDSR_FAST_TUN + XDSR_TUN_HDR) /* inner Ethernet */
-#define XDSR_FAST_IP (XDSR_FAST_INNER + 14)            /* inner IPv4 */
-#define XDSR_FAST_L4 (XDSR_FAST_IP + 20)               /* inner TCP/UDP */
+#define XDSR_FAST_IP4 14                                /* outer IPv4 */
+#define XDSR_FAST_UDP (XDSR_FAST_IP4 + 20)              /* outer UDP */
+#define XDSR_FAST_TUN (XDSR_FAST_UDP + 8)               /* VXLAN header */
+#define XDSR_FAST_INNER (XDSR_FAST_TUN + XDSR_TUN_HDR)  /* inner Ethernet */
+#define XDSR_FAST_IP (XDSR_FAST_INNER + 14)             /* inner IPv4 */
+#define XDSR_FAST_L4 (XDSR_FAST_IP + 20)                /* inner TCP/UDP */
+/* The outer UDP length holds its header, VXLAN's and the inner Ethernet's
+ * besides the inner IP datagram. */
+#define XDSR_FAST_OVERHEAD (8 + XDSR_TUN_HDR + 14)
 
-static __always_inline int parse_vxlan4_fast(void *data, void *data_end, struct xdsr_pkt *pkt)
+static __always_inline int parse_vxlan4_fast(void *data, void *data_end, const volatile struct xdsr_prog_cfg *cfg,
+					     struct xdsr_pkt *pkt)
 {
+	struct ethhdr *eth = data;
+	struct iphdr *oip = data + XDSR_FAST_IP4;
 	struct udphdr *uh = data + XDSR_FAST_UDP;
 	__u8 *th = data + XDSR_FAST_TUN;
 	struct ethhdr *ieth = data + XDSR_FAST_INNER;
 	struct iphdr *iph = data + XDSR_FAST_IP;
 	struct udphdr *l4 = data + XDSR_FAST_L4;
-	__u32 avail, tot_len, l4_len;
+	__u32 ulen, tot_len, l4_len;
 
 	if ((void *)(l4 + 1) > data_end)
 		return XDSR_PARSE_NEXT;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) || !cfg->vxlan_port || !(cfg->vtep_families & XDSR_VTEP_IPV4))
+		return XDSR_PARSE_NEXT;
+	if (*(__u8 *)oip != 0x45 || oip->protocol != IPPROTO_UDP || uh->dest != cfg->vxlan_port ||
+	    oip->daddr != *(const volatile __u32 *)&cfg->vtep4[12] || (oip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+		return XDSR_PARSE_NEXT;
+	if (!mac_equal(eth->h_dest, cfg->mac))
+		return XDSR_PARSE_NEXT;
+	/* The outer lengths, as parse_ipv4 and parse_l4 check them. */
+	tot_len = bpf_ntohs(oip->tot_len);
+	ulen = bpf_ntohs(uh->len);
+	if ((void *)oip + tot_len > data_end || ulen + sizeof(*oip) > tot_len || ulen < XDSR_FAST_OVERHEAD)
+		return XDSR_PARSE_NEXT;
+	/* The tunnel header and the inner frame, as parse_overlay does. */
 	if (!(th[0] & XDSR_VXLAN_I) || ieth->h_proto != bpf_htons(ETH_P_IP) || *(__u8 *)iph != 0x45 ||
 	    (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
 		return XDSR_PARSE_NEXT;
-	/* What the outer UDP datagram holds after its own header, VXLAN's and
-	 * the inner Ethernet header: the inner IP datagram must fit in it. */
-	avail = bpf_ntohs(uh->len);
-	if (avail < 8 + XDSR_TUN_HDR + sizeof(struct ethhdr))
-		return XDSR_PARSE_NEXT;
-	avail -= 8 + XDSR_TUN_HDR + sizeof(struct ethhdr);
 	tot_len = bpf_ntohs(iph->tot_len);
-	if (tot_len < sizeof(*iph) || tot_len > avail || (void *)iph + tot_len > data_end)
+	if (tot_len < sizeof(*iph) || tot_len > ulen - XDSR_FAST_OVERHEAD || (void *)iph + tot_len > data_end)
 		return XDSR_PARSE_NEXT;
 	l4_len = tot_len - sizeof(*iph);
 	if (iph->protocol == IPPROTO_UDP) {
-		__u32 ulen = bpf_ntohs(l4->len);
+		__u32 ilen = bpf_ntohs(l4->len);
 
-		if (l4_len < sizeof(*l4) || ulen < sizeof(*l4) || ulen > l4_len)
+		if (l4_len < sizeof(*l4) || ilen < sizeof(*l4) || ilen > l4_len)
 			return XDSR_PARSE_NEXT;
 	} else if (iph->protocol == IPPROTO_TCP) {
 		struct tcphdr *tcp = (void *)l4;
@@ -566,22 +581,33 @@ static __always_inline int parse_vxlan4_fast(void *data, void *data_end, struct 
 	if (!l4->dest)
 		return XDSR_PARSE_NEXT;
 
-	/* As parse_overlay and parse_ipv4 would leave it. The key's address is
-	 * IPv4-mapped already, and its family IPv4, from the outer header. */
+	/* Everything the rest of the program reads, as parse_packet and
+	 * parse_overlay would leave it. */
+	__builtin_memset(pkt->key.addr, 0, 10);
+	pkt->key.addr[10] = 0xff;
+	pkt->key.addr[11] = 0xff;
+	__builtin_memcpy(&pkt->key.addr[12], &iph->daddr, 4);
+	pkt->key.port = l4->dest;
+	pkt->key.proto = iph->protocol;
+	pkt->key.family = XDSR_FAMILY_IPV4;
+	pkt->key.segment = (__u32)XDSR_SEG_VXLAN << XDSR_SEG_TYPE_SHIFT | (__u32)th[4] << 16 | (__u32)th[5] << 8 |
+			   th[6];
+	pkt->hash_words[0] = (__u64)iph->saddr | (__u64)iph->daddr << 32;
+	pkt->n_words = 2;
+	pkt->ports = *(__u32 *)l4;
+	pkt->tci = 0;
+	pkt->vid = 0;
+	pkt->l3_len = sizeof(*iph);
+	pkt->l4_len = l4_len;
+	pkt->tagged = 0;
+	pkt->fragment = 0;
+	pkt->icmp = 0;
 	pkt->overlay = XDSR_FAMILY_IPV4;
+	pkt->critical = 0;
+	pkt->outer_l3 = XDSR_FAST_IP4;
 	pkt->udp_off = XDSR_FAST_UDP;
 	pkt->tun_off = XDSR_FAST_TUN;
 	pkt->inner_off = XDSR_FAST_INNER;
-	pkt->key.segment = (__u32)XDSR_SEG_VXLAN << XDSR_SEG_TYPE_SHIFT | (__u32)th[4] << 16 | (__u32)th[5] << 8 |
-			   th[6];
-	pkt->vid = 0;
-	__builtin_memcpy(&pkt->key.addr[12], &iph->daddr, 4);
-	pkt->key.proto = iph->protocol;
-	pkt->l3_len = sizeof(*iph);
-	pkt->l4_len = l4_len;
-	pkt->hash_words[0] = (__u64)iph->saddr | (__u64)iph->daddr << 32;
-	pkt->key.port = l4->dest;
-	pkt->ports = *(__u32 *)l4;
 	return XDSR_PARSE_OK;
 }
 

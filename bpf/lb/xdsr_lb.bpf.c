@@ -201,18 +201,16 @@ int xdsr_lb(struct xdp_md *ctx)
 	int quiet = is_probe(ctx);
 	int fast = 0;
 
-	reason = parse_packet(data, data_end, xdsr_cfg.mac, &pkt);
-	if (reason != XDSR_PARSE_OK)
-		return verdict(reason, bytes, quiet);
-	/* Only UDP to the tunnel ports goes further: VLAN traffic pays a
-	 * compare or two. */
-	if (pkt.key.proto == IPPROTO_UDP && !pkt.icmp && is_tunnel(&pkt, &xdsr_cfg)) {
-		/* The common frame first (parse_vxlan4_fast), inline; every other
-		 * one, and any the fast path doubts, through the general parser. */
-		if (pkt.key.family == XDSR_FAMILY_IPV4 && !pkt.tagged && !pkt.fragment && pkt.l3_len == sizeof(struct iphdr) &&
-		    pkt.key.port == xdsr_cfg.vxlan_port)
-			fast = parse_vxlan4_fast(data, data_end, &pkt) == XDSR_PARSE_OK;
-		if (!fast) {
+	/* The common VXLAN frame first (parse_vxlan4_fast); every other one,
+	 * and any the fast path doubts, through the general parsers. */
+	fast = parse_vxlan4_fast(data, data_end, &xdsr_cfg, &pkt) == XDSR_PARSE_OK;
+	if (!fast) {
+		reason = parse_packet(data, data_end, xdsr_cfg.mac, &pkt);
+		if (reason != XDSR_PARSE_OK)
+			return verdict(reason, bytes, quiet);
+		/* Only UDP to the tunnel ports goes further: VLAN traffic pays a
+		 * compare or two. */
+		if (pkt.key.proto == IPPROTO_UDP && !pkt.icmp && is_tunnel(&pkt, &xdsr_cfg)) {
 			reason = xdsr_overlay(ctx, &pkt);
 			if (reason != XDSR_PARSE_OK)
 				return verdict(reason, bytes, quiet);
