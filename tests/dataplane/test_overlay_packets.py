@@ -68,6 +68,8 @@ STATE = {
         {"vip": VIP4, "port": 53, "protocol": "udp", "segment": {"type": "vxlan", "id": 1000}, "backends": MANY},
         {"vip": VIP6, "port": 443, "protocol": "tcp", "segment": {"type": "vxlan", "id": 1000},
          "backends": [_m(B3, 2000, "2001:db8:f::21")]},
+        {"vip": VIP6, "port": 444, "protocol": "tcp", "segment": {"type": "vxlan", "id": 1000},
+         "backends": [_m(B2, 2000, "192.0.2.24")]},
         {"vip": VIP4, "port": 8080, "protocol": "tcp", "segment": {"type": "vxlan", "id": 1000},
          "backends": [_m(B4, 2000, "2001:db8:f::22")]},
         {"vip": VIP4, "port": 80, "protocol": "tcp", "segment": {"type": "geneve", "id": 3000},
@@ -245,6 +247,8 @@ def _cases() -> Iterator[Case]:
         yield Case(f"vxlan udp flow {i} onto a Maglev slot", bytes(f), tx, fwd,
                    reencap(f, _backend(svc, src, VIP4, udp, sport, 53)))  # fmt: skip
 
+    yield from _fast_path_edges()
+
     # Two tenants, one VIP: the VNI picks the service.
     f = encap(inner4(), vni=1001)
     yield Case("same VIP on VNI 1001: tenant 2's backend", bytes(f), tx, fwd,
@@ -301,6 +305,71 @@ def _cases() -> Iterator[Case]:
     yield Case("VLAN 10 to the VIP: the VLAN service", bytes(f), tx, fwd, bytes(out))
 
     yield from _truncations()
+
+
+def _fast_path_edges() -> Iterator[Case]:
+    """The program takes VXLAN over untagged IPv4 (IHL 5, not a fragment)
+    carrying untagged IPv4 (IHL 5, not a fragment) TCP or UDP at fixed
+    offsets (parse_vxlan4_fast), and rewrites it there when the outer UDP
+    checksum is zero (rewrite_vxlan4_fast); anything else, or a frame whose
+    lengths it doubts, goes through the general parsers. Both ways must give
+    the same verdicts and bytes: these are the frames at the edge."""
+    tx, ps, dr, fwd = bpf.XDP_TX, bpf.XDP_PASS, bpf.XDP_DROP, Reason.FORWARDED
+    s80 = _service(VIP4, 80, 1000)
+    svc53 = _service(VIP4, 53, 1000)
+    rng = random.Random(16)
+    for i in range(8):
+        # The fast rewrite's checksum update, onto every endpoint of the service.
+        src, sport = f"198.51.{rng.randrange(256)}.{rng.randrange(1, 255)}", rng.randrange(1024, 65536)
+        inner = Ether(dst=VIP_MAC, src=TENANT_GW) / IP(src=src, dst=VIP4) / UDP(sport=sport, dport=53)
+        f = encap(inner, zero_csum=True)
+        yield Case(f"fast path: vxlan udp flow {i} without UDP checksum, the smallest inner frame", bytes(f), tx, fwd,
+                   reencap(f, _backend(svc53, src, VIP4, socket.IPPROTO_UDP, sport, 53)))  # fmt: skip
+    f = encap(inner4(), zero_csum=True, tag=42)
+    yield Case("general path: vxlan over a tagged underlay without UDP checksum", bytes(f), tx, fwd,
+               reencap(f, s80.backends[0]))  # fmt: skip
+    f = encap(inner4(), zero_csum=True)
+    f[IP].flags = "DF"
+    del f[IP].chksum
+    f = Ether(bytes(f))
+    yield Case("fast path: outer IPv4 with DF set (not a fragment)", bytes(f), tx, fwd, reencap(f, s80.backends[0]))
+    inner = inner4()
+    inner[IP].options = [b"\x94\x04\x00\x00"]  # router alert: IHL 6
+    f = encap(Ether(bytes(inner)), zero_csum=True)
+    assert f[VXLAN].payload[IP].ihl == 6
+    yield Case("general path: inner IPv4 with options (IHL 6)", bytes(f), tx, fwd, reencap(f, s80.backends[0]))
+    frag = Ether(dst=VIP_MAC, src=TENANT_GW) / IP(src=CLIENT4, dst=VIP4, frag=3, id=9) / Raw(b"f" * 16)
+    frag[IP].proto = socket.IPPROTO_UDP
+    f = encap(frag, zero_csum=True)
+    yield Case("general path: inner IPv4 later fragment", bytes(f), tx, fwd, reencap(f, _frag(svc53)))
+    f = encap(inner6(444), zero_csum=True)
+    yield Case("general path: inner IPv6 over a v4 underlay", bytes(f), tx, fwd,
+               reencap(f, _service(VIP6, 444, 1000).backends[0]))  # fmt: skip
+    lies: list[tuple[str, Packet, int, Reason]] = [
+        ("inner TCP data offset 4", Ether(dst=VIP_MAC, src=TENANT_GW) / IP(src=CLIENT4, dst=VIP4)
+         / TCP(dport=80, dataofs=4), dr, Reason.MALFORMED),
+        ("inner TCP data offset past the datagram", Ether(dst=VIP_MAC, src=TENANT_GW) / IP(src=CLIENT4, dst=VIP4)
+         / TCP(dport=80, dataofs=15), dr, Reason.MALFORMED),
+        ("inner UDP length past its datagram", Ether(dst=VIP_MAC, src=TENANT_GW) / IP(src=CLIENT4, dst=VIP4)
+         / UDP(dport=53, len=200), dr, Reason.MALFORMED),
+        ("inner UDP length below its header", Ether(dst=VIP_MAC, src=TENANT_GW) / IP(src=CLIENT4, dst=VIP4)
+         / UDP(dport=53, len=7), dr, Reason.MALFORMED),
+        ("inner UDP to port 0", Ether(dst=VIP_MAC, src=TENANT_GW) / IP(src=CLIENT4, dst=VIP4) / UDP(dport=0),
+         ps, Reason.NO_SERVICE),
+        ("inner IP length below its header", Ether(dst=VIP_MAC, src=TENANT_GW) / IP(src=CLIENT4, dst=VIP4, len=19)
+         / TCP(dport=80), dr, Reason.MALFORMED),
+        ("inner IP length past the frame", Ether(dst=VIP_MAC, src=TENANT_GW) / IP(src=CLIENT4, dst=VIP4, len=400)
+         / TCP(dport=80), dr, Reason.MALFORMED),
+    ]  # fmt: skip
+    for name, inner, verdict, reason in lies:
+        f = encap(inner, zero_csum=True)
+        yield Case(f"fast path doubts, general path judges: {name}", bytes(f), verdict, reason)
+    raw = bytearray(bytes(encap(inner4(), zero_csum=True)))
+    raw[38:40] = (int.from_bytes(raw[38:40], "big") + 4).to_bytes(2, "big")
+    yield Case("outer UDP length past the outer IP datagram", bytes(raw), dr, Reason.MALFORMED)
+    raw = bytearray(bytes(encap(inner4(), zero_csum=True)))
+    raw[16:18] = (int.from_bytes(raw[16:18], "big") + 4).to_bytes(2, "big")
+    yield Case("outer IP length past the frame", bytes(raw), dr, Reason.MALFORMED)
 
 
 def _frag(svc: Service) -> Backend:
