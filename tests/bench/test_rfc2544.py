@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IS_ROOT, needs_root
-from xdsr.bench.rfc2544 import plots, report
+from xdsr.bench.rfc2544 import harness, plots, report
 from xdsr.bench.rfc2544.duts import BrokenDut, LoopbackDut, XdsrDut, make_dut
 from xdsr.bench.rfc2544.frames import (
     IMIX_IP_SIZES,
@@ -278,3 +278,43 @@ def test_config_is_validated() -> None:
         BenchConfig(flows=3).validate()
     pts = BenchConfig(sizes=(64, 128), imix=True, protos=("udp",)).points()
     assert [p.name for p in pts] == ["64", "128", "IMIX"]
+
+
+# -- the program's own cost (progcost) ------------------------------------------------
+
+
+@needs_root
+@pytest.mark.parametrize("vxlan", [False, True], ids=["vlan", "vxlan"])
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_program_cost_rig_is_a_fixed_point(vxlan: bool, proto: str) -> None:
+    """BPF_PROG_TEST_RUN repeats on the frame as the last run left it: in
+    the rig, every run forwards and leaves the frame it was given."""
+    from xdsr.bench.rfc2544 import progcost
+
+    with progcost.rig_programs() as progs:
+        prog = progs["vxlan" if vxlan else "vlan"]
+        for frame in progcost.rig_frames(vxlan, proto, 4):
+            verdict, once, _ = prog.test_run(frame)
+            assert verdict == progcost.bpf.XDP_TX
+            verdict, twice, _ = prog.test_run(once)
+            assert verdict == progcost.bpf.XDP_TX and twice == once
+        costs = progcost.measure((proto,), rounds=1, repeat=3, flows=2)
+        assert set(costs) == {proto}
+
+
+def test_program_cost_in_the_report() -> None:
+    cfg = BenchConfig(sizes=(64,), protos=("udp",), duts=("xdsr-a", "xdsr-vxlan"))
+    spread = {"min": 1.0, "median": 2.0, "max": 3.0}
+    over = {"min": 9.0, "median": 11.0, "max": 12.0}
+    results = harness.Results(cfg, {}, {}, [], "start")
+    results.program_cost = {
+        "udp": {"noop_ns": spread, "vlan_ns": spread, "vxlan_ns": spread, "vxlan_over_vlan_ns": over}
+    }
+    md = report.markdown(results)
+    assert (
+        "## The program's own cost" in md
+        and "| UDP | 2.0 (1.0-3.0) | 2.0 (1.0-3.0) | 2.0 (1.0-3.0) | 11.0 (9.0-12.0) |" in md
+    )
+    (check,) = [t for t in report.targets(results) if "own cost" in t.what]
+    assert check.measured == "11.0 (9.0-12.0)" and check.met is False
+    assert report.to_json(results)["program_cost"] == results.program_cost

@@ -72,6 +72,13 @@ def rfc2544(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="frames per BPF_PROG_TEST_RUN batch (1-256)")] = 64,
     plots: Annotated[bool, typer.Option(help="write the PNG figures")] = True,
+    program_cost: Annotated[
+        bool,
+        typer.Option(
+            help="with xdsr-a and xdsr-vxlan: also time the program alone on their frames (BPF_PROG_TEST_RUN, "
+            "no network), the less noisy figure of what VXLAN adds over VLAN"
+        ),
+    ] = True,
 ) -> None:
     """RFC 2544 and IMIX throughput: loopback, iptables DNAT and xdsr (scenarios A and B), side by side.
 
@@ -153,6 +160,11 @@ def rfc2544(
         err.print("[yellow]interrupted; everything the run created was removed[/yellow]")
         raise typer.Exit(130) from None
 
+    if program_cost and "xdsr-a" in dut_keys and "xdsr-vxlan" in dut_keys:
+        from xdsr.bench.rfc2544 import progcost
+
+        out.print("timing the program alone (VLAN A vs VXLAN, BPF_PROG_TEST_RUN)", highlight=False)
+        results.program_cost = progcost.to_dict(progcost.measure(cfg.protos))
     if results.bpf_stats_after not in ("0", "?"):
         err.print(
             "[yellow]warning: kernel.bpf_stats_enabled was turned on during the run; the figures are skewed[/yellow]"

@@ -238,6 +238,8 @@ class Results:
     wall_seconds: float = 0.0
     bpf_stats_after: str = ""
     lab: str = ""  # name of the lab (namespaces <lab>-tester, <lab>-dut)
+    # progcost.measure's figures (the program alone, VLAN A vs VXLAN), when taken
+    program_cost: dict[str, object] | None = None
 
     def get(self, dut: str, point: Point) -> Series | None:
         for s in self.series:
@@ -263,6 +265,7 @@ class Results:
             "finished": self.finished,
             "wall_seconds": self.wall_seconds,
             "bpf_stats_enabled_after": self.bpf_stats_after,
+            "program_cost": self.program_cost,
             "series": [
                 {
                     "dut": s.dut,
