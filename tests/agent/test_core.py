@@ -363,3 +363,124 @@ def test_the_operator_client_sends_a_large_state_in_parts(kernel: FakeKernel) ->
         await a.stop()
 
     run(body())
+
+
+def test_a_poll_since_its_last_answer_gets_only_what_changed(kernel: FakeKernel) -> None:
+    """GET /v1/state?since=: the load balancers whose reports changed after
+    the poller's last answer (held or gone), and only their reports; a
+    restarted agent (another instance), or one whose every report changed
+    since, answers whole, so that a poller never mixes two agents' reports."""
+    import contextlib
+
+    import httpx
+
+    from xdsr.agent.api import create_app
+    from xdsr.operator.agents import AgentClient
+
+    token = "t" * 20
+
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Any) -> Any:
+            yield
+
+        client = AgentClient(token)
+        await client._http.aclose()
+        client._http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(a, token.encode(), lifespan)),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        ep = "http://agent"
+        await client.push(ep, many_lbs(1, 6))
+        first = await client.get_state(ep)
+        assert not first.partial and len(first.services) == 6 and first.instance == a.instance
+        at = (first.instance, first.seq)
+
+        quiet = await client.get_state(ep, at)
+        assert quiet.partial and quiet.changed == [] and quiet.services == []
+
+        # One load balancer changed, another removed: those two only.
+        changed = many_lbs(1, 6).services[2].model_dump()
+        changed["backends"] = changed["backends"][:1]
+        await client.push(ep, delta(2, 1, {"lb2": [changed], "lb4": []}))
+        got = await client.get_state(ep, at)
+        assert got.partial and got.changed == ["lb2", "lb4"] and got.generation == 2
+        assert [(r.id, r.active_backends) for r in got.services] == [("lb2/l", 1)]
+        at2 = (got.instance, got.seq)
+        assert (await client.get_state(ep, at2)).services == []
+        assert (await client.get_state(ep, at)).changed == ["lb2", "lb4"], "an older since still gets both"
+
+        # A backend going down changes the reports of the load balancers checking it, only.
+        target = object()
+        a.health_targets = {"lb1/l": {"lb1-m0": target}, "lb3/l": {"lb3-m0": None}}  # type: ignore[dict-item]
+        a._health_changed(target)  # type: ignore[arg-type]
+        assert (await client.get_state(ep, at2)).changed == ["lb1"]
+
+        # Everything changed (a full state applied): the answer is whole.
+        await client.push(ep, many_lbs(3, 5))
+        whole = await client.get_state(ep, at2)
+        assert not whole.partial and len(whole.services) == 5 and whole.changed is None
+
+        # A since from the future, or from another instance: whole.
+        assert not (await client.get_state(ep, (whole.instance, whole.seq + 5))).partial
+        restarted = make_agent(kernel, FakeResolver())
+        assert restarted.instance != a.instance
+        assert not (await restarted.state(since=(a.instance, whole.seq))).partial
+        assert (await restarted.state(since=(restarted.instance, restarted.report_seq))).partial
+        await client.close()
+        await a.stop()
+        await restarted.stop()
+
+    run(body())
+
+
+def test_the_held_vips_are_those_of_every_built_and_installed_service(kernel: FakeKernel) -> None:
+    """What BGP announces is counted on each apply from what it changed
+    (agent/vips.py): across random full states, deltas and failed applies it
+    equals what reading every service gives."""
+    import random
+    from collections import Counter
+
+    rng = random.Random(7)
+    vips = ["203.0.113.1", "203.0.113.2", "2001:db8::1"]
+
+    def lb(i: int) -> list[dict[str, Any]]:
+        # Load balancers share VIPs (other ports, sometimes other segments): counts above one.
+        return [
+            {
+                "id": f"lb{i}/l{j}",
+                "vip": rng.choice(vips),
+                "port": 1000 + 10 * i + j,
+                "protocol": "tcp",
+                "segment": {"id": rng.choice([10, 20])},
+                "backends": [{"id": f"lb{i}-m0", "mac": "02:00:00:00:01:01", "vlan": 100}],
+            }
+            for j in range(rng.randint(1, 2))
+        ]
+
+    def full_computation(a: Agent) -> Counter[Any]:  # what bgp.wanted read before: every service
+        installed = {s.service.key for s in a.installed_cache}
+        return Counter((b.service.key.vip, b.service.key.seg_id) for b in a.built if b.service.key in installed)
+
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+        shared = failed = 0
+        for step in range(120):
+            generation = step + 1
+            kernel.fail = DataplaneError("no room") if rng.random() < 0.1 else None
+            if step % 17 == 0:
+                ss = [s for i in rng.sample(range(12), rng.randint(0, 8)) for s in lb(i)]
+                state = DesiredState.model_validate({"generation": generation, "epoch": "e", "services": ss})
+            else:
+                changes = {f"lb{i}": lb(i) if rng.random() < 0.7 else [] for i in rng.sample(range(12), 3)}
+                state = delta(generation, a.generation, changes, epoch="e")
+            status, _ = await a.put(state)
+            failed += status == 500
+            shared += any(c > 1 for c in a.vips.counts.values())
+            assert a.vips.counts == full_computation(a), f"step {step}"
+        assert failed and shared, "the walk went through failed applies and shared VIPs"
+        await a.stop()
+
+    run(body())

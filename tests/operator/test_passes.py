@@ -135,7 +135,7 @@ class Nodes:
             )
         return self.held[endpoint]
 
-    async def get_state(self, endpoint: str) -> AgentState:
+    async def get_state(self, endpoint: str, since: tuple[str, int] | None = None) -> AgentState:
         if endpoint in self.unreachable:
             raise AgentError(f"{endpoint}: connection refused")
         return self.held.get(endpoint, AgentState(name=endpoint))

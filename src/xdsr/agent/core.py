@@ -13,8 +13,9 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable
+import uuid
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from xdsr.agent.metrics import AgentMetrics
 from xdsr.agent.neighbors import NeighborTable
 from xdsr.agent.registration import Registration
 from xdsr.agent.resolver import NeighborKey, Resolver, family
+from xdsr.agent.vips import HeldVips, held_pairs
 from xdsr.dataplane import services
 from xdsr.dataplane.libbpf import BpfError
 from xdsr.dataplane.loader import MAP_SERVICES, Dataplane, DataplaneError
@@ -119,6 +121,15 @@ class Agent:
         # at every apply, so that an apply costs what it changes.
         self._version = 0  # bumped whenever built_by or installed change
         self._views: dict[str, tuple[int, object]] = {}
+        self.vips = HeldVips()  # the (VIP, segment) pairs held: what BGP may announce
+        # What changed in the reports, so that a poll (GET /v1/state?since=)
+        # is answered with the load balancers whose reports changed since
+        # the poller's last answer, not every report. A restarted agent is
+        # another instance: a `since` of an earlier one gets everything.
+        self.instance = uuid.uuid4().hex
+        self.report_seq = 0
+        self._report_floor = 0  # every report changed at this seq: an older `since` gets everything
+        self._lb_seq: OrderedDict[str, int] = OrderedDict()  # lb id -> seq of its last change, oldest first
 
     def _view(self, name: str, make: Callable[[], T]) -> T:
         have = self._views.get(name)
@@ -366,8 +377,38 @@ class Agent:
         self._save_neighbors()
         return 200
 
-    async def state(self, owners: set[str] | None = None) -> AgentState:
-        """What the node holds; with owners, the reports of those load balancers only."""
+    def _reports_changed(self, lbs: Iterable[str] | None) -> None:
+        """The reports of `lbs` (None: of every load balancer) may read otherwise now."""
+        self.report_seq += 1
+        if lbs is None:
+            self._report_floor = self.report_seq
+            self._lb_seq.clear()
+            return
+        for lb in lbs:
+            self._lb_seq[lb] = self.report_seq
+            self._lb_seq.move_to_end(lb)
+
+    def changed_since(self, instance: str, since: int) -> set[str] | None:
+        """The load balancers (held or gone) whose reports changed after
+        `since` of this instance; None when that cannot be told (another
+        instance, or everything changed since): the answer is then whole.
+        Walks only what changed, newest first."""
+        if instance != self.instance or not self._report_floor <= since <= self.report_seq:
+            return None
+        out: set[str] = set()
+        for lb in reversed(self._lb_seq):
+            if self._lb_seq[lb] <= since:
+                break
+            out.add(lb)
+        return out
+
+    async def state(self, owners: set[str] | None = None, since: tuple[str, int] | None = None) -> AgentState:
+        """What the node holds; with owners, the reports of those load
+        balancers only; with since (instance, seq), those whose reports
+        changed after seq, if this instance can tell (else everything)."""
+        seq = self.report_seq  # before the reports are read: a change while reading is also after it
+        if since is not None and owners is None:
+            owners = self.changed_since(*since)
         built = self.built if owners is None else [b for lb in sorted(owners) for b in self.built_by.get(lb, ())]
         inst = [i for b in built if (i := self.installed.get(b.service.key)) is not None]
         stats = await self._dp(read_stats, self.dp, inst)
@@ -396,6 +437,9 @@ class Agent:
             error=self.error,
             partial=owners is not None,
             services=reports,
+            instance=self.instance,
+            seq=seq,
+            changed=sorted(owners) if owners is not None else None,
         )
 
     async def metrics_text(self) -> bytes:
@@ -406,6 +450,8 @@ class Agent:
     def _installed_from(self, inst: list[InstalledService]) -> None:
         self.installed = {i.service.key: i for i in inst}
         self._version += 1
+        self.vips.reset(held_pairs(self.built, self.installed))
+        self._reports_changed(None)
 
     def _apply_sync(self, upsert: list[Service], remove: list[ServiceKey], full: list[Service] | None) -> ApplyReport:
         report = apply(self.dp, full) if full is not None else apply_changes(self.dp, upsert, remove)
@@ -438,6 +484,7 @@ class Agent:
         self.metrics.applies.labels(trigger, "ok").inc()
         # What the kernel holds now, without reading every service back:
         # the apply says what it wrote and what it removed.
+        held_before = [] if full else held_pairs((b for lb in fresh for b in self.built_by.get(lb, ())), self.installed)
         for key in report.removed:
             self.installed.pop(key, None)
         self.installed.update(report.installed)
@@ -452,6 +499,11 @@ class Agent:
             for b in bs:
                 self.keys[b.service.key] = b.rule_id
         self._version += 1
+        if full:  # the kernel was made to hold everything built: count it all again
+            self.vips.reset(held_pairs(self.built, self.installed))
+        else:
+            self.vips.update(held_before, held_pairs((b for bs in fresh.values() for b in bs), self.installed))
+        self._reports_changed(None if full else fresh)
         self.applied_at = time.time()
         self.apply_seconds = seconds
         self.error = None
@@ -527,9 +579,13 @@ class Agent:
             return []
         return [m for m, t in self.health_targets.get(rule_id, {}).items() if t is not None and self.health.is_down(t)]
 
-    def _health_changed(self) -> None:
+    def _health_changed(self, target: Target | None = None) -> None:
         """A backend went up or down: tell the operator (through the node's
         registration, which it watches), which then reads the node's state."""
+        if target is None:
+            self._reports_changed(None)
+        else:
+            self._reports_changed({owner(rid) for rid, mine in self.health_targets.items() if target in mine.values()})
         self.health_epoch += 1
         if self.registration is not None:
             self.registration.update(health_epoch=self.health_epoch)

@@ -42,6 +42,7 @@ class NodeDriver(View):
             node.error = None
             node.acked = None
             node.by_lb = {}
+            node.reports_at = None
         elif (
             record is not None
             and node is not None
@@ -95,6 +96,9 @@ class NodeDriver(View):
         for r in state.services:
             fresh.setdefault(owner(r.id), []).append(r)
         if not state.partial:
+            # Every report, as of this point of the node's report sequence.
+            node.reports_at = (state.instance, state.seq) if state.instance else None
+            node.full_read_at = time.monotonic()
             old, node.by_lb = node.by_lb, fresh
             return {lb for lb in old.keys() | fresh.keys() if old.get(lb) != fresh.get(lb)}
         for lb in lbs or ():
@@ -275,8 +279,15 @@ class NodeDriver(View):
         if node.record is None:
             return False
         answers = node.answers
+        # Only what changed since the last answer taken, unless the counters
+        # of every service are due (settings.full_read) or by_lb stands
+        # nowhere in the node's sequence. A node that cannot tell (restarted:
+        # another instance) answers whole.
+        since = node.reports_at
+        if since is not None and time.monotonic() - node.full_read_at >= self.settings.full_read:
+            since = None
         try:
-            state = await self.agents.get_state(node.record.endpoint)
+            state = await self.agents.get_state(node.record.endpoint, since)
         except AgentError as exc:
             if node.error != str(exc):
                 self._node_changed(node)
@@ -289,6 +300,12 @@ class NodeDriver(View):
             # older state would lose what the operator knows it holds (and
             # send it the full state). The push's answer is as fresh.
             return True
+        lbs = None
+        if state.partial:
+            if since is None or state.instance != since[0] or state.changed is None:
+                return True  # not what was asked: never mixed into by_lb
+            lbs = set(state.changed)
+            node.reports_at = (state.instance, state.seq)
         before = node.state
         node.state = state
         if before is None or (before.generation, before.epoch, before.error) != (
@@ -297,9 +314,9 @@ class NodeDriver(View):
             state.error,
         ):
             node.acked = None if before is None or before.generation != state.generation else node.acked
-            self._take_reports(node, state, None)
+            self._take_reports(node, state, lbs)
             self._node_changed(node)
         else:
             # Counters and health: only the load balancers whose reports moved.
-            self._node_changed(node, self._take_reports(node, state, None))
+            self._node_changed(node, self._take_reports(node, state, lbs))
         return True
