@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -51,6 +52,11 @@ class Nodes:
         # What one node alone refuses (a node-specific failure): (endpoint, service) -> why, or None.
         self.refuses: Callable[[str, RuleService], str | None] = lambda _e, _s: None
         self.slot_chunks = 1 << 30  # the slot memory of every node, in chunks
+        # The report sequence of each agent (core.py): instance, seq, lb id -> seq of its last change.
+        self.instances: dict[str, str] = {}
+        self.seqs: dict[str, int] = {}
+        self.lb_seq: dict[str, dict[str, int]] = {}
+        self.polls: list[tuple[str, tuple[str, int] | None, AgentState]] = []  # (endpoint, since, answer)
 
     async def push(self, endpoint: str, state: DesiredState) -> tuple[AgentState, int]:
         """AgentClient.push: the state in one body (these states are small)."""
@@ -121,6 +127,7 @@ class Nodes:
                 )
             )
         self.rules[endpoint] = rules
+        self._reports_changed(endpoint, reports)
         self.held[endpoint] = AgentState(
             name=endpoint,
             generation=state.generation,
@@ -128,6 +135,8 @@ class Nodes:
             services=reports,
             applied_at=0.0,
             apply_seconds=0.0,
+            instance=self.instances[endpoint],
+            seq=self.seqs.get(endpoint, 0),
         )
         if state.is_delta:
             return self.held[endpoint].model_copy(
@@ -135,10 +144,32 @@ class Nodes:
             )
         return self.held[endpoint]
 
+    def _reports_changed(self, endpoint: str, reports: list[ServiceReport]) -> None:
+        self.instances.setdefault(endpoint, uuid.uuid4().hex)
+        before: dict[str, list[ServiceReport]] = {}
+        for r in self.held[endpoint].services if endpoint in self.held else []:
+            before.setdefault(owner(r.id), []).append(r)
+        after: dict[str, list[ServiceReport]] = {}
+        for r in reports:
+            after.setdefault(owner(r.id), []).append(r)
+        changed = {lb for lb in before.keys() | after.keys() if before.get(lb) != after.get(lb)}
+        if changed:
+            self.seqs[endpoint] = seq = self.seqs.get(endpoint, 0) + 1
+            self.lb_seq.setdefault(endpoint, {}).update(dict.fromkeys(changed, seq))
+
     async def get_state(self, endpoint: str, since: tuple[str, int] | None = None) -> AgentState:
+        """Whole; or, since (instance, seq) of this very agent, what changed after it."""
         if endpoint in self.unreachable:
             raise AgentError(f"{endpoint}: connection refused")
-        return self.held.get(endpoint, AgentState(name=endpoint))
+        instance = self.instances.setdefault(endpoint, uuid.uuid4().hex)
+        seq = self.seqs.get(endpoint, 0)
+        got = self.held.get(endpoint, AgentState(name=endpoint)).model_copy(update={"instance": instance, "seq": seq})
+        if since is not None and since[0] == instance and since[1] <= seq:
+            lbs = sorted(lb for lb, at in self.lb_seq.get(endpoint, {}).items() if at > since[1])
+            mine = [r for r in got.services if owner(r.id) in lbs]
+            got = got.model_copy(update={"partial": True, "changed": lbs, "services": mine})
+        self.polls.append((endpoint, since, got))
+        return got
 
     async def close(self) -> None:
         pass
@@ -147,9 +178,11 @@ class Nodes:
         return [s.id for s in self.held[endpoint(node)].services] if endpoint(node) in self.held else []
 
     def restart(self, node: str) -> None:
-        """The node's agent starts again with empty maps."""
+        """The node's agent starts again with empty maps: another instance."""
         self.held.pop(endpoint(node), None)
         self.rules.pop(endpoint(node), None)
+        for kept in (self.instances, self.seqs, self.lb_seq):
+            kept.pop(endpoint(node), None)
 
 
 def endpoint(node: str) -> str:
@@ -763,8 +796,8 @@ def test_a_poll_answered_across_a_push_does_not_undo_what_the_push_told() -> Non
             read = asyncio.Event()
             plain = w.nodes.get_state
 
-            async def slow(e: str) -> AgentState:
-                got = await plain(e)  # read now, answered later
+            async def slow(e: str, since: tuple[str, int] | None = None) -> AgentState:
+                got = await plain(e, since)  # read now, answered later
                 if e == ep:
                     read.set()
                     await gate.wait()
@@ -785,5 +818,52 @@ def test_a_poll_answered_across_a_push_does_not_undo_what_the_push_told() -> Non
             sent = [s for e, s, _ in w.nodes.bodies if e == ep]
             assert sent and all(s.is_delta and list(s.changes) == ["lb3"] for s in sent), sent
             assert_identical_and_complete(w)
+
+    run(body)
+
+
+def test_a_poll_reads_only_what_changed_and_a_restarted_node_whole() -> None:
+    """After one change, a poll of each node asks for what changed since its
+    last answer and gets that load balancer's reports only; merged, the
+    operator's reports equal a whole read. A restarted agent answers whole
+    (the operator never mixes its reports with the earlier agent's); every
+    settings.full_read, a poll reads everything (the counters)."""
+
+    def whole(w: World, node: str) -> dict[str, list[ServiceReport]]:
+        out: dict[str, list[ServiceReport]] = {}
+        for r in w.nodes.held[endpoint(node)].services:
+            out.setdefault(owner(r.id), []).append(r)
+        return out
+
+    async def body() -> None:
+        async with counting_world(8) as w:
+            await w.op._poll_nodes()
+            w.nodes.polls.clear()
+            await w.put_lb(load_balancer("lb2", vip="203.0.113.12", n_members=4, generation=2))
+            await w.converge()
+            await w.op._poll_nodes()
+            assert len(w.nodes.polls) == 3
+            for ep, since, got in w.nodes.polls:
+                assert since is not None and got.partial and got.changed == ["lb2"], (ep, since, got.changed)
+                assert {owner(r.id) for r in got.services} == {"lb2"}
+            for name in ("n1", "n2", "n3"):
+                assert w.op.nodes[name].by_lb == whole(w, name), name
+                assert [r.active_backends for r in w.op.nodes[name].by_lb["lb2"]] == [4]
+
+            w.nodes.polls.clear()
+            w.nodes.restart("n1")
+            await w.op._poll_nodes()
+            answers = {ep: (since, got) for ep, since, got in w.nodes.polls}
+            since, got = answers[endpoint("n1")]
+            assert since is not None and not got.partial, "another instance: a whole answer"
+            assert got.instance != since[0] and got.services == []
+            await w.converge()
+            assert_identical_and_complete(w)
+            assert w.op.nodes["n1"].by_lb == whole(w, "n1")
+
+            w.nodes.polls.clear()
+            w.op.settings.full_read = 0.0
+            await w.op._poll_nodes()
+            assert [since for _, since, _ in w.nodes.polls] == [None] * 3, "the counters are due: whole reads"
 
     run(body)
