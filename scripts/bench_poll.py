@@ -110,7 +110,7 @@ async def main(n: int, members: int) -> None:
         f"operator, since poll ({len(since)} B): {cpu(lambda: take(since))}, statuses dirty: {len(take(since) or ())}"
     )
     print(f"agent, whole answer: {await agent_cpu()}")
-    print(f"agent, since answer: {await agent_cpu(since=(at.instance, a.report_seq - 1))}")
+    print(f"agent, since answer: {await agent_cpu(since=(at.instance, a.reports.seq - 1))}")
 
     def old_bgp() -> None:  # bgp.wanted before: views rebuilt after each apply, every service read
         a._version += 1

@@ -32,6 +32,7 @@ class FakeKernel:
         self.fail: Exception | None = None
         self.max_services = 64
         self.deltas: list[tuple[list[Service], list[ServiceKey]]] = []  # what each apply_changes was given
+        self.traffic: dict[ServiceKey, CounterValue] = {}  # counters other than the default's
 
     def apply(self, dp: Any, services: list[Service]) -> ApplyReport:
         if self.fail is not None:
@@ -52,7 +53,7 @@ class FakeKernel:
         return [InstalledService(s, i, s.digest(), 100 + i, 4096) for i, s in enumerate(self.services)]
 
     def read_stats(self, dp: Any, services: list[InstalledService]) -> Stats:
-        return Stats({}, {s.service.key: CounterValue(10, 1000) for s in services})
+        return Stats({}, {s.service.key: self.traffic.get(s.service.key, CounterValue(10, 1000)) for s in services})
 
     def digest(self, dp: Any) -> bytes:
         return repr([(s.key, s.digest()) for s in self.services]).encode()
@@ -395,7 +396,7 @@ def test_a_poll_since_its_last_answer_gets_only_what_changed(kernel: FakeKernel)
         ep = "http://agent"
         await client.push(ep, many_lbs(1, 6))
         first = await client.get_state(ep)
-        assert not first.partial and len(first.services) == 6 and first.instance == a.instance
+        assert not first.partial and len(first.services) == 6 and first.instance == a.reports.instance
         at = (first.instance, first.seq)
 
         quiet = await client.get_state(ep, at)
@@ -426,9 +427,9 @@ def test_a_poll_since_its_last_answer_gets_only_what_changed(kernel: FakeKernel)
         # A since from the future, or from another instance: whole.
         assert not (await client.get_state(ep, (whole.instance, whole.seq + 5))).partial
         restarted = make_agent(kernel, FakeResolver())
-        assert restarted.instance != a.instance
-        assert not (await restarted.state(since=(a.instance, whole.seq))).partial
-        assert (await restarted.state(since=(restarted.instance, restarted.report_seq))).partial
+        assert restarted.reports.instance != a.reports.instance
+        assert not (await restarted.state(since=(a.reports.instance, whole.seq))).partial
+        assert (await restarted.state(since=(restarted.reports.instance, restarted.reports.seq))).partial
         await client.close()
         await a.stop()
         await restarted.stop()
@@ -481,6 +482,51 @@ def test_the_held_vips_are_those_of_every_built_and_installed_service(kernel: Fa
             shared += any(c > 1 for c in a.vips.counts.values())
             assert a.vips.counts == full_computation(a), f"step {step}"
         assert failed and shared, "the walk went through failed applies and shared VIPs"
+        await a.stop()
+
+    run(body())
+
+
+def test_a_poll_since_gets_the_counters_that_moved_only(kernel: FakeKernel) -> None:
+    """Counters are as fresh in a partial answer as in a whole one: every
+    poll reads them all, and a `since` answer carries [packets, bytes] of
+    each service whose counters moved after it (not its whole report, not
+    the quiet ones). What moved is numbered on the agent's one sequence, so
+    a poller whose `since` is older than another poller's read still gets it."""
+
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+        await a.put(many_lbs(1, 6))
+        first = await a.state()
+        at = (first.instance, first.seq)
+        quiet = await a.state(since=at)
+        assert quiet.partial and quiet.changed == [] and quiet.services == [] and quiet.counters == {}
+        assert quiet.seq == first.seq, "nothing moved: the sequence stands"
+
+        key = a.built_by["lb3"][0].service.key
+        kernel.traffic[key] = CounterValue(25, 3100)
+        got = await a.state(since=at)
+        assert got.partial and got.changed == [] and got.services == []
+        assert got.counters == {"lb3/l": (25, 3100)}
+        assert got.seq > at[1]
+        at2 = (got.instance, got.seq)
+        assert (await a.state(since=at2)).counters == {}, "read, and not moved since"
+        assert (await a.state(since=at)).counters == {"lb3/l": (25, 3100)}, "an older since still gets them"
+
+        # Another poller read in between: the first one's since still finds them.
+        kernel.traffic[key] = CounterValue(30, 4000)
+        other = await a.state()
+        assert {r.id: (r.packets, r.bytes) for r in other.services}["lb3/l"] == (30, 4000)
+        assert (await a.state(since=at2)).counters == {"lb3/l": (30, 4000)}
+
+        # A load balancer whose reports changed is sent whole (its counters in its report), not twice.
+        kernel.traffic[key] = CounterValue(40, 5000)
+        changed = many_lbs(1, 6).services[3].model_dump()
+        changed["backends"] = changed["backends"][:1]
+        await a.put(delta(2, 1, {"lb3": [changed]}))
+        got = await a.state(since=at2)
+        assert got.changed == ["lb3"] and got.counters == {}
+        assert [(r.id, r.packets, r.bytes) for r in got.services] == [("lb3/l", 40, 5000)]
         await a.stop()
 
     run(body())

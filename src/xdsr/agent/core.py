@@ -13,9 +13,8 @@ import contextlib
 import ipaddress
 import logging
 import time
-import uuid
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +28,22 @@ from xdsr.agent.health import HealthChecker, Overlay, Target
 from xdsr.agent.metrics import AgentMetrics
 from xdsr.agent.neighbors import NeighborTable
 from xdsr.agent.registration import Registration
+from xdsr.agent.reports import ReportLog
 from xdsr.agent.resolver import NeighborKey, Resolver, family
 from xdsr.agent.vips import HeldVips, held_pairs
 from xdsr.dataplane import services
 from xdsr.dataplane.libbpf import BpfError
 from xdsr.dataplane.loader import MAP_SERVICES, Dataplane, DataplaneError
 from xdsr.dataplane.model import Service, ServiceKey
-from xdsr.dataplane.state import ApplyReport, InstalledService, apply, apply_changes, installed, read_stats
+from xdsr.dataplane.state import (
+    ApplyReport,
+    CounterValue,
+    InstalledService,
+    apply,
+    apply_changes,
+    installed,
+    read_stats,
+)
 from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceReport, owner
 
 if TYPE_CHECKING:
@@ -122,14 +130,9 @@ class Agent:
         self._version = 0  # bumped whenever built_by or installed change
         self._views: dict[str, tuple[int, object]] = {}
         self.vips = HeldVips()  # the (VIP, segment) pairs held: what BGP may announce
-        # What changed in the reports, so that a poll (GET /v1/state?since=)
-        # is answered with the load balancers whose reports changed since
-        # the poller's last answer, not every report. A restarted agent is
-        # another instance: a `since` of an earlier one gets everything.
-        self.instance = uuid.uuid4().hex
-        self.report_seq = 0
-        self._report_floor = 0  # every report changed at this seq: an older `since` gets everything
-        self._lb_seq: OrderedDict[str, int] = OrderedDict()  # lb id -> seq of its last change, oldest first
+        # What changed in the reports (and counters), numbered: a poll is
+        # answered with what changed since its last answer (reports.py).
+        self.reports = ReportLog()
 
     def _view(self, name: str, make: Callable[[], T]) -> T:
         have = self._views.get(name)
@@ -377,44 +380,41 @@ class Agent:
         self._save_neighbors()
         return 200
 
-    def _reports_changed(self, lbs: Iterable[str] | None) -> None:
-        """The reports of `lbs` (None: of every load balancer) may read otherwise now."""
-        self.report_seq += 1
-        if lbs is None:
-            self._report_floor = self.report_seq
-            self._lb_seq.clear()
-            return
-        for lb in lbs:
-            self._lb_seq[lb] = self.report_seq
-            self._lb_seq.move_to_end(lb)
-
-    def changed_since(self, instance: str, since: int) -> set[str] | None:
-        """The load balancers (held or gone) whose reports changed after
-        `since` of this instance; None when that cannot be told (another
-        instance, or everything changed since): the answer is then whole.
-        Walks only what changed, newest first."""
-        if instance != self.instance or not self._report_floor <= since <= self.report_seq:
-            return None
-        out: set[str] = set()
-        for lb in reversed(self._lb_seq):
-            if self._lb_seq[lb] <= since:
-                break
-            out.add(lb)
-        return out
-
     async def state(self, owners: set[str] | None = None, since: tuple[str, int] | None = None) -> AgentState:
         """What the node holds; with owners, the reports of those load
-        balancers only; with since (instance, seq), those whose reports
-        changed after seq, if this instance can tell (else everything)."""
-        seq = self.report_seq  # before the reports are read: a change while reading is also after it
-        if since is not None and owners is None:
-            owners = self.changed_since(*since)
-        built = self.built if owners is None else [b for lb in sorted(owners) for b in self.built_by.get(lb, ())]
-        inst = [i for b in built if (i := self.installed.get(b.service.key)) is not None]
-        stats = await self._dp(read_stats, self.dp, inst)
+        balancers only (a push's answer). Otherwise every counter is read (a
+        poll), and with since (instance, seq of an earlier answer) the answer
+        is partial if this instance can tell what changed after it: the
+        reports of the load balancers that changed, and the counters of the
+        other services whose counters moved (reports.py)."""
+        seqs = self.reports
+        if owners is not None:
+            built = [b for lb in sorted(owners) for b in self.built_by.get(lb, ())]
+            stats = await self._dp(read_stats, self.dp, self._installed_of(built))
+            return self._answer(built, stats.services, owners, seqs.seq)
+        # Everything the answer is made of is taken before the read: an
+        # apply running meanwhile is told by the sequence (counted()).
+        read_at = seqs.seq
+        lbs = seqs.changed_since(since[1]) if since is not None and seqs.known(*since) else None
+        every = self.built
+        built = every if lbs is None else [b for lb in sorted(lbs) for b in self.built_by.get(lb, ())]
+        stats = await self._dp(read_stats, self.dp, self._installed_of(every))
+        counted = {b.rule_id: (c.packets, c.bytes) for b in every if (c := stats.services.get(b.service.key))}
+        seq = seqs.counted(counted, read_at)
+        answer = self._answer(built, stats.services, lbs, seq)
+        if since is not None and lbs is not None:
+            answer.counters = seqs.moved_since(since[1], lbs)
+        return answer
+
+    def _installed_of(self, built: list[rules.Built]) -> list[InstalledService]:
+        return [i for b in built if (i := self.installed.get(b.service.key)) is not None]
+
+    def _answer(
+        self, built: list[rules.Built], counters: dict[ServiceKey, CounterValue], lbs: set[str] | None, seq: int
+    ) -> AgentState:
         reports = []
         for b in built:
-            c = stats.services.get(b.service.key)
+            c = counters.get(b.service.key)
             reports.append(
                 ServiceReport.model_construct(
                     id=b.rule_id,
@@ -435,11 +435,11 @@ class Agent:
             applied_at=self.applied_at,
             apply_seconds=self.apply_seconds,
             error=self.error,
-            partial=owners is not None,
+            partial=lbs is not None,
             services=reports,
-            instance=self.instance,
+            instance=self.reports.instance,
             seq=seq,
-            changed=sorted(owners) if owners is not None else None,
+            changed=sorted(lbs) if lbs is not None else None,
         )
 
     async def metrics_text(self) -> bytes:
@@ -451,7 +451,7 @@ class Agent:
         self.installed = {i.service.key: i for i in inst}
         self._version += 1
         self.vips.reset(held_pairs(self.built, self.installed))
-        self._reports_changed(None)
+        self.reports.changed(None)
 
     def _apply_sync(self, upsert: list[Service], remove: list[ServiceKey], full: list[Service] | None) -> ApplyReport:
         report = apply(self.dp, full) if full is not None else apply_changes(self.dp, upsert, remove)
@@ -503,7 +503,7 @@ class Agent:
             self.vips.reset(held_pairs(self.built, self.installed))
         else:
             self.vips.update(held_before, held_pairs((b for bs in fresh.values() for b in bs), self.installed))
-        self._reports_changed(None if full else fresh)
+        self.reports.changed(None if full else fresh)
         self.applied_at = time.time()
         self.apply_seconds = seconds
         self.error = None
@@ -583,9 +583,9 @@ class Agent:
         """A backend went up or down: tell the operator (through the node's
         registration, which it watches), which then reads the node's state."""
         if target is None:
-            self._reports_changed(None)
+            self.reports.changed(None)
         else:
-            self._reports_changed({owner(rid) for rid, mine in self.health_targets.items() if target in mine.values()})
+            self.reports.changed({owner(rid) for rid, mine in self.health_targets.items() if target in mine.values()})
         self.health_epoch += 1
         if self.registration is not None:
             self.registration.update(health_epoch=self.health_epoch)

@@ -180,3 +180,7 @@ class AgentState(_Model):
     instance: str = ""
     seq: int = 0
     changed: list[str] | None = None  # load balancers of a partial answer, held or gone
+    # A partial answer to a poll: service id -> [packets, bytes] of the
+    # services (of load balancers not in `changed`) whose counters moved
+    # since; the other fields of their reports did not change.
+    counters: dict[str, tuple[int, int]] = {}

@@ -106,7 +106,24 @@ class NodeDriver(View):
                 node.by_lb[lb] = fresh[lb]
             else:
                 node.by_lb.pop(lb, None)
-        return set(lbs or ())
+        moved = self._take_counters(node, state.counters)
+        return set(lbs or ()) | moved
+
+    @staticmethod
+    def _take_counters(node: Node, counters: dict[str, tuple[int, int]]) -> set[str]:
+        """A poll's counters of services whose reports are otherwise the
+        same: into the reports kept; the load balancers they belong to."""
+        by_lb: dict[str, dict[str, tuple[int, int]]] = {}
+        for sid, c in counters.items():
+            by_lb.setdefault(owner(sid), {})[sid] = c
+        for lb, mine in by_lb.items():
+            reports = node.by_lb.get(lb)
+            if reports is not None:
+                node.by_lb[lb] = [
+                    r if (c := mine.get(r.id)) is None else r.model_copy(update={"packets": c[0], "bytes": c[1]})
+                    for r in reports
+                ]
+        return set(by_lb)
 
     async def _node_worker(self, node: Node) -> None:
         """Keep one node at the generation it should have; one push at a time."""

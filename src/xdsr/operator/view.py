@@ -163,9 +163,10 @@ class Settings:
     group_size: int = 3
     resync: float = 10.0  # seconds between full passes and node polls without events
     stats_interval: float = 5.0  # at most this often a status is rewritten only for counters
-    # A poll reads only the reports that changed (and their counters); every
-    # this many seconds it reads them all, refreshing every service's counters.
-    full_read: float = 60.0
+    # A poll reads only the reports that changed, and the counters that
+    # moved (as fresh as a whole read); every this many seconds it reads
+    # everything anyway, should the operator's copy have gone wrong.
+    full_read: float = 600.0
     retry: float = 1.0  # delay before pushing again to a node that failed, doubled at each failure in a row
     retry_max: float = 60.0  # ... up to this
 
