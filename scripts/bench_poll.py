@@ -1,17 +1,23 @@
-"""Micro-benchmark of one node poll at scale (issue 10): the operator's CPU
-to parse and merge GET /v1/state whole (every report, as every poll did)
-and with ?since= after one member change; and BGP's what-to-announce after
-an apply, old (every service) and new (counted on apply).
+"""Micro-benchmark of one node poll at scale (issue 10): bytes on the wire
+and CPU per poll, whole (every report: what every poll did before) and with
+?since= (what changed since the last answer): the group quiet, one member
+change, and traffic on some of the services (their counters only); the
+agent's read of every service's counters from a real per-CPU map, one
+lookup per service (before) and one batch (after); and BGP's
+what-to-announce after an apply, old (every service) and new (counted).
 
     PYTHONPATH=. .venv/bin/python scripts/bench_poll.py [N_LBS] [MEMBERS]
 
 A real Agent on an in-memory kernel (the fake of tests/agent/test_core.py),
-its real HTTP API in process; times are process CPU, min/median/max of 7."""
+its real HTTP API in process; the operator's side is its parse and merge
+(NodeDriver._take_reports). Times are process CPU, min/median/max of 7.
+The counters read needs root (it creates a BPF map)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import statistics
 import sys
 import time
@@ -22,7 +28,8 @@ from tests.agent.test_core import FakeKernel, FakeResolver, make_agent
 
 from xdsr.agent import core, drift
 from xdsr.agent.api import create_app
-from xdsr.dataplane.state import CounterValue, Stats
+from xdsr.dataplane import abi, libbpf
+from xdsr.dataplane.state import CounterValue, _sum_percpu, _u32
 from xdsr.model.agent import AgentState, DesiredState
 from xdsr.operator.nodes import NodeDriver
 from xdsr.operator.view import Node
@@ -41,13 +48,29 @@ def lb(i: int, members: int) -> dict[str, Any]:
     }
 
 
+def stats(got: list[float]) -> str:
+    return f"{min(got):.2f}/{statistics.median(got):.2f}/{max(got):.2f} ms"
+
+
 def cpu(fn: Any, n: int = 7) -> str:
     got = []
     for _ in range(n):
         t0 = time.process_time()
         fn()
         got.append((time.process_time() - t0) * 1000)
-    return f"{min(got):.2f}/{statistics.median(got):.2f}/{max(got):.2f} ms"
+    return stats(got)
+
+
+def counters_read(n: int) -> tuple[str, str]:
+    """Every service's counters from a real per-CPU array of n entries:
+    one lookup each (what read_stats did), and one batch (what it does)."""
+    m = libbpf.Map.create(libbpf.BPF_MAP_TYPE_PERCPU_ARRAY, "bench_poll", 4, ctypes.sizeof(abi.Counter), n)
+    try:
+        single = cpu(lambda: [_sum_percpu(m.lookup(_u32(i))) for i in range(n)])
+        batch = cpu(lambda: m.values_batch())
+    finally:
+        m.close()
+    return single, batch
 
 
 async def main(n: int, members: int) -> None:
@@ -74,51 +97,69 @@ async def main(n: int, members: int) -> None:
         headers={"Authorization": f"Bearer {token}"},
         base_url="http://agent",
     )
-    whole = (await http.get("/v1/state")).content
-    at = AgentState.model_validate_json(whole)
-    changed = lb(7, members + 1)
-    await a.put(DesiredState.model_validate({"generation": 2, "base": 1, "epoch": "e", "changes": {"lb7": [changed]}}))
-    since = (await http.get("/v1/state", params={"since": at.seq, "instance": at.instance})).content
-    assert AgentState.model_validate_json(since).changed == ["lb7"]
 
-    # Under traffic every counter moves between two polls: a whole read
-    # finds every load balancer's reports changed (each status computed again).
-    k.read_stats = lambda dp, inst: Stats({}, {s.service.key: CounterValue(20, 2000) for s in inst})  # type: ignore[method-assign]
-    core.read_stats = k.read_stats
-    moved = (await http.get("/v1/state")).content
+    async def get(since: tuple[str, int] | None) -> bytes:
+        params = {"since": since[1], "instance": since[0]} if since else None
+        return (await http.get("/v1/state", params=params)).content
+
+    whole = await get(None)
+    at = AgentState.model_validate_json(whole)
+    since = (at.instance, at.seq)
     base = Node("n")
-    NodeDriver._take_reports(None, base, AgentState.model_validate_json(whole), None)  # type: ignore[arg-type]
+    NodeDriver._take_reports(NodeDriver, base, at, None)  # type: ignore[arg-type]
 
     def take(body: bytes) -> set[str] | None:
         state = AgentState.model_validate_json(body)
         node = Node("n", by_lb=dict(base.by_lb))  # the reports of the last poll
-        return NodeDriver._take_reports(None, node, state, set(state.changed) if state.partial else None)  # type: ignore[arg-type]
+        return NodeDriver._take_reports(NodeDriver, node, state, set(state.changed) if state.partial else None)  # type: ignore[arg-type]
 
-    async def agent_cpu(**kw: Any) -> str:
+    async def agent_cpu(since: tuple[str, int] | None) -> str:
         got = []
         for _ in range(7):
             t0 = time.process_time()
-            await a.state(**kw)
+            await get(since)
             got.append((time.process_time() - t0) * 1000)
-        return f"{min(got):.2f}/{statistics.median(got):.2f}/{max(got):.2f} ms"
+        return stats(got)
+
+    rows: list[tuple[str, int, str, str, int]] = []
+
+    async def row(what: str, since: tuple[str, int] | None) -> None:
+        body = await get(since)
+        rows.append((what, len(body), await agent_cpu(since), cpu(lambda: take(body)), len(take(body) or ())))
+
+    await row("whole (every poll before)", None)
+    await row("since, quiet group", since)
+    active = max(1, n // 10)
+    for i in range(active):  # traffic on a tenth of the services: their counters move
+        k.traffic[a.built_by[f"lb{i}"][0].service.key] = CounterValue(20 + i, 2000 + i)
+    await row(f"since, traffic on {active} services", since)
+    for i in range(n):
+        k.traffic[a.built_by[f"lb{i}"][0].service.key] = CounterValue(30 + i, 3000 + i)
+    await row(f"since, traffic on all {n} services", since)
+    await row(f"whole, traffic on all {n} services", None)
+    k.traffic.clear()
+    quiet_at = AgentState.model_validate_json(await get(None))
+    changed = lb(7, members + 1)
+    await a.put(DesiredState.model_validate({"generation": 2, "base": 1, "epoch": "e", "changes": {"lb7": [changed]}}))
+    await row("since, one member added", (quiet_at.instance, quiet_at.seq))
 
     print(f"{n} load balancers x {members} members; process CPU min/median/max of 7")
-    print(
-        f"operator, whole poll ({len(moved)} B): {cpu(lambda: take(moved))}, statuses dirty: {len(take(moved) or ())}"
-    )
-    print(
-        f"operator, since poll ({len(since)} B): {cpu(lambda: take(since))}, statuses dirty: {len(take(since) or ())}"
-    )
-    print(f"agent, whole answer: {await agent_cpu()}")
-    print(f"agent, since answer: {await agent_cpu(since=(at.instance, a.reports.seq - 1))}")
+    print("| poll | bytes | agent CPU (answer, HTTP in process) | operator CPU (parse, merge) | statuses dirty |")
+    print("|---|---|---|---|---|")
+    for what, size, agent, op, dirty in rows:
+        print(f"| {what} | {size:,} | {agent} | {op} | {dirty} |")
+    try:
+        single, batch = counters_read(n)
+        print(f"counters of {n} services from a per-CPU map: one lookup each {single}, one batch {batch}")
+    except libbpf.BpfError as exc:
+        print(f"counters read not measured (needs root): {exc}")
 
     def old_bgp() -> None:  # bgp.wanted before: views rebuilt after each apply, every service read
         a._version += 1
         installed = {s.service.key for s in a.installed_cache}
         {(b.service.key.vip, b.service.key.seg_id) for b in a.built if b.service.key in installed}
 
-    print(f"bgp held VIPs after an apply, old:       {cpu(old_bgp)}")
-    print(f"bgp held VIPs after a member change, new: {cpu(lambda: a.vips.version)} (version unchanged: no pass)")
+    print(f"bgp held VIPs after an apply, old: {cpu(old_bgp)}; new: no pass unless a (VIP, segment) came or went")
     await http.aclose()
     await a.stop()
 
