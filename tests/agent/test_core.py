@@ -417,11 +417,23 @@ def test_a_poll_since_its_last_answer_gets_only_what_changed(kernel: FakeKernel)
         target = object()
         a.health_targets = {"lb1/l": {"lb1-m0": target}, "lb3/l": {"lb3-m0": None}}  # type: ignore[dict-item]
         a._health_changed(target)  # type: ignore[arg-type]
-        assert (await client.get_state(ep, at2)).changed == ["lb1"]
+        health = await client.get_state(ep, at2)
+        assert health.changed == ["lb1"]
+        at2 = (health.instance, health.seq)
 
-        # Everything changed (a full state applied): the answer is whole.
+        # A full state: the load balancers whose reports read otherwise now (lb2 back, lb4 new, lb5 gone).
         await client.push(ep, many_lbs(3, 5))
-        whole = await client.get_state(ep, at2)
+        got = await client.get_state(ep, at2)
+        assert got.partial and got.changed == ["lb2", "lb4", "lb5"]
+        assert sorted(r.id for r in got.services) == ["lb2/l", "lb4/l"]
+        at3 = (got.instance, got.seq)
+
+        # A failed apply (the kernel may hold anything of it): the answer is whole.
+        kernel.fail = DataplaneError("no room")
+        status, _ = await a.put(delta(4, 3, {"lb0": []}))
+        assert status == 500
+        kernel.fail = None
+        whole = await client.get_state(ep, at3)
         assert not whole.partial and len(whole.services) == 5 and whole.changed is None
 
         # A since from the future, or from another instance: whole.
@@ -527,6 +539,34 @@ def test_a_poll_since_gets_the_counters_that_moved_only(kernel: FakeKernel) -> N
         got = await a.state(since=at2)
         assert got.changed == ["lb3"] and got.counters == {}
         assert [(r.id, r.packets, r.bytes) for r in got.services] == [("lb3/l", 40, 5000)]
+        await a.stop()
+
+    run(body())
+
+
+def test_a_reapply_after_a_mac_came_is_polled_as_the_load_balancers_it_changed(kernel: FakeKernel) -> None:
+    """A MAC resolved after the PUT re-applies every table (a full apply),
+    but a poll then names only the load balancers whose reports read
+    otherwise (the one whose member was unresolved), not the whole node."""
+
+    async def body() -> None:
+        resolver = FakeResolver()
+        a = make_agent(kernel, resolver)
+        other = many_lbs(1, 4).services
+        state = desired(1).model_dump()
+        state["services"] += [s.model_dump() for s in other]
+        await a.put(DesiredState.model_validate(state))
+        first = await a.state()
+        assert {r.id: r.unresolved for r in first.services}["lb/l"] == ["m2"]
+
+        resolver.macs[KEY] = "02:00:00:00:00:02"
+        a.neighbors.entries[KEY].next_probe = 0
+        applies = len(kernel.applies)
+        await a._resolve_round()
+        assert len(kernel.applies) == applies + 1, "re-applied"
+        got = await a.state(since=(first.instance, first.seq))
+        assert got.partial and got.changed == ["lb"]
+        assert [(r.id, r.unresolved, r.active_backends) for r in got.services] == [("lb/l", [], 2)]
         await a.stop()
 
     run(body())

@@ -406,6 +406,23 @@ class Agent:
             answer.counters = seqs.moved_since(since[1], lbs)
         return answer
 
+    def _report_keys(self) -> dict[str, list[tuple[object, ...]]]:
+        """Per load balancer, what its reports are made of but the counters
+        (which a poll compares on its own): what a full apply may change."""
+        return {
+            lb: [
+                (
+                    b.rule_id,
+                    b.service.key in self.installed,
+                    b.active_backends,
+                    tuple(b.unresolved),
+                    tuple(self.health_targets.get(b.rule_id, {}).items()),
+                )
+                for b in bs
+            ]
+            for lb, bs in self.built_by.items()
+        }
+
     def _installed_of(self, built: list[rules.Built]) -> list[InstalledService]:
         return [i for b in built if (i := self.installed.get(b.service.key)) is not None]
 
@@ -467,6 +484,7 @@ class Agent:
         are not rewritten). A delta costs what it changes; full: the kernel
         is made to hold exactly what is built, whatever it held (a full
         state, a drift repair). Caller holds the lock."""
+        before = self._report_keys() if full else {}
         fresh = await self._work(sum(map(len, changes.values())), self._build, changes)
         upsert = [b.service for bs in fresh.values() for b in bs]
         staying = {s.key for s in upsert}
@@ -503,12 +521,16 @@ class Agent:
             self.vips.reset(held_pairs(self.built, self.installed))
         else:
             self.vips.update(held_before, held_pairs((b for bs in fresh.values() for b in bs), self.installed))
-        self.reports.changed(None if full else fresh)
         self.applied_at = time.time()
         self.apply_seconds = seconds
         self.error = None
         self._reapply = False  # built from the latest MACs
         self._update_health(changes, fresh)
+        if full:  # every table built again (a MAC came): the reports of those that read otherwise now
+            after = self._report_keys()
+            self.reports.changed({lb for lb in before.keys() | after.keys() if before.get(lb) != after.get(lb)})
+        else:
+            self.reports.changed(fresh)
         if self.on_applied is not None:
             self.on_applied()
         for key, old, new in report.resized:
