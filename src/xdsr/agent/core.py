@@ -153,6 +153,14 @@ class Agent:
         return self._view("installed", lambda: list(dict(self.installed).values()))
 
     @property
+    def polled(self) -> list[tuple[str, InstalledService]]:
+        """(service id, installed) of every service built and installed: whose counters a poll reads."""
+        return self._view(
+            "polled",
+            lambda: [(b.rule_id, i) for b in self.built if (i := self.installed.get(b.service.key)) is not None],
+        )
+
+    @property
     def rule_ids(self) -> dict[ServiceKey, str]:
         return self._view("rule_ids", lambda: {b.service.key: b.rule_id for b in self.built})
 
@@ -398,8 +406,9 @@ class Agent:
         lbs = seqs.changed_since(since[1]) if since is not None and seqs.known(*since) else None
         every = self.built
         built = every if lbs is None else [b for lb in sorted(lbs) for b in self.built_by.get(lb, ())]
-        stats = await self._dp(read_stats, self.dp, self._installed_of(every))
-        counted = {b.rule_id: (c.packets, c.bytes) for b in every if (c := stats.services.get(b.service.key))}
+        polled = self.polled
+        stats = await self._dp(read_stats, self.dp, [i for _, i in polled])
+        counted = {rid: (c.packets, c.bytes) for rid, i in polled if (c := stats.services.get(i.service.key))}
         seq = seqs.counted(counted, read_at)
         answer = self._answer(built, stats.services, lbs, seq)
         if since is not None and lbs is not None:
