@@ -9,7 +9,8 @@ operator cannot tell, or of another epoch, gets the full state; so does one
 that refuses a delta (its base is not what it holds). One worker per node,
 so a slow or dead node delays nobody else; a node is polled for its state
 (counters, restarts, health) at every resync and when its record says a
-backend it checks went up or down.
+backend it checks went up or down: for what changed since its last answer
+only (agent/reports.py).
 """
 
 from __future__ import annotations
@@ -101,13 +102,16 @@ class NodeDriver(View):
             node.full_read_at = time.monotonic()
             old, node.by_lb = node.by_lb, fresh
             return {lb for lb in old.keys() | fresh.keys() if old.get(lb) != fresh.get(lb)}
+        changed = set()
         for lb in lbs or ():
-            if lb in fresh:
-                node.by_lb[lb] = fresh[lb]
+            new = fresh.get(lb)
+            if node.by_lb.get(lb) != new:
+                changed.add(lb)
+            if new is not None:
+                node.by_lb[lb] = new
             else:
                 node.by_lb.pop(lb, None)
-        moved = self._take_counters(node, state.counters)
-        return set(lbs or ()) | moved
+        return changed | self._take_counters(node, state.counters)
 
     @staticmethod
     def _take_counters(node: Node, counters: dict[str, tuple[int, int]]) -> set[str]:
@@ -296,10 +300,11 @@ class NodeDriver(View):
         if node.record is None:
             return False
         answers = node.answers
-        # Only what changed since the last answer taken, unless the counters
-        # of every service are due (settings.full_read) or by_lb stands
-        # nowhere in the node's sequence. A node that cannot tell (restarted:
-        # another instance) answers whole.
+        # Only what changed since the last answer taken (reports, and the
+        # counters that moved: as fresh as a whole read), unless by_lb stands
+        # nowhere in the node's sequence or a whole read is due
+        # (settings.full_read). A node that cannot tell (restarted: another
+        # instance) answers whole.
         since = node.reports_at
         if since is not None and time.monotonic() - node.full_read_at >= self.settings.full_read:
             since = None
