@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
+from prometheus_client import REGISTRY
 
 from xdsr.agent import rules as agent_rules
 from xdsr.agent.reports import ReportLog
@@ -901,11 +902,18 @@ def test_a_quiet_group_polls_nothing_and_counters_arrive_within_one_poll() -> No
             w.op.settings.stats_interval = 0.0  # a status is rewritten for its counters at once
             await w.op._poll_nodes()
             w.nodes.polls.clear()
+            items = REGISTRY.get_sample_value("xdsr_operator_poll_items_total", {"node": "n1"})
+            since_polls = REGISTRY.get_sample_value("xdsr_operator_polls_total", {"node": "n1", "answer": "since"}) or 0
             await w.op._poll_nodes()
             assert len(w.nodes.polls) == 3
             for ep, since, got in w.nodes.polls:
                 assert since is not None and got.partial, ep
                 assert got.changed == [] and got.services == [] and got.counters == {}, ep
+            # The metrics show it: one more poll answered since, carrying nothing.
+            assert REGISTRY.get_sample_value("xdsr_operator_poll_items_total", {"node": "n1"}) == items
+            assert REGISTRY.get_sample_value("xdsr_operator_polls_total", {"node": "n1", "answer": "since"}) == (
+                since_polls + 1
+            )
 
             w.nodes.traffic("n2", "lb5/l1", 120, 9000)
             w.nodes.traffic("n3", "lb5/l1", 30, 2000)

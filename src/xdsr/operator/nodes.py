@@ -328,6 +328,7 @@ class NodeDriver(View):
                 return True  # not what was asked: never mixed into by_lb
             lbs = set(state.changed)
             node.reports_at = (state.instance, state.seq)
+        metrics.polled(node.name, not state.partial, len(state.services) + len(state.counters))
         before = node.state
         node.state = state
         if before is None or (before.generation, before.epoch, before.error) != (
