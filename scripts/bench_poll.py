@@ -7,6 +7,8 @@ lookup per service (before) and one batch (after); and BGP's
 what-to-announce after an apply, old (every service) and new (counted).
 
     PYTHONPATH=. .venv/bin/python scripts/bench_poll.py [N_LBS] [MEMBERS]
+    # before: the whole reads only, with another tree's agent and operator
+    PYTHONPATH=/work/main/src:/work/main .venv/bin/python scripts/bench_poll.py 4095 10 --whole-only
 
 A real Agent on an in-memory kernel (the fake of tests/agent/test_core.py),
 its real HTTP API in process; the operator's side is its parse and merge
@@ -29,7 +31,7 @@ from tests.agent.test_core import FakeKernel, FakeResolver, make_agent
 from xdsr.agent import core, drift
 from xdsr.agent.api import create_app
 from xdsr.dataplane import abi, libbpf
-from xdsr.dataplane.state import CounterValue, _sum_percpu, _u32
+from xdsr.dataplane.state import CounterValue, Stats, _sum_percpu, _u32
 from xdsr.model.agent import AgentState, DesiredState
 from xdsr.operator.nodes import NodeDriver
 from xdsr.operator.view import Node
@@ -73,15 +75,16 @@ def counters_read(n: int) -> tuple[str, str]:
     return single, batch
 
 
-async def main(n: int, members: int) -> None:
+async def main(n: int, members: int, whole_only: bool) -> None:
     k = FakeKernel()
     k.max_services = n + 1
-    core.apply, core.apply_changes, core.installed, core.read_stats = (
-        k.apply,
-        k.apply_changes,
-        k.installed,
-        k.read_stats,
-    )
+    traffic: dict[Any, CounterValue] = {}  # service key -> counters other than the fake's constant ones
+
+    def read_stats(dp: Any, inst: Any) -> Stats:
+        got = k.read_stats(dp, inst)
+        return Stats(got.reasons, {key: traffic.get(key, c) for key, c in got.services.items()})
+
+    core.apply, core.apply_changes, core.installed, core.read_stats = k.apply, k.apply_changes, k.installed, read_stats
     drift.index_digest, drift.installed = k.digest, k.installed
     a = make_agent(k, FakeResolver())
     services = [lb(i, members) for i in range(n)]
@@ -104,7 +107,6 @@ async def main(n: int, members: int) -> None:
 
     whole = await get(None)
     at = AgentState.model_validate_json(whole)
-    since = (at.instance, at.seq)
     base = Node("n")
     NodeDriver._take_reports(NodeDriver, base, at, None)  # type: ignore[arg-type]
 
@@ -127,27 +129,41 @@ async def main(n: int, members: int) -> None:
         body = await get(since)
         rows.append((what, len(body), await agent_cpu(since), cpu(lambda: take(body)), len(take(body) or ())))
 
-    await row("whole (every poll before)", None)
-    await row("since, quiet group", since)
-    active = max(1, n // 10)
-    for i in range(active):  # traffic on a tenth of the services: their counters move
-        k.traffic[a.built_by[f"lb{i}"][0].service.key] = CounterValue(20 + i, 2000 + i)
-    await row(f"since, traffic on {active} services", since)
-    for i in range(n):
-        k.traffic[a.built_by[f"lb{i}"][0].service.key] = CounterValue(30 + i, 3000 + i)
-    await row(f"since, traffic on all {n} services", since)
-    await row(f"whole, traffic on all {n} services", None)
-    k.traffic.clear()
-    quiet_at = AgentState.model_validate_json(await get(None))
-    changed = lb(7, members + 1)
-    await a.put(DesiredState.model_validate({"generation": 2, "base": 1, "epoch": "e", "changes": {"lb7": [changed]}}))
-    await row("since, one member added", (quiet_at.instance, quiet_at.seq))
+    def all_moved() -> None:
+        for i in range(n):
+            traffic[a.built_by[f"lb{i}"][0].service.key] = CounterValue(30 + i, 3000 + i)
+
+    if whole_only:  # what a tree without ?since= does at every poll (PYTHONPATH of that tree)
+        await row("whole, quiet group", None)
+        all_moved()
+        await row(f"whole, traffic on all {n} services", None)
+    else:
+        since = (at.instance, at.seq)
+        await row("whole, quiet group", None)
+        await row("since, quiet group", since)
+        active = max(1, n // 10)
+        for i in range(active):  # traffic on a tenth of the services: their counters move
+            traffic[a.built_by[f"lb{i}"][0].service.key] = CounterValue(20 + i, 2000 + i)
+        await row(f"since, traffic on {active} services", since)
+        all_moved()
+        await row(f"since, traffic on all {n} services", since)
+        await row(f"whole, traffic on all {n} services", None)
+        traffic.clear()
+        quiet_at = AgentState.model_validate_json(await get(None))
+        changed = lb(7, members + 1)
+        state = {"generation": 2, "base": 1, "epoch": "e", "changes": {"lb7": [changed]}}
+        await a.put(DesiredState.model_validate(state))
+        await row("since, one member added", (quiet_at.instance, quiet_at.seq))
 
     print(f"{n} load balancers x {members} members; process CPU min/median/max of 7")
     print("| poll | bytes | agent CPU (answer, HTTP in process) | operator CPU (parse, merge) | statuses dirty |")
     print("|---|---|---|---|---|")
     for what, size, agent, op, dirty in rows:
         print(f"| {what} | {size:,} | {agent} | {op} | {dirty} |")
+    if whole_only:
+        await http.aclose()
+        await a.stop()
+        return
     try:
         single, batch = counters_read(n)
         print(f"counters of {n} services from a per-CPU map: one lookup each {single}, one batch {batch}")
@@ -165,4 +181,6 @@ async def main(n: int, members: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 4095, int(sys.argv[2]) if len(sys.argv) > 2 else 10))
+    args = [a for a in sys.argv[1:] if a != "--whole-only"]
+    n, members = int(args[0]) if args else 4095, int(args[1]) if len(args) > 1 else 10
+    asyncio.run(main(n, members, "--whole-only" in sys.argv))
