@@ -32,6 +32,7 @@ class FakeKernel:
         self.fail: Exception | None = None
         self.max_services = 64
         self.deltas: list[tuple[list[Service], list[ServiceKey]]] = []  # what each apply_changes was given
+        self.traffic: dict[ServiceKey, CounterValue] = {}  # counters other than the default's
 
     def apply(self, dp: Any, services: list[Service]) -> ApplyReport:
         if self.fail is not None:
@@ -52,7 +53,7 @@ class FakeKernel:
         return [InstalledService(s, i, s.digest(), 100 + i, 4096) for i, s in enumerate(self.services)]
 
     def read_stats(self, dp: Any, services: list[InstalledService]) -> Stats:
-        return Stats({}, {s.service.key: CounterValue(10, 1000) for s in services})
+        return Stats({}, {s.service.key: self.traffic.get(s.service.key, CounterValue(10, 1000)) for s in services})
 
     def digest(self, dp: Any) -> bytes:
         return repr([(s.key, s.digest()) for s in self.services]).encode()
@@ -360,6 +361,212 @@ def test_the_operator_client_sends_a_large_state_in_parts(kernel: FakeKernel) ->
         got, _ = await client.push("http://agent", delta(8, 7, {"lb1": []}))
         assert got.generation == 8 and len(bodies) == 1
         await client.close()
+        await a.stop()
+
+    run(body())
+
+
+def test_a_poll_since_its_last_answer_gets_only_what_changed(kernel: FakeKernel) -> None:
+    """GET /v1/state?since=: the load balancers whose reports changed after
+    the poller's last answer (held or gone), and only their reports; a
+    restarted agent (another instance), or one whose every report changed
+    since, answers whole, so that a poller never mixes two agents' reports."""
+    import contextlib
+
+    import httpx
+
+    from xdsr.agent.api import create_app
+    from xdsr.operator.agents import AgentClient
+
+    token = "t" * 20
+
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Any) -> Any:
+            yield
+
+        client = AgentClient(token)
+        await client._http.aclose()
+        client._http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(a, token.encode(), lifespan)),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        ep = "http://agent"
+        await client.push(ep, many_lbs(1, 6))
+        first = await client.get_state(ep)
+        assert not first.partial and len(first.services) == 6 and first.instance == a.reports.instance
+        at = (first.instance, first.seq)
+
+        quiet = await client.get_state(ep, at)
+        assert quiet.partial and quiet.changed == [] and quiet.services == []
+
+        # One load balancer changed, another removed: those two only.
+        changed = many_lbs(1, 6).services[2].model_dump()
+        changed["backends"] = changed["backends"][:1]
+        await client.push(ep, delta(2, 1, {"lb2": [changed], "lb4": []}))
+        got = await client.get_state(ep, at)
+        assert got.partial and got.changed == ["lb2", "lb4"] and got.generation == 2
+        assert [(r.id, r.active_backends) for r in got.services] == [("lb2/l", 1)]
+        at2 = (got.instance, got.seq)
+        assert (await client.get_state(ep, at2)).services == []
+        assert (await client.get_state(ep, at)).changed == ["lb2", "lb4"], "an older since still gets both"
+
+        # A backend going down changes the reports of the load balancers checking it, only.
+        target = object()
+        a.health_targets = {"lb1/l": {"lb1-m0": target}, "lb3/l": {"lb3-m0": None}}  # type: ignore[dict-item]
+        a._health_changed(target)  # type: ignore[arg-type]
+        health = await client.get_state(ep, at2)
+        assert health.changed == ["lb1"]
+        at2 = (health.instance, health.seq)
+
+        # A full state: the load balancers whose reports read otherwise now (lb2 back, lb4 new, lb5 gone).
+        await client.push(ep, many_lbs(3, 5))
+        got = await client.get_state(ep, at2)
+        assert got.partial and got.changed == ["lb2", "lb4", "lb5"]
+        assert sorted(r.id for r in got.services) == ["lb2/l", "lb4/l"]
+        at3 = (got.instance, got.seq)
+
+        # A failed apply (the kernel may hold anything of it): the answer is whole.
+        kernel.fail = DataplaneError("no room")
+        status, _ = await a.put(delta(4, 3, {"lb0": []}))
+        assert status == 500
+        kernel.fail = None
+        whole = await client.get_state(ep, at3)
+        assert not whole.partial and len(whole.services) == 5 and whole.changed is None
+
+        # A since from the future, or from another instance: whole.
+        assert not (await client.get_state(ep, (whole.instance, whole.seq + 5))).partial
+        restarted = make_agent(kernel, FakeResolver())
+        assert restarted.reports.instance != a.reports.instance
+        assert not (await restarted.state(since=(a.reports.instance, whole.seq))).partial
+        assert (await restarted.state(since=(restarted.reports.instance, restarted.reports.seq))).partial
+        await client.close()
+        await a.stop()
+        await restarted.stop()
+
+    run(body())
+
+
+def test_the_held_vips_are_those_of_every_built_and_installed_service(kernel: FakeKernel) -> None:
+    """What BGP announces is counted on each apply from what it changed
+    (agent/vips.py): across random full states, deltas and failed applies it
+    equals what reading every service gives."""
+    import random
+    from collections import Counter
+
+    rng = random.Random(7)
+    vips = ["203.0.113.1", "203.0.113.2", "2001:db8::1"]
+
+    def lb(i: int) -> list[dict[str, Any]]:
+        # Load balancers share VIPs (other ports, sometimes other segments): counts above one.
+        return [
+            {
+                "id": f"lb{i}/l{j}",
+                "vip": rng.choice(vips),
+                "port": 1000 + 10 * i + j,
+                "protocol": "tcp",
+                "segment": {"id": rng.choice([10, 20])},
+                "backends": [{"id": f"lb{i}-m0", "mac": "02:00:00:00:01:01", "vlan": 100}],
+            }
+            for j in range(rng.randint(1, 2))
+        ]
+
+    def full_computation(a: Agent) -> Counter[Any]:  # what bgp.wanted read before: every service
+        installed = {s.service.key for s in a.installed_cache}
+        return Counter((b.service.key.vip, b.service.key.seg_id) for b in a.built if b.service.key in installed)
+
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+        shared = failed = 0
+        for step in range(120):
+            generation = step + 1
+            kernel.fail = DataplaneError("no room") if rng.random() < 0.1 else None
+            if step % 17 == 0:
+                ss = [s for i in rng.sample(range(12), rng.randint(0, 8)) for s in lb(i)]
+                state = DesiredState.model_validate({"generation": generation, "epoch": "e", "services": ss})
+            else:
+                changes = {f"lb{i}": lb(i) if rng.random() < 0.7 else [] for i in rng.sample(range(12), 3)}
+                state = delta(generation, a.generation, changes, epoch="e")
+            status, _ = await a.put(state)
+            failed += status == 500
+            shared += any(c > 1 for c in a.vips.counts.values())
+            assert a.vips.counts == full_computation(a), f"step {step}"
+        assert failed and shared, "the walk went through failed applies and shared VIPs"
+        await a.stop()
+
+    run(body())
+
+
+def test_a_poll_since_gets_the_counters_that_moved_only(kernel: FakeKernel) -> None:
+    """Counters are as fresh in a partial answer as in a whole one: every
+    poll reads them all, and a `since` answer carries [packets, bytes] of
+    each service whose counters moved after it (not its whole report, not
+    the quiet ones). What moved is numbered on the agent's one sequence, so
+    a poller whose `since` is older than another poller's read still gets it."""
+
+    async def body() -> None:
+        a = make_agent(kernel, FakeResolver())
+        await a.put(many_lbs(1, 6))
+        first = await a.state()
+        at = (first.instance, first.seq)
+        quiet = await a.state(since=at)
+        assert quiet.partial and quiet.changed == [] and quiet.services == [] and quiet.counters == {}
+        assert quiet.seq == first.seq, "nothing moved: the sequence stands"
+
+        key = a.built_by["lb3"][0].service.key
+        kernel.traffic[key] = CounterValue(25, 3100)
+        got = await a.state(since=at)
+        assert got.partial and got.changed == [] and got.services == []
+        assert got.counters == {"lb3/l": (25, 3100)}
+        assert got.seq > at[1]
+        at2 = (got.instance, got.seq)
+        assert (await a.state(since=at2)).counters == {}, "read, and not moved since"
+        assert (await a.state(since=at)).counters == {"lb3/l": (25, 3100)}, "an older since still gets them"
+
+        # Another poller read in between: the first one's since still finds them.
+        kernel.traffic[key] = CounterValue(30, 4000)
+        other = await a.state()
+        assert {r.id: (r.packets, r.bytes) for r in other.services}["lb3/l"] == (30, 4000)
+        assert (await a.state(since=at2)).counters == {"lb3/l": (30, 4000)}
+
+        # A load balancer whose reports changed is sent whole (its counters in its report), not twice.
+        kernel.traffic[key] = CounterValue(40, 5000)
+        changed = many_lbs(1, 6).services[3].model_dump()
+        changed["backends"] = changed["backends"][:1]
+        await a.put(delta(2, 1, {"lb3": [changed]}))
+        got = await a.state(since=at2)
+        assert got.changed == ["lb3"] and got.counters == {}
+        assert [(r.id, r.packets, r.bytes) for r in got.services] == [("lb3/l", 40, 5000)]
+        await a.stop()
+
+    run(body())
+
+
+def test_a_reapply_after_a_mac_came_is_polled_as_the_load_balancers_it_changed(kernel: FakeKernel) -> None:
+    """A MAC resolved after the PUT re-applies every table (a full apply),
+    but a poll then names only the load balancers whose reports read
+    otherwise (the one whose member was unresolved), not the whole node."""
+
+    async def body() -> None:
+        resolver = FakeResolver()
+        a = make_agent(kernel, resolver)
+        other = many_lbs(1, 4).services
+        state = desired(1).model_dump()
+        state["services"] += [s.model_dump() for s in other]
+        await a.put(DesiredState.model_validate(state))
+        first = await a.state()
+        assert {r.id: r.unresolved for r in first.services}["lb/l"] == ["m2"]
+
+        resolver.macs[KEY] = "02:00:00:00:00:02"
+        a.neighbors.entries[KEY].next_probe = 0
+        applies = len(kernel.applies)
+        await a._resolve_round()
+        assert len(kernel.applies) == applies + 1, "re-applied"
+        got = await a.state(since=(first.instance, first.seq))
+        assert got.partial and got.changed == ["lb"]
+        assert [(r.id, r.unresolved, r.active_backends) for r in got.services] == [("lb/l", [], 2)]
         await a.stop()
 
     run(body())

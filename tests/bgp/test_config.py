@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from xdsr.agent.bgp import load_config, wanted
 from xdsr.agent.bird import Reply, parse_protocols, render_announcements, render_config
+from xdsr.agent.vips import HeldVips, held_pairs
 from xdsr.dataplane.model import ServiceKey
 from xdsr.model.bgp import BgpConfig
 
@@ -180,7 +181,8 @@ def test_only_installed_services_of_carried_segments_are_announced() -> None:
 
     held = [svc("203.0.113.1", 10), svc("fd00::1", 10), svc("203.0.113.1", 20), svc("fd00::2", 20)]
     pending = svc("203.0.113.9", 10)  # in the desired state, not installed (a failed apply)
-    agent = SimpleNamespace(built=[*held, pending], installed_cache=held)
+    installed = {s.service.key: s for s in held}
+    agent = SimpleNamespace(vips=HeldVips(held_pairs([*held, pending], installed)))  # as the agent counts them
     got = wanted(c, agent)  # type: ignore[arg-type]
     assert got == {
         "blue": frozenset({ipaddress.ip_address("203.0.113.1"), ipaddress.ip_address("fd00::1")}),

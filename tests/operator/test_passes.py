@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
+from prometheus_client import REGISTRY
 
 from xdsr.agent import rules as agent_rules
+from xdsr.agent.reports import ReportLog
 from xdsr.dataplane import services, tables
 from xdsr.maglev import default_table_size
 from xdsr.model import keys
@@ -51,6 +53,9 @@ class Nodes:
         # What one node alone refuses (a node-specific failure): (endpoint, service) -> why, or None.
         self.refuses: Callable[[str, RuleService], str | None] = lambda _e, _s: None
         self.slot_chunks = 1 << 30  # the slot memory of every node, in chunks
+        # The report sequence of each agent, as the agent keeps it (agent/reports.py).
+        self.logs: dict[str, ReportLog] = {}
+        self.polls: list[tuple[str, tuple[str, int] | None, AgentState]] = []  # (endpoint, since, answer)
 
     async def push(self, endpoint: str, state: DesiredState) -> tuple[AgentState, int]:
         """AgentClient.push: the state in one body (these states are small)."""
@@ -110,17 +115,23 @@ class Nodes:
             # As the data plane says it (state.py): a 500 naming no service.
             raise AgentError(f"{endpoint}: HTTP 500: no room for {chunks} slot chunks", 500)
         reports = []
+        # A service kept or updated keeps its counters (its stats slot: dataplane/state.py).
+        counted = {r.id: (r.packets, r.bytes) for r in current.services} if current is not None else {}
         for s in everything:
             built, unresolved = services.to_service(s)  # MACs given only: nothing is resolved here
+            packets, bytes_ = counted.get(services.report_id(s), (0, 0))
             reports.append(
                 ServiceReport(
                     id=services.report_id(s),
                     ok=True,
                     active_backends=built.active_backends,
                     unresolved=list(unresolved),
+                    packets=packets,
+                    bytes=bytes_,
                 )
             )
         self.rules[endpoint] = rules
+        self._reports_changed(endpoint, reports)
         self.held[endpoint] = AgentState(
             name=endpoint,
             generation=state.generation,
@@ -128,6 +139,8 @@ class Nodes:
             services=reports,
             applied_at=0.0,
             apply_seconds=0.0,
+            instance=self._log(endpoint).instance,
+            seq=self._log(endpoint).seq,
         )
         if state.is_delta:
             return self.held[endpoint].model_copy(
@@ -135,10 +148,50 @@ class Nodes:
             )
         return self.held[endpoint]
 
-    async def get_state(self, endpoint: str) -> AgentState:
+    def _log(self, endpoint: str) -> ReportLog:
+        return self.logs.setdefault(endpoint, ReportLog())
+
+    def _reports_changed(self, endpoint: str, reports: list[ServiceReport]) -> None:
+        def by_lb(rs: list[ServiceReport]) -> dict[str, list[ServiceReport]]:
+            out: dict[str, list[ServiceReport]] = {}
+            for r in rs:
+                out.setdefault(owner(r.id), []).append(r)
+            return out
+
+        before = by_lb(self.held[endpoint].services if endpoint in self.held else [])
+        after = by_lb(reports)
+        changed = {lb for lb in before.keys() | after.keys() if before.get(lb) != after.get(lb)}
+        if changed:
+            self._log(endpoint).changed(changed)
+
+    def traffic(self, node: str, service_id: str, packets: int, bytes_: int) -> None:
+        """The node forwarded packets for a service: its counters move, nothing else."""
+        held = self.held[endpoint(node)]
+        reports = [
+            r.model_copy(update={"packets": packets, "bytes": bytes_}) if r.id == service_id else r
+            for r in held.services
+        ]
+        self.held[endpoint(node)] = held.model_copy(update={"services": reports})
+
+    async def get_state(self, endpoint: str, since: tuple[str, int] | None = None) -> AgentState:
+        """Whole; or, since (instance, seq) of this very agent, what changed
+        after it: as the agent answers (agent/core.py, every counter read)."""
         if endpoint in self.unreachable:
             raise AgentError(f"{endpoint}: connection refused")
-        return self.held.get(endpoint, AgentState(name=endpoint))
+        log = self._log(endpoint)
+        read_at = log.seq
+        lbs = log.changed_since(since[1]) if since is not None and log.known(*since) else None
+        got = self.held.get(endpoint, AgentState(name=endpoint))
+        seq = log.counted({r.id: (r.packets, r.bytes) for r in got.services}, read_at)
+        got = got.model_copy(update={"instance": log.instance, "seq": seq})
+        if since is not None and lbs is not None:
+            mine = [r for r in got.services if owner(r.id) in lbs]
+            counters = log.moved_since(since[1], lbs)
+            got = got.model_copy(
+                update={"partial": True, "changed": sorted(lbs), "services": mine, "counters": counters}
+            )
+        self.polls.append((endpoint, since, got))
+        return got
 
     async def close(self) -> None:
         pass
@@ -147,9 +200,10 @@ class Nodes:
         return [s.id for s in self.held[endpoint(node)].services] if endpoint(node) in self.held else []
 
     def restart(self, node: str) -> None:
-        """The node's agent starts again with empty maps."""
+        """The node's agent starts again with empty maps: another instance."""
         self.held.pop(endpoint(node), None)
         self.rules.pop(endpoint(node), None)
+        self.logs.pop(endpoint(node), None)
 
 
 def endpoint(node: str) -> str:
@@ -763,8 +817,8 @@ def test_a_poll_answered_across_a_push_does_not_undo_what_the_push_told() -> Non
             read = asyncio.Event()
             plain = w.nodes.get_state
 
-            async def slow(e: str) -> AgentState:
-                got = await plain(e)  # read now, answered later
+            async def slow(e: str, since: tuple[str, int] | None = None) -> AgentState:
+                got = await plain(e, since)  # read now, answered later
                 if e == ep:
                     read.set()
                     await gate.wait()
@@ -787,3 +841,111 @@ def test_a_poll_answered_across_a_push_does_not_undo_what_the_push_told() -> Non
             assert_identical_and_complete(w)
 
     run(body)
+
+
+def test_a_poll_reads_only_what_changed_and_a_restarted_node_whole() -> None:
+    """After one change, a poll of each node asks for what changed since its
+    last answer and gets that load balancer's reports only; merged, the
+    operator's reports equal a whole read. A restarted agent answers whole
+    (the operator never mixes its reports with the earlier agent's); every
+    settings.full_read, a poll reads everything (the counters)."""
+
+    def whole(w: World, node: str) -> dict[str, list[ServiceReport]]:
+        out: dict[str, list[ServiceReport]] = {}
+        for r in w.nodes.held[endpoint(node)].services:
+            out.setdefault(owner(r.id), []).append(r)
+        return out
+
+    async def body() -> None:
+        async with counting_world(8) as w:
+            await w.op._poll_nodes()
+            w.nodes.polls.clear()
+            await w.put_lb(load_balancer("lb2", vip="203.0.113.12", n_members=4, generation=2))
+            await w.converge()
+            await w.op._poll_nodes()
+            assert len(w.nodes.polls) == 3
+            for ep, since, got in w.nodes.polls:
+                assert since is not None and got.partial and got.changed == ["lb2"], (ep, since, got.changed)
+                assert {owner(r.id) for r in got.services} == {"lb2"}
+            for name in ("n1", "n2", "n3"):
+                assert w.op.nodes[name].by_lb == whole(w, name), name
+                assert [r.active_backends for r in w.op.nodes[name].by_lb["lb2"]] == [4]
+
+            w.nodes.polls.clear()
+            w.nodes.restart("n1")
+            await w.op._poll_nodes()
+            answers = {ep: (since, got) for ep, since, got in w.nodes.polls}
+            since, got = answers[endpoint("n1")]
+            assert since is not None and not got.partial, "another instance: a whole answer"
+            assert got.instance != since[0] and got.services == []
+            await w.converge()
+            assert_identical_and_complete(w)
+            assert w.op.nodes["n1"].by_lb == whole(w, "n1")
+
+            w.nodes.polls.clear()
+            w.op.settings.full_read = 0.0
+            await w.op._poll_nodes()
+            assert [since for _, since, _ in w.nodes.polls] == [None] * 3, "the counters are due: whole reads"
+
+    run(body)
+
+
+def test_a_quiet_group_polls_nothing_and_counters_arrive_within_one_poll() -> None:
+    """A poll of a node where nothing changed carries no report and no
+    counter (its size does not grow with the group). A node that forwards
+    for a load balancer sends that service's counters, and only them, in
+    the next poll, and the load balancer's status counts them then: as fresh
+    as when every poll read everything."""
+
+    async def body() -> None:
+        async with counting_world(8) as w:
+            w.op.settings.stats_interval = 0.0  # a status is rewritten for its counters at once
+            await w.op._poll_nodes()
+            w.nodes.polls.clear()
+            items = REGISTRY.get_sample_value("xdsr_operator_poll_items_total", {"node": "n1"})
+            since_polls = REGISTRY.get_sample_value("xdsr_operator_polls_total", {"node": "n1", "answer": "since"}) or 0
+            await w.op._poll_nodes()
+            assert len(w.nodes.polls) == 3
+            for ep, since, got in w.nodes.polls:
+                assert since is not None and got.partial, ep
+                assert got.changed == [] and got.services == [] and got.counters == {}, ep
+            # The metrics show it: one more poll answered since, carrying nothing.
+            assert REGISTRY.get_sample_value("xdsr_operator_poll_items_total", {"node": "n1"}) == items
+            assert REGISTRY.get_sample_value("xdsr_operator_polls_total", {"node": "n1", "answer": "since"}) == (
+                since_polls + 1
+            )
+
+            w.nodes.traffic("n2", "lb5/l1", 120, 9000)
+            w.nodes.traffic("n3", "lb5/l1", 30, 2000)
+            w.nodes.polls.clear()
+            await w.op._poll_nodes()
+            answers = {ep: got for ep, _, got in w.nodes.polls}
+            assert answers[endpoint("n1")].counters == {}
+            assert answers[endpoint("n2")].counters == {"lb5/l1": (120, 9000)}
+            assert answers[endpoint("n2")].services == [], "counters only: not the whole report"
+            assert [(r.packets, r.bytes) for r in w.op.nodes["n2"].by_lb["lb5"]] == [(120, 9000)]
+            await w.converge()
+            status = w.op.statuses.get("lb5")
+            assert status is not None and status.stats["l1"].packets == 150 and status.stats["l1"].bytes == 11000
+
+            # The next poll carries them no more; new traffic, again.
+            w.nodes.polls.clear()
+            await w.op._poll_nodes()
+            assert all(got.counters == {} for _, _, got in w.nodes.polls)
+            w.nodes.traffic("n2", "lb5/l1", 121, 9100)
+            await w.op._poll_nodes()
+            await w.converge()
+            status = w.op.statuses.get("lb5")
+            assert status is not None and status.stats["l1"].packets == 151
+            for name in ("n1", "n2", "n3"):
+                merged = w.op.nodes[name].by_lb
+                assert merged == _by_owner(w.nodes.held[endpoint(name)].services), "as a whole read"
+
+    run(body)
+
+
+def _by_owner(reports: list[ServiceReport]) -> dict[str, list[ServiceReport]]:
+    out: dict[str, list[ServiceReport]] = {}
+    for r in reports:
+        out.setdefault(owner(r.id), []).append(r)
+    return out

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -157,8 +157,11 @@ def create_app(agent: Agent, token: bytes, lifespan: Callable[[FastAPI], Abstrac
         return JSONResponse(state.model_dump(mode="json"), status_code=status)
 
     @app.get("/v1/state", response_model=AgentState, responses=_STATE_RESPONSES)
-    async def get_state() -> AgentState:
-        return await agent.state()
+    async def get_state(since: int | None = Query(None, ge=0), instance: str = "") -> AgentState:
+        """Every report; with since and instance (of an earlier answer), only
+        the load balancers whose reports changed after it (partial, the
+        changed ones named), unless this agent cannot tell: then every report."""
+        return await agent.state(since=(instance, since) if since is not None else None)
 
     @app.get("/v1/desired", response_model=DesiredState | None, responses=_STATE_RESPONSES)
     async def get_desired() -> JSONResponse:

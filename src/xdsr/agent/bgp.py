@@ -96,9 +96,9 @@ def check_config(cfg: BgpConfig, bird: Bird, node: str) -> None:
 
 def wanted(cfg: BgpConfig, agent: Agent) -> Announcements:
     """Per peer, the VIPs whose services the data plane holds now, on the
-    segments the peer carries, in the families it can take."""
-    installed = {s.service.key for s in agent.installed_cache}
-    held = {(b.service.key.vip, b.service.key.seg_id) for b in agent.built if b.service.key in installed}
+    segments the peer carries, in the families it can take (from the pairs
+    the agent counts on each apply: vips.py)."""
+    held = list(agent.vips.held())
     out: Announcements = {}
     for name, peer in zip(cfg.peer_names(), cfg.peers, strict=True):
         out[name] = frozenset(
@@ -139,6 +139,9 @@ class Speaker:
         self._task: asyncio.Task[None] | None = None
         self._up: dict[str, bool] = {}
         self._restarted_at = 0.0
+        # wanted() at the held pairs' version: an apply that adds or removes
+        # no VIP (a member change) costs no pass over the services.
+        self._wanted: tuple[int, Announcements] | None = None
 
     # -- lifecycle -------------------------------------------------------
 
@@ -226,14 +229,14 @@ class Speaker:
                 reason = await self._problem()
                 if reason is None and self.agent.generation == 0:
                     reason = "no desired state applied since the agent started"
-                want = wanted(self.cfg, self.agent) if reason is None else {}
+                want = self._want() if reason is None else {}
             if reason != self.reason:
                 if reason is not None:
                     log.warning("bgp withdrawing every VIP: %s", reason)
                 elif self.reason is not None:
                     log.info("bgp announcing again (was: %s)", self.reason)
             self.reason = reason
-            if want != self.written:
+            if want is not self.written and want != self.written:
                 write_atomically(self.bird.paths.include, render_announcements(self.cfg, want))
                 await self.bird.configure()
                 self._log_changes(self.written, want)
@@ -242,6 +245,12 @@ class Speaker:
             self.bird_error = None
             self._log_sessions()
             self._publish()
+
+    def _want(self) -> Announcements:
+        version = self.agent.vips.version
+        if self._wanted is None or self._wanted[0] != version:
+            self._wanted = (version, wanted(self.cfg, self.agent))
+        return self._wanted[1]
 
     def summary(self) -> str:
         """One line for the node's registration record, which the operator watches."""

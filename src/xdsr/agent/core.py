@@ -28,12 +28,22 @@ from xdsr.agent.health import HealthChecker, Overlay, Target
 from xdsr.agent.metrics import AgentMetrics
 from xdsr.agent.neighbors import NeighborTable
 from xdsr.agent.registration import Registration
+from xdsr.agent.reports import ReportLog
 from xdsr.agent.resolver import NeighborKey, Resolver, family
+from xdsr.agent.vips import HeldVips, held_pairs
 from xdsr.dataplane import services
 from xdsr.dataplane.libbpf import BpfError
 from xdsr.dataplane.loader import MAP_SERVICES, Dataplane, DataplaneError
 from xdsr.dataplane.model import Service, ServiceKey
-from xdsr.dataplane.state import ApplyReport, InstalledService, apply, apply_changes, installed, read_stats
+from xdsr.dataplane.state import (
+    ApplyReport,
+    CounterValue,
+    InstalledService,
+    apply,
+    apply_changes,
+    installed,
+    read_stats,
+)
 from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceReport, owner
 
 if TYPE_CHECKING:
@@ -119,6 +129,10 @@ class Agent:
         # at every apply, so that an apply costs what it changes.
         self._version = 0  # bumped whenever built_by or installed change
         self._views: dict[str, tuple[int, object]] = {}
+        self.vips = HeldVips()  # the (VIP, segment) pairs held: what BGP may announce
+        # What changed in the reports (and counters), numbered: a poll is
+        # answered with what changed since its last answer (reports.py).
+        self.reports = ReportLog()
 
     def _view(self, name: str, make: Callable[[], T]) -> T:
         have = self._views.get(name)
@@ -137,6 +151,14 @@ class Agent:
     @property
     def installed_cache(self) -> list[InstalledService]:
         return self._view("installed", lambda: list(dict(self.installed).values()))
+
+    @property
+    def polled(self) -> list[tuple[str, InstalledService]]:
+        """(service id, installed) of every service built and installed: whose counters a poll reads."""
+        return self._view(
+            "polled",
+            lambda: [(b.rule_id, i) for b in self.built if (i := self.installed.get(b.service.key)) is not None],
+        )
 
     @property
     def rule_ids(self) -> dict[ServiceKey, str]:
@@ -366,14 +388,59 @@ class Agent:
         self._save_neighbors()
         return 200
 
-    async def state(self, owners: set[str] | None = None) -> AgentState:
-        """What the node holds; with owners, the reports of those load balancers only."""
-        built = self.built if owners is None else [b for lb in sorted(owners) for b in self.built_by.get(lb, ())]
-        inst = [i for b in built if (i := self.installed.get(b.service.key)) is not None]
-        stats = await self._dp(read_stats, self.dp, inst)
+    async def state(self, owners: set[str] | None = None, since: tuple[str, int] | None = None) -> AgentState:
+        """What the node holds; with owners, the reports of those load
+        balancers only (a push's answer). Otherwise every counter is read (a
+        poll), and with since (instance, seq of an earlier answer) the answer
+        is partial if this instance can tell what changed after it: the
+        reports of the load balancers that changed, and the counters of the
+        other services whose counters moved (reports.py)."""
+        seqs = self.reports
+        if owners is not None:
+            built = [b for lb in sorted(owners) for b in self.built_by.get(lb, ())]
+            stats = await self._dp(read_stats, self.dp, self._installed_of(built))
+            return self._answer(built, stats.services, owners, seqs.seq)
+        # Everything the answer is made of is taken before the read: an
+        # apply running meanwhile is told by the sequence (counted()).
+        read_at = seqs.seq
+        lbs = seqs.changed_since(since[1]) if since is not None and seqs.known(*since) else None
+        every = self.built
+        built = every if lbs is None else [b for lb in sorted(lbs) for b in self.built_by.get(lb, ())]
+        polled = self.polled
+        stats = await self._dp(read_stats, self.dp, [i for _, i in polled])
+        counted = {rid: (c.packets, c.bytes) for rid, i in polled if (c := stats.services.get(i.service.key))}
+        seq = seqs.counted(counted, read_at)
+        answer = self._answer(built, stats.services, lbs, seq)
+        if since is not None and lbs is not None:
+            answer.counters = seqs.moved_since(since[1], lbs)
+        return answer
+
+    def _report_keys(self) -> dict[str, list[tuple[object, ...]]]:
+        """Per load balancer, what its reports are made of but the counters
+        (which a poll compares on its own): what a full apply may change."""
+        return {
+            lb: [
+                (
+                    b.rule_id,
+                    b.service.key in self.installed,
+                    b.active_backends,
+                    tuple(b.unresolved),
+                    tuple(self.health_targets.get(b.rule_id, {}).items()),
+                )
+                for b in bs
+            ]
+            for lb, bs in self.built_by.items()
+        }
+
+    def _installed_of(self, built: list[rules.Built]) -> list[InstalledService]:
+        return [i for b in built if (i := self.installed.get(b.service.key)) is not None]
+
+    def _answer(
+        self, built: list[rules.Built], counters: dict[ServiceKey, CounterValue], lbs: set[str] | None, seq: int
+    ) -> AgentState:
         reports = []
         for b in built:
-            c = stats.services.get(b.service.key)
+            c = counters.get(b.service.key)
             reports.append(
                 ServiceReport.model_construct(
                     id=b.rule_id,
@@ -394,8 +461,11 @@ class Agent:
             applied_at=self.applied_at,
             apply_seconds=self.apply_seconds,
             error=self.error,
-            partial=owners is not None,
+            partial=lbs is not None,
             services=reports,
+            instance=self.reports.instance,
+            seq=seq,
+            changed=sorted(lbs) if lbs is not None else None,
         )
 
     async def metrics_text(self) -> bytes:
@@ -406,6 +476,8 @@ class Agent:
     def _installed_from(self, inst: list[InstalledService]) -> None:
         self.installed = {i.service.key: i for i in inst}
         self._version += 1
+        self.vips.reset(held_pairs(self.built, self.installed))
+        self.reports.changed(None)
 
     def _apply_sync(self, upsert: list[Service], remove: list[ServiceKey], full: list[Service] | None) -> ApplyReport:
         report = apply(self.dp, full) if full is not None else apply_changes(self.dp, upsert, remove)
@@ -421,6 +493,7 @@ class Agent:
         are not rewritten). A delta costs what it changes; full: the kernel
         is made to hold exactly what is built, whatever it held (a full
         state, a drift repair). Caller holds the lock."""
+        before = self._report_keys() if full else {}
         fresh = await self._work(sum(map(len, changes.values())), self._build, changes)
         upsert = [b.service for bs in fresh.values() for b in bs]
         staying = {s.key for s in upsert}
@@ -438,6 +511,7 @@ class Agent:
         self.metrics.applies.labels(trigger, "ok").inc()
         # What the kernel holds now, without reading every service back:
         # the apply says what it wrote and what it removed.
+        held_before = [] if full else held_pairs((b for lb in fresh for b in self.built_by.get(lb, ())), self.installed)
         for key in report.removed:
             self.installed.pop(key, None)
         self.installed.update(report.installed)
@@ -452,11 +526,20 @@ class Agent:
             for b in bs:
                 self.keys[b.service.key] = b.rule_id
         self._version += 1
+        if full:  # the kernel was made to hold everything built: count it all again
+            self.vips.reset(held_pairs(self.built, self.installed))
+        else:
+            self.vips.update(held_before, held_pairs((b for bs in fresh.values() for b in bs), self.installed))
         self.applied_at = time.time()
         self.apply_seconds = seconds
         self.error = None
         self._reapply = False  # built from the latest MACs
         self._update_health(changes, fresh)
+        if full:  # every table built again (a MAC came): the reports of those that read otherwise now
+            after = self._report_keys()
+            self.reports.changed({lb for lb in before.keys() | after.keys() if before.get(lb) != after.get(lb)})
+        else:
+            self.reports.changed(fresh)
         if self.on_applied is not None:
             self.on_applied()
         for key, old, new in report.resized:
@@ -527,9 +610,13 @@ class Agent:
             return []
         return [m for m, t in self.health_targets.get(rule_id, {}).items() if t is not None and self.health.is_down(t)]
 
-    def _health_changed(self) -> None:
+    def _health_changed(self, target: Target | None = None) -> None:
         """A backend went up or down: tell the operator (through the node's
         registration, which it watches), which then reads the node's state."""
+        if target is None:
+            self.reports.changed(None)
+        else:
+            self.reports.changed({owner(rid) for rid, mine in self.health_targets.items() if target in mine.values()})
         self.health_epoch += 1
         if self.registration is not None:
             self.registration.update(health_epoch=self.health_epoch)

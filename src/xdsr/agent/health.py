@@ -109,7 +109,7 @@ class HealthChecker:
         sock: socket.socket,
         mac: str,
         sources: dict[SegmentKey, list[IPAddress]],
-        on_change: Callable[[], None] = lambda: None,
+        on_change: Callable[[Target], None] = lambda _t: None,
         endpoint: TunnelEndpoint | None = None,
     ) -> None:
         self.sock = sock
@@ -137,7 +137,7 @@ class HealthChecker:
         netns: str | None,
         mac: str,
         sources: dict[SegmentKey, list[IPAddress]],
-        on_change: Callable[[], None] = lambda: None,
+        on_change: Callable[[Target], None] = lambda _t: None,
         endpoint: TunnelEndpoint | None = None,
     ) -> HealthChecker:
         ports = tuple(tunnel_ports(endpoint or TunnelEndpoint()))
@@ -231,7 +231,7 @@ class HealthChecker:
             if flip:
                 st.up = not st.up
                 log.warning("backend %s is %s: %s", t, "up" if st.up else "down", why)
-                self.on_change()
+                self.on_change(t)
             await asyncio.sleep(t.delay)
 
     async def _check(self, t: Target) -> tuple[bool, str]:

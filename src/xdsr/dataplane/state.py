@@ -681,7 +681,18 @@ def read_stats(dp: Dataplane, services: list[InstalledService] | None = None) ->
         reasons[r] = _sum_percpu(raw) if raw else CounterValue(0, 0)
     per_svc = {}
     svc_stats = dp.maps[MAP_SVC_STATS]
-    for inst in services if services is not None else installed(dp):
+    inst_list = services if services is not None else installed(dp)
+    if len(inst_list) * 16 >= svc_stats.info.max_entries:
+        # Most of the array: read it whole in one syscall (a poll reads
+        # every service's counters: 1 ms instead of 29 ms for 4096).
+        width = ctypes.sizeof(abi.Counter) // 8
+        sums = np.frombuffer(svc_stats.values_batch(), dtype="<u8").reshape(-1, svc_stats.value_size // 8)
+        sums = sums.reshape(len(sums), -1, width).sum(axis=1).tolist()
+        for inst in inst_list:
+            packets, bytes_ = sums[inst.stats_id]
+            per_svc[inst.service.key] = CounterValue(packets, bytes_)
+        return Stats(reasons, per_svc)
+    for inst in inst_list:
         raw = svc_stats.lookup(_u32(inst.stats_id))
         per_svc[inst.service.key] = _sum_percpu(raw) if raw else CounterValue(0, 0)
     return Stats(reasons, per_svc)

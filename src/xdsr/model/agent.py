@@ -170,7 +170,17 @@ class AgentState(_Model):
     apply_seconds: float | None = None
     error: str | None = None  # why the last PUT failed, if it did
     epoch: str = ""  # the epoch of the generation applied
-    # True: `services` reports only the load balancers the last delta named
-    # (the answer to a delta); False: every service the node holds.
+    # True: `services` reports only the load balancers named in `changed`
+    # (those the delta named, or, answering GET ?since=, those whose reports
+    # changed since); False: every service the node holds.
     partial: bool = False
     services: list[ServiceReport] = []
+    # The agent process (a restart is another) and its report sequence when
+    # this was read: the `since` of the next poll (docs/agent.md).
+    instance: str = ""
+    seq: int = 0
+    changed: list[str] | None = None  # load balancers of a partial answer, held or gone
+    # A partial answer to a poll: service id -> [packets, bytes] of the
+    # services (of load balancers not in `changed`) whose counters moved
+    # since; the other fields of their reports did not change.
+    counters: dict[str, tuple[int, int]] = {}

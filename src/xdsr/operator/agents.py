@@ -128,10 +128,13 @@ class AgentClient:
         message = f"{endpoint}: HTTP {resp.status_code}: {resp.text[:300]}"
         raise AgentError(message, resp.status_code, errors, str(detail) if detail else None)
 
-    async def get_state(self, endpoint: str) -> AgentState:
+    async def get_state(self, endpoint: str, since: tuple[str, int] | None = None) -> AgentState:
+        """The node's state; with since (instance, seq of an earlier answer),
+        the reports that changed after it only, if the node can tell."""
         self._check(endpoint)
+        params = {"instance": since[0], "since": since[1]} if since is not None else None
         try:
-            resp = await self._http.get(f"{endpoint}/v1/state")
+            resp = await self._http.get(f"{endpoint}/v1/state", params=params)
         except httpx.HTTPError as exc:
             raise AgentError(f"{endpoint}: {exc.__class__.__name__}: {exc}") from exc
         if resp.status_code != 200:

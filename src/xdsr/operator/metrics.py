@@ -45,6 +45,22 @@ REFUSED = Counter(
     ["node"],
 )
 
+POLLS = Counter(
+    "xdsr_operator_polls_total",
+    "Polls of an LB node's state taken, by answer: whole (every report) or since (what changed since the last)",
+    ["node", "answer"],
+)
+POLL_ITEMS = Counter(
+    "xdsr_operator_poll_items_total",
+    "Service reports and service counters the polls of an LB node carried (a quiet node's poll carries none)",
+    ["node"],
+)
+
+
+def polled(node: str, whole: bool, items: int) -> None:
+    POLLS.labels(node, "whole" if whole else "since").inc()
+    POLL_ITEMS.labels(node).inc(items)
+
 
 def pushed(node: str) -> None:
     PUSHES.labels(node).inc()

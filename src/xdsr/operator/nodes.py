@@ -9,7 +9,8 @@ operator cannot tell, or of another epoch, gets the full state; so does one
 that refuses a delta (its base is not what it holds). One worker per node,
 so a slow or dead node delays nobody else; a node is polled for its state
 (counters, restarts, health) at every resync and when its record says a
-backend it checks went up or down.
+backend it checks went up or down: for what changed since its last answer
+only (agent/reports.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class NodeDriver(View):
             node.error = None
             node.acked = None
             node.by_lb = {}
+            node.reports_at = None
         elif (
             record is not None
             and node is not None
@@ -95,14 +97,37 @@ class NodeDriver(View):
         for r in state.services:
             fresh.setdefault(owner(r.id), []).append(r)
         if not state.partial:
+            # Every report, as of this point of the node's report sequence.
+            node.reports_at = (state.instance, state.seq) if state.instance else None
+            node.full_read_at = time.monotonic()
             old, node.by_lb = node.by_lb, fresh
             return {lb for lb in old.keys() | fresh.keys() if old.get(lb) != fresh.get(lb)}
+        changed = set()
         for lb in lbs or ():
-            if lb in fresh:
-                node.by_lb[lb] = fresh[lb]
+            new = fresh.get(lb)
+            if node.by_lb.get(lb) != new:
+                changed.add(lb)
+            if new is not None:
+                node.by_lb[lb] = new
             else:
                 node.by_lb.pop(lb, None)
-        return set(lbs or ())
+        return changed | self._take_counters(node, state.counters)
+
+    @staticmethod
+    def _take_counters(node: Node, counters: dict[str, tuple[int, int]]) -> set[str]:
+        """A poll's counters of services whose reports are otherwise the
+        same: into the reports kept; the load balancers they belong to."""
+        by_lb: dict[str, dict[str, tuple[int, int]]] = {}
+        for sid, c in counters.items():
+            by_lb.setdefault(owner(sid), {})[sid] = c
+        for lb, mine in by_lb.items():
+            reports = node.by_lb.get(lb)
+            if reports is not None:
+                node.by_lb[lb] = [
+                    r if (c := mine.get(r.id)) is None else r.model_copy(update={"packets": c[0], "bytes": c[1]})
+                    for r in reports
+                ]
+        return set(by_lb)
 
     async def _node_worker(self, node: Node) -> None:
         """Keep one node at the generation it should have; one push at a time."""
@@ -275,8 +300,16 @@ class NodeDriver(View):
         if node.record is None:
             return False
         answers = node.answers
+        # Only what changed since the last answer taken (reports, and the
+        # counters that moved: as fresh as a whole read), unless by_lb stands
+        # nowhere in the node's sequence or a whole read is due
+        # (settings.full_read). A node that cannot tell (restarted: another
+        # instance) answers whole.
+        since = node.reports_at
+        if since is not None and time.monotonic() - node.full_read_at >= self.settings.full_read:
+            since = None
         try:
-            state = await self.agents.get_state(node.record.endpoint)
+            state = await self.agents.get_state(node.record.endpoint, since)
         except AgentError as exc:
             if node.error != str(exc):
                 self._node_changed(node)
@@ -289,6 +322,13 @@ class NodeDriver(View):
             # older state would lose what the operator knows it holds (and
             # send it the full state). The push's answer is as fresh.
             return True
+        lbs = None
+        if state.partial:
+            if since is None or state.instance != since[0] or state.changed is None:
+                return True  # not what was asked: never mixed into by_lb
+            lbs = set(state.changed)
+            node.reports_at = (state.instance, state.seq)
+        metrics.polled(node.name, not state.partial, len(state.services) + len(state.counters))
         before = node.state
         node.state = state
         if before is None or (before.generation, before.epoch, before.error) != (
@@ -297,9 +337,9 @@ class NodeDriver(View):
             state.error,
         ):
             node.acked = None if before is None or before.generation != state.generation else node.acked
-            self._take_reports(node, state, None)
+            self._take_reports(node, state, lbs)
             self._node_changed(node)
         else:
             # Counters and health: only the load balancers whose reports moved.
-            self._node_changed(node, self._take_reports(node, state, None))
+            self._node_changed(node, self._take_reports(node, state, lbs))
         return True

@@ -152,6 +152,10 @@ class Node:
     full_pushes: int = 0
     delta_pushes: int = 0
     failures: int = 0  # pushes failed in a row: the backoff grows with them (nodes.py)
+    # Where by_lb stands in the node's report sequence (agent instance, seq):
+    # a poll asks only for what changed after it. None: the next read is whole.
+    reports_at: tuple[str, int] | None = None
+    full_read_at: float = 0.0  # monotonic time of the last whole read (counters of every service)
 
 
 @dataclass
@@ -159,6 +163,10 @@ class Settings:
     group_size: int = 3
     resync: float = 10.0  # seconds between full passes and node polls without events
     stats_interval: float = 5.0  # at most this often a status is rewritten only for counters
+    # A poll reads only the reports that changed, and the counters that
+    # moved (as fresh as a whole read); every this many seconds it reads
+    # everything anyway, should the operator's copy have gone wrong.
+    full_read: float = 600.0
     retry: float = 1.0  # delay before pushing again to a node that failed, doubled at each failure in a row
     retry_max: float = 60.0  # ... up to this
 
