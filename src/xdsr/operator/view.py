@@ -19,6 +19,7 @@ from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceRepor
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
 from xdsr.operator.agents import AgentClient
+from xdsr.operator.capacity import ZERO, Cost, add, cost, sub
 from xdsr.operator.compile import Compiled, ServiceKey, service_key
 from xdsr.operator.status import NodeReport
 from xdsr.store.base import Store
@@ -200,6 +201,7 @@ class View:
         self._rules_pending: dict[str, set[str]] = {}  # group -> lb ids whose rules changed since
         self._where_cache: dict[str, str] = {}  # lb id -> group, kept with the versions
         self._revision_cache: dict[str, int] = {}  # group -> highest revision among its rules
+        self._load_cache: dict[str, Cost] = {}  # group -> what its rules take on each node (capacity.cost)
         # Load balancers the placement pass must look at (all of them after
         # a restart, a failed pass, or a change of nodes or groups).
         self._place_dirty: set[str] = set()
@@ -257,6 +259,7 @@ class View:
             self._versions = {g: Version(frozenset(lbs), None) for g, lbs in out.items()}
             self._where_cache = {lb: g for g, lbs in out.items() for lb in lbs}
             self._revision_cache = {g: max(rev for _, rev in lbs.values()) for g, lbs in out.items()}
+            self._load_cache = {g: cost(s for p, _ in lbs.values() for s in p.services) for g, lbs in out.items()}
         elif self._rules_pending:
             pending, self._rules_pending = self._rules_pending, {}
             for group, lb_ids in pending.items():
@@ -268,10 +271,15 @@ class View:
         old = self._placed_cache.get(group, {})
         lbs = dict(old)
         top, recount = self._revision_cache.get(group, 0), False
+        load = self._load_cache.get(group, ZERO)
         for lb_id in lb_ids:
             got = self.rules.entry(f"{group}/{lb_id}")
+            before = old.get(lb_id)
+            if before is not None:
+                load = sub(load, cost(before[0].services))
             if got is not None:
                 lbs[lb_id] = got
+                load = add(load, cost(got[0].services))
                 self._where_cache[lb_id] = group
                 top = max(top, got[1])
             elif lbs.pop(lb_id, None) is not None:
@@ -283,10 +291,12 @@ class View:
         if lbs:
             self._placed_cache[group] = lbs
             self._revision_cache[group] = top
+            self._load_cache[group] = load
             self._versions[group] = Version(frozenset(lb_ids), self._versions.get(group))
         else:
             self._placed_cache.pop(group, None)
             self._revision_cache.pop(group, None)
+            self._load_cache.pop(group, None)
             self._versions.pop(group, None)
 
     def _target(
@@ -296,6 +306,13 @@ class View:
         when `placed` is the current one (deltas then cost what changed)."""
         current = self._placed_cache is not None and self._placed_cache.get(group) is placed
         return Target(epoch, generation, placed, self._versions.get(group) if current else None)
+
+    def _loads(self) -> dict[str, Cost]:
+        """group -> what its rules take on each node, kept as they change
+        (counting the whole group at every change would cost what the group
+        holds). Not to be changed."""
+        self._placed()
+        return self._load_cache
 
     def _placement_index(self) -> dict[str, str]:
         """lb id -> its group. Not to be changed: kept as the rules change."""
