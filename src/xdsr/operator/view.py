@@ -89,16 +89,23 @@ class Target:
     generation: int
     placed: dict[str, tuple[PlacedLoadBalancer, int]]  # lb id -> (its rules, their revision)
     version: Version | None = None  # the version of the group's rules `placed` is
+    # The states made for the group's nodes, by base: nodes in step get the
+    # very same state (made and encoded once, not once per node).
+    _made: dict[object, tuple[DesiredState, set[str] | None]] = field(default_factory=dict, repr=False)
 
     def revisions(self) -> Mapping[str, int]:
         """lb id -> rules revision; shared by the group's nodes, not to be changed."""
         return Revisions(self)
 
     def full(self) -> DesiredState:
-        services = [s for p, _ in sorted(self.placed.values(), key=lambda x: x[1]) for s in p.services]
-        return DesiredState.model_construct(
-            generation=self.generation, epoch=self.epoch, base=None, changes={}, services=services
-        )
+        made = self._made.get(None)
+        if made is None:
+            services = [s for p, _ in sorted(self.placed.values(), key=lambda x: x[1]) for s in p.services]
+            state = DesiredState.model_construct(
+                generation=self.generation, epoch=self.epoch, base=None, changes={}, services=services
+            )
+            made = self._made[None] = (state, None)
+        return made[0]
 
     def delta(self, base: int, held: Mapping[str, int]) -> tuple[DesiredState, set[str]]:
         """From a node holding `held` (lb id -> rules revision) at generation
@@ -109,7 +116,14 @@ class Target:
         changed in between are compared: the cost is the change's, not the
         group's."""
         candidates: Iterable[str] | None = None
+        memo: object = None
         if isinstance(held, Revisions) and self.version is not None and held.target.version is not None:
+            # Held by a target of this group: every node that got it holds the same.
+            memo = (base, held.target.version)
+            made = self._made.get(memo)
+            if made is not None:
+                assert made[1] is not None
+                return made[0], made[1]
             candidates = self.version.since(held.target.version)
         if candidates is None:
             candidates = self.placed.keys() | held.keys()
@@ -124,6 +138,8 @@ class Target:
         state = DesiredState.model_construct(
             generation=self.generation, epoch=self.epoch, base=base, changes=changes, services=[]
         )
+        if memo is not None:
+            self._made[memo] = (state, set(changes))
         return state, set(changes)
 
 
