@@ -28,6 +28,7 @@ from xdsr.store.docs import dump, update_doc
 
 log = logging.getLogger("xdsr.operator")
 
+
 def _table(s: RuleService | None) -> object:
     """What a service's table is made of: equal, the node keeps the table."""
     return None if s is None else (s.table_size, [(b.id, b.mac, b.vlan, b.weight) for b in s.backends])
@@ -214,7 +215,12 @@ class Placer(View):
                     last_rule = max(last_rule, await self.store.delete(key, expect=expect))
                     deleted_from.add(g)
                 else:
-                    rev = await self.store.put(key, dump(rules), expect=expect)
+                    value = dump(rules)
+                    self.rules.expect(f"{g}/{lb_id}", rules, value)
+                    try:
+                        rev = await self.store.put(key, value, expect=expect)
+                    finally:
+                        self.rules.forget(f"{g}/{lb_id}")
                     # Into our own copy at once (read-your-writes), rather than
                     # waiting for the watch to bring it back: pushes go out now.
                     self.rules.apply_local(f"{g}/{lb_id}", rules, rev)

@@ -73,7 +73,12 @@ class StatusWriter(View):
         await self._concurrently(writes)
 
     async def _put_status(self, status: LoadBalancerStatus) -> None:
-        rev = await self.store.put(keys.status_key(status.id), dump(status))
+        value = dump(status)
+        self.statuses.expect(status.id, status, value)
+        try:
+            rev = await self.store.put(keys.status_key(status.id), value)
+        finally:
+            self.statuses.forget(status.id)
         # Into our copy at once: the next pass compares with it, and the
         # watch's copy of the same write is then not parsed again.
         self.statuses.apply_local(status.id, status, rev)
