@@ -170,6 +170,10 @@ class Node:
     full_pushes: int = 0
     delta_pushes: int = 0
     failures: int = 0  # pushes failed in a row: the backoff grows with them (nodes.py)
+    # The push on its way to it and since when (None: none): the status of
+    # a change it carries waits for its answer (writeback.py), not longer
+    # than settings.status_wait.
+    in_flight: tuple[float, Target] | None = None
 
 
 @dataclass
@@ -179,6 +183,10 @@ class Settings:
     stats_interval: float = 5.0  # at most this often a status is rewritten only for counters
     retry: float = 1.0  # delay before pushing again to a node that failed, doubled at each failure in a row
     retry_max: float = 60.0  # ... up to this
+    # At most this long a changed load balancer's status waits for the
+    # pushes bringing the change to answer, so that it is judged (and
+    # written) once, from the answers, rather than once before them too.
+    status_wait: float = 1.0
 
 
 class View:
