@@ -152,6 +152,7 @@ class Placer(View):
                 load = dict(self._loads())
                 load.update({g: ZERO for g in groups if g not in load})
             why = _invalid(services)
+            self.checked += 1
             if group is None:
                 needs = cost(services)
                 chosen = None if why else self._choose_group(load, capacity, needs, lb.lbn_group)

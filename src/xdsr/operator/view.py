@@ -211,6 +211,10 @@ class View:
         self._tasks: list[asyncio.Task[None]] = []
         self.passes = 0
         self.compiled = Compiled()
+        # What the passes did (for tests: a pass costs what changed): load
+        # balancers checked with the nodes' checks, statuses judged.
+        self.checked = 0
+        self.judged = 0
         # Whose status may have changed since the last pass: a status is a
         # function of its load balancer and its group's nodes, so only those
         # are computed again (everything, after a node poll).

@@ -60,6 +60,7 @@ class StatusWriter(View):
             placement = Placement(group, placed.generation if placed else 0, needed, reason, refused, epoch)
             prev = self.statuses.get(lb.id)
             new = compute(lb, placement, self._reports(group, lb.id), prev)
+            self.judged += 1
             if prev is None and new.observed_generation == 0 and new.error is None:
                 continue  # nothing to tell yet: the API shows PENDING_CREATE either way
             recently = now - self._stats_written.get(lb.id, 0) < self.settings.stats_interval
