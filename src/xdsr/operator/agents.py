@@ -79,6 +79,9 @@ class AgentClient:
         # receive the same body again and again.
         self._apply_timeout = httpx.Timeout(timeout, read=apply_timeout)
         self.part_bytes = PART_BYTES
+        # The last state sent and its bodies: the nodes of a group in step
+        # are sent the very same state, encoded once.
+        self._last: tuple[DesiredState, list[bytes]] | None = None
 
     def _check(self, endpoint: str) -> None:
         if self._tls and not endpoint.startswith("https://"):
@@ -89,7 +92,11 @@ class AgentClient:
         body; the node's answer to the last body sent, and the bytes sent.
         A part refused (the node restarted or took another state meanwhile)
         starts the parts again, once."""
-        bodies = split(state, self.part_bytes)
+        if self._last is not None and self._last[0] is state:
+            bodies = self._last[1]
+        else:
+            bodies = split(state, self.part_bytes)
+            self._last = (state, bodies)
         sent = 0
         for _attempt in range(2):
             for body in bodies:

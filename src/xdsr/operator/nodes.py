@@ -150,11 +150,13 @@ class NodeDriver(View):
             else:
                 desired, lbs = wanted.full(), None
             error_before = node.error
+            node.in_flight = (time.monotonic(), wanted)
             try:
                 t0 = time.perf_counter()
                 got, sent = await self.agents.push(rec.endpoint, desired)
                 metrics.pushed(node.name)
             except AgentError as exc:
+                node.in_flight = None
                 node.error = str(exc)
                 metrics.push_failed(node.name)
                 self._node_changed(node)
@@ -190,6 +192,7 @@ class NodeDriver(View):
                 await asyncio.sleep(delay)
                 node.kick.set()
                 continue
+            node.in_flight = None
             if node.failures:
                 node.failures = 0
                 metrics.push_backoff(node.name, 0.0)

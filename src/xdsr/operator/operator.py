@@ -121,5 +121,9 @@ class Operator(Placer, NodeDriver, StatusWriter):
         await self._assign_groups(live)
         await self._place()
         self._push_all()
+        # The node workers send what changed before the statuses are judged:
+        # a status waits for the answers of the pushes carrying its change
+        # (writeback.py) and is then judged once, from them.
+        await asyncio.sleep(0)
         await self._write_statuses()
         await self._finish_deletions()

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
 
 from xdsr.dataplane import services as svc_checks
-from xdsr.dataplane import tables
 from xdsr.model import keys
 from xdsr.model.agent import RuleService
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer
+from xdsr.operator import capacity as cap
+from xdsr.operator.capacity import ZERO, Cost, add, cost, sub
 from xdsr.operator.compile import ServiceKey, service_key, sized, without
 from xdsr.operator.status import judge_health
 from xdsr.operator.view import View
@@ -27,54 +27,6 @@ from xdsr.store.base import Conflict
 from xdsr.store.docs import dump, update_doc
 
 log = logging.getLogger("xdsr.operator")
-
-# What a load balancer's rules take on each node of its group: services,
-# slot chunks (its Maglev tables, dataplane/tables.py), backend entries.
-Cost = tuple[int, int, int]
-ZERO: Cost = (0, 0, 0)
-_UNBOUNDED = 1 << 62
-
-
-def cost(services: Iterable[RuleService]) -> Cost:
-    n = chunks = backends = 0
-    for s in services:
-        n += 1
-        chunks += tables.slot_chunks(s.table_size or 0, len(s.backends))
-        backends += len(s.backends)
-    return (n, chunks, backends)
-
-
-def add(a: Cost, b: Cost) -> Cost:
-    return (a[0] + b[0], a[1] + b[1], a[2] + b[2])
-
-
-def sub_(a: Cost, b: Cost) -> Cost:
-    return (a[0] - b[0], a[1] - b[1], a[2] - b[2])
-
-
-def _capacity(nodes: list[LbnRecord]) -> Cost:
-    """What every one of these nodes holds (0 of anything: no live node;
-    a size a node did not tell is not bounded)."""
-    if not nodes:
-        return ZERO
-    return (
-        min(n.max_services for n in nodes),
-        min(n.slot_chunks or _UNBOUNDED for n in nodes),
-        min(n.backend_slots or _UNBOUNDED for n in nodes),
-    )
-
-
-_WHAT = ("services", "slot chunks", "backend entries")
-
-
-def _describe(c: Cost) -> str:
-    return ", ".join(f"{v} {w}" if v < _UNBOUNDED // 2 else f"any number of {w}" for v, w in zip(c, _WHAT, strict=True))
-
-
-def _short(needs: Cost, capacity: Cost) -> str | None:
-    """What does not fit, or None."""
-    over = [f"{n} {w} of {c}" for n, c, w in zip(needs, capacity, _WHAT, strict=True) if n > c]
-    return "it would take " + ", ".join(over) if over else None
 
 
 def _table(s: RuleService | None) -> object:
@@ -132,7 +84,7 @@ class Placer(View):
             members = [n for n in doc.lbns if n in live]
             if not members:
                 continue
-            if _short(add(load.get(g, ZERO), needs), capacity[g]):
+            if cap.short(add(load.get(g, ZERO), needs), capacity[g]):
                 continue
             candidates.append((load.get(g, ZERO)[0], g))
         return min(candidates)[1] if candidates else None
@@ -147,7 +99,7 @@ class Placer(View):
         # counted when a load balancer needs a group or grows; what the
         # smallest live node of each holds.
         load: dict[str, Cost] = {}
-        capacity = {g: _capacity([live[n] for n in doc.lbns if n in live]) for g, (doc, _) in groups.items()}
+        capacity = {g: cap.capacity([live[n] for n in doc.lbns if n in live]) for g, (doc, _) in groups.items()}
         # Two load balancers cannot share a VIP, port, protocol and segment:
         # who serves each key is kept as the rules change (self._owner);
         # what this pass places goes in `claimed` first.
@@ -197,9 +149,10 @@ class Placer(View):
             services = sized(services, current.services if current is not None else None)
             services = without(services, down)
             if not load:
-                load = {g: cost(s for p, _ in lbs.values() for s in p.services) for g, lbs in placed_all.items()}
+                load = dict(self._loads())
                 load.update({g: ZERO for g in groups if g not in load})
             why = _invalid(services)
+            self.checked += 1
             if group is None:
                 needs = cost(services)
                 chosen = None if why else self._choose_group(load, capacity, needs, lb.lbn_group)
@@ -220,9 +173,9 @@ class Placer(View):
                 # once. Only the tables that stay as they are count once.
                 new = {s.id: s for s in services}
                 kept = cost(s for s in current.services if _table(s) == _table(new.get(s.id)))
-                after = add(sub_(load[group], have), needs)
+                after = add(sub(load[group], have), needs)
                 peak = (after[0], load[group][1] + needs[1] - kept[1], load[group][2] + needs[2] - kept[2])
-                short = None if why else _short(peak, capacity[group])
+                short = None if why else cap.short(peak, capacity[group])
                 if why or short:
                     why = why or f"its tables do not fit LB node group {group!r}: {short}"
                     if current.generation != lb.generation or current.refused != why:
@@ -250,20 +203,25 @@ class Placer(View):
 
         deleted_from: set[str] = set()
         last_rule = last_group = 0
-        known = self.rules.entries()
+        # Each write is conditional on the revision this pass decided from.
+        expects = {(g, lb_id): got[1] if (got := self.rules.entry(f"{g}/{lb_id}")) else 0 for g, lb_id, _ in writes}
 
         async def write(g: str, lb_id: str, rules: PlacedLoadBalancer | None) -> None:
             nonlocal last_rule
             self._dirty_lbs.add(lb_id)
             key = keys.rules_key(g, lb_id)
-            got = known.get(f"{g}/{lb_id}")
-            expect = got[1] if got else 0
+            expect = expects[g, lb_id]
             try:
                 if rules is None:
                     last_rule = max(last_rule, await self.store.delete(key, expect=expect))
                     deleted_from.add(g)
                 else:
-                    rev = await self.store.put(key, dump(rules), expect=expect)
+                    value = dump(rules)
+                    self.rules.expect(f"{g}/{lb_id}", rules, value)
+                    try:
+                        rev = await self.store.put(key, value, expect=expect)
+                    finally:
+                        self.rules.forget(f"{g}/{lb_id}")
                     # Into our own copy at once (read-your-writes), rather than
                     # waiting for the watch to bring it back: pushes go out now.
                     self.rules.apply_local(f"{g}/{lb_id}", rules, rev)
@@ -302,17 +260,17 @@ class Placer(View):
             else "no group of LB nodes can take it"
         )
         groups = {
-            g: cap
-            for g, cap in capacity.items()
+            g: c
+            for g, c in capacity.items()
             if (lb.lbn_group is None or g == lb.lbn_group) and any(n in live for n in self._group_docs()[g][0].lbns)
         }
         if not groups:
             return f"{refusal} (no live node)"
-        free = {g: sub_(cap, load.get(g, ZERO)) for g, cap in groups.items()}
+        free = {g: sub(c, load.get(g, ZERO)) for g, c in groups.items()}
         best = max(free.values(), key=lambda f: f[1])
         return (
             f"{refusal}: it needs {needs[0]} services, {needs[1]} slot chunks of Maglev table "
-            f"memory and {needs[2]} backend entries; the most free is {_describe(best)}"
+            f"memory and {needs[2]} backend entries; the most free is {cap.describe(best)}"
         )
 
     def _health_down(

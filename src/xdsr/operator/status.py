@@ -84,6 +84,21 @@ def judge_health(lb_id: str, nodes: list[NodeReport]) -> Health:
     return Health(out_down, out_unchecked)
 
 
+_OBJECT_STATUS: dict[tuple[str, str], ObjectStatus] = {}
+
+
+def _object_status(provisioning: str = "ACTIVE", operating: str = "ONLINE") -> ObjectStatus:
+    """One shared (never changed) ObjectStatus per pair: a status holds one
+    per member, hundreds of them alike."""
+    got = _OBJECT_STATUS.get((provisioning, operating))
+    if got is None:
+        got = _OBJECT_STATUS[provisioning, operating] = ObjectStatus(
+            provisioning_status=provisioning,  # type: ignore[arg-type]
+            operating_status=operating,  # type: ignore[arg-type]
+        )
+    return got
+
+
 def _combine(states: list[OperatingStatus]) -> OperatingStatus:
     """Several objects' statuses as one: ONLINE when all are, ERROR when all
     are, DEGRADED for anything between (a DEGRADED one alone included)."""
@@ -219,12 +234,12 @@ def compute(
         states: list[OperatingStatus] = []
         for m in pool.members:
             st = member_state.get(m.id, "OFFLINE" if pool.id not in pools_in_use else "ONLINE")
-            members[m.id] = ObjectStatus(operating_status=st)
+            members[m.id] = _object_status(operating=st)
             if st != "OFFLINE":
                 states.append("ONLINE" if st == "NO_MONITOR" else st)
         offline = not pool.admin_state_up or (pool.members and not states)
         op = "OFFLINE" if offline else _combine(states)
-        pool_status[pool.id] = ObjectStatus(operating_status=op)
+        pool_status[pool.id] = _object_status(operating=op)
 
     # A listener forwarding to a pool that has members down (or all of
     # them) is not wholly ONLINE.
@@ -279,14 +294,16 @@ def compute(
         listeners=listeners,
         pools=pool_status,
         members=members,
-        healthmonitors={hm.id: ObjectStatus() for hm in lb.healthmonitors},
+        healthmonitors={hm.id: _object_status() for hm in lb.healthmonitors},
         lbns=lbns,
         stats=stats,
         updated_at=time.time(),
     )
 
 
+_BUT_STATS = tuple(f for f in LoadBalancerStatus.model_fields if f not in ("stats", "updated_at"))
+
+
 def same_but_stats(a: LoadBalancerStatus, b: LoadBalancerStatus) -> bool:
     """Equal apart from counters and the timestamp: no need to write soon."""
-    ignore = {"stats", "updated_at"}
-    return a.model_dump(exclude=ignore) == b.model_dump(exclude=ignore)
+    return all(getattr(a, f) == getattr(b, f) for f in _BUT_STATS)

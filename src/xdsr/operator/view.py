@@ -19,8 +19,10 @@ from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceRepor
 from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
 from xdsr.operator.agents import AgentClient
+from xdsr.operator.capacity import ZERO, Cost, add, cost, sub
 from xdsr.operator.compile import Compiled, ServiceKey, service_key
 from xdsr.operator.status import NodeReport
+from xdsr.operator.written import WrittenInformer
 from xdsr.store.base import Store
 from xdsr.store.informer import Informer
 
@@ -88,16 +90,23 @@ class Target:
     generation: int
     placed: dict[str, tuple[PlacedLoadBalancer, int]]  # lb id -> (its rules, their revision)
     version: Version | None = None  # the version of the group's rules `placed` is
+    # The states made for the group's nodes, by base: nodes in step get the
+    # very same state (made and encoded once, not once per node).
+    _made: dict[object, tuple[DesiredState, set[str] | None]] = field(default_factory=dict, repr=False)
 
     def revisions(self) -> Mapping[str, int]:
         """lb id -> rules revision; shared by the group's nodes, not to be changed."""
         return Revisions(self)
 
     def full(self) -> DesiredState:
-        services = [s for p, _ in sorted(self.placed.values(), key=lambda x: x[1]) for s in p.services]
-        return DesiredState.model_construct(
-            generation=self.generation, epoch=self.epoch, base=None, changes={}, services=services
-        )
+        made = self._made.get(None)
+        if made is None:
+            services = [s for p, _ in sorted(self.placed.values(), key=lambda x: x[1]) for s in p.services]
+            state = DesiredState.model_construct(
+                generation=self.generation, epoch=self.epoch, base=None, changes={}, services=services
+            )
+            made = self._made[None] = (state, None)
+        return made[0]
 
     def delta(self, base: int, held: Mapping[str, int]) -> tuple[DesiredState, set[str]]:
         """From a node holding `held` (lb id -> rules revision) at generation
@@ -108,7 +117,14 @@ class Target:
         changed in between are compared: the cost is the change's, not the
         group's."""
         candidates: Iterable[str] | None = None
+        memo: object = None
         if isinstance(held, Revisions) and self.version is not None and held.target.version is not None:
+            # Held by a target of this group: every node that got it holds the same.
+            memo = (base, held.target.version)
+            made = self._made.get(memo)
+            if made is not None:
+                assert made[1] is not None
+                return made[0], made[1]
             candidates = self.version.since(held.target.version)
         if candidates is None:
             candidates = self.placed.keys() | held.keys()
@@ -123,6 +139,8 @@ class Target:
         state = DesiredState.model_construct(
             generation=self.generation, epoch=self.epoch, base=base, changes=changes, services=[]
         )
+        if memo is not None:
+            self._made[memo] = (state, set(changes))
         return state, set(changes)
 
 
@@ -156,6 +174,10 @@ class Node:
     # a poll asks only for what changed after it. None: the next read is whole.
     reports_at: tuple[str, int] | None = None
     full_read_at: float = 0.0  # monotonic time of the last whole read (counters of every service)
+    # The push on its way to it and since when (None: none): the status of
+    # a change it carries waits for its answer (writeback.py), not longer
+    # than settings.status_wait.
+    in_flight: tuple[float, Target] | None = None
 
 
 @dataclass
@@ -169,6 +191,10 @@ class Settings:
     full_read: float = 600.0
     retry: float = 1.0  # delay before pushing again to a node that failed, doubled at each failure in a row
     retry_max: float = 60.0  # ... up to this
+    # At most this long a changed load balancer's status waits for the
+    # pushes bringing the change to answer, so that it is judged (and
+    # written) once, from the answers, rather than once before them too.
+    status_wait: float = 1.0
 
 
 class View:
@@ -179,9 +205,9 @@ class View:
         self._kick = asyncio.Event()
         kick = lambda *_: self._kick.set()  # noqa: E731
         self.lbs = Informer(store, keys.LB_PREFIX, LoadBalancer, on_change=self._lb_changed)
-        self.statuses = Informer(store, keys.STATUS_PREFIX, LoadBalancerStatus)
+        self.statuses = WrittenInformer(store, keys.STATUS_PREFIX, LoadBalancerStatus)
         self.groups = Informer(store, keys.GROUP_PREFIX, Group, on_change=kick)
-        self.rules = Informer(store, keys.RULES_PREFIX, PlacedLoadBalancer, on_change=self._rules_changed)
+        self.rules = WrittenInformer(store, keys.RULES_PREFIX, PlacedLoadBalancer, on_change=self._rules_changed)
         self.lbns = Informer(store, keys.LBN_PREFIX, LbnRecord, on_change=self._lbn_changed)
         self.nodes: dict[str, Node] = {}
         # The group generation from which a deleted load balancer is gone.
@@ -193,6 +219,10 @@ class View:
         self._tasks: list[asyncio.Task[None]] = []
         self.passes = 0
         self.compiled = Compiled()
+        # What the passes did (for tests: a pass costs what changed): load
+        # balancers checked with the nodes' checks, statuses judged.
+        self.checked = 0
+        self.judged = 0
         # Whose status may have changed since the last pass: a status is a
         # function of its load balancer and its group's nodes, so only those
         # are computed again (everything, after a node poll).
@@ -208,6 +238,7 @@ class View:
         self._rules_pending: dict[str, set[str]] = {}  # group -> lb ids whose rules changed since
         self._where_cache: dict[str, str] = {}  # lb id -> group, kept with the versions
         self._revision_cache: dict[str, int] = {}  # group -> highest revision among its rules
+        self._load_cache: dict[str, Cost] = {}  # group -> what its rules take on each node (capacity.cost)
         # Load balancers the placement pass must look at (all of them after
         # a restart, a failed pass, or a change of nodes or groups).
         self._place_dirty: set[str] = set()
@@ -265,6 +296,7 @@ class View:
             self._versions = {g: Version(frozenset(lbs), None) for g, lbs in out.items()}
             self._where_cache = {lb: g for g, lbs in out.items() for lb in lbs}
             self._revision_cache = {g: max(rev for _, rev in lbs.values()) for g, lbs in out.items()}
+            self._load_cache = {g: cost(s for p, _ in lbs.values() for s in p.services) for g, lbs in out.items()}
         elif self._rules_pending:
             pending, self._rules_pending = self._rules_pending, {}
             for group, lb_ids in pending.items():
@@ -276,10 +308,15 @@ class View:
         old = self._placed_cache.get(group, {})
         lbs = dict(old)
         top, recount = self._revision_cache.get(group, 0), False
+        load = self._load_cache.get(group, ZERO)
         for lb_id in lb_ids:
             got = self.rules.entry(f"{group}/{lb_id}")
+            before = old.get(lb_id)
+            if before is not None:
+                load = sub(load, cost(before[0].services))
             if got is not None:
                 lbs[lb_id] = got
+                load = add(load, cost(got[0].services))
                 self._where_cache[lb_id] = group
                 top = max(top, got[1])
             elif lbs.pop(lb_id, None) is not None:
@@ -291,10 +328,12 @@ class View:
         if lbs:
             self._placed_cache[group] = lbs
             self._revision_cache[group] = top
+            self._load_cache[group] = load
             self._versions[group] = Version(frozenset(lb_ids), self._versions.get(group))
         else:
             self._placed_cache.pop(group, None)
             self._revision_cache.pop(group, None)
+            self._load_cache.pop(group, None)
             self._versions.pop(group, None)
 
     def _target(
@@ -304,6 +343,13 @@ class View:
         when `placed` is the current one (deltas then cost what changed)."""
         current = self._placed_cache is not None and self._placed_cache.get(group) is placed
         return Target(epoch, generation, placed, self._versions.get(group) if current else None)
+
+    def _loads(self) -> dict[str, Cost]:
+        """group -> what its rules take on each node, kept as they change
+        (counting the whole group at every change would cost what the group
+        holds). Not to be changed."""
+        self._placed()
+        return self._load_cache
 
     def _placement_index(self) -> dict[str, str]:
         """lb id -> its group. Not to be changed: kept as the rules change."""

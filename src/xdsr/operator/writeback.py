@@ -9,6 +9,7 @@ generation without it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -39,11 +40,19 @@ class StatusWriter(View):
             todo = [lb for lb in (self.lbs.get(i) for i in ids) if lb is not None]
         self._dirty_lbs, self._dirty_groups, self._all_dirty = set(), set(), False
         writes: list[Awaitable[None]] = []
+        waits: list[float] = []
         for lb in todo:
             if lb.deleting:
                 continue
             group = where.get(lb.id)
             placed, needed = placed_all[group][lb.id] if group else (None, 0)
+            since = self._on_its_way(group, needed, now) if group else None
+            if since is not None:
+                # Judged once the pushes bringing it answer (they kick a
+                # pass), or after status_wait, whichever comes first.
+                self._dirty_lbs.add(lb.id)
+                waits.append(since)
+                continue
             # The revision of its rules: the first group generation holding them.
             reason, refused = self._refusal(lb, placed)
             doc = self._group_docs().get(group) if group else None
@@ -51,6 +60,7 @@ class StatusWriter(View):
             placement = Placement(group, placed.generation if placed else 0, needed, reason, refused, epoch)
             prev = self.statuses.get(lb.id)
             new = compute(lb, placement, self._reports(group, lb.id), prev)
+            self.judged += 1
             if prev is None and new.observed_generation == 0 and new.error is None:
                 continue  # nothing to tell yet: the API shows PENDING_CREATE either way
             recently = now - self._stats_written.get(lb.id, 0) < self.settings.stats_interval
@@ -70,10 +80,36 @@ class StatusWriter(View):
                     new.provisioning_status,
                     new.operating_status,
                 )
+        if waits:
+            wake = min(waits) + self.settings.status_wait - now
+            asyncio.get_running_loop().call_later(max(wake, 0.0), self._kick.set)
         await self._concurrently(writes)
 
+    def _on_its_way(self, group: str, needed: int, now: float) -> float | None:
+        """Since when a push bringing rules of revision `needed` to a node of
+        the group is on its way (for less than status_wait), or None."""
+        doc = self._group_docs().get(group)
+        if doc is None or not needed:
+            return None
+        for name in doc[0].lbns:
+            node = self.nodes.get(name)
+            if node is None or node.in_flight is None:
+                continue
+            since, target = node.in_flight
+            if now - since >= self.settings.status_wait or target.generation < needed:
+                continue
+            st = node.state
+            if st is None or st.epoch != target.epoch or st.generation < needed:
+                return since
+        return None
+
     async def _put_status(self, status: LoadBalancerStatus) -> None:
-        rev = await self.store.put(keys.status_key(status.id), dump(status))
+        value = dump(status)
+        self.statuses.expect(status.id, status, value)
+        try:
+            rev = await self.store.put(keys.status_key(status.id), value)
+        finally:
+            self.statuses.forget(status.id)
         # Into our copy at once: the next pass compares with it, and the
         # watch's copy of the same write is then not parsed again.
         self.statuses.apply_local(status.id, status, rev)
