@@ -34,7 +34,7 @@ from xdsr.dataplane.libbpf import BpfError
 from xdsr.dataplane.loader import MAP_SERVICES, Dataplane, DataplaneError
 from xdsr.dataplane.model import Service, ServiceKey
 from xdsr.dataplane.state import ApplyReport, InstalledService, apply, apply_changes, installed, read_stats
-from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceReport, owner
+from xdsr.model.agent import AgentState, DesiredState, RuleService, ServiceReport
 
 if TYPE_CHECKING:
     from xdsr.agent.bgp import Speaker
@@ -441,6 +441,7 @@ class Agent:
         for key in report.removed:
             self.installed.pop(key, None)
         self.installed.update(report.installed)
+        before = {lb: [b.rule_id for b in self.built_by.get(lb, ())] for lb in fresh}
         for lb in fresh:  # all first: a key may move from one load balancer to another
             for b in self.built_by.get(lb, ()):
                 self.keys.pop(b.service.key, None)
@@ -456,13 +457,13 @@ class Agent:
         self.apply_seconds = seconds
         self.error = None
         self._reapply = False  # built from the latest MACs
-        self._update_health(changes, fresh)
+        self._update_health(changes, fresh, before)
         if self.on_applied is not None:
             self.on_applied()
         for key, old, new in report.resized:
             log.warning(
                 "service %s (%s): Maglev table resized %d -> %d slots, most of its flows moved to other backends",
-                self.rule_ids.get(key, "?"),
+                self.keys.get(key, "?"),
                 key,
                 old,
                 new,
@@ -485,13 +486,17 @@ class Agent:
 
     # -- health checks -----------------------------------------------------
 
-    def _update_health(self, changes: dict[str, list[RuleService]], fresh: dict[str, list[rules.Built]]) -> None:
+    def _update_health(
+        self, changes: dict[str, list[RuleService]], fresh: dict[str, list[rules.Built]], before: dict[str, list[str]]
+    ) -> None:
         """Check the backends of every service that asks for it, with the
         MACs the tables hold; a backend without one (unresolved, or not given
         an address to check) is reported unchecked, never guessed. Only the
-        changed load balancers' checks are worked out again."""
+        changed load balancers' checks are worked out again (`before`: the
+        rule ids they had), so that an apply costs what it changes."""
         checker = self.health
-        targets = {rid: t for rid, t in self.health_targets.items() if owner(rid) not in changes}
+        gone = {rid for lb in changes for rid in before.get(lb, ()) if rid in self.health_targets}
+        fresh_targets: dict[str, dict[str, Target | None]] = {}
         for lb, ss in changes.items():
             for s, b in zip(ss, fresh[lb], strict=True):
                 h = s.health
@@ -517,8 +522,13 @@ class Agent:
                     mine[ident] = Target(
                         h.type, m.vlan, be.mac, ip, port, h.delay, h.timeout, h.rise, h.fall, overlay=tunnel
                     )
-                targets[b.rule_id] = mine
-        if checker is not None and any(owner(r) in changes for r in (*self.health_targets, *targets)):
+                fresh_targets[b.rule_id] = mine
+        if not gone and not fresh_targets:
+            return  # no checked service changed: nothing to walk
+        # A new dict, not changed in place: the metrics collector reads it from another thread.
+        targets = {rid: t for rid, t in self.health_targets.items() if rid not in gone}
+        targets.update(fresh_targets)
+        if checker is not None:
             checker.update({t for mine in targets.values() for t in mine.values() if t is not None})
         self.health_targets = targets
 

@@ -14,6 +14,7 @@ data plane.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
@@ -43,6 +44,14 @@ def ip_address(v: object) -> IPAddress:
         return v
     if not isinstance(v, str):
         raise ValueError("must be an IPv4 or IPv6 address written as a string")
+    try:
+        # Most addresses are IPv4: the C library parses them several times
+        # faster (a node receiving a whole group parses tens of thousands),
+        # as strictly (four decimal octets, no leading zeros); anything it
+        # refuses takes the long way, which decides.
+        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, v))
+    except (OSError, ValueError):
+        pass
     try:
         return ipaddress.ip_address(v)
     except ValueError:
