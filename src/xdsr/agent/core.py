@@ -89,6 +89,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._reapply = False  # a MAC moved and the tables do not show it yet
         self._dp_identity: str | None = None  # set by adopt()
+        self._neighbors_saved = -1  # neighbors.changes when last saved
         self.drift = drift.DriftGuard()
         # BGP (docs/bgp.md): the speaker re-decides what to announce after each apply.
         self.bgp: Speaker | None = None
@@ -198,7 +199,7 @@ class Agent:
         self._tasks.clear()
         if self.registration is not None:
             await self.registration.close()
-        self._save_neighbors()
+        self._save_neighbors(force=True)
         self.resolver.close()
         if self.health is not None:
             self.health.close()
@@ -613,10 +614,15 @@ class Agent:
                     # Every table again, with the MACs as they are now.
                     await self._apply(dict(self.held), "resolve", self.generation, full=True)
 
-    def _save_neighbors(self) -> None:
+    def _save_neighbors(self, force: bool = False) -> None:
+        """Write the MACs known, when they changed since the last write (an
+        apply that resolved nothing new does not rewrite every MAC)."""
         if self.config.neighbor_file is None or self._dp_identity is None:
             return
+        if not force and self.neighbors.changes == self._neighbors_saved:
+            return
         try:
+            self._neighbors_saved = self.neighbors.changes
             self.neighbors.save(self.config.neighbor_file, self._dp_identity)
         except OSError as exc:
             log.warning("cannot save the neighbour cache %s: %s", self.config.neighbor_file, exc)
