@@ -569,4 +569,69 @@ def test_a_reapply_after_a_mac_came_is_polled_as_the_load_balancers_it_changed(k
         assert [(r.id, r.unresolved, r.active_backends) for r in got.services] == [("lb/l", [], 2)]
         await a.stop()
 
+
+class FakeChecker:
+    """The HealthChecker calls the agent makes, recorded."""
+
+    def __init__(self) -> None:
+        self.on_change: Any = None
+        self.updates: list[set[Any]] = []
+
+    def can_check(self, segment: Any, version: int, overlay: Any = None) -> bool:
+        return True
+
+    def update(self, targets: set[Any]) -> None:
+        self.updates.append(targets)
+
+    def is_down(self, target: Any) -> bool:
+        return False
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_apply_works_out_only_its_changes_health_checks_and_macs(
+    kernel: FakeKernel, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delta of a load balancer without health checks does not walk the
+    others' checks nor hand the checker every target again, and an apply
+    that resolved no MAC does not rewrite the neighbour cache."""
+    from xdsr.agent.neighbors import NeighborTable
+
+    saves: list[int] = []
+    real_save = NeighborTable.save
+
+    def save(self: NeighborTable, path: Any, dataplane: str) -> None:
+        saves.append(len(self.entries))
+        real_save(self, path, dataplane)
+
+    async def body() -> None:
+        checker = FakeChecker()
+        config = AgentConfig(name="n", iface="trunk", neighbor_file=tmp_path / "n.json")
+        a = Agent(config, kernel, FakeResolver(), health=checker)  # type: ignore[arg-type]
+        a._dp_identity = "test"
+        full = two_lbs(5).model_dump()
+        full["services"][0]["health"] = {"type": "tcp"}
+        full["services"][0]["backends"][0]["address"] = "10.1.0.5"
+        assert (await a.put(DesiredState.model_validate(full)))[0] == 200
+        assert len(checker.updates) == 1 and set(a.health_targets) == {"a/l"}
+        a_targets = a.health_targets["a/l"]
+        assert saves == [0], "the first apply writes the cache for these maps"
+
+        b = two_lbs(6).services[1].model_dump()
+        b["backends"] = [*b["backends"], {"id": "b-m1", "mac": "02:00:00:00:02:01", "vlan": 100}]
+        assert (await a.put(delta(6, 5, {"b": [b]})))[0] == 200
+        assert len(checker.updates) == 1, "no checked service changed: the checker is not told again"
+        assert a.health_targets["a/l"] is a_targets
+        assert saves == [0], "no MAC changed: the cache is not written again"
+
+        assert (await a.put(delta(7, 6, {"a": []})))[0] == 200
+        assert len(checker.updates) == 2 and checker.updates[-1] == set() and a.health_targets == {}
+        await a.stop()
+        assert len(saves) == 2, "stopping writes the cache"
+
+    monkeypatch.setattr(NeighborTable, "save", save)
     run(body())

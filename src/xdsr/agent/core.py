@@ -99,6 +99,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._reapply = False  # a MAC moved and the tables do not show it yet
         self._dp_identity: str | None = None  # set by adopt()
+        self._neighbors_saved = -1  # neighbors.changes when last saved
         self.drift = drift.DriftGuard()
         # BGP (docs/bgp.md): the speaker re-decides what to announce after each apply.
         self.bgp: Speaker | None = None
@@ -220,7 +221,7 @@ class Agent:
         self._tasks.clear()
         if self.registration is not None:
             await self.registration.close()
-        self._save_neighbors()
+        self._save_neighbors(force=True)
         self.resolver.close()
         if self.health is not None:
             self.health.close()
@@ -515,6 +516,7 @@ class Agent:
         for key in report.removed:
             self.installed.pop(key, None)
         self.installed.update(report.installed)
+        old_rules = {lb: [b.rule_id for b in self.built_by.get(lb, ())] for lb in fresh}
         for lb in fresh:  # all first: a key may move from one load balancer to another
             for b in self.built_by.get(lb, ()):
                 self.keys.pop(b.service.key, None)
@@ -534,7 +536,7 @@ class Agent:
         self.apply_seconds = seconds
         self.error = None
         self._reapply = False  # built from the latest MACs
-        self._update_health(changes, fresh)
+        self._update_health(changes, fresh, old_rules)
         if full:  # every table built again (a MAC came): the reports of those that read otherwise now
             after = self._report_keys()
             self.reports.changed({lb for lb in before.keys() | after.keys() if before.get(lb) != after.get(lb)})
@@ -545,7 +547,7 @@ class Agent:
         for key, old, new in report.resized:
             log.warning(
                 "service %s (%s): Maglev table resized %d -> %d slots, most of its flows moved to other backends",
-                self.rule_ids.get(key, "?"),
+                self.keys.get(key, "?"),
                 key,
                 old,
                 new,
@@ -568,13 +570,17 @@ class Agent:
 
     # -- health checks -----------------------------------------------------
 
-    def _update_health(self, changes: dict[str, list[RuleService]], fresh: dict[str, list[rules.Built]]) -> None:
+    def _update_health(
+        self, changes: dict[str, list[RuleService]], fresh: dict[str, list[rules.Built]], before: dict[str, list[str]]
+    ) -> None:
         """Check the backends of every service that asks for it, with the
         MACs the tables hold; a backend without one (unresolved, or not given
         an address to check) is reported unchecked, never guessed. Only the
-        changed load balancers' checks are worked out again."""
+        changed load balancers' checks are worked out again (`before`: the
+        rule ids they had), so that an apply costs what it changes."""
         checker = self.health
-        targets = {rid: t for rid, t in self.health_targets.items() if owner(rid) not in changes}
+        gone = {rid for lb in changes for rid in before.get(lb, ()) if rid in self.health_targets}
+        fresh_targets: dict[str, dict[str, Target | None]] = {}
         for lb, ss in changes.items():
             for s, b in zip(ss, fresh[lb], strict=True):
                 h = s.health
@@ -600,8 +606,13 @@ class Agent:
                     mine[ident] = Target(
                         h.type, m.vlan, be.mac, ip, port, h.delay, h.timeout, h.rise, h.fall, overlay=tunnel
                     )
-                targets[b.rule_id] = mine
-        if checker is not None and any(owner(r) in changes for r in (*self.health_targets, *targets)):
+                fresh_targets[b.rule_id] = mine
+        if not gone and not fresh_targets:
+            return  # no checked service changed: nothing to walk
+        # A new dict, not changed in place: the metrics collector reads it from another thread.
+        targets = {rid: t for rid, t in self.health_targets.items() if rid not in gone}
+        targets.update(fresh_targets)
+        if checker is not None:
             checker.update({t for mine in targets.values() for t in mine.values() if t is not None})
         self.health_targets = targets
 
@@ -690,10 +701,15 @@ class Agent:
                     # Every table again, with the MACs as they are now.
                     await self._apply(dict(self.held), "resolve", self.generation, full=True)
 
-    def _save_neighbors(self) -> None:
+    def _save_neighbors(self, force: bool = False) -> None:
+        """Write the MACs known, when they changed since the last write (an
+        apply that resolved nothing new does not rewrite every MAC)."""
         if self.config.neighbor_file is None or self._dp_identity is None:
             return
+        if not force and self.neighbors.changes == self._neighbors_saved:
+            return
         try:
+            self._neighbors_saved = self.neighbors.changes
             self.neighbors.save(self.config.neighbor_file, self._dp_identity)
         except OSError as exc:
             log.warning("cannot save the neighbour cache %s: %s", self.config.neighbor_file, exc)

@@ -54,6 +54,9 @@ class NeighborTable:
         self.refresh = refresh
         self.retry = retry
         self.entries: dict[NeighborKey, Neighbor] = {}
+        # Bumped whenever what save() writes changes: a caller saving after
+        # every apply skips the write (of every MAC) when nothing changed.
+        self.changes = 0
 
     def mac(self, key: NeighborKey) -> str | None:
         n = self.entries.get(key)
@@ -77,12 +80,15 @@ class NeighborTable:
         """Forget what no member needs any more (after a successful apply:
         until then the old state, and its members, still forward)."""
         for key in [k for k in self.entries if k not in keep]:
-            del self.entries[key]
+            if self.entries.pop(key).mac:
+                self.changes += 1
 
     def forget(self, keys: Iterable[NeighborKey]) -> None:
         """prune() for the keys a change left unneeded, without looking at the others."""
         for key in keys:
-            self.entries.pop(key, None)
+            n = self.entries.pop(key, None)
+            if n is not None and n.mac:
+                self.changes += 1
 
     def due(self, now: float) -> list[NeighborKey]:
         return [k for k, n in self.entries.items() if n.next_probe <= now]
@@ -104,6 +110,7 @@ class NeighborTable:
         n.mac = mac
         n.failures = 0
         n.confirmed_at = time.time()
+        self.changes += 1
         n.next_probe = now + self.refresh * random.uniform(0.8, 1.0)
         return result
 

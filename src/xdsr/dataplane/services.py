@@ -79,21 +79,33 @@ def _check(errors: list[FieldError], field: str, check: Callable[[], object]) ->
         errors.append(FieldError(field, str(exc)))
 
 
-def _member_errors(where: str, m: RuleBackend) -> list[FieldError]:
+def _member_errors(where: str, j: int, m: RuleBackend) -> list[FieldError]:
+    """The problems of member j of the service at `where` (named only when
+    there is one: a whole group's members are checked at once)."""
     errors: list[FieldError] = []
+
+    def at(name: str) -> str:
+        return f"{where}.backends[{j}].{name}"
+
     if m.id == "":
-        errors.append(FieldError(f"{where}.id", "must not be empty"))
+        errors.append(FieldError(at("id"), "must not be empty"))
     if m.weight > checks.MAX_WEIGHT:
-        errors.append(FieldError(f"{where}.weight", f"{m.weight} is above {checks.MAX_WEIGHT}"))
+        errors.append(FieldError(at("weight"), f"{m.weight} is above {checks.MAX_WEIGHT}"))
     if m.mac is not None:
-        _check(errors, f"{where}.mac", lambda: _unicast_mac(m.mac))
+        try:
+            _unicast_mac(m.mac)
+        except ValueError as exc:
+            errors.append(FieldError(at("mac"), str(exc)))
     else:
         if m.address is None:
-            errors.append(FieldError(f"{where}.address", "required when mac is null (the agent resolves it)"))
+            errors.append(FieldError(at("address"), "required when mac is null (the agent resolves it)"))
         if m.id is None:
-            errors.append(FieldError(f"{where}.id", "required when mac is null (it is the member's identity)"))
+            errors.append(FieldError(at("id"), "required when mac is null (it is the member's identity)"))
     if m.address is not None:
-        _check(errors, f"{where}.address", lambda: checks.member_address(m.address))
+        try:
+            checks.member_address(m.address)
+        except ValueError as exc:
+            errors.append(FieldError(at("address"), str(exc)))
     return errors
 
 
@@ -106,9 +118,12 @@ def _service_errors(where: str, s: RuleService) -> list[FieldError]:
     # when it came through one, on a VLAN when it came on one. Mixing them
     # would mean adding or removing 50+ bytes of headers per frame (and the
     # MTU questions that come with it): refused.
+    overlay = s.segment.overlay
     for j, m in enumerate(s.backends):
+        if not overlay and m.vni is None and m.vtep is None:
+            continue  # the common case, named only when wrong
         at = f"{where}.backends[{j}]"
-        if s.segment.overlay:
+        if overlay:
             for name in ("vni", "vtep"):
                 if getattr(m, name) is None:
                     errors.append(FieldError(f"{at}.{name}", f"required for a member of a {s.segment.type} service"))
@@ -126,7 +141,7 @@ def _service_errors(where: str, s: RuleService) -> list[FieldError]:
         errors.append(FieldError(f"{where}.backends", f"{len(s.backends)} members; at most {abi.MAX_BACKENDS}"))
     seen: dict[str, int] = {}
     for j, m in enumerate(s.backends):
-        errors += _member_errors(f"{where}.backends[{j}]", m)
+        errors += _member_errors(where, j, m)
         ident = identity(m)
         if ident is None:
             continue

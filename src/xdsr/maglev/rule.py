@@ -36,6 +36,8 @@ class MaglevBackend:
     weight: int = 1
 
     def __post_init__(self) -> None:
+        if type(self.id) is str and type(self.weight) is int and self.weight >= 0:
+            return  # the common case, checked at once (a whole group's backends are made at once)
         if not isinstance(self.id, str):
             raise TypeError(f"backend id must be str, not {type(self.id).__name__}")
         if isinstance(self.weight, bool):

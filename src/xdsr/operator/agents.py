@@ -22,10 +22,10 @@ def _encode(state: DesiredState) -> bytes:
 
 def split(state: DesiredState, part_bytes: int = PART_BYTES) -> list[bytes]:
     """The bodies a full state is sent in: itself, or parts of at most
-    part_bytes each (a part holds one service at least, whatever its size)."""
-    body = _encode(state)
-    if state.is_delta or len(body) <= part_bytes:
-        return [body]
+    part_bytes each (a part holds one service at least, whatever its size).
+    Each service is encoded once, whether the state fits in one body or not."""
+    if state.is_delta or not state.services:
+        return [_encode(state)]
     encoded = [s.model_dump_json(exclude_defaults=True).encode() for s in state.services]
     groups: list[list[bytes]] = [[]]
     size = 0
@@ -36,7 +36,8 @@ def split(state: DesiredState, part_bytes: int = PART_BYTES) -> list[bytes]:
         groups[-1].append(e)
         size += len(e) + 1
     if len(groups) > MAX_PARTS:
-        raise AgentError(f"a full state of {len(body)} bytes needs {len(groups)} parts, more than {MAX_PARTS}")
+        total = sum(map(len, encoded))
+        raise AgentError(f"a full state of {total} bytes needs {len(groups)} parts, more than {MAX_PARTS}")
     out = []
     for i, group in enumerate(groups):
         head = DesiredState.model_construct(
