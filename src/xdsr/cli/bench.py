@@ -202,7 +202,8 @@ def _scale_table(doc: dict[str, object]) -> None:
     for sc in doc["scales"]:  # type: ignore[attr-defined]
         out.print(
             f"{sc['load_balancers']} x {sc['members_each']}: filled by 8 clients in {sc['fill_api_calls_s']:.2f} s "
-            f"({sc['creates_per_s']:.0f} creates/s), every node forwards all after "
+            f"({sc['creates_per_s']:.0f} creates/s; API server CPU per create "
+            f"{sc.get('fill_apiserver_cpu_ms_per_create', 0):.2f} ms), every node forwards all after "
             f"{sc['fill_until_all_nodes_forward_s']:.2f} s; a restarted node (maps purged) forwards all after "
             + (f"{sc['restarted_node_forwards_all_s']:.2f} s" if sc["restarted_node_forwards_all_s"] else "-")
             + (
