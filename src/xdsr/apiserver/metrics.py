@@ -16,9 +16,11 @@ whether the API can answer (its cache follows the store), without a token.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -62,6 +64,14 @@ def route_template(scope: Scope) -> str:
     return "/".join(segments)
 
 
+@functools.cache
+def _series(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The counter and histogram of one route template, method and status:
+    found once (the templates are bounded, see above), not per request
+    (prometheus-client checks and locks on every .labels())."""
+    return REQUESTS.labels(route, method, str(status)), LATENCY.labels(route, method)
+
+
 class RequestLog:
     """ASGI middleware: request id, log line, metrics. Sits inside the path
     aliases, so routes are matched on the path the router sees."""
@@ -99,8 +109,9 @@ class RequestLog:
             seconds = time.perf_counter() - t0
             method = scope["method"]
             route = route_template(scope)
-            REQUESTS.labels(route, method, str(status)).inc()
-            LATENCY.labels(route, method).observe(seconds)
+            count, latency = _series(route, method, status)
+            count.inc()
+            latency.observe(seconds)
             log.info("%s %s %s %d %.1fms", request_id, method, scope["path"], status, seconds * 1000)
 
 

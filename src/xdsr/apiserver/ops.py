@@ -115,14 +115,19 @@ class Edit:
             obj.updated_at = self.now
         if self.created:
             check_unique_ids(doc)
-        size = len(dump(doc))
-        if size > MAX_DOC_BYTES:
-            raise ApiError(
-                413,
-                f"the load balancer's document would be {size} bytes, more than the {MAX_DOC_BYTES} the store "
-                "accepts in one write; nothing was changed",
-            )
         return doc
+
+
+def encode(doc: LoadBalancer) -> bytes:
+    """The document as written to the store; 413 if it is larger than the store takes."""
+    data = dump(doc)
+    if len(data) > MAX_DOC_BYTES:
+        raise ApiError(
+            413,
+            f"the load balancer's document would be {len(data)} bytes, more than the {MAX_DOC_BYTES} the store "
+            "accepts in one write; nothing was changed",
+        )
+    return data
 
 
 def set_fields(obj: BaseModel, body: BaseModel, where: str, update: Update) -> bool:

@@ -24,7 +24,7 @@ from xdsr.model import keys
 from xdsr.model.loadbalancer import LoadBalancer, LoadBalancerStatus
 from xdsr.model.quota import UNLIMITED
 from xdsr.store.base import Store
-from xdsr.store.docs import dump, update_doc
+from xdsr.store.docs import update_doc
 
 T = TypeVar("T")
 
@@ -149,9 +149,6 @@ class Service:
         def apply(current: LoadBalancer | None) -> LoadBalancer:
             if current is not None:
                 raise conflict(None, f"load balancer {lb.id} exists")  # a UUID collision
-            size = len(dump(lb))
-            if size > ops.MAX_DOC_BYTES:
-                raise ApiError(413, f"the load balancer's document would be {size} bytes, over {ops.MAX_DOC_BYTES}")
             return lb
 
         return await self.write(lb.project_id, lb.id, apply)
@@ -172,18 +169,32 @@ class Service:
     async def _write(
         self, lb_id: str, change: Callable[[LoadBalancer | None], LoadBalancer], limits: dict[str, int] | None
     ) -> LoadBalancer:
+        # The document's bytes, made once per attempt: checked against the
+        # store's limit as soon as the change is made (before the quotas, as
+        # the change's own refusals), written, and told to the cache so that
+        # the watch bringing them back does not parse them again.
+        encoded: list[tuple[LoadBalancer, bytes]] = []
+
         def checked(current: LoadBalancer | None) -> LoadBalancer:
+            encoded.clear()
             new = change(current)
-            if new is not current and limits is not None:
-                others = self.cache.project_usage(new.project_id, without=lb_id)
-                quotas.check(limits, others, current, new)
+            if new is not current:
+                encoded.append((new, ops.encode(new)))
+                if limits is not None:
+                    others = self.cache.project_usage(new.project_id, without=lb_id)
+                    quotas.check(limits, others, current, new)
             return new
+
+        def encode(doc: LoadBalancer) -> bytes:
+            data = encoded[0][1] if encoded and encoded[0][0] is doc else ops.encode(doc)
+            self.cache.lbs.expect(lb_id, data, doc)
+            return data
 
         # The cache's copy is tried first (no read; the write is still
         # conditional on its revision): a create finds the key absent, an
         # edit the document this API server wrote or watched last.
         known = self.cache.lbs.entry(lb_id) or (None, 0)
-        doc, rev = await update_doc(self.store, keys.lb_key(lb_id), LoadBalancer, checked, known=known)
+        doc, rev = await update_doc(self.store, keys.lb_key(lb_id), LoadBalancer, checked, known=known, encode=encode)
         assert doc is not None
         self.cache.lbs.apply_local(lb_id, doc, rev)
         return doc

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import http.client
 import ipaddress
+import json
 import os
 import queue
 import re
 import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -157,7 +160,7 @@ def run(
                 _wait_all(probes, [vip], 30, want=False)
 
             vips = [str(ipaddress.IPv4Address(int(ipaddress.IPv4Address("198.20.0.1")) + i)) for i in range(bulk)]
-            bodies = [lb_body(f"bulk{i}", vip, bulk_members, 100 + i) for i, vip in enumerate(vips)]
+            bodies = _encoded([lb_body(f"bulk{i}", vip, bulk_members, 100 + i) for i, vip in enumerate(vips)])
 
             with _creator(cluster, workers) as create_all:
                 t0 = time.perf_counter()
@@ -269,40 +272,56 @@ def _wait_active(client: httpx.Client, lb_id: str, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def _creator(cluster: LocalCluster, workers: int) -> Iterator[Callable[[list[dict[str, object]]], list[str]]]:
+def _creator(cluster: LocalCluster, workers: int) -> Iterator[Callable[[list[bytes]], list[str]]]:
     """A function that creates load balancers through the API from `workers`
-    threads. One HTTP client per worker, made here, before any clock starts:
-    making an httpx client costs milliseconds of CPU (its TLS context), which
-    the benchmark would otherwise take from the system it measures."""
-    clients: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
+    threads, and returns their ids. Made before any clock starts, and light:
+    the clients share the two cores with what they measure. So each worker
+    keeps one keep-alive connection of the standard library's (an httpx
+    client costs milliseconds of CPU to make, for its TLS context, and about
+    a millisecond per request); create_all takes bodies already encoded
+    (_encoded), before the clock starts."""
+    url = httpx.URL(cluster.api_url)
+    headers = {"X-Auth-Token": cluster.tokens.admin, "Content-Type": "application/json"}
+    conns: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
+    opened: list[http.client.HTTPConnection] = []
     for _ in range(workers):
-        c = cluster.client()
         # A fully populated create of hundreds of members on a loaded machine
         # may take longer than an interactive client waits.
-        c.timeout = httpx.Timeout(120.0)
-        clients.put(c)
+        c = http.client.HTTPConnection(url.host, url.port, timeout=120.0)
+        opened.append(c)
+        conns.put(c)
 
-    def create(body: dict[str, object]) -> str:
-        c = clients.get()
+    def create(body: bytes) -> str:
+        c = conns.get()
         try:
-            r = c.post("/v2/lbaas/loadbalancers", json=body)
-            r.raise_for_status()
-            return str(r.json()["loadbalancer"]["id"])
+            c.request("POST", "/v2/lbaas/loadbalancers", body=body, headers=headers)
+            r = c.getresponse()
+            data = r.read()
+            if r.status != 201:
+                raise RuntimeError(f"create: HTTP {r.status}: {data[:300]!r}")
+            return str(json.loads(data)["loadbalancer"]["id"])
+        except BaseException:
+            c.close()  # reconnects on its next request
+            raise
         finally:
-            clients.put(c)
+            conns.put(c)
 
-    def create_all(bodies: list[dict[str, object]]) -> list[str]:
+    def create_all(bodies: list[bytes]) -> list[str]:
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             return list(pool.map(create, bodies))
 
     try:
         yield create_all
     finally:
-        while not clients.empty():
-            clients.get().close()
+        for c in opened:
+            c.close()
 
 
-def _fill(cluster: LocalCluster, bodies: list[dict[str, object]], workers: int) -> list[str]:
+def _encoded(bodies: list[dict[str, object]]) -> list[bytes]:
+    return [json.dumps(b).encode() for b in bodies]
+
+
+def _fill(cluster: LocalCluster, bodies: list[bytes], workers: int) -> list[str]:
     with _creator(cluster, workers) as create_all:
         return create_all(bodies)
 
@@ -345,7 +364,7 @@ def _scale_one(
     n = min(n, MAX_SERVICES - 1)
     base = int(ipaddress.IPv4Address("198.20.0.1"))
     vips = [str(ipaddress.IPv4Address(base + i)) for i in range(n)]
-    bodies = [lb_body(f"fill{i}", vip, members, 100 + i) for i, vip in enumerate(vips)]
+    bodies = _encoded([lb_body(f"fill{i}", vip, members, 100 + i) for i, vip in enumerate(vips)])
     probes_until = time.monotonic() + 60
     t0 = time.perf_counter()
     ids = _fill(cluster, bodies[:1], 1)
@@ -358,9 +377,13 @@ def _scale_one(
             if time.monotonic() > probes_until:
                 raise
             time.sleep(0.1)
+    api_cpu0 = _cpu_seconds(cluster.apiserver.pid)
     t0 = time.perf_counter()
     ids += _fill(cluster, bodies[1:], workers)
     created = time.perf_counter() - t0
+    # The API server's CPU per create while everything else shares the
+    # cores: one core of it alone would take 1 / this creates per second.
+    fill_api_cpu = (_cpu_seconds(cluster.apiserver.pid) - api_cpu0) / max(1, n - 1)
     _wait_all(probes, vips, 900)
     filled = time.perf_counter() - t0
     _wait_active(client, ids[-1], 300)
@@ -443,6 +466,7 @@ def _scale_one(
         "fill_api_calls_s": created,
         "fill_until_all_nodes_forward_s": filled,
         "creates_per_s": (n - 1) / created if created else 0.0,
+        "fill_apiserver_cpu_ms_per_create": fill_api_cpu * 1000,
         "member_add": {**med(out["member_add"]), "p99_s": _percentile([x["seconds"] for x in out["member_add"]], 99)},
         "lb_create": med(out["lb_create"]),
         "lb_delete": med(out["lb_delete"]),
@@ -465,3 +489,97 @@ def _log_time(path: Path, text: str, after: int) -> float | None:
                 except ValueError:
                     return None
     return None
+
+
+# --- the API server alone: creates per second (`--api`) -----------------------------
+
+
+def _cpu_of(pids: list[int]) -> list[float]:
+    return [_cpu_seconds(p) for p in pids]
+
+
+def run_api(
+    existing: int = 1000,
+    creates: int = 1000,
+    members: int = 10,
+    workers: int = 8,
+    rounds: int = 3,
+    progress: Callable[[dict[str, object]], None] | None = None,
+) -> dict[str, object]:
+    """The API server's own rate: etcd and the API server as processes, no
+    operator and no agents (nothing else takes the cores, and no status
+    write competes). The store is filled with `existing` load balancers of
+    `members` members, then `rounds` times `creates` more are created by
+    `workers` clients at once (one API call, one store transaction each).
+    Per round: creates per second, and CPU per create of the API server, of
+    etcd and of the clients (this process), from /proc (10 ms ticks): the
+    API server's CPU per create says how many creates one core of it
+    sustains, whatever else the machine runs."""
+    with contextlib.ExitStack() as stack:
+        pin_root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="xdsr-cpa-")))
+        cluster = LocalCluster([], pin_root)
+        stack.callback(cluster.close)
+        cluster.etcd.start()
+        cluster.apiserver.start()
+        assert cluster.etcd.proc is not None
+        pids = [cluster.apiserver.pid, cluster.etcd.proc.pid]
+
+        total = existing + rounds * creates
+        base = int(ipaddress.IPv4Address("198.20.0.1"))
+        bodies = _encoded(
+            [lb_body(f"api{i}", str(ipaddress.IPv4Address(base + i)), members, 100 + i) for i in range(total)]
+        )
+        creator = stack.enter_context(_creator(cluster, workers))
+        t0 = time.perf_counter()
+        creator(bodies[:existing])
+        filled = time.perf_counter() - t0
+
+        out: list[dict[str, float]] = []
+        doc: dict[str, object] = {
+            "existing": existing,
+            "creates_per_round": creates,
+            "members_each": members,
+            "client_workers": workers,
+            "fill_s": filled,
+            "rounds": out,
+        }
+        for r in range(rounds):
+            batch = bodies[existing + r * creates : existing + (r + 1) * creates]
+            load = os.getloadavg()[0]
+            cpu0, me0 = _cpu_of(pids), os.times()
+            t = time.perf_counter()
+            creator(batch)
+            seconds = time.perf_counter() - t
+            cpu1, me1 = _cpu_of(pids), os.times()
+            api_cpu = (cpu1[0] - cpu0[0]) / len(batch)
+            out.append(
+                {
+                    "existing_before": existing + r * creates,
+                    "seconds": seconds,
+                    "creates_per_s": len(batch) / seconds,
+                    "apiserver_cpu_ms_per_create": api_cpu * 1000,
+                    "etcd_cpu_ms_per_create": (cpu1[1] - cpu0[1]) / len(batch) * 1000,
+                    "client_cpu_ms_per_create": (me1.user + me1.system - me0.user - me0.system) / len(batch) * 1000,
+                    # One core given to the API server alone would take this many.
+                    "apiserver_creates_per_core_s": 1 / api_cpu if api_cpu else 0.0,
+                    "load_average_1m_before": load,
+                }
+            )
+            if progress is not None:
+                progress(doc)
+
+        def spread(key: str) -> dict[str, float]:
+            xs = [x[key] for x in out]
+            return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)}
+
+        doc["summary"] = {
+            k: spread(k)
+            for k in (
+                "creates_per_s",
+                "apiserver_cpu_ms_per_create",
+                "etcd_cpu_ms_per_create",
+                "client_cpu_ms_per_create",
+                "apiserver_creates_per_core_s",
+            )
+        }
+        return doc

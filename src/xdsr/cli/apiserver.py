@@ -35,6 +35,8 @@ def apiserver(
     ] = None,
 ) -> None:
     """Serve the load-balancer API (the subset of Octavia v2 that L2DSR can serve) until SIGINT/SIGTERM."""
+    import uvloop
+
     from xdsr.apiserver import ApiServer, TokensError, load_tokens
     from xdsr.apiserver.networks import Networks, NetworksError, load_networks
     from xdsr.store.connect import open_store
@@ -63,7 +65,10 @@ def apiserver(
             await etcd.close()
 
     try:
-        asyncio.run(run())
+        # uvloop's event loop: asyncio's own loop and transports took about
+        # a tenth of the API server's CPU per request.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run())
     except OSError as exc:
         typer.echo(f"error: cannot serve on {listen}: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -81,12 +81,32 @@ def control_plane(
         str | None,
         typer.Option(help="N[,N...]: fill a group with N load balancers, then measure one change on it"),
     ] = None,
+    api: Annotated[
+        bool,
+        typer.Option(
+            "--api",
+            help="the API server alone (etcd and the API server, no operator or agents): "
+            "--runs rounds of --bulk creates of --bulk-members members by 8 clients, after --existing",
+        ),
+    ] = False,
+    existing: Annotated[int, typer.Option(help="--api: load balancers created before the rounds")] = 1000,
     json_out: Annotated[Path | None, typer.Option("--json", help="write every figure to this file")] = None,
 ) -> None:
     """Time from the API call until all 3 LB nodes forward; convergence of many load balancers.
-    With --scale: what one change costs on a group of N load balancers."""
+    With --scale: what one change costs on a group of N load balancers.
+    With --api: the API server's own creates per second, and its CPU per create."""
     from xdsr.bench import controlplane
 
+    if api:
+        r = runs or 3
+        with out.status(f"API server alone: {r} x {bulk} creates of {bulk_members} members after {existing} ..."):
+            save = (lambda d: json_out.write_text(json.dumps(d, indent=2))) if json_out else None
+            doc = controlplane.run_api(existing=existing, creates=bulk, members=bulk_members, rounds=r, progress=save)
+        _api_table(doc)
+        if json_out:
+            json_out.write_text(json.dumps(doc, indent=2))
+            out.print(f"wrote {json_out}")
+        return
     if scale is not None:
         try:
             scales = [int(x) for x in scale.split(",") if x.strip()]
@@ -126,6 +146,31 @@ def control_plane(
         out.print(f"wrote {json_out}")
 
 
+def _api_table(doc: dict[str, Any]) -> None:
+    t = Table(
+        "LBs before",
+        "creates/s",
+        "API server CPU per create",
+        "= creates/s per API server core",
+        "etcd CPU per create",
+        "clients' CPU per create",
+        "load average (1 min)",
+        title=f"the API server alone: {doc['creates_per_round']} creates of {doc['members_each']} members, "
+        f"{doc['client_workers']} clients (CPU: 10 ms ticks)",
+    )
+    for r in doc["rounds"]:
+        t.add_row(
+            str(r["existing_before"]),
+            f"{r['creates_per_s']:.0f}",
+            f"{r['apiserver_cpu_ms_per_create']:.2f} ms",
+            f"{r['apiserver_creates_per_core_s']:.0f}",
+            f"{r['etcd_cpu_ms_per_create']:.2f} ms",
+            f"{r['client_cpu_ms_per_create']:.2f} ms",
+            f"{r['load_average_1m_before']:.1f}",
+        )
+    out.print(t)
+
+
 def _scale_table(doc: dict[str, object]) -> None:
     t = Table(
         "LBs x members",
@@ -157,7 +202,8 @@ def _scale_table(doc: dict[str, object]) -> None:
     for sc in doc["scales"]:  # type: ignore[attr-defined]
         out.print(
             f"{sc['load_balancers']} x {sc['members_each']}: filled by 8 clients in {sc['fill_api_calls_s']:.2f} s "
-            f"({sc['creates_per_s']:.0f} creates/s), every node forwards all after "
+            f"({sc['creates_per_s']:.0f} creates/s; API server CPU per create "
+            f"{sc.get('fill_apiserver_cpu_ms_per_create', 0):.2f} ms), every node forwards all after "
             f"{sc['fill_until_all_nodes_forward_s']:.2f} s; a restarted node (maps purged) forwards all after "
             + (f"{sc['restarted_node_forwards_all_s']:.2f} s" if sc["restarted_node_forwards_all_s"] else "-")
             + (

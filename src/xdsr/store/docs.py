@@ -31,6 +31,7 @@ async def update_doc(
     change: Callable[[M | None], M | None] | Callable[[M | None], Awaitable[M | None]],
     attempts: int = 100,
     known: tuple[M | None, int] | None = None,
+    encode: Callable[[M], bytes] = dump,
 ) -> tuple[M | None, int]:
     """Read-modify-write with optimistic concurrency, retried on conflict.
 
@@ -43,15 +44,20 @@ async def update_doc(
     the caller keeps (an informer), tried first instead of reading: the
     write is conditional on that revision all the same, so a stale copy
     costs a conflict and a read, never a lost update. Only a write is taken
-    from the copy: a refusal (change raised) or a no-op is decided again on
-    what the store holds.
+    from the copy: a refusal (change or encode raised) or a no-op is decided
+    again on what the store holds.
+
+    encode: the bytes written for a document (dump); it may refuse one by raising.
     """
     if known is not None:
         current, rev = known
+        data = b""
         try:
             new = change(current)
             if isinstance(new, Awaitable):
                 new = await new
+            if new is not None and new != current:
+                data = encode(new)
         except Exception:
             new = current  # decided again below, on the store's document
         try:
@@ -59,7 +65,7 @@ async def update_doc(
                 await store.delete(key, expect=rev)
                 return None, rev
             if new is not None and new != current:
-                rev = await store.put(key, dump(new), expect=rev)
+                rev = await store.put(key, data, expect=rev)
                 return new, rev
         except Conflict:
             pass
@@ -76,7 +82,7 @@ async def update_doc(
                 return None, rev
             if new == current:
                 return current, rev
-            rev = await store.put(key, dump(new), expect=rev)
+            rev = await store.put(key, encode(new), expect=rev)
             return new, rev
         except Conflict:
             continue

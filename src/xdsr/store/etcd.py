@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpcore
 import httpx
 from prometheus_client import Histogram
 
 from xdsr.store.base import Compacted, Conflict, Event, Item, StoreUnavailable
+from xdsr.store.gateway import GatewayError, GatewayPool, NotSent
 
 log = logging.getLogger("xdsr.store")
 
@@ -125,23 +125,12 @@ def split_endpoints(endpoints: str | Sequence[str]) -> list[str]:
     return out
 
 
-# Unary requests go through httpcore, the transport under httpx, directly:
-# httpx's layers (URL merging, cookies, auth and redirect handling, event
-# hooks) cost about a third of the client's CPU per request, and every API
-# server write and operator pass is a few of these. Watches stream through httpx.
-_TRANSPORT_ERRORS = (
-    httpcore.NetworkError,
-    httpcore.TimeoutException,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
-    httpcore.ConnectionNotAvailable,
-    httpx.HTTPError,
-    ssl.SSLError,  # a refused certificate may surface raw
-)
+# Unary requests go through gateway.py's client (one write per request, no
+# per-request walk of the pool); watches stream through httpx.
+_TRANSPORT_ERRORS = (GatewayError, httpx.HTTPError, ssl.SSLError)
 # Failures after which the request surely never reached etcd.
-_NOT_SENT = (httpcore.ConnectError, httpcore.ConnectTimeout, httpcore.PoolTimeout)
+_NOT_SENT = (NotSent,)
 _READS = ("/v3/kv/range",)
-_JSON = [(b"Content-Type", b"application/json")]
 
 
 @dataclass(frozen=True)
@@ -166,12 +155,7 @@ class EtcdStore:
         self._timeout = timeout
         self.config = config or EtcdConfig()
         self._verify = self.config.verify()
-        self._http = httpcore.AsyncConnectionPool(
-            ssl_context=self._verify if isinstance(self._verify, ssl.SSLContext) else None,
-            max_connections=100,
-            max_keepalive_connections=32,
-        )
-        self._timeouts = {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
+        self._http = GatewayPool(self._verify if isinstance(self._verify, ssl.SSLContext) else None, timeout)
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
 
@@ -190,7 +174,7 @@ class EtcdStore:
             if self._token != stale:
                 return  # another request got a new token meanwhile
             resp = await self._request(
-                endpoint + "/v3/auth/authenticate", {"name": self.config.user, "password": self.config.password}
+                endpoint, "/v3/auth/authenticate", {"name": self.config.user, "password": self.config.password}
             )
             if resp.status_code != 200:
                 raise StoreUnavailable(
@@ -201,21 +185,18 @@ class EtcdStore:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": self._token} if self._token else {}
 
-    async def _request(self, url: str, body: dict[str, Any], token: str | None = None) -> _Answer:
-        headers = [*_JSON, (b"Authorization", token.encode())] if token else _JSON
-        resp = await self._http.request(
-            "POST", url, headers=headers, content=json.dumps(body).encode(), extensions=self._timeouts
-        )
-        return _Answer(resp.status, resp.content)
+    async def _request(self, endpoint: str, path: str, body: dict[str, Any], token: str | None = None) -> _Answer:
+        status, content = await self._http.post(endpoint, path, json.dumps(body).encode(), token)
+        return _Answer(status, content)
 
     async def _post(self, endpoint: str, path: str, body: dict[str, Any]) -> _Answer:
         """One request to one member, with a (new) auth token when etcd wants one."""
         if self.config.user and self._token is None:
             await self._authenticate(endpoint, None)
-        resp = await self._request(endpoint + path, body, self._token)
+        resp = await self._request(endpoint, path, body, self._token)
         if self.config.user and resp.status_code == 401:
             await self._authenticate(endpoint, self._token)
-            resp = await self._request(endpoint + path, body, self._token)
+            resp = await self._request(endpoint, path, body, self._token)
         return resp
 
     async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -376,7 +357,7 @@ class EtcdStore:
         await self._call("/v3/lease/revoke", {"ID": str(lease)})
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
         """Until etcd answers (it may still be starting)."""

@@ -9,6 +9,12 @@ Read-your-writes: a writer hands what it wrote to `apply_local` with the
 write's revision. Entries remember their mod_revision, and the watch never
 replaces an entry with an older one, so the local copy and the watch's
 (later) copy of the same write agree, whichever comes first.
+
+A writer may also say, before writing, which document the bytes it is
+about to write are (`expect`): when the watch brings exactly those bytes
+back, the document is taken as it is instead of parsed again (parsing a
+load balancer of a few members costs as much as the API server's whole
+work on the request to create it).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class Informer(Generic[M]):
         self._on_change = on_change
         self._max_backoff = max_backoff
         self._items: dict[str, tuple[M, int]] = {}
+        self._expected: dict[str, tuple[bytes, M]] = {}  # name -> (bytes about to be written, their document)
         self.revision = 0  # the store revision this copy reflects, at least
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -186,12 +193,16 @@ class Informer(Generic[M]):
     def _apply_event(self, event: Event) -> None:
         name = self._name(event.key)
         current = self._items.get(name)
+        expected = self._expected.pop(name, None) if self._expected else None
         if current is None or current[1] < event.mod_revision:
             if event.type == "delete":
                 if current is not None:
                     self._set(name, None, event.mod_revision)
             else:
-                doc = self._parse(event.key, event.value)
+                if expected is not None and expected[0] == event.value:
+                    doc: M | None = expected[1]
+                else:
+                    doc = self._parse(event.key, event.value)
                 if doc is not None:
                     self._set(name, doc, event.mod_revision)
         self._advance(event.mod_revision)
@@ -200,6 +211,13 @@ class Informer(Generic[M]):
         if rev > self.revision:
             self.revision = rev
             self._advanced.set()
+
+    def expect(self, name: str, value: bytes, doc: M) -> None:
+        """This process is about to write `value`, which is `doc` (dumped):
+        if the watch brings exactly these bytes, it is not parsed again. A
+        write that fails leaves nothing wrong behind: the next bytes the
+        watch brings for the name differ, and are parsed."""
+        self._expected[name] = (value, doc)
 
     def apply_local(self, name: str, doc: M, mod_revision: int) -> None:
         """What this process just wrote at mod_revision, so that it reads its own writes."""
