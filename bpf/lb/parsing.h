@@ -509,29 +509,30 @@ static __always_inline int parse_overlay(void *data, void *data_end, const volat
 }
 
 /*
- * The common overlay frame, Katran-style: VXLAN over untagged IPv4 without
- * options and not fragmented, to this node's endpoint, carrying an untagged
- * IPv4 frame without options, not a fragment, TCP or UDP. Every header then
- * sits at a fixed offset: one bounds check (a second for TCP), fixed-offset
- * loads, none of parse_packet's and parse_overlay's generality, no call.
- * The program tries it before parse_packet. It fills pkt only once every
- * check has passed, exactly as parse_packet and parse_overlay would have
- * (tests/dataplane/test_overlay_packets.py checks both ways against the same
- * expected bytes); a frame it doubts in any way is XDSR_PARSE_NEXT, for the
- * general parsers to judge. A VLAN frame fails the first compare or two (a
- * 64-byte tagged frame the bounds check alone).
+ * The common overlay frame, Katran-style: VXLAN (or Geneve without options)
+ * over untagged IPv4 without options, not a fragment, to this node's
+ * endpoint, carrying an untagged IPv4 frame without options, not a
+ * fragment, TCP or UDP. Every header then sits at a fixed offset: one
+ * bounds check (a second for TCP), fixed-offset loads, none of
+ * parse_packet's and parse_overlay's generality, no call. The program tries
+ * it before parse_packet. It fills pkt only once every check has passed,
+ * exactly as parse_packet and parse_overlay would have
+ * (tests/dataplane/test_overlay_packets.py holds both ways to the same
+ * bytes); a frame it doubts in any way is XDSR_PARSE_NEXT, for the general
+ * parsers to judge. A VLAN frame fails the bounds check (a 64-byte tagged
+ * frame) or the EtherType's compare.
  */
 #define XDSR_FAST_IP4 14                                /* outer IPv4 */
 #define XDSR_FAST_UDP (XDSR_FAST_IP4 + 20)              /* outer UDP */
-#define XDSR_FAST_TUN (XDSR_FAST_UDP + 8)               /* VXLAN header */
+#define XDSR_FAST_TUN (XDSR_FAST_UDP + 8)               /* VXLAN or Geneve header */
 #define XDSR_FAST_INNER (XDSR_FAST_TUN + XDSR_TUN_HDR)  /* inner Ethernet */
 #define XDSR_FAST_IP (XDSR_FAST_INNER + 14)             /* inner IPv4 */
 #define XDSR_FAST_L4 (XDSR_FAST_IP + 20)                /* inner TCP/UDP */
-/* The outer UDP length holds its header, VXLAN's and the inner Ethernet's
- * besides the inner IP datagram. */
+/* The outer UDP length holds its header, the tunnel's and the inner
+ * Ethernet header besides the inner IP datagram. */
 #define XDSR_FAST_OVERHEAD (8 + XDSR_TUN_HDR + 14)
 
-static __always_inline int parse_vxlan4_fast(void *data, void *data_end, const volatile struct xdsr_prog_cfg *cfg,
+static __always_inline int parse_tunnel4_fast(void *data, void *data_end, const volatile struct xdsr_prog_cfg *cfg,
 					     struct xdsr_pkt *pkt)
 {
 	struct ethhdr *eth = data;
@@ -541,24 +542,41 @@ static __always_inline int parse_vxlan4_fast(void *data, void *data_end, const v
 	struct ethhdr *ieth = data + XDSR_FAST_INNER;
 	struct iphdr *iph = data + XDSR_FAST_IP;
 	struct udphdr *l4 = data + XDSR_FAST_L4;
-	__u32 ulen, tot_len, l4_len;
+	__u32 ulen, tot_len, l4_len, seg_type;
 
 	if ((void *)(l4 + 1) > data_end)
 		return XDSR_PARSE_NEXT;
-	if (eth->h_proto != bpf_htons(ETH_P_IP) || !cfg->vxlan_port || !(cfg->vtep_families & XDSR_VTEP_IPV4))
+	/* EtherTypes read as 16-bit words: struct ethhdr is packed, and clang
+	 * would read its fields a byte at a time. */
+	if (*(__be16 *)(data + 12) != bpf_htons(ETH_P_IP) || !(cfg->vtep_families & XDSR_VTEP_IPV4))
 		return XDSR_PARSE_NEXT;
-	if (*(__u8 *)oip != 0x45 || oip->protocol != IPPROTO_UDP || uh->dest != cfg->vxlan_port ||
+	if (*(__u8 *)oip != 0x45 || oip->protocol != IPPROTO_UDP ||
 	    oip->daddr != *(const volatile __u32 *)&cfg->vtep4[12] || (oip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
 		return XDSR_PARSE_NEXT;
 	if (!mac_equal(eth->h_dest, cfg->mac))
 		return XDSR_PARSE_NEXT;
+	/* The tunnel header, as parse_overlay reads it: VXLAN with the I flag,
+	 * or Geneve version 0 without options, O and C bits clear (its
+	 * reserved bits too), carrying Ethernet. Either is 8 bytes with the
+	 * VNI in bytes 4-6. */
+	if (cfg->vxlan_port && uh->dest == cfg->vxlan_port) {
+		if (!(th[0] & XDSR_VXLAN_I))
+			return XDSR_PARSE_NEXT;
+		seg_type = XDSR_SEG_VXLAN;
+	} else if (cfg->geneve_port && uh->dest == cfg->geneve_port) {
+		if (*(__be32 *)th != bpf_htonl(XDSR_ETH_P_TEB))
+			return XDSR_PARSE_NEXT;
+		seg_type = XDSR_SEG_GENEVE;
+	} else {
+		return XDSR_PARSE_NEXT;
+	}
 	/* The outer lengths, as parse_ipv4 and parse_l4 check them. */
 	tot_len = bpf_ntohs(oip->tot_len);
 	ulen = bpf_ntohs(uh->len);
 	if ((void *)oip + tot_len > data_end || ulen + sizeof(*oip) > tot_len || ulen < XDSR_FAST_OVERHEAD)
 		return XDSR_PARSE_NEXT;
-	/* The tunnel header and the inner frame, as parse_overlay does. */
-	if (!(th[0] & XDSR_VXLAN_I) || ieth->h_proto != bpf_htons(ETH_P_IP) || *(__u8 *)iph != 0x45 ||
+	/* The inner frame, as parse_overlay and parse_ipv4 check it. */
+	if (*(__be16 *)((void *)ieth + 12) != bpf_htons(ETH_P_IP) || *(__u8 *)iph != 0x45 ||
 	    (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
 		return XDSR_PARSE_NEXT;
 	tot_len = bpf_ntohs(iph->tot_len);
@@ -590,8 +608,8 @@ static __always_inline int parse_vxlan4_fast(void *data, void *data_end, const v
 	pkt->key.port = l4->dest;
 	pkt->key.proto = iph->protocol;
 	pkt->key.family = XDSR_FAMILY_IPV4;
-	pkt->key.segment = (__u32)XDSR_SEG_VXLAN << XDSR_SEG_TYPE_SHIFT | (__u32)th[4] << 16 | (__u32)th[5] << 8 |
-			   th[6];
+	/* VNI: bytes 4-6, read as one word with the reserved byte shifted out. */
+	pkt->key.segment = seg_type << XDSR_SEG_TYPE_SHIFT | bpf_ntohl(*(__be32 *)(th + 4)) >> 8;
 	pkt->hash_words[0] = (__u64)iph->saddr | (__u64)iph->daddr << 32;
 	pkt->n_words = 2;
 	pkt->ports = *(__u32 *)l4;

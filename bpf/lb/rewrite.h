@@ -216,11 +216,11 @@ static __always_inline int rewrite_tunnel(struct xdp_md *ctx, const struct xdsr_
 }
 
 /*
- * rewrite_tunnel for a frame parse_vxlan4_fast took: every header at its
+ * rewrite_tunnel for a frame parse_tunnel4_fast took: every header at its
  * fixed offset, so one bounds check, and no UDP checksum to update: a frame
  * that carries one is left as it is (XDSR_PARSE_NEXT) for rewrite_tunnel.
  */
-static __always_inline int rewrite_vxlan4_fast(struct xdp_md *ctx, const struct xdsr_backend *be,
+static __always_inline int rewrite_tunnel4_fast(struct xdp_md *ctx, const struct xdsr_backend *be,
 					       const struct xdsr_backend_vtep *ep,
 					       const struct xdsr_backend_hop *hop, const volatile struct xdsr_prog_cfg *cfg)
 {
@@ -243,9 +243,8 @@ static __always_inline int rewrite_vxlan4_fast(struct xdp_md *ctx, const struct 
 	iph->daddr = *(const __u32 *)&ep->addr[12];
 	iph->saddr = *(const volatile __u32 *)&cfg->vtep4[12];
 	iph->check = csum_apply(iph->check, addr);
-	th[4] = be->vni >> 16;
-	th[5] = be->vni >> 8;
-	th[6] = be->vni;
+	/* The VNI and the reserved byte after it, as one word. */
+	*(__be32 *)(th + 4) = bpf_htonl(be->vni << 8 | th[7]);
 	write_macs(inner, be->mac, cfg->mac);
 	write_macs(data, hop->mac, cfg->mac);
 	return XDSR_PARSE_OK;

@@ -201,9 +201,9 @@ int xdsr_lb(struct xdp_md *ctx)
 	int quiet = is_probe(ctx);
 	int fast = 0;
 
-	/* The common VXLAN frame first (parse_vxlan4_fast); every other one,
+	/* The common tunnel frame first (parse_tunnel4_fast); every other one,
 	 * and any the fast path doubts, through the general parsers. */
-	fast = parse_vxlan4_fast(data, data_end, &xdsr_cfg, &pkt) == XDSR_PARSE_OK;
+	fast = parse_tunnel4_fast(data, data_end, &xdsr_cfg, &pkt) == XDSR_PARSE_OK;
 	if (!fast) {
 		reason = parse_packet(data, data_end, xdsr_cfg.mac, &pkt);
 		if (reason != XDSR_PARSE_OK)
@@ -236,7 +236,7 @@ int xdsr_lb(struct xdp_md *ctx)
 		hop = bpf_map_lookup_elem(&xdsr_backends, &i2);
 		if (!ep || !hop)
 			return verdict(XDSR_R_TX_ERROR, bytes, quiet);
-		reason = fast ? rewrite_vxlan4_fast(ctx, be, ep, hop, &xdsr_cfg) : XDSR_PARSE_NEXT;
+		reason = fast ? rewrite_tunnel4_fast(ctx, be, ep, hop, &xdsr_cfg) : XDSR_PARSE_NEXT;
 		if (reason == XDSR_PARSE_NEXT)
 			reason = rewrite_tunnel(ctx, &pkt, be, ep, hop, &xdsr_cfg);
 		detail = XDSR_R_OVERLAY;

@@ -310,8 +310,8 @@ def _cases() -> Iterator[Case]:
 def _fast_path_edges() -> Iterator[Case]:
     """The program takes VXLAN over untagged IPv4 (IHL 5, not a fragment)
     carrying untagged IPv4 (IHL 5, not a fragment) TCP or UDP at fixed
-    offsets (parse_vxlan4_fast), and rewrites it there when the outer UDP
-    checksum is zero (rewrite_vxlan4_fast); anything else, or a frame whose
+    offsets (parse_tunnel4_fast), and rewrites it there when the outer UDP
+    checksum is zero (rewrite_tunnel4_fast); anything else, or a frame whose
     lengths it doubts, goes through the general parsers. Both ways must give
     the same verdicts and bytes: these are the frames at the edge."""
     tx, ps, dr, fwd = bpf.XDP_TX, bpf.XDP_PASS, bpf.XDP_DROP, Reason.FORWARDED
@@ -345,6 +345,17 @@ def _fast_path_edges() -> Iterator[Case]:
     f = encap(inner6(444), zero_csum=True)
     yield Case("general path: inner IPv6 over a v4 underlay", bytes(f), tx, fwd,
                reencap(f, _service(VIP6, 444, 1000).backends[0]))  # fmt: skip
+    gbe = _service(VIP4, 80, 3000).backends[0]
+    f = encap(inner4(), geneve=True, vni=3000, zero_csum=True)
+    yield Case("fast path: geneve without options or UDP checksum", bytes(f), tx, fwd, reencap(f, gbe))
+    f = encap(inner4(), geneve=True, vni=3000, zero_csum=True, options=[GeneveOptions(data=b"o" * 4)])
+    yield Case("general path: geneve with an option, without UDP checksum", bytes(f), tx, fwd, reencap(f, gbe))
+    f = encap(inner4(), geneve=True, vni=3000, zero_csum=True, critical=True)
+    yield Case("general path: geneve with the C bit and no options, for a service", bytes(f), dr, Reason.UNSUPPORTED)
+    f = encap(inner4(), geneve=True, vni=3000, zero_csum=True)
+    f[GENEVE].reserved = 1
+    f = Ether(bytes(f))
+    yield Case("general path: geneve with a reserved bit set: ignored", bytes(f), tx, fwd, reencap(f, gbe))
     lies: list[tuple[str, Packet, int, Reason]] = [
         ("inner TCP data offset 4", Ether(dst=VIP_MAC, src=TENANT_GW) / IP(src=CLIENT4, dst=VIP4)
          / TCP(dport=80, dataofs=4), dr, Reason.MALFORMED),
