@@ -6,6 +6,7 @@ or perhaps arrived)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -13,7 +14,8 @@ import pytest
 from xdsr.local.process import free_port
 from xdsr.store.gateway import Broken, GatewayPool, NotSent
 
-Answer = Callable[[bytes], Awaitable[bytes | None]]  # request -> raw answer (None: close)
+# request -> raw answer (None: close; a list: its pieces, sent one by one)
+Answer = Callable[[bytes], Awaitable[bytes | list[bytes] | None]]
 
 
 async def _serve(answer: Answer) -> tuple[asyncio.Server, str, list[bytes], list[int]]:
@@ -35,8 +37,11 @@ async def _serve(answer: Answer) -> tuple[asyncio.Server, str, list[bytes], list
                 raw = await answer(request)
                 if raw is None:
                     break
-                writer.write(raw)
-                await writer.drain()
+                for piece in raw if isinstance(raw, list) else [raw]:
+                    writer.write(piece)
+                    await writer.drain()
+                    if isinstance(raw, list):
+                        await asyncio.sleep(0.001)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -79,6 +84,27 @@ def test_answers_by_length_and_chunked_on_one_kept_connection() -> None:
             # Several at once: one connection each, all answered.
             got = await asyncio.gather(*(pool.post(url, "/v3/kv/put", b"{}") for _ in range(8)))
             assert got == [(200, b'{"ok":true}')] * 8
+        finally:
+            await pool.close()
+            server.close()
+
+    asyncio.run(body())
+
+
+def test_an_answer_in_pieces() -> None:
+    async def body() -> None:
+        big = b"[" + b",".join(b"%d" % i for i in range(2000)) + b"]"
+
+        async def answer(request: bytes) -> list[bytes]:
+            raw = _chunked(big, 1000) if b"/chunked" in request else _ok(big)
+            cuts = [0, 5, 17, 40, 41, 1000, 1003, 1004, 2500, len(raw) - 3, len(raw) - 1, len(raw)]
+            return [raw[a:b] for a, b in itertools.pairwise(cuts)]
+
+        server, url, _, _ = await _serve(answer)
+        pool = GatewayPool(None, timeout=2.0)
+        try:
+            assert await pool.post(url, "/chunked", b"{}") == (200, big)
+            assert await pool.post(url, "/length", b"{}") == (200, big)
         finally:
             await pool.close()
             server.close()

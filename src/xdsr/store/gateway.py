@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 
@@ -41,13 +42,22 @@ class Broken(GatewayError):
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection; one request at a time."""
+    """One keep-alive connection; one request at a time. The answer is
+    parsed as it arrives, each byte looked at once (a range of every load
+    balancer is megabytes, in many pieces)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self._buf = bytearray()
         self._answer: asyncio.Future[tuple[int, bytes, bool]] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._buf = bytearray()
+        self._head: _Head | None = None
+        self._pos = 0  # where parsing goes on in _buf
+        self._body = bytearray()  # a chunked answer's body so far
+        self._trailer = False  # a chunked answer's last chunk seen: its trailer lines follow
 
     # --- asyncio.Protocol ---
 
@@ -55,13 +65,14 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self._buf += data
-        if self._answer is None or self._answer.done():
-            if self._answer is None:
-                self._fail(Broken("the gateway sent data nobody asked for"))
+        if self._answer is None:
+            self._fail(Broken("the gateway sent data nobody asked for"))
             return
+        if self._answer.done():
+            return
+        self._buf += data
         try:
-            parsed = _parse(self._buf)
+            parsed = self._parse()
         except ValueError as exc:
             self._fail(Broken(f"unreadable answer from the gateway: {exc}"))
             return
@@ -97,20 +108,74 @@ class _Connection(asyncio.Protocol):
             return await self._answer
         finally:
             self._answer = None
-            self._buf.clear()
+            self._reset()
+
+    # --- parsing ---
+
+    def _parse(self) -> tuple[int, bytes, bool] | None:
+        """(status, body, keep_alive) once the whole answer is in, else None.
+        Raises ValueError for an answer that is not HTTP/1.1 as Go writes it."""
+        buf = self._buf
+        if self._head is None:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return None
+            self._head = _head(bytes(buf[:end]))
+            self._pos = end + 4
+        head = self._head
+        if head.length is not None:
+            have = len(buf) - self._pos
+            if have > head.length:
+                raise ValueError("more bytes than Content-Length")
+            return (head.status, bytes(buf[self._pos :]), head.keep_alive) if have == head.length else None
+        return self._dechunk(head)
+
+    def _dechunk(self, head: _Head) -> tuple[int, bytes, bool] | None:
+        buf = self._buf
+        while not self._trailer:
+            eol = buf.find(b"\r\n", self._pos)
+            if eol < 0:
+                return None
+            size_text = bytes(buf[self._pos : eol]).split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise ValueError(f"chunk size {size_text[:20]!r}") from None
+            if size == 0:
+                self._pos = eol + 2
+                self._trailer = True
+                break
+            if len(buf) < eol + 2 + size + 2:
+                return None  # the chunk is not all in: its size line is read again then
+            start = eol + 2
+            if buf[start + size : start + size + 2] != b"\r\n":
+                raise ValueError("chunk without its CRLF")
+            self._body += buf[start : start + size]
+            self._pos = start + size + 2
+        # Trailer lines (Go sends none), then an empty line.
+        while True:
+            eol = buf.find(b"\r\n", self._pos)
+            if eol < 0:
+                return None
+            if eol == self._pos:
+                if len(buf) > eol + 2:
+                    raise ValueError("bytes after the last chunk")
+                return head.status, bytes(self._body), head.keep_alive
+            self._pos = eol + 2
 
 
-def _parse(buf: bytearray) -> tuple[int, bytes, bool] | None:
-    """(status, body, keep_alive) once buf holds a whole answer, else None.
-    Raises ValueError for an answer that is not HTTP/1.1 as Go writes it."""
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    lines = bytes(buf[:end]).split(b"\r\n")
+@dataclass(frozen=True)
+class _Head:
+    status: int
+    length: int | None  # None: chunked
+    keep_alive: bool
+
+
+def _head(text: bytes) -> _Head:
+    lines = text.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
         raise ValueError(f"status line {lines[0][:80]!r}")
-    status = int(parts[1])
     length: int | None = None
     chunked = False
     keep_alive = parts[0] == b"HTTP/1.1"
@@ -130,48 +195,11 @@ def _parse(buf: bytearray) -> tuple[int, bytes, bool] | None:
                 raise ValueError(f"Transfer-Encoding {value[:40]!r}")
         elif name == b"connection":
             keep_alive = value.lower() != b"close" and (keep_alive or value.lower() == b"keep-alive")
-    start = end + 4
     if chunked:
-        return _dechunk(buf, start, status, keep_alive)
-    if length is None:
+        length = None
+    elif length is None:
         raise ValueError("neither Content-Length nor chunked")  # Go always says one
-    if len(buf) - start < length:
-        return None
-    if len(buf) - start > length:
-        raise ValueError("more bytes than Content-Length")
-    return status, bytes(buf[start:]), keep_alive
-
-
-def _dechunk(buf: bytearray, pos: int, status: int, keep_alive: bool) -> tuple[int, bytes, bool] | None:
-    body = bytearray()
-    while True:
-        eol = buf.find(b"\r\n", pos)
-        if eol < 0:
-            return None
-        size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise ValueError(f"chunk size {size_text[:20]!r}") from None
-        pos = eol + 2
-        if size == 0:
-            break
-        if len(buf) < pos + size + 2:
-            return None
-        body += buf[pos : pos + size]
-        if buf[pos + size : pos + size + 2] != b"\r\n":
-            raise ValueError("chunk without its CRLF")
-        pos += size + 2
-    # Trailer lines (Go sends none), then an empty line.
-    while True:
-        eol = buf.find(b"\r\n", pos)
-        if eol < 0:
-            return None
-        if eol == pos:
-            if len(buf) > eol + 2:
-                raise ValueError("bytes after the last chunk")
-            return status, bytes(body), keep_alive
-        pos = eol + 2
+    return _Head(int(parts[1]), length, keep_alive)
 
 
 class GatewayPool:
