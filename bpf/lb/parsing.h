@@ -405,7 +405,9 @@ static __always_inline int is_tunnel(const struct xdsr_pkt *pkt, const volatile 
 {
 	const volatile __u64 *vtep;
 
-	if (pkt->key.port != cfg->vxlan_port && pkt->key.port != cfg->geneve_port)
+	/* A port of 0 in the config means that tunnel is off, and a later
+	 * fragment is keyed with port 0: neither may match the other. */
+	if (!pkt->key.port || (pkt->key.port != cfg->vxlan_port && pkt->key.port != cfg->geneve_port))
 		return 0;
 	if (pkt->key.family == XDSR_FAMILY_IPV4) {
 		if (!(cfg->vtep_families & XDSR_VTEP_IPV4))

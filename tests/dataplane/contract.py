@@ -214,7 +214,7 @@ class Contract:
 
     def _to_our_endpoint(self, flow: _Flow) -> bool:
         t = self.tunnel
-        if not t.enabled or flow.port not in (t.vxlan_port, t.geneve_port):
+        if not t.enabled or not flow.port or flow.port not in (t.vxlan_port, t.geneve_port):
             return False
         ours = t.vtep4 if flow.family == 4 else t.vtep6
         return ours is not None and ours.packed == flow.dst

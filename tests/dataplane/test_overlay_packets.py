@@ -522,6 +522,27 @@ def test_no_tunnel_endpoint_configured() -> None:
             prog.close()
 
 
+def test_a_tunnel_that_is_off_matches_no_port_0() -> None:
+    """VXLAN off (port 0) and Geneve on: a later UDP fragment to the
+    endpoint (keyed with port 0) is not taken for VXLAN, but goes to the
+    host like any frame for the endpoint's address with no service."""
+    from scapy.layers.inet import fragment
+
+    geneve_only = TunnelEndpoint(ipaddress.IPv4Address(VTEP4), None, vxlan_port=0)
+    whole = encap(inner4(), geneve=True)
+    later = Ether(dst=LBN, src=ROUTER) / fragment(whole[IP], fragsize=64)[1]
+    with private_pin_dir() as pin, Dataplane.create_or_open(pin, max_services=64) as dp:
+        apply(dp, SERVICES)
+        prog = dp.load_program(LBN, tunnel=geneve_only)
+        try:
+            f = bytes(later)
+            verdict, out, _ = prog.test_run(f)
+            assert verdict == bpf.XDP_PASS and out == f
+            assert read_stats(dp).reasons[Reason.MALFORMED].packets == 0
+        finally:
+            prog.close()
+
+
 def test_installed_tunnel_backends_read_back(loaded: tuple[Dataplane, bpf.Program]) -> None:
     from xdsr.dataplane.state import installed
 
