@@ -25,8 +25,8 @@ from xdsr.model.group import PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer, Member
 from xdsr.operator.agents import AgentClient
 from xdsr.operator.capacity import ZERO, add, cost
-from xdsr.operator.written import WrittenInformer
 from xdsr.store.docs import dump
+from xdsr.store.informer import Informer
 from xdsr.store.memory import MemoryStore
 
 NOW = "2026-11-26T00:00:00Z"
@@ -171,19 +171,19 @@ def test_the_agent_client_encodes_a_state_sent_to_several_nodes_once() -> None:
 def test_a_write_of_ours_the_watch_brings_back_first_is_not_parsed_again() -> None:
     async def body() -> None:
         store = MemoryStore()
-        inf: WrittenInformer[PlacedLoadBalancer] = WrittenInformer(store, keys.RULES_PREFIX, PlacedLoadBalancer)
+        inf: Informer[PlacedLoadBalancer] = Informer(store, keys.RULES_PREFIX, PlacedLoadBalancer)
         inf.start()
         try:
             assert await inf.wait_synced(5)
             ours = PlacedLoadBalancer(generation=1, project_id="p")
             value = dump(ours)
-            inf.expect("g1/lb1", ours, value)
+            inf.expect("g1/lb1", value, ours)
             rev = await store.put(keys.rules_key("g1", "lb1"), value)
             await inf.wait_for(rev)  # the watch's copy, before apply_local
             assert inf.get("g1/lb1") is ours and inf.parsed == 0
             # Someone else's write under the same name is parsed, as always.
             theirs = PlacedLoadBalancer(generation=2, project_id="p")
-            inf.expect("g1/lb1", ours, value)
+            inf.expect("g1/lb1", value, ours)
             rev = await store.put(keys.rules_key("g1", "lb1"), dump(theirs), expect=rev)
             await inf.wait_for(rev)
             assert inf.get("g1/lb1") == theirs and inf.parsed == 1

@@ -217,7 +217,7 @@ class Placer(View):
                     deleted_from.add(g)
                 else:
                     value = dump(rules)
-                    self.rules.expect(f"{g}/{lb_id}", rules, value)
+                    self.rules.expect(f"{g}/{lb_id}", value, rules)
                     try:
                         rev = await self.store.put(key, value, expect=expect)
                     finally:

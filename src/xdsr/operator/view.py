@@ -22,7 +22,6 @@ from xdsr.operator.agents import AgentClient
 from xdsr.operator.capacity import ZERO, Cost, add, cost, sub
 from xdsr.operator.compile import Compiled, ServiceKey, service_key
 from xdsr.operator.status import NodeReport
-from xdsr.operator.written import WrittenInformer
 from xdsr.store.base import Store
 from xdsr.store.informer import Informer
 
@@ -205,9 +204,9 @@ class View:
         self._kick = asyncio.Event()
         kick = lambda *_: self._kick.set()  # noqa: E731
         self.lbs = Informer(store, keys.LB_PREFIX, LoadBalancer, on_change=self._lb_changed)
-        self.statuses = WrittenInformer(store, keys.STATUS_PREFIX, LoadBalancerStatus)
+        self.statuses = Informer(store, keys.STATUS_PREFIX, LoadBalancerStatus)
         self.groups = Informer(store, keys.GROUP_PREFIX, Group, on_change=kick)
-        self.rules = WrittenInformer(store, keys.RULES_PREFIX, PlacedLoadBalancer, on_change=self._rules_changed)
+        self.rules = Informer(store, keys.RULES_PREFIX, PlacedLoadBalancer, on_change=self._rules_changed)
         self.lbns = Informer(store, keys.LBN_PREFIX, LbnRecord, on_change=self._lbn_changed)
         self.nodes: dict[str, Node] = {}
         # The group generation from which a deleted load balancer is gone.

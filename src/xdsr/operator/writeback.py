@@ -105,7 +105,7 @@ class StatusWriter(View):
 
     async def _put_status(self, status: LoadBalancerStatus) -> None:
         value = dump(status)
-        self.statuses.expect(status.id, status, value)
+        self.statuses.expect(status.id, value, status)
         try:
             rev = await self.store.put(keys.status_key(status.id), value)
         finally:

@@ -53,6 +53,7 @@ class Informer(Generic[M]):
         self._max_backoff = max_backoff
         self._items: dict[str, tuple[M, int]] = {}
         self._expected: dict[str, tuple[bytes, M]] = {}  # name -> (bytes about to be written, their document)
+        self.parsed = 0  # documents parsed from the store (tests count them)
         self.revision = 0  # the store revision this copy reflects, at least
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -153,6 +154,13 @@ class Informer(Generic[M]):
     # --- changes ---
 
     def _parse(self, key: str, value: bytes) -> M | None:
+        if self._expected:
+            name = self._name(key)
+            mine = self._expected.get(name)
+            if mine is not None and mine[0] == value:
+                del self._expected[name]
+                return mine[1]
+        self.parsed += 1
         try:
             return self.model.model_validate_json(value)
         except ValidationError as exc:
@@ -193,16 +201,12 @@ class Informer(Generic[M]):
     def _apply_event(self, event: Event) -> None:
         name = self._name(event.key)
         current = self._items.get(name)
-        expected = self._expected.pop(name, None) if self._expected else None
         if current is None or current[1] < event.mod_revision:
             if event.type == "delete":
                 if current is not None:
                     self._set(name, None, event.mod_revision)
             else:
-                if expected is not None and expected[0] == event.value:
-                    doc: M | None = expected[1]
-                else:
-                    doc = self._parse(event.key, event.value)
+                doc = self._parse(event.key, event.value)
                 if doc is not None:
                     self._set(name, doc, event.mod_revision)
         self._advance(event.mod_revision)
@@ -216,11 +220,16 @@ class Informer(Generic[M]):
         """This process is about to write `value`, which is `doc` (dumped):
         if the watch brings exactly these bytes, it is not parsed again. A
         write that fails leaves nothing wrong behind: the next bytes the
-        watch brings for the name differ, and are parsed."""
+        watch brings for the name differ, and are parsed; `forget` drops it."""
         self._expected[name] = (value, doc)
+
+    def forget(self, name: str) -> None:
+        """The write announced with `expect` did not happen."""
+        self._expected.pop(name, None)
 
     def apply_local(self, name: str, doc: M, mod_revision: int) -> None:
         """What this process just wrote at mod_revision, so that it reads its own writes."""
+        self._expected.pop(name, None)
         if mod_revision <= self.revision:
             return  # the watch has delivered it already, or something newer
         current = self._items.get(name)
