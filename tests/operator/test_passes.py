@@ -944,6 +944,44 @@ def test_a_quiet_group_polls_nothing_and_counters_arrive_within_one_poll() -> No
     run(body)
 
 
+def test_counters_held_back_by_the_stats_interval_are_written_once_it_has_passed() -> None:
+    """A status is rewritten for its counters at most every stats_interval.
+    Counters that moved within it are written once it has passed, by a pass
+    the operator schedules itself: no later poll brings them again (a poll
+    carries only the counters that moved since the last one)."""
+
+    async def body() -> None:
+        async with counting_world(8) as w:
+            w.op.settings.stats_interval = 0.0
+            w.nodes.traffic("n2", "lb5/l1", 120, 9000)
+            await w.op._poll_nodes()
+            await w.converge()
+            first = w.op.statuses.get("lb5")
+            assert first is not None and first.stats["l1"].packets == 120
+
+            w.op.settings.stats_interval = 3.0
+            w.nodes.traffic("n2", "lb5/l1", 130, 9900)
+            await w.op._poll_nodes()
+            w.op._kick.clear()
+            await w.converge()
+            held = w.op.statuses.get("lb5")
+            assert held is not None and held.stats["l1"].packets == 120, "written less than stats_interval ago"
+
+            w.nodes.polls.clear()
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                # Only the operator's own wake-up: no poll in between.
+                await asyncio.wait_for(w.op._kick.wait(), timeout=deadline - asyncio.get_running_loop().time())
+                w.op._kick.clear()
+                await w.converge()
+                status = w.op.statuses.get("lb5")
+                if status is not None and status.stats["l1"].packets == 130:
+                    break
+            assert w.nodes.polls == [], "no poll brought the counters again"
+
+    run(body)
+
+
 def _by_owner(reports: list[ServiceReport]) -> dict[str, list[ServiceReport]]:
     out: dict[str, list[ServiceReport]] = {}
     for r in reports:

@@ -41,6 +41,7 @@ class StatusWriter(View):
         self._dirty_lbs, self._dirty_groups, self._all_dirty = set(), set(), False
         writes: list[Awaitable[None]] = []
         waits: list[float] = []
+        stats_due: list[float] = []
         for lb in todo:
             if lb.deleting:
                 continue
@@ -63,8 +64,16 @@ class StatusWriter(View):
             self.judged += 1
             if prev is None and new.observed_generation == 0 and new.error is None:
                 continue  # nothing to tell yet: the API shows PENDING_CREATE either way
-            recently = now - self._stats_written.get(lb.id, 0) < self.settings.stats_interval
+            last = self._stats_written.get(lb.id, 0)
+            recently = now - last < self.settings.stats_interval
             if prev is not None and same_but_stats(prev, new) and (prev.stats == new.stats or recently):
+                if prev.stats != new.stats:
+                    # Counters that moved within stats_interval of the last
+                    # write: written once it has passed. No later poll need
+                    # bring them again (a poll carries only counters that
+                    # moved since), so the pass is scheduled here.
+                    self._dirty_lbs.add(lb.id)
+                    stats_due.append(last + self.settings.stats_interval)
                 continue
             writes.append(self._put_status(new))
             self._stats_written[lb.id] = now
@@ -80,9 +89,9 @@ class StatusWriter(View):
                     new.provisioning_status,
                     new.operating_status,
                 )
-        if waits:
-            wake = min(waits) + self.settings.status_wait - now
-            asyncio.get_running_loop().call_later(max(wake, 0.0), self._kick.set)
+        wakes = [w + self.settings.status_wait for w in waits] + stats_due
+        if wakes:
+            asyncio.get_running_loop().call_later(max(min(wakes) - now, 0.0), self._kick.set)
         await self._concurrently(writes)
 
     def _on_its_way(self, group: str, needed: int, now: float) -> float | None:
