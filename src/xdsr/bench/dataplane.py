@@ -14,10 +14,9 @@ flows over a veth and shows what the caches do.
 from __future__ import annotations
 
 import random
-import statistics
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from scapy.layers.inet import IP, UDP
@@ -25,6 +24,7 @@ from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
 from xdsr.bench.scenarios import FRONTEND_VLAN, PORT, SCENARIOS, Scenario
+from xdsr.bench.spread import Spread
 from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane.config import parse_config
 from xdsr.dataplane.loader import Dataplane, ensure_bpffs, remove_pins
@@ -50,17 +50,6 @@ def frames(scenario: Scenario, n: int, size: int = 64, seed: int = 1) -> list[by
         pad = size - 4 - len(p)  # the wire size counts the 4-byte FCS
         out.append(bytes(p / Raw(b"\0" * max(pad, 0))))
     return out
-
-
-@dataclass
-class Spread:
-    min: float
-    median: float
-    max: float
-
-    @classmethod
-    def of(cls, xs: list[float]) -> Spread:
-        return cls(min(xs), statistics.median(xs), max(xs))
 
 
 def ns_per_packet(prog: bpf.Program, pkts: list[bytes], repeat: int) -> float:

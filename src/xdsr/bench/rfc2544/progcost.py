@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import statistics
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -37,6 +36,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
 from xdsr.bench.scenarios import FRONTEND_VLAN, FRONTEND_VNI, LB_VTEP, PORT
+from xdsr.bench.spread import Spread
 from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane.config import parse_config
 from xdsr.dataplane.loader import Dataplane, TunnelEndpoint, ensure_bpffs, remove_pins
@@ -48,17 +48,6 @@ PEER_MAC = "02:00:00:00:00:01"
 VIP = "198.18.0.1"
 N_VXLAN_BACKENDS = 255  # as scenario A (the VLAN rig can have one: the node's MAC on one VLAN)
 INNER_SIZE = 64  # bytes with FCS, as the throughput trials' 64-byte point
-
-
-@dataclass
-class Spread:
-    min: float
-    median: float
-    max: float
-
-    @classmethod
-    def of(cls, xs: list[float]) -> Spread:
-        return cls(min(xs), statistics.median(xs), max(xs))
 
 
 @dataclass

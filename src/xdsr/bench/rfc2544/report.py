@@ -4,13 +4,13 @@ report shaped like the paper's Table 2, and the JSON with every raw figure."""
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from xdsr.bench.rfc2544.frames import imix_mean_wire_size
 from xdsr.bench.rfc2544.harness import Point, Results, Series, Trial
+from xdsr.bench.spread import Spread
 
 BASELINE = "loopback"
 KERNEL = "dnat"
@@ -29,20 +29,6 @@ REFERENCE = {
     "straightforward_b_added_ns": 60.0,
     "straightforward_b_ratio": 0.77,
 }
-
-
-@dataclass(frozen=True)
-class Spread:
-    min: float
-    median: float
-    max: float
-
-    @classmethod
-    def of(cls, xs: Sequence[float]) -> Spread:
-        return cls(min(xs), statistics.median(xs), max(xs))
-
-    def fmt(self, scale: float = 1.0, digits: int = 2) -> str:
-        return f"{self.median * scale:.{digits}f} ({self.min * scale:.{digits}f}-{self.max * scale:.{digits}f})"
 
 
 def dut_order(results: Results) -> list[str]:
