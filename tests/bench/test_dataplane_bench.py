@@ -33,12 +33,12 @@ def test_measured_frames_forward_on_every_repetition(scenario: Scenario) -> None
                 for p in pkts:
                     verdict, out, _ = prog.test_run(p, repeat=50)
                     assert verdict == bpf.XDP_TX and out == p
-                assert bench.ns_per_packet(prog, pkts, 10) > 0
+                assert bench.ns_per_run(prog, pkts, 10) > 0
                 # A frame for another backend is rewritten away from this node:
                 # repeated, it stops forwarding, and the measurement refuses it.
                 other = next(f for f in bench.frames(scenario, 0, seed=7) if prog.test_run(f)[1][:6] != pkts[0][:6])
                 with pytest.raises(RuntimeError, match="not a fixed point"):
-                    bench.ns_per_packet(prog, [other], 10)
+                    bench.ns_per_run(prog, [other], 10)
             finally:
                 prog.close()
     finally:

@@ -32,6 +32,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
+from xdsr.bench.rfc2544.progcost import ns_per_run
 from xdsr.bench.scenarios import FRONTEND_VLAN, PORT, SCENARIOS, Scenario
 from xdsr.bench.spread import Spread
 from xdsr.dataplane import libbpf as bpf
@@ -92,18 +93,6 @@ def fixed_point_frames(prog: bpf.Program, scenario: Scenario, n: int, limit: int
     raise AssertionError("unreachable: frames() is endless")
 
 
-def ns_per_packet(prog: bpf.Program, pkts: list[bytes], repeat: int) -> float:
-    """Mean over the packets of the kernel-timed ns per run; every run must
-    forward, or the figure would be another path's."""
-    total = 0
-    for p in pkts:
-        verdict, _, ns = prog.test_run(p, repeat=repeat, out_size=0)
-        if verdict != bpf.XDP_TX:
-            raise RuntimeError(f"the program's verdict was {verdict}, not XDP_TX: the frame is not a fixed point")
-        total += ns
-    return total / len(pkts)
-
-
 def prog_cost(rounds: int = 7, repeat: int = 20000, n_flows: int = 64) -> dict[str, object]:
     noop = bpf.load_program(str(bpf_object("xdp_tx")), "xdp_tx")
     results: dict[str, object] = {}
@@ -120,8 +109,8 @@ def prog_cost(rounds: int = 7, repeat: int = 20000, n_flows: int = 64) -> dict[s
                         xs, ns = [], []
                         for _ in range(rounds):
                             # Interleaved, so both see the same machine state.
-                            xs.append(ns_per_packet(prog, pkts, repeat))
-                            ns.append(ns_per_packet(noop, pkts, repeat))
+                            xs.append(ns_per_run(prog, pkts, repeat))
+                            ns.append(ns_per_run(noop, pkts, repeat))
                     finally:
                         prog.close()
                     added = [x - n for x, n in zip(xs, ns, strict=True)]
