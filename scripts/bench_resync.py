@@ -11,7 +11,8 @@ runs, each on new maps and a new Agent (a restarted node has neither).
 Stages: the body's parse and pydantic validation plus HTTP (the request's
 CPU less Agent.put's), the services' checks (rules.validate), building the
 services (Agent._build), the Maglev tables (tables.maglev_slots_many) and
-the rest of the apply (state.apply less the tables). Needs root (it creates
+the rest of the apply (state.apply less the tables); and, across them, the
+cyclic garbage collector's runs during the request. Needs root (it creates
 BPF maps); the maps are pinned under /sys/fs/bpf and removed afterwards.
 """
 
@@ -120,7 +121,9 @@ class Stages:
         setattr(owner, attr, timed)
 
 
-async def one_run(bodies: list[bytes], n: int, stages: Stages) -> tuple[float, float]:
+async def one_run(
+    bodies: list[bytes], n: int, collected: dict[int, list[float]]
+) -> tuple[float, float, dict[int, list[float]]]:
     pin = f"/sys/fs/bpf/xdsr-bench-resync-{os.getpid()}"
     remove_pins(pin)
     dp = Dataplane.create_or_open(pin, n + 1)
@@ -140,16 +143,18 @@ async def one_run(bodies: list[bytes], n: int, stages: Stages) -> tuple[float, f
             timeout=600,
         ) as http:
             gc.collect()
+            collected.clear()
             c0, t0 = time.process_time(), time.perf_counter()
             for body in bodies:
                 r = await http.put("/v1/state", content=body)
             cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+            during = {g: list(ts) for g, ts in collected.items()}
             assert r.status_code == 200, r.text[:500]
             assert r.json()["generation"] == 7 and len(agent.installed) == n, "not applied"
     finally:
         await agent.stop()
         remove_pins(pin)
-    return cpu, wall
+    return cpu, wall, during
 
 
 def spread(xs: list[float]) -> str:
@@ -161,6 +166,16 @@ async def main(n: int, members: int, runs: int, profile: bool = False) -> None:
     bodies = split(full_state(n, members))
     gc.freeze()
     stages = Stages()
+    collected: dict[int, list[float]] = defaultdict(list)
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(time.process_time())
+        elif started:
+            collected[info["generation"]].append(time.process_time() - started.pop())
+
+    gc.callbacks.append(on_gc)
     stages.wrap(Agent, "put", "put")
     stages.wrap(rules, "validate", "validate")
     stages.wrap(Agent, "_build", "build")
@@ -180,13 +195,13 @@ async def main(n: int, members: int, runs: int, profile: bool = False) -> None:
         Agent._dp = inline  # type: ignore[method-assign]
         prof = cProfile.Profile()
         prof.enable()
-        await one_run(bodies, n, stages)
+        await one_run(bodies, n, collected)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(40)
         return
     for _ in range(runs):
         stages.cpu.clear()
-        cpu, wall = await one_run(bodies, n, stages)
+        cpu, wall, during = await one_run(bodies, n, collected)
         s = stages.cpu
         rows["wall"].append(wall)
         rows["whole request (CPU)"].append(cpu)
@@ -196,6 +211,7 @@ async def main(n: int, members: int, runs: int, profile: bool = False) -> None:
         rows["  Maglev tables"].append(s["maglev"])
         rows["  apply less tables"].append(s["apply"] - s["maglev"])
         rows["  the rest of put"].append(s["put"] - s["validate"] - s["build"] - s["apply"])
+        rows["  (of all: the collector)"].append(sum(sum(ts) for ts in during.values()))
     print(f"{n} x {members}, {sum(map(len, bodies)):,} bytes in {len(bodies)} bodies; ms min/median/max of {runs}")
     for name, xs in rows.items():
         print(f"{name:24s} {spread(xs)}")
