@@ -181,6 +181,15 @@ def test_many_tables_side_by_side_equal_the_reference(n: int, m: int, weights: l
         np.testing.assert_array_equal(table, ref)
 
 
+@pytest.mark.parametrize("m", [2, 3, 101, 1009, 65537, 2**31 - 1])
+def test_many_permutations_at_once_are_those_of_each_alone(m: int) -> None:
+    rng = random.Random(m)
+    ids = ["", "a", "lb-0-m-1", "\u00e9t\u00e9", *(f"{rng.getrandbits(128):032x}" for _ in range(300))]
+    off, skip = mm.permutation_params_many(ids, m)
+    assert off.dtype == skip.dtype == np.int64
+    assert list(zip(off.tolist(), skip.tolist(), strict=True)) == [permutation_params(i, m) for i in ids]
+
+
 @pytest.mark.parametrize(
     ("n", "m", "weights"),
     [

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from xdsr.maglev.rule import MaglevBackend, active_backends, out_dtype, permutation_params, reference_build_table
+from xdsr.maglev.rule import (
+    MaglevBackend,
+    active_backends,
+    out_dtype,
+    permutation_params,
+    permutation_params_many,
+    reference_build_table,
+)
 
 # State shared by both strategies below: ``filled`` (one byte per slot, plus a
 # trailing byte that stays 0 and serves as the "end of candidates" sentinel),
@@ -516,10 +523,8 @@ def build_tables(jobs: Sequence[tuple[Sequence[MaglevBackend], int]]) -> list[np
         per = max(1, _BATCH_CELLS // m)
         for at in range(0, len(members), per):
             block = members[at : at + per]
-            params = np.array(
-                [[permutation_params(jobs[i][0][a].id, m) for a in active] for i, active in block], dtype=np.int64
-            )
-            local = _batch(params[:, :, 0], params[:, :, 1], weights, m)
+            off, skip = permutation_params_many([jobs[i][0][a].id for i, active in block for a in active], m)
+            local = _batch(off.reshape(len(block), -1), skip.reshape(len(block), -1), weights, m)
             for (i, active), row in zip(block, local, strict=True):
                 out[i] = np.asarray(active, dtype=out_dtype(len(jobs[i][0])))[row]
     return out  # type: ignore[return-value]
