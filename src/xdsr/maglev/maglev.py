@@ -403,8 +403,9 @@ _BATCH_MIN = 80
 # per table; 4 M cells (4 MB of flags) for a whole group of 1009-slot tables.
 _BATCH_CELLS = 1 << 22
 # Empty slots left per table at which a batch switches from scanning forward
-# to ranking the remaining empty slots (as _Builder._finish does).
-_BATCH_FINISH = 80
+# to ranking the remaining empty slots (as _Builder._finish does): ranking
+# costs about (empty slots)^2 per table, scanning m / empty per turn.
+_BATCH_FINISH = 32
 
 
 @functools.lru_cache(maxsize=256)
@@ -466,22 +467,24 @@ def _batch(off: np.ndarray, skip: np.ndarray, weights: tuple[int, ...], m: int) 
         cell = base + (o + cur * s) % m
         who = np.flatnonzero(filled[cell])
         if len(who):
-            at = cur[who]
+            # The stuck agents: position `at`, its slot `p`, their skips and tables.
+            at, sk, tb = cur[who], s[who], base[who]
+            p = cell[who] - tb
             w = max(2, m // (m - t))
             while len(who):
                 step = steps.get(w)
                 if step is None:
                     step = steps[w] = np.arange(1, w + 1, dtype=np.int32)
-                j = at[:, None] + step
-                c = base[who, None] + (o[who, None] + j * s[who, None]) % m
-                ok = ~filled[c]
-                hit = ok.any(axis=1)
-                first = ok.argmax(axis=1)
+                c = (p[:, None] + step * sk[:, None]) % m + tb[:, None]  # the slots at at+1 .. at+w
+                taken = filled[c]
+                hit = ~taken.all(axis=1)
+                first = taken.argmin(axis=1)[hit]
                 got = who[hit]
-                cur[got] = j[hit, first[hit]]
-                cell[got] = c[hit, first[hit]]
+                cur[got] = at[hit] + first + 1
+                cell[got] = c[hit, first]
                 miss = ~hit
-                who, at = who[miss], j[miss, -1]
+                who, at, sk, tb = who[miss], at[miss] + w, sk[miss], tb[miss]
+                p = (p[miss] + w * sk) % m
                 w *= 2
         filled[cell] = True
         out[cell] = k
