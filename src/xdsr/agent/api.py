@@ -98,9 +98,9 @@ class CollectorPause:
     parsed, checked, built and applied, and resumed once it is answered.
 
     A full state of a whole group makes about a million objects at once, and
-    the collector, run by their number, walked them again and again: a
-    quarter to a third of a 4096-service state's CPU (scripts/bench_resync.py),
-    on the way to the node forwarding. Nearly all of them are freed by
+    the collector, run by their number, walked them again and again on the
+    way to the node forwarding: about 0.1 s of a 4095-service state's CPU,
+    more when a full collection fell inside (scripts/bench_resync.py). Nearly all of them are freed by
     reference counting or live on as the node's state; whatever cycles they
     leave are collected once the collector runs again, after the apply."""
 
