@@ -100,9 +100,11 @@ class CollectorPause:
     A full state of a whole group makes about a million objects at once, and
     the collector, run by their number, walked them again and again on the
     way to the node forwarding: about 0.1 s of a 4095-service state's CPU,
-    more when a full collection fell inside (scripts/bench_resync.py). Nearly all of them are freed by
-    reference counting or live on as the node's state; whatever cycles they
-    leave are collected once the collector runs again, after the apply."""
+    more when a full collection fell inside (scripts/bench_resync.py).
+    Nearly all of them are freed by reference counting or live on as the
+    node's state; whatever cycles they leave are collected once the
+    collector runs again, after the answer. Only an authenticated request
+    gets here (BearerAuth runs first)."""
 
     def __init__(self, app: ASGIApp, min_bytes: int = PAUSE_COLLECTOR_BYTES) -> None:
         self.app = app
