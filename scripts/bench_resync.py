@@ -126,7 +126,11 @@ async def one_run(
 ) -> tuple[float, float, dict[int, list[float]]]:
     pin = f"/sys/fs/bpf/xdsr-bench-resync-{os.getpid()}"
     remove_pins(pin)
-    dp = Dataplane.create_or_open(pin, n + 1)
+    try:
+        dp = Dataplane.create_or_open(pin, n + 1)
+    except BaseException:
+        remove_pins(pin)  # the directory it made before failing
+        raise
     agent = Agent(AgentConfig(name="bench", iface="none"), dp, NoResolver())  # type: ignore[arg-type]
     try:
         agent.adopt()
