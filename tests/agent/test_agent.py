@@ -165,6 +165,80 @@ def test_restart_keeps_forwarding_and_adopts_the_tables(fab: Fabric, agent_facto
     assert not result.switched
 
 
+def test_a_node_restarted_with_purged_maps_takes_the_whole_group_and_forwards_it(
+    fab: Fabric, agent_factory: Any
+) -> None:
+    """A restarted node whose program was detached and maps purged (a new
+    node, as far as it knows) is sent its group's full state by the
+    operator's client, as the operator sends it: it held nothing, then holds
+    every service, with the very tables it had built before, and forwards.
+    How fast is the benchmarks' business (scripts/bench_resync.py, `xdsr
+    bench control-plane`)."""
+    import asyncio
+
+    from xdsr.dataplane.loader import Dataplane, remove_pins
+    from xdsr.dataplane.state import installed
+    from xdsr.model.agent import DesiredState
+    from xdsr.operator.agents import AgentClient
+
+    filler = [
+        {
+            "id": f"lb{i}/l",
+            "vip": f"198.51.{100 + (i >> 8)}.{i & 255}",
+            "port": 80,
+            "protocol": "tcp",
+            "segment": {"id": 10},
+            "table_size": 1009,
+            "backends": [
+                {"id": f"lb{i}-m{j}", "mac": f"02:51:{i >> 8:02x}:{i & 255:02x}:00:{j + 1:02x}", "vlan": 100}
+                for j in range(10)
+            ],
+        }
+        for i in range(1700)
+    ]
+    group = DesiredState.model_validate(
+        {"generation": 5, "epoch": "g", "services": services_doc(fab, ipv6=False) + filler}
+    )
+    a = agent_factory(extra=["--max-services", "2048"])
+
+    def push() -> dict[str, Any]:
+        async def send() -> dict[str, Any]:
+            client = AgentClient(a.token)
+            try:
+                got, sent = await client.push(a.url, group)
+                assert sent > 1 << 20  # a whole group: the collector's pause too (agent/api.py)
+                return got.model_dump()
+            finally:
+                await client.close()
+
+        return asyncio.run(send())
+
+    def tables() -> dict[object, list[int]]:
+        with Dataplane.open(a.pin_dir) as dp:
+            return {s.service.key: s.slots.tolist() for s in installed(dp, with_slots=True) if s.slots is not None}
+
+    a.start()
+    got = push()
+    assert got["generation"] == 5 and len(got["services"]) == len(group.services)
+    built = tables()
+    assert len(built) == len(group.services)
+    a.stop()
+    ns, ifname, _ = fab.lbn_trunk(0)
+    with Dataplane.open(a.pin_dir) as dp:
+        dp.detach(ifname, netns=ns)
+    remove_pins(a.pin_dir)
+
+    a.start()
+    state = a.state()
+    assert state["generation"] == 0 and state["services"] == []
+    assert tables() == {}
+    got = push()
+    assert got["generation"] == 5 and got["epoch"] == "g"
+    assert all(s["ok"] and s["active_backends"] > 0 for s in got["services"])
+    assert tables() == built, "the node built other tables for the same services"
+    assert fab.tcp_client(0, conns=6, duration=0.3).all_ok
+
+
 def test_sigterm_leaves_the_program_forwarding(fab: Fabric, agent: AgentProcess) -> None:
     assert agent.put({"generation": 1, "services": services_doc(fab, ipv6=False)}).status_code == 200
     assert agent.stop() == 0

@@ -181,8 +181,50 @@ def test_many_tables_side_by_side_equal_the_reference(n: int, m: int, weights: l
         np.testing.assert_array_equal(table, ref)
 
 
-def test_a_batch_spans_several_blocks() -> None:
+@pytest.mark.parametrize("m", [2, 3, 101, 1009, 65537, 2**31 - 1])
+def test_many_permutations_at_once_are_those_of_each_alone(m: int) -> None:
+    rng = random.Random(m)
+    ids = ["", "a", "lb-0-m-1", "\u00e9t\u00e9", *(f"{rng.getrandbits(128):032x}" for _ in range(300))]
+    off, skip = mm.permutation_params_many(ids, m)
+    assert off.dtype == skip.dtype == np.int64
+    assert list(zip(off.tolist(), skip.tolist(), strict=True)) == [permutation_params(i, m) for i in ids]
+
+
+@pytest.mark.parametrize(
+    ("n", "m", "weights"),
+    [
+        (10, 1009, None),  # what a node receiving a group of 10-member load balancers builds
+        (3, 211, [50, 1, 1]),  # skewed: most rounds are one backend's turn
+        (6, 101, [2, 0, 3, 1, 0, 2]),  # drained members: no turn at all
+        (4, 29, None),  # fewer slots than the finisher's share: every turn ranked
+    ],
+)
+def test_a_batch_builds_what_one_table_builds(
+    n: int, m: int, weights: list[int] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tables of a batch (mm._batch, one turn at a time in every table)
+    are those build_table builds for each one alone, over several blocks."""
+    monkeypatch.setattr(mm, "_BATCH_CELLS", m * (mm._BATCH_MIN + 7))
+    batches = []
+    real = mm._batch
+    monkeypatch.setattr(mm, "_batch", lambda *a: batches.append(len(a[0])) or real(*a))
+    rng = random.Random(n * m + 1)
+    jobs = [
+        # Listed in priority order (by id), so that the weights make one shape.
+        (backends_of([f"{j:02d}-{rng.getrandbits(48):012x}" for j in range(n)], weights), m)
+        for _ in range(2 * mm._BATCH_MIN + 20)
+    ]
+    got = mm.build_tables(jobs)
+    assert batches == [mm._BATCH_MIN + 7, mm._BATCH_MIN + 7, len(jobs) - 2 * (mm._BATCH_MIN + 7)]
+    for (backends, size), table in zip(jobs, got, strict=True):
+        alone = build_table(backends, size)
+        assert table.dtype == alone.dtype
+        np.testing.assert_array_equal(table, alone)
+
+
+def test_a_batch_spans_several_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """More tables of one shape than one block holds: built block by block, each table right."""
+    monkeypatch.setattr(mm, "_BATCH_CELLS", 1 << 14)  # blocks of 162 tables
     m = 101
     count = mm._BATCH_CELLS // m + 5
     jobs = [(backends_of([f"t{i}-{j}" for j in range(3)]), m) for i in range(count)]

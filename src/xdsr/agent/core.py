@@ -254,6 +254,10 @@ class Agent:
             return await self._put_part(desired)
         if desired.is_delta:
             return await self._put_delta(desired)
+        if len(desired.services) >= _OFF_LOOP:
+            # Parsed (the request's body); the rest of a large state's way to
+            # the kernel is timed by the apply's own line.
+            log.info("full state generation=%d services=%d received", desired.generation, len(desired.services))
         await self._work(len(desired.services), rules.validate, desired, self.dp.max_services)
         async with self._lock:
             self._parts = None

@@ -12,7 +12,9 @@ program).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import importlib
 import ipaddress
 import logging
 import os
@@ -21,6 +23,7 @@ import signal
 import socket
 import ssl
 import stat
+import threading
 import time
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager, contextmanager
@@ -46,6 +49,7 @@ from xdsr.dataplane.owner import acquire
 from xdsr.model import checks
 from xdsr.model.bgp import BgpConfig
 from xdsr.model.group import LbnRecord
+from xdsr.store.connect import is_kubernetes
 
 log = logging.getLogger("xdsr.agent")
 
@@ -189,8 +193,26 @@ def _bgp_setup(opts: Options) -> tuple[BgpConfig, Bird] | None:
     return cfg, bird
 
 
+def _import_meanwhile(module: str) -> None:
+    """Import a module on another thread, while this one goes on: its first
+    use then finds it imported (or waits for the import to end). A failure
+    is left for that use to report."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+    threading.Thread(target=load, name=f"import {module}", daemon=True).start()
+
+
 def run(opts: Options) -> int:
     """Run the agent until SIGTERM/SIGINT; returns the exit status."""
+    if opts.store:
+        # The store's client (aiohttp: about a tenth of a second to import)
+        # is imported while the kernel creates the maps and verifies the
+        # program: both are on the way to the node's registration, which is
+        # when the operator sends a new node what to forward.
+        _import_meanwhile("xdsr.store.kubernetes" if is_kubernetes(opts.store) else "xdsr.store.etcd")
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     # One sample per counter, not two: the *_created series mean nothing
     # for counters read from the kernel.

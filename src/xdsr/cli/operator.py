@@ -13,8 +13,6 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from xdsr.operator.agents import AgentClient
-from xdsr.operator.operator import Operator, Settings
 from xdsr.store.connect import HELP as STORE_HELP
 from xdsr.store.connect import is_kubernetes, open_store
 from xdsr.web.tls import ClientTls
@@ -85,6 +83,12 @@ def operator(
     if leader_elect and not is_kubernetes(store):
         typer.echo("error: --leader-elect needs --store kubernetes", err=True)
         raise typer.Exit(2)
+
+    # Here, not with the module: every `xdsr` command loads this module to
+    # list its options, and an LB node's agent starts faster without the
+    # operator's modules.
+    from xdsr.operator.agents import AgentClient
+    from xdsr.operator.operator import Operator, Settings
 
     async def main() -> int:
         db = open_store(store, component="operator")

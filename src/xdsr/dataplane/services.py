@@ -44,7 +44,7 @@ SEG_TYPES = {"vlan": abi.SegType.VLAN, "vxlan": abi.SegType.VXLAN, "geneve": abi
 
 
 def service_key(rule: RuleService) -> ServiceKey:
-    vip = ipaddress.ip_address(rule.vip)
+    vip = checks.ip_address(rule.vip)  # parsed already (the schema's Address): taken as it is
     return ServiceKey(vip, rule.port, PROTOCOLS[rule.protocol], SEG_TYPES[rule.segment.type], rule.segment.id)
 
 
