@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, IPvAnyAddress
+from pydantic import BaseModel
 
 from xdsr.api.fields import is_refused
 
@@ -123,13 +123,7 @@ def _converter(annotation: Any) -> Any:
         return None
     if all(typing.get_origin(b) is list for b in bases):
         return list if all(typing.get_args(b)[0] in (str, int) for b in bases) else plain
-    if len(bases) == 1 and bases[0] is IPvAnyAddress:
-        return _text
-    return plain
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+    return plain  # addresses (checks.StoredAddress) among others
 
 
 class Rendering:

@@ -18,7 +18,7 @@ import re
 import socket
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, PlainValidator, WithJsonSchema
 
 from xdsr.maglev.primes import is_prime
 
@@ -167,6 +167,18 @@ Address = Annotated[Any, BeforeValidator(ip_address), WithJsonSchema(_IP_SCHEMA)
 VipAddress = Annotated[Any, BeforeValidator(vip), WithJsonSchema(_IP_SCHEMA)]
 MemberAddress = Annotated[Any, BeforeValidator(member_address), WithJsonSchema(_IP_SCHEMA)]
 VtepAddress = Annotated[Any, BeforeValidator(vtep), WithJsonSchema(_IP_SCHEMA)]
+# An address in a stored document (model/loadbalancer.py): ip_address
+# alone, since the API server ran the check of its role (vip, member_address,
+# vtep) before writing it, and the operator parses every stored load
+# balancer again at each change of it (pydantic's IPvAnyAddress took twice
+# as long, and serialised a union of two types). Shown in JSON as text, and
+# in JSON schema as IPvAnyAddress was (the CRDs are made from it).
+StoredAddress = Annotated[
+    Any,
+    PlainValidator(ip_address),
+    PlainSerializer(str, return_type=str, when_used="json-unless-none"),
+    WithJsonSchema({"type": "string", "format": "ipvanyaddress"}),
+]
 Mac = Annotated[
     Any,
     BeforeValidator(unicast_mac),

@@ -13,15 +13,26 @@ compare-and-swap covers any change to it. Every change bumps the document's
 `generation` and stamps the changed child with it; the operator reports the
 generation it has made real (`observed_generation`). The API server derives
 PENDING_* from the difference, as Kubernetes does with observedGeneration.
+
+Addresses are checked here only as addresses (checks.StoredAddress), not as
+what their role requires (a unicast VIP, a member): the API server checked
+that before writing the document (checks.vip, member_address, vtep), and the
+operator runs the nodes' own checks on what it compiles from it before
+anything is pushed (docs/operator.md, "Failure containment"). So a document
+written by hand that slips a multicast member past this model is still
+refused before it reaches a node, as before. What this model refuses is
+what it refused with pydantic's IPvAnyAddress, and numbers besides (which
+IPvAnyAddress took for addresses and no writer of these documents writes).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
+from pydantic import BaseModel, ConfigDict, Field
 
 from xdsr.model.agent import Segment
+from xdsr.model.checks import StoredAddress
 
 ProvisioningStatus = Literal["ACTIVE", "DELETED", "ERROR", "PENDING_CREATE", "PENDING_UPDATE", "PENDING_DELETE"]
 OperatingStatus = Literal["ONLINE", "DRAINING", "OFFLINE", "DEGRADED", "ERROR", "NO_MONITOR"]
@@ -44,17 +55,17 @@ class _Object(_Doc):
 
 
 class Member(_Object):
-    address: IPvAnyAddress
+    address: StoredAddress
     protocol_port: Annotated[int, Field(ge=1, le=65535)]
     weight: Annotated[int, Field(ge=0, le=256)] = 1
     subnet_id: str | None = None
-    monitor_address: IPvAnyAddress | None = None
+    monitor_address: StoredAddress | None = None
     monitor_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     backup: bool = False
     mac_address: str | None = None  # xdsr: None = resolved by the LB nodes (ARP/ND)
     segment: Segment | None = None  # xdsr: None = the load balancer's vip_segment
     # xdsr, a member on a VXLAN/Geneve segment: its host's tunnel endpoint (None on a VLAN)
-    vtep_address: IPvAnyAddress | None = None
+    vtep_address: StoredAddress | None = None
 
 
 class HealthMonitor(_Object):
@@ -90,7 +101,7 @@ class Listener(_Object):
 
 
 class LoadBalancer(_Object):
-    vip_address: IPvAnyAddress
+    vip_address: StoredAddress
     vip_segment: Segment = Segment()  # xdsr: where the VIP's traffic arrives (e.g. its VLAN)
     lbn_group: str | None = None  # xdsr: place it on this group of LB nodes (None: the operator chooses)
     vip_network_id: str | None = None
