@@ -27,7 +27,9 @@ IPvAnyAddress took for addresses and no writer of these documents writes).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import copy
+import ipaddress
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,8 +40,39 @@ ProvisioningStatus = Literal["ACTIVE", "DELETED", "ERROR", "PENDING_CREATE", "PE
 OperatingStatus = Literal["ONLINE", "DRAINING", "OFFLINE", "DEGRADED", "ERROR", "NO_MONITOR"]
 
 
+# Values a deep copy shares instead of copying: nothing can change them.
+_IMMUTABLE = (str, int, float, type(None), ipaddress.IPv4Address, ipaddress.IPv6Address)
+
+
+def _copied(value: Any, memo: dict[int, Any]) -> Any:
+    if isinstance(value, _IMMUTABLE):
+        return value
+    if isinstance(value, list):
+        return [_copied(v, memo) for v in value]
+    return copy.deepcopy(value, memo)
+
+
 class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
+        """A deep copy (model_copy(deep=True): the API server edits one of
+        each document it changes), without copying what cannot change:
+        pydantic's copies every address and string through copy.deepcopy,
+        3 ms for a load balancer of 255 members, more than parsing it."""
+        memo = {} if memo is None else memo
+        cls = type(self)
+        out = cls.__new__(cls)
+        memo[id(self)] = out
+        values = self.__dict__.copy()
+        for k, v in values.items():
+            if not isinstance(v, _IMMUTABLE):
+                values[k] = _copied(v, memo)
+        object.__setattr__(out, "__dict__", values)
+        object.__setattr__(out, "__pydantic_extra__", None)  # extra="forbid": there is none
+        object.__setattr__(out, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
+        object.__setattr__(out, "__pydantic_private__", None)  # no private attributes
+        return out
 
 
 class _Object(_Doc):
