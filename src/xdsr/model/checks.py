@@ -13,6 +13,7 @@ data plane.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -171,11 +172,20 @@ VtepAddress = Annotated[Any, BeforeValidator(vtep), WithJsonSchema(_IP_SCHEMA)]
 # alone, since the API server ran the check of its role (vip, member_address,
 # vtep) before writing it, and the operator parses every stored load
 # balancer again at each change of it (pydantic's IPvAnyAddress took twice
-# as long, and serialised a union of two types). Shown in JSON as text, and
-# in JSON schema as IPvAnyAddress was (the CRDs are made from it).
+# as long, and serialised a union of two types). The same text gives the
+# same (immutable) address object, remembered: a document changed in one
+# member is parsed again with the same hundreds of addresses. Shown in JSON
+# as text, and in JSON schema as IPvAnyAddress was (the CRDs are made from it).
+_remembered = functools.lru_cache(maxsize=1 << 16)(ip_address)
+
+
+def _stored_address(v: object) -> IPAddress:
+    return _remembered(v) if isinstance(v, str) else ip_address(v)
+
+
 StoredAddress = Annotated[
     Any,
-    PlainValidator(ip_address),
+    PlainValidator(_stored_address),
     PlainSerializer(str, return_type=str, when_used="json-unless-none"),
     WithJsonSchema({"type": "string", "format": "ipvanyaddress"}),
 ]
