@@ -169,6 +169,18 @@ async def main(n_lbs: int, members: int, runs: int, profile: bool) -> None:
             if prof:
                 prof.disable()
             got.append(spent * 1000)
+        polls: list[float] = []
+        for _ in range(5 if "--poll" in sys.argv else 0):
+            # A node poll (every resync): the state of each node, then a pass
+            # that looks at every load balancer (health checks may have moved).
+            await asyncio.sleep(0.01)
+            nodes.cpu = 0.0
+            t0 = time.process_time()
+            await op._poll_nodes()
+            await op.reconcile()
+            polls.append((time.process_time() - t0 - nodes.cpu) * 1000)
+        if polls:
+            print(f"operator CPU per node poll (and the pass after it): {statistics.median(polls):.1f} ms (median of 5)")
         print(
             f"operator CPU per member add at {n_lbs} x {members}: "
             f"{min(got):.1f} / {statistics.median(got):.1f} / {max(got):.1f} ms (min/median/max of {runs})"
