@@ -180,7 +180,9 @@ async def main(n_lbs: int, members: int, runs: int, profile: bool) -> None:
             await op.reconcile()
             polls.append((time.process_time() - t0 - nodes.cpu) * 1000)
         if polls:
-            print(f"operator CPU per node poll (and the pass after it): {statistics.median(polls):.1f} ms (median of 5)")
+            print(
+                f"operator CPU per node poll (and the pass after it): {statistics.median(polls):.1f} ms (median of 5)"
+            )
         print(
             f"operator CPU per member add at {n_lbs} x {members}: "
             f"{min(got):.1f} / {statistics.median(got):.1f} / {max(got):.1f} ms (min/median/max of {runs})"
