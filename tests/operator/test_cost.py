@@ -59,6 +59,8 @@ def test_a_member_change_compiles_checks_and_judges_only_that_load_balancer() ->
             assert lb is not None
             compiles, built = w.op.compiled.compiles, w.op.compiled.backends_built
             checked, judged = w.op.checked, w.op.judged
+            members_checked = w.op.compiled.backends_checked
+            parsed = w.op.lbs.parsed
             assert isinstance(w.store, CountingStore)
             w.store.writes.clear()
 
@@ -68,6 +70,8 @@ def test_a_member_change_compiles_checks_and_judges_only_that_load_balancer() ->
             assert w.op.compiled.compiles - compiles == 1  # lb7, nothing else
             assert w.op.compiled.backends_built - built == 1  # its new member; the others are kept
             assert w.op.checked - checked == 1
+            assert w.op.compiled.backends_checked - members_checked == 1  # the new member; the others passed before
+            assert w.op.lbs.parsed - parsed == 1  # lb7's document, nothing else
             assert w.op.judged - judged >= 1
             judged_lbs = {k for k in status_writes(w)}
             assert judged_lbs == {keys.status_key("lb7")}

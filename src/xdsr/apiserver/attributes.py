@@ -30,9 +30,11 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, IPvAnyAddress
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from xdsr.api.fields import is_refused
+from xdsr.model.checks import StoredAddress
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -88,7 +90,64 @@ def create(stored: type[M], body: BaseModel, **given: Any) -> M:
         value = getattr(body, name)
         if value is not None:
             values[name] = str(value) if isinstance(value, UUID) else value
-    return stored.model_construct(**values, **given)
+    values.update(given)
+    return construct(stored, values)
+
+
+class _Plan:
+    """How `construct` makes one stored model: its attributes in order with
+    their defaults, those shared (nothing can change them) and those made
+    anew for each object (a list, a segment)."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        fields = model.model_fields
+        self.names = frozenset(fields)
+        self.required = frozenset(n for n, f in fields.items() if f.is_required())
+        self.template: dict[str, Any] = {}
+        self.fresh: list[tuple[str, FieldInfo]] = []
+        for name, f in fields.items():
+            self.template[name] = None
+            if f.is_required():
+                continue
+            if f.default_factory is None and (f.default is None or isinstance(f.default, str | int | float)):
+                self.template[name] = f.default
+            else:
+                self.fresh.append((name, f))
+        # What model_construct would not do as this does: aliases, private
+        # attributes, a post-init, extra attributes kept.
+        self.plain = (
+            all(f.alias is None and f.validation_alias is None for f in fields.values())
+            and not model.__private_attributes__
+            and not model.__pydantic_post_init__
+            and model.model_config.get("extra") != "allow"
+            and not model.__pydantic_root_model__
+        )
+
+
+@functools.cache
+def _plan(model: type[BaseModel]) -> _Plan:
+    return _Plan(model)
+
+
+def construct(model: type[M], values: dict[str, Any]) -> M:
+    """model.model_construct(**values), the same object made faster: a create
+    of a pool of 255 members made 255 members through pydantic's, which
+    looks up every attribute's aliases and copies every default, 40 % of
+    the API server's work on the request."""
+    plan = _plan(model)
+    if not plan.plain or not values.keys() <= plan.names or not plan.required <= values.keys():
+        return model.model_construct(**values)
+    fields = plan.template.copy()
+    fields.update(values)
+    for name, f in plan.fresh:
+        if name not in values:
+            fields[name] = f.get_default(call_default_factory=True, validated_data=fields)
+    m = model.__new__(model)
+    object.__setattr__(m, "__dict__", fields)
+    object.__setattr__(m, "__pydantic_fields_set__", set(values))
+    object.__setattr__(m, "__pydantic_extra__", None)
+    object.__setattr__(m, "__pydantic_private__", None)
+    return m
 
 
 class Update:
@@ -116,15 +175,22 @@ def plain(value: Any) -> Any:
     raise TypeError(f"no JSON form for {type(value).__name__}")
 
 
-def _converter(annotation: Any) -> Any:
-    """How a stored attribute of this type is shown: None if as it is."""
-    bases = [t for t in _admits(annotation) if t is not type(None)]
+def _is_address(field: FieldInfo) -> bool:
+    """A stored address (checks.StoredAddress), null allowed or not."""
+    if StoredAddress in typing.get_args(field.annotation):
+        return True
+    return field.annotation is Any and field.metadata == list(typing.get_args(StoredAddress)[1:])
+
+
+def _converter(field: FieldInfo) -> Any:
+    """How a stored attribute is shown: None if as it is."""
+    if _is_address(field):
+        return _text
+    bases = [t for t in _admits(field.annotation) if t is not type(None)]
     if all(typing.get_origin(b) is typing.Literal or b in (str, int, bool, float) for b in bases):
         return None
     if all(typing.get_origin(b) is list for b in bases):
         return list if all(typing.get_args(b)[0] in (str, int) for b in bases) else plain
-    if len(bases) == 1 and bases[0] is IPvAnyAddress:
-        return _text
     return plain
 
 
@@ -156,7 +222,7 @@ class Rendering:
             if name in stored.model_fields:
                 # A stored null where the response has a non-null neutral value shows that value.
                 neutral = None if field.is_required() or allows_null(field.annotation) else field.default
-                convert = _converter(stored.model_fields[name].annotation)
+                convert = _converter(stored.model_fields[name])
                 if neutral is None and convert is None:
                     scalars.append(name)
                 else:

@@ -109,7 +109,7 @@ def _member_errors(where: str, j: int, m: RuleBackend) -> list[FieldError]:
     return errors
 
 
-def _service_errors(where: str, s: RuleService) -> list[FieldError]:
+def _service_errors(where: str, s: RuleService, known: Known | None = None) -> list[FieldError]:
     errors: list[FieldError] = []
     if s.id == "":
         errors.append(FieldError(f"{where}.id", "must not be empty"))
@@ -141,7 +141,8 @@ def _service_errors(where: str, s: RuleService) -> list[FieldError]:
         errors.append(FieldError(f"{where}.backends", f"{len(s.backends)} members; at most {abi.MAX_BACKENDS}"))
     seen: dict[str, int] = {}
     for j, m in enumerate(s.backends):
-        errors += _member_errors(where, j, m)
+        if known is None or not known(m):
+            errors += _member_errors(where, j, m)
         ident = identity(m)
         if ident is None:
             continue
@@ -162,14 +163,19 @@ def _service_errors(where: str, s: RuleService) -> list[FieldError]:
     return errors
 
 
-def errors(services: Iterable[RuleService]) -> list[FieldError]:
+# Whether this very member passed _member_errors before (its problems depend
+# on it alone): the operator checks a changed load balancer's new members only.
+Known = Callable[[RuleBackend], bool]
+
+
+def errors(services: Iterable[RuleService], known: Known | None = None) -> list[FieldError]:
     """Every problem of these services, each naming its field; [] if they can be applied."""
     out: list[FieldError] = []
     ids: dict[str, int] = {}
     keys: dict[ServiceKey, int] = {}
     for i, s in enumerate(services):
         where = f"services[{i}]"
-        out += _service_errors(where, s)
+        out += _service_errors(where, s, known)
         if s.id is not None:
             if s.id in ids:
                 out.append(FieldError(f"{where}.id", f"{s.id!r} is already services[{ids[s.id]}]"))

@@ -13,12 +13,13 @@ data plane.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, PlainValidator, WithJsonSchema
 
 from xdsr.maglev.primes import is_prime
 
@@ -167,6 +168,27 @@ Address = Annotated[Any, BeforeValidator(ip_address), WithJsonSchema(_IP_SCHEMA)
 VipAddress = Annotated[Any, BeforeValidator(vip), WithJsonSchema(_IP_SCHEMA)]
 MemberAddress = Annotated[Any, BeforeValidator(member_address), WithJsonSchema(_IP_SCHEMA)]
 VtepAddress = Annotated[Any, BeforeValidator(vtep), WithJsonSchema(_IP_SCHEMA)]
+# An address in a stored document (model/loadbalancer.py): ip_address
+# alone, since the API server ran the check of its role (vip, member_address,
+# vtep) before writing it, and the operator parses every stored load
+# balancer again at each change of it (pydantic's IPvAnyAddress took twice
+# as long, and serialised a union of two types). The same text gives the
+# same (immutable) address object, remembered: a document changed in one
+# member is parsed again with the same hundreds of addresses. Shown in JSON
+# as text, and in JSON schema as IPvAnyAddress was (the CRDs are made from it).
+_remembered = functools.lru_cache(maxsize=1 << 16)(ip_address)
+
+
+def _stored_address(v: object) -> IPAddress:
+    return _remembered(v) if isinstance(v, str) else ip_address(v)
+
+
+StoredAddress = Annotated[
+    Any,
+    PlainValidator(_stored_address),
+    PlainSerializer(str, return_type=str, when_used="json-unless-none"),
+    WithJsonSchema({"type": "string", "format": "ipvanyaddress"}),
+]
 Mac = Annotated[
     Any,
     BeforeValidator(unicast_mac),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from xdsr.maglev import stable_table_size
 from xdsr.model.agent import HealthCheck, RuleBackend, RuleService
@@ -24,7 +24,11 @@ def service_key(s: RuleService) -> ServiceKey:
 BackendKey = tuple[object, ...]
 
 
-def compile_lb(lb: LoadBalancer, built: dict[BackendKey, RuleBackend] | None = None) -> list[RuleService]:
+def compile_lb(
+    lb: LoadBalancer,
+    built: Mapping[BackendKey, RuleBackend] | None = None,
+    used: dict[BackendKey, RuleBackend] | None = None,
+) -> list[RuleService]:
     """One service per enabled listener that has a default pool.
 
     A disabled load balancer or listener is not forwarded at all (its VIP
@@ -34,7 +38,8 @@ def compile_lb(lb: LoadBalancer, built: dict[BackendKey, RuleBackend] | None = N
     with no backend, so its traffic is dropped and counted.
 
     built: backends made before (by compile_lb, from the same values) to
-    take instead of making them again; what this compile made is added.
+    take instead of making them again; used: filled with every backend this
+    compile took or made, by what it is made of.
     """
     if lb.deleting or not lb.admin_state_up:
         return []
@@ -80,8 +85,8 @@ def compile_lb(lb: LoadBalancer, built: dict[BackendKey, RuleBackend] | None = N
                         vni=seg.id if overlay else None,
                         vtep=vtep,
                     )
-                    if built is not None:
-                        built[key] = backend
+                if used is not None:
+                    used[key] = backend
                 backends.append(backend)
         out.append(
             RuleService.model_construct(
@@ -156,29 +161,60 @@ class Compiled:
     """compile_lb, remembered per load balancer generation: a reconcile pass
     looks at every load balancer, but only a changed one needs compiling,
     and of a changed one only its changed members (one member added to a
-    pool of 255 builds one backend)."""
+    pool of 255 builds one backend).
+
+    It also remembers which of the backends it holds passed the nodes'
+    checks (placement.py runs them on every changed load balancer before it
+    is pushed): a backend is made of the member's values alone, so one that
+    passed them passes them again, and one member added to a pool of 255 is
+    checked alone (services.errors, `known`)."""
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[int, list[RuleService]]] = {}
         self._backends: dict[str, dict[BackendKey, RuleBackend]] = {}  # lb id -> its last compile's backends
+        # id() of the backends held above that passed the nodes' checks, with
+        # the backend itself: an id stands for that object only while it is
+        # alive, and held here it is.
+        self._passed: dict[int, RuleBackend] = {}
         self.compiles = 0  # load balancers compiled (for tests)
         self.backends_built = 0
+        self.backends_checked = 0  # backends not known to pass the checks (for tests)
 
     def __call__(self, lb: LoadBalancer) -> list[RuleService]:
         hit = self._cache.get(lb.id)
         if hit is not None and hit[0] == lb.generation and not lb.deleting:
             return hit[1]
         before = self._backends.get(lb.id, {})
-        built = dict(before)
-        out = compile_lb(lb, built)
+        used: dict[BackendKey, RuleBackend] = {}
+        out = compile_lb(lb, before, used)
         self.compiles += 1
-        self.backends_built += len(built) - len(before)
         # Only what this compile used is kept: a removed member's backend goes.
-        used = {id(b) for s in out for b in s.backends}
-        self._backends[lb.id] = {k: b for k, b in built.items() if id(b) in used}
+        had, kept = {id(b) for b in before.values()}, {id(b) for b in used.values()}
+        self.backends_built += len(kept - had)
+        for gone in had - kept:
+            self._passed.pop(gone, None)
+        self._backends[lb.id] = used
         self._cache[lb.id] = (lb.generation, out)
         return out
 
+    def passed(self, lb_id: str, services: Iterable[RuleService]) -> None:
+        """These services of the load balancer passed the nodes' checks: so
+        did their backends (those held here: not a copy made on the way,
+        such as a member down at weight 0)."""
+        held = {id(b) for b in self._backends.get(lb_id, {}).values()}
+        for s in services:
+            for b in s.backends:
+                if id(b) in held:
+                    self._passed[id(b)] = b
+
+    def known(self, backend: RuleBackend) -> bool:
+        """Whether this very backend passed the nodes' checks before."""
+        if self._passed.get(id(backend)) is backend:
+            return True
+        self.backends_checked += 1
+        return False
+
     def forget(self, lb_id: str) -> None:
         self._cache.pop(lb_id, None)
-        self._backends.pop(lb_id, None)
+        for b in self._backends.pop(lb_id, {}).values():
+            self._passed.pop(id(b), None)

@@ -34,10 +34,11 @@ def _table(s: RuleService | None) -> object:
     return None if s is None else (s.table_size, [(b.id, b.mac, b.vlan, b.weight) for b in s.backends])
 
 
-def _invalid(services: list[RuleService]) -> str | None:
+def _invalid(services: list[RuleService], known: svc_checks.Known | None = None) -> str | None:
     """The nodes' own checks (dataplane/services.py), run before anything
-    is pushed: a load balancer they would refuse is refused here alone."""
-    errors = svc_checks.errors(services)
+    is pushed: a load balancer they would refuse is refused here alone.
+    known: members that passed them before, not checked again."""
+    errors = svc_checks.errors(services, known)
     return "refused: " + "; ".join(map(str, errors)) if errors else None
 
 
@@ -151,8 +152,10 @@ class Placer(View):
             if not load:
                 load = dict(self._loads())
                 load.update({g: ZERO for g in groups if g not in load})
-            why = _invalid(services)
+            why = _invalid(services, self.compiled.known)
             self.checked += 1
+            if why is None:
+                self.compiled.passed(lb.id, services)
             if group is None:
                 needs = cost(services)
                 chosen = None if why else self._choose_group(load, capacity, needs, lb.lbn_group)
