@@ -90,64 +90,7 @@ def create(stored: type[M], body: BaseModel, **given: Any) -> M:
         value = getattr(body, name)
         if value is not None:
             values[name] = str(value) if isinstance(value, UUID) else value
-    values.update(given)
-    return construct(stored, values)
-
-
-class _Plan:
-    """How `construct` makes one stored model: its attributes in order with
-    their defaults, those shared (nothing can change them) and those made
-    anew for each object (a list, a segment)."""
-
-    def __init__(self, model: type[BaseModel]) -> None:
-        fields = model.model_fields
-        self.names = frozenset(fields)
-        self.required = frozenset(n for n, f in fields.items() if f.is_required())
-        self.template: dict[str, Any] = {}
-        self.fresh: list[tuple[str, FieldInfo]] = []
-        for name, f in fields.items():
-            self.template[name] = None
-            if f.is_required():
-                continue
-            if f.default_factory is None and (f.default is None or isinstance(f.default, str | int | float)):
-                self.template[name] = f.default
-            else:
-                self.fresh.append((name, f))
-        # What model_construct would not do as this does: aliases, private
-        # attributes, a post-init, extra attributes kept.
-        self.plain = (
-            all(f.alias is None and f.validation_alias is None for f in fields.values())
-            and not model.__private_attributes__
-            and not model.__pydantic_post_init__
-            and model.model_config.get("extra") != "allow"
-            and not model.__pydantic_root_model__
-        )
-
-
-@functools.cache
-def _plan(model: type[BaseModel]) -> _Plan:
-    return _Plan(model)
-
-
-def construct(model: type[M], values: dict[str, Any]) -> M:
-    """model.model_construct(**values), the same object made faster: a create
-    of a pool of 255 members made 255 members through pydantic's, which
-    looks up every attribute's aliases and copies every default, 40 % of
-    the API server's work on the request."""
-    plan = _plan(model)
-    if not plan.plain or not values.keys() <= plan.names or not plan.required <= values.keys():
-        return model.model_construct(**values)
-    fields = plan.template.copy()
-    fields.update(values)
-    for name, f in plan.fresh:
-        if name not in values:
-            fields[name] = f.get_default(call_default_factory=True, validated_data=fields)
-    m = model.__new__(model)
-    object.__setattr__(m, "__dict__", fields)
-    object.__setattr__(m, "__pydantic_fields_set__", set(values))
-    object.__setattr__(m, "__pydantic_extra__", None)
-    object.__setattr__(m, "__pydantic_private__", None)
-    return m
+    return stored.model_construct(**values, **given)
 
 
 class Update:
