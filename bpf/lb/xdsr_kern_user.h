@@ -57,14 +57,12 @@ enum xdsr_layout {
 	XDSR_MAX_NARROW = 255,     /* up to this many backends, slots are 1 byte (0xff: none) */
 	XDSR_SEG_TYPE_SHIFT = 24,  /* a key's segment: type above this bit, id below */
 	XDSR_TUNNEL_STRIDE = 3,    /* entries of xdsr_backends per backend of an overlay service */
-	XDSR_TUNNEL4_STRIDE = 2,   /* the same, when every endpoint is IPv4 (XDSR_SVC_TUNNEL4) */
+	XDSR_TUNNEL4_STRIDE = 2,   /* the same, when every endpoint is IPv4 */
 };
 
 enum xdsr_svc_flags {
 	XDSR_SVC_USED = 1,   /* the bucket holds a service */
 	XDSR_SVC_NARROW = 2, /* 1-byte slots (else 2-byte) */
-	XDSR_SVC_TUNNEL4 = 4, /* overlay: every backend's endpoint is IPv4, and its
-				 entries are XDSR_TUNNEL4_STRIDE (32 bytes, aligned) */
 };
 
 /*
@@ -81,7 +79,8 @@ struct xdsr_svc_entry {
 	__u32 backend_base; /* first entry of the service's backends in xdsr_backends */
 	__u16 n_backends;   /* 0: the service exists but drops (no backend) */
 	__u8 flags;         /* enum xdsr_svc_flags */
-	__u8 reserved0;
+	__u8 backend_stride; /* entries of xdsr_backends per backend: 1 on a VLAN,
+				XDSR_TUNNEL4_STRIDE or XDSR_TUNNEL_STRIDE behind tunnels */
 	__u32 stats_id;     /* index into xdsr_svc_stats */
 	__u32 reserved1;
 	__u64 digest;       /* digest of the service's spec: key and table (control side) */
@@ -113,8 +112,8 @@ struct xdsr_backend {
  * takes consecutive entries of xdsr_backends: the struct xdsr_backend
  * above, then struct xdsr_backend_hop, which holds everything else an IPv4
  * endpoint's rewrite needs. When every backend of the service has an IPv4
- * endpoint (XDSR_SVC_TUNNEL4), that is all: XDSR_TUNNEL4_STRIDE entries, 32
- * bytes starting at an even entry, so one cache line per frame. Otherwise
+ * endpoint, that is all: XDSR_TUNNEL4_STRIDE entries, 32 bytes starting at
+ * an even entry, so one cache line per frame. Otherwise
  * each backend takes XDSR_TUNNEL_STRIDE entries, the third an IPv6
  * endpoint's address (zero for an IPv4 one). The entries of a VLAN service
  * stay 16 bytes each, so VLAN traffic reads what it always read.

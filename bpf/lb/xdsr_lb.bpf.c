@@ -182,10 +182,8 @@ static __always_inline const struct xdsr_backend *pick_backend(const struct xdsr
 	/* An empty table (every backend drained) holds the "none" marker. */
 	if (b >= e->n_backends)
 		return 0;
-	/* A service keyed by an overlay segment holds tunnel backends. */
-	if (pkt->overlay)
-		b *= (e->flags & XDSR_SVC_TUNNEL4) ? XDSR_TUNNEL4_STRIDE : XDSR_TUNNEL_STRIDE;
-	idx = e->backend_base + b;
+	/* Tunnel backends take several entries each (xdsr_kern_user.h). */
+	idx = e->backend_base + b * e->backend_stride;
 	*at = idx;
 	return bpf_map_lookup_elem(&xdsr_backends, &idx);
 }

@@ -27,9 +27,10 @@ from scapy.packet import Packet, Raw
 
 from tests.conftest import needs_root, private_pin_dir
 from tests.dataplane.test_packets import Case, run_case
+from xdsr.dataplane import abi
 from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane import services as dpservices
-from xdsr.dataplane.abi import Reason, SvcFlags
+from xdsr.dataplane.abi import Reason
 from xdsr.dataplane.flowhash import flow_hash, slot_of
 from xdsr.dataplane.loader import Dataplane
 from xdsr.dataplane.model import Backend, Service, TunnelEndpoint
@@ -591,14 +592,16 @@ def test_installed_tunnel_backends_read_back(loaded: tuple[Dataplane, bpf.Progra
 
 
 def test_ipv4_endpoints_take_one_aligned_32_byte_entry(loaded: tuple[Dataplane, bpf.Program]) -> None:
-    """An overlay service whose endpoints are all IPv4 is flagged compact and
-    its backends start at an even entry (32 bytes each: one cache line);
-    with an IPv6 endpoint among them it is not; VLAN services never are."""
+    """An overlay service whose endpoints are all IPv4 has backends of two
+    entries starting at an even entry (32 bytes each: one cache line); with
+    an IPv6 endpoint among them, three; VLAN services one."""
     entries = read_index(loaded[0])
-    compact = {k for k, e in entries.items() if e.flags & SvcFlags.TUNNEL4}
+    assert {e.backend_stride for k, e in entries.items() if not k.overlay} == {1}
+    assert {e.backend_stride for k, e in entries.items() if k.overlay} == {abi.TUNNEL4_STRIDE, abi.TUNNEL_STRIDE}
+    compact = {k for k, e in entries.items() if e.backend_stride == abi.TUNNEL4_STRIDE}
     services = {s.key: s for s in SERVICES}
     want = {k for k, s in services.items() if k.overlay and all(b.vtep and b.vtep.version == 4 for b in s.backends)}
     assert compact & set(services) == want
     assert _service(VIP4, 53, 1000).key in want and _service(VIP4, 82, 1000).key not in want
-    # Fragments' entries (port 0) share a service's table, flag included.
+    # Fragments' entries (port 0) share a service's table, stride included.
     assert all(entries[k].backend_base % 2 == 0 for k in compact)

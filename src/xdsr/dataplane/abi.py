@@ -20,7 +20,7 @@ MAX_BACKENDS = 65535
 MAX_NARROW = 255
 SEG_TYPE_SHIFT = 24  # a key's segment: its type above this bit, its id below
 TUNNEL_STRIDE = 3  # entries of xdsr_backends per backend of an overlay service
-TUNNEL4_STRIDE = 2  # the same when every endpoint is IPv4 (SvcFlags.TUNNEL4): 32 bytes, aligned
+TUNNEL4_STRIDE = 2  # the same when every endpoint is IPv4: 32 bytes, aligned
 
 
 class SegType(enum.IntEnum):
@@ -72,7 +72,6 @@ REASON_VERDICT = {
 class SvcFlags(enum.IntFlag):
     USED = 1
     NARROW = 2
-    TUNNEL4 = 4  # overlay backends with IPv4 endpoints only: TUNNEL4_STRIDE entries each
 
 
 class SvcKey(ctypes.Structure):
@@ -93,7 +92,7 @@ class SvcEntry(ctypes.Structure):
         ("backend_base", ctypes.c_uint32),
         ("n_backends", ctypes.c_uint16),
         ("flags", ctypes.c_uint8),
-        ("reserved0", ctypes.c_uint8),
+        ("backend_stride", ctypes.c_uint8),  # entries of xdsr_backends per backend (tables.stride)
         ("stats_id", ctypes.c_uint32),
         ("reserved1", ctypes.c_uint32),
         ("digest", ctypes.c_uint64),
@@ -123,7 +122,7 @@ class Backend(ctypes.Structure):
 
 class BackendHop(ctypes.Structure):
     """Second entry of a tunnel backend: the underlay next hop's MAC, and an
-    IPv4 endpoint (the last entry of a TUNNEL4 service's backend)."""
+    IPv4 endpoint (the last entry of a backend in TUNNEL4_STRIDE)."""
 
     _fields_ = [
         ("mac", ctypes.c_uint8 * 6),

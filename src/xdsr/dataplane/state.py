@@ -261,14 +261,13 @@ def _entry(
     compact: bool = False,
 ) -> abi.SvcEntry:
     flags = abi.SvcFlags.USED | (abi.SvcFlags.NARROW if tables.narrow(n_backends) else 0)
-    if compact:
-        flags |= abi.SvcFlags.TUNNEL4
     e = abi.SvcEntry(
         slot_base=slot_base,
         table_size=table_size,
         backend_base=backend_base,
         n_backends=n_backends,
         flags=int(flags),
+        backend_stride=tables.stride(key.overlay, compact),
         stats_id=stats_id,
         digest=digest,
         table_digest=tdigest,
@@ -378,7 +377,7 @@ def _quiesce(dp: Dataplane, sel: abi.Sel) -> None:
 
 def _compact(e: abi.SvcEntry) -> bool:
     """The entry's tunnel backends take abi.TUNNEL4_STRIDE entries each."""
-    return bool(e.flags & abi.SvcFlags.TUNNEL4)
+    return int(e.backend_stride) == abi.TUNNEL4_STRIDE
 
 
 def _extents(e: abi.SvcEntry) -> tuple[tuple[int, int], tuple[int, int]]:

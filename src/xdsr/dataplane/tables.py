@@ -38,8 +38,7 @@ def slot_chunks(table_size: int, n_backends: int) -> int:
 
 def tunnel4(backends: tuple[Backend, ...]) -> bool:
     """Every endpoint is IPv4: the overlay service's backends take
-    abi.TUNNEL4_STRIDE entries each (32 bytes, one cache line), and its
-    entry says so (abi.SvcFlags.TUNNEL4)."""
+    abi.TUNNEL4_STRIDE entries each (32 bytes, one cache line)."""
     return all(b.vtep is not None and b.vtep.version == 4 for b in backends)
 
 
