@@ -182,8 +182,9 @@ static __always_inline const struct xdsr_backend *pick_backend(const struct xdsr
 	/* An empty table (every backend drained) holds the "none" marker. */
 	if (b >= e->n_backends)
 		return 0;
-	/* Tunnel backends take several entries each (xdsr_kern_user.h). */
-	idx = e->backend_base + b * e->backend_stride;
+	/* Tunnel backends take several entries each (xdsr_kern_user.h); a
+	 * VLAN frame's backend is entry b, with no load of the stride. */
+	idx = e->backend_base + (pkt->overlay ? b * e->backend_stride : b);
 	*at = idx;
 	return bpf_map_lookup_elem(&xdsr_backends, &idx);
 }
