@@ -122,8 +122,8 @@ static __always_inline __u16 csum_apply(__u16 check, __u32 delta)
  * source) alone.
  */
 static __always_inline int rewrite_tunnel(struct xdp_md *ctx, const struct xdsr_pkt *pkt,
-					  const struct xdsr_backend *be, const struct xdsr_backend_vtep *ep,
-					  const struct xdsr_backend_hop *hop, const volatile struct xdsr_prog_cfg *cfg)
+					  const struct xdsr_backend *be, const struct xdsr_backend_hop *hop,
+					  const struct xdsr_backend_vtep *ep, const volatile struct xdsr_prog_cfg *cfg)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -149,16 +149,17 @@ static __always_inline int rewrite_tunnel(struct xdp_md *ctx, const struct xdsr_
 		if ((void *)(iph + 1) > data_end)
 			return XDSR_R_TX_ERROR;
 		src = (__u16 *)&iph->saddr;
-		nw = (const __u16 *)&ep->addr[12];
+		nw = (const __u16 *)hop->addr4;
 		addr = csum_delta16(addr, src[0], nw[0]);
 		addr = csum_delta16(addr, src[1], nw[1]);
-		iph->daddr = *(const __u32 *)&ep->addr[12];
+		iph->daddr = *(const __u32 *)hop->addr4;
 		iph->saddr = *(const volatile __u32 *)&cfg->vtep4[12];
 		iph->check = csum_apply(iph->check, addr);
 	} else {
 		struct ipv6hdr *ip6h = data + l3_off;
 
-		if ((void *)(ip6h + 1) > data_end)
+		/* The caller reads the third entry for an IPv6 endpoint. */
+		if (!ep || (void *)(ip6h + 1) > data_end)
 			return XDSR_R_TX_ERROR;
 		src = (__u16 *)&ip6h->saddr;
 		nw = (const __u16 *)ep->addr;
@@ -221,7 +222,6 @@ static __always_inline int rewrite_tunnel(struct xdp_md *ctx, const struct xdsr_
  * that carries one is left as it is (XDSR_PARSE_NEXT) for rewrite_tunnel.
  */
 static __always_inline int rewrite_tunnel4_fast(struct xdp_md *ctx, const struct xdsr_backend *be,
-					       const struct xdsr_backend_vtep *ep,
 					       const struct xdsr_backend_hop *hop, const volatile struct xdsr_prog_cfg *cfg)
 {
 	void *data = (void *)(long)ctx->data;
@@ -231,7 +231,7 @@ static __always_inline int rewrite_tunnel4_fast(struct xdp_md *ctx, const struct
 	__u8 *th = data + XDSR_FAST_TUN;
 	__u8 *inner = data + XDSR_FAST_INNER;
 	__u16 *src = (__u16 *)&iph->saddr;
-	const __u16 *nw = (const __u16 *)&ep->addr[12];
+	const __u16 *nw = (const __u16 *)hop->addr4;
 	__u32 addr;
 
 	if ((void *)(inner + sizeof(struct ethhdr)) > data_end || hop->family != XDSR_FAMILY_IPV4)
@@ -240,7 +240,7 @@ static __always_inline int rewrite_tunnel4_fast(struct xdp_md *ctx, const struct
 		return XDSR_PARSE_NEXT;
 	addr = csum_delta16(0, src[0], nw[0]);
 	addr = csum_delta16(addr, src[1], nw[1]);
-	iph->daddr = *(const __u32 *)&ep->addr[12];
+	iph->daddr = *(const __u32 *)hop->addr4;
 	iph->saddr = *(const volatile __u32 *)&cfg->vtep4[12];
 	iph->check = csum_apply(iph->check, addr);
 	/* The VNI and the reserved byte after it, as one word. */

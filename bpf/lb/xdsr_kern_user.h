@@ -14,7 +14,7 @@
 #include <linux/types.h>
 
 enum xdsr_abi {
-	XDSR_ABI_VERSION = 4,
+	XDSR_ABI_VERSION = 5,
 };
 
 /* Address family of a service key: an IPv6 frame to ::ffff:a.b.c.d is not
@@ -57,6 +57,7 @@ enum xdsr_layout {
 	XDSR_MAX_NARROW = 255,     /* up to this many backends, slots are 1 byte (0xff: none) */
 	XDSR_SEG_TYPE_SHIFT = 24,  /* a key's segment: type above this bit, id below */
 	XDSR_TUNNEL_STRIDE = 3,    /* entries of xdsr_backends per backend of an overlay service */
+	XDSR_TUNNEL4_STRIDE = 2,   /* the same, when every endpoint is IPv4 */
 };
 
 enum xdsr_svc_flags {
@@ -78,7 +79,8 @@ struct xdsr_svc_entry {
 	__u32 backend_base; /* first entry of the service's backends in xdsr_backends */
 	__u16 n_backends;   /* 0: the service exists but drops (no backend) */
 	__u8 flags;         /* enum xdsr_svc_flags */
-	__u8 reserved0;
+	__u8 backend_stride; /* entries of xdsr_backends per backend: 1 on a VLAN,
+				XDSR_TUNNEL4_STRIDE or XDSR_TUNNEL_STRIDE behind tunnels */
 	__u32 stats_id;     /* index into xdsr_svc_stats */
 	__u32 reserved1;
 	__u64 digest;       /* digest of the service's spec: key and table (control side) */
@@ -107,21 +109,25 @@ struct xdsr_backend {
 
 /*
  * A backend of an overlay service (its key's segment is VXLAN or Geneve)
- * takes XDSR_TUNNEL_STRIDE consecutive entries of xdsr_backends: the
- * struct xdsr_backend above, then where its tunnel endpoint is. The
- * entries of a VLAN service stay 16 bytes each, so VLAN traffic reads what
- * it always read.
+ * takes consecutive entries of xdsr_backends: the struct xdsr_backend
+ * above, then struct xdsr_backend_hop, which holds everything else an IPv4
+ * endpoint's rewrite needs. When every backend of the service has an IPv4
+ * endpoint, that is all: XDSR_TUNNEL4_STRIDE entries, 32 bytes starting at
+ * an even entry, so one cache line per frame. Otherwise
+ * each backend takes XDSR_TUNNEL_STRIDE entries, the third an IPv6
+ * endpoint's address (zero for an IPv4 one). The entries of a VLAN service
+ * stay 16 bytes each, so VLAN traffic reads what it always read.
  */
-struct xdsr_backend_vtep {
-	__u8 addr[16];      /* the backend's tunnel endpoint; IPv4 as ::ffff:a.b.c.d */
+struct xdsr_backend_hop {
+	__u8 mac[6];        /* outer destination MAC: the underlay next hop to the endpoint */
+	__u8 family;        /* enum xdsr_family of the endpoint */
+	__u8 reserved0;
+	__u8 addr4[4];      /* the endpoint, if IPv4 (family XDSR_FAMILY_IPV4) */
+	__u32 reserved1;
 };
 
-struct xdsr_backend_hop {
-	__u8 mac[6];        /* outer destination MAC: the underlay next hop to addr */
-	__u8 family;        /* enum xdsr_family of addr */
-	__u8 reserved0;
-	__u32 reserved1;
-	__u32 reserved2;
+struct xdsr_backend_vtep {
+	__u8 addr[16];      /* the endpoint, if IPv6: third entry, XDSR_TUNNEL_STRIDE only */
 };
 
 /* Each is one entry of xdsr_backends. */
@@ -136,8 +142,11 @@ struct xdsr_counter {
 
 /* Global counters, per CPU, indexed by reason. Every packet is counted once
  * under exactly one verdict reason; XDSR_R_FRAGMENT, XDSR_R_VLAN_PUSH,
- * XDSR_R_VLAN_POP, XDSR_R_ICMP_ERROR and XDSR_R_OVERLAY count details of
- * forwarded packets in addition. */
+ * XDSR_R_VLAN_POP and XDSR_R_ICMP_ERROR count details of forwarded packets
+ * in addition. Frames re-encapsulated to a backend behind a tunnel have no
+ * detail of their own: the counters of their (VXLAN or Geneve) services
+ * count exactly them, and a per-CPU increment per frame is a sizeable part
+ * of an overlay frame's cost. */
 enum xdsr_reason {
 	XDSR_R_FORWARDED = 0,   /* XDP_TX to a backend */
 	XDSR_R_NOT_FOR_US = 1,  /* XDP_PASS: destination MAC is not this interface */
@@ -155,8 +164,7 @@ enum xdsr_reason {
 	XDSR_R_VLAN_PUSH = 9,   /* detail: tag added */
 	XDSR_R_VLAN_POP = 10,   /* detail: tag removed */
 	XDSR_R_ICMP_ERROR = 11, /* detail: an ICMP "too big" steered to the quoted flow's backend */
-	XDSR_R_OVERLAY = 12,    /* detail: a VXLAN or Geneve frame re-encapsulated to a backend */
-	XDSR_R_MAX = 13,
+	XDSR_R_MAX = 12,
 };
 
 /* Written once at creation into xdsr_meta[0]: the sizes the maps were made

@@ -18,7 +18,8 @@
  *
  * Every map lookup here is one the verifier inlines into a few loads, and the
  * data a packet touches is three cache lines (index entry, slot chunk,
- * backend): see maps.h and docs/dataplane.md.
+ * backend; a tunnel backend with an IPv4 endpoint is one line too): see
+ * maps.h and docs/dataplane.md.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -46,8 +47,8 @@ struct xdsr_abi_types {
 	struct xdsr_sel sel;
 	union xdsr_slot_chunk chunk;
 	struct xdsr_backend backend;
-	struct xdsr_backend_vtep vtep;
 	struct xdsr_backend_hop hop;
+	struct xdsr_backend_vtep vtep;
 	struct xdsr_prog_cfg cfg;
 	struct xdsr_counter counter;
 	struct xdsr_meta meta;
@@ -181,8 +182,9 @@ static __always_inline const struct xdsr_backend *pick_backend(const struct xdsr
 	/* An empty table (every backend drained) holds the "none" marker. */
 	if (b >= e->n_backends)
 		return 0;
-	/* A service keyed by an overlay segment holds tunnel backends. */
-	idx = e->backend_base + (pkt->overlay ? b * XDSR_TUNNEL_STRIDE : b);
+	/* Tunnel backends take several entries each (xdsr_kern_user.h); a
+	 * VLAN frame's backend is entry b, with no load of the stride. */
+	idx = e->backend_base + (pkt->overlay ? b * e->backend_stride : b);
 	*at = idx;
 	return bpf_map_lookup_elem(&xdsr_backends, &idx);
 }
@@ -228,18 +230,22 @@ int xdsr_lb(struct xdp_md *ctx)
 		return verdict(XDSR_R_NO_BACKEND, bytes, quiet);
 
 	if (pkt.overlay) {
-		const struct xdsr_backend_vtep *ep;
 		const struct xdsr_backend_hop *hop;
+		const struct xdsr_backend_vtep *ep = 0;
 		__u32 i1 = at + 1, i2 = at + 2;
 
-		ep = bpf_map_lookup_elem(&xdsr_backends, &i1);
-		hop = bpf_map_lookup_elem(&xdsr_backends, &i2);
-		if (!ep || !hop)
+		hop = bpf_map_lookup_elem(&xdsr_backends, &i1);
+		if (!hop)
 			return verdict(XDSR_R_TX_ERROR, bytes, quiet);
-		reason = fast ? rewrite_tunnel4_fast(ctx, be, ep, hop, &xdsr_cfg) : XDSR_PARSE_NEXT;
-		if (reason == XDSR_PARSE_NEXT)
-			reason = rewrite_tunnel(ctx, &pkt, be, ep, hop, &xdsr_cfg);
-		detail = XDSR_R_OVERLAY;
+		reason = fast ? rewrite_tunnel4_fast(ctx, be, hop, &xdsr_cfg) : XDSR_PARSE_NEXT;
+		if (reason == XDSR_PARSE_NEXT) {
+			/* Only an IPv6 endpoint has a third entry. */
+			if (hop->family == XDSR_FAMILY_IPV6)
+				ep = bpf_map_lookup_elem(&xdsr_backends, &i2);
+			reason = rewrite_tunnel(ctx, &pkt, be, hop, ep, &xdsr_cfg);
+		}
+		/* No detail: the service's counter counts these frames. */
+		detail = -1;
 	} else {
 		reason = rewrite_l2(ctx, &pkt, be, xdsr_cfg.mac, &detail);
 	}

@@ -281,7 +281,7 @@ class Contract:
             check = _csum_update(check, old, new) or 0xFFFF
             struct.pack_into("!H", out, t.udp_at + 6, check)
         out[0:12] = mac_bytes(be.hop_mac) + self.mac
-        return bytes(out), {Reason.OVERLAY}
+        return bytes(out), set()  # no detail: the service's counter counts it
 
     # -- IPv4 ----------------------------------------------------------------
 

@@ -164,7 +164,9 @@ def test_overlay_attach_apply_show_and_probe(tmp_path: Path, pin_dir: Path) -> N
         out = xdsr(*probe, "--port", "443", "--segment", "vxlan:5000", "--vtep", "192.0.2.9").stdout
         assert out.strip() == "XDP_PASS"  # another endpoint's
         stats = json.loads(xdsr("dp", "stats", "--json", "--pin-dir", str(pin_dir)).stdout)
-        assert stats["reasons"]["overlay"] == {"verdict": "detail", "packets": 0, "bytes": 0}  # probes count nothing
+        # Probes count nothing: neither as forwarded nor under the (overlay) service.
+        assert stats["reasons"]["forwarded"] == {"verdict": "tx", "packets": 0, "bytes": 0}
+        assert [s["packets"] for s in stats["services"]] == [0]
         xdsr("dp", "detach", "trunk0", "--netns", ns, "--pin-dir", str(pin_dir))
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)

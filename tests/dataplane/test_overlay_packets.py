@@ -27,13 +27,14 @@ from scapy.packet import Packet, Raw
 
 from tests.conftest import needs_root, private_pin_dir
 from tests.dataplane.test_packets import Case, run_case
+from xdsr.dataplane import abi
 from xdsr.dataplane import libbpf as bpf
 from xdsr.dataplane import services as dpservices
 from xdsr.dataplane.abi import Reason
 from xdsr.dataplane.flowhash import flow_hash, slot_of
 from xdsr.dataplane.loader import Dataplane
 from xdsr.dataplane.model import Backend, Service, TunnelEndpoint
-from xdsr.dataplane.state import apply, read_stats
+from xdsr.dataplane.state import Stats, apply, read_index, read_stats
 from xdsr.dataplane.tables import maglev_slots
 from xdsr.model.agent import Services
 
@@ -56,6 +57,10 @@ def _m(mac: str, vni: int, vtep: str, **kw: object) -> dict[str, object]:
 
 
 MANY = [_m(f"02:00:00:00:10:{i:02x}", 2000, f"192.0.2.{20 + i % 3}", weight=1 + i % 2) for i in range(8)]
+# Endpoints of both families: three entries per backend, not the compact two
+# (an IPv4 endpoint's address in the second entry all the same).
+MIXED = [_m(f"02:00:00:00:20:{i:02x}", 2002, f"192.0.2.{30 + i}" if i % 2 else f"2001:db8:f::{30 + i}")
+         for i in range(6)]  # fmt: skip
 
 STATE = {
     "services": [
@@ -77,6 +82,7 @@ STATE = {
         {"vip": VIP6, "port": 443, "protocol": "tcp", "segment": {"type": "geneve", "id": 3000},
          "backends": [_m(B4, 3001, "2001:db8:f::24")]},
         {"vip": VIP4, "port": 81, "protocol": "tcp", "segment": {"type": "vxlan", "id": 1000}, "backends": []},
+        {"vip": VIP4, "port": 82, "protocol": "udp", "segment": {"type": "vxlan", "id": 1000}, "backends": MIXED},
         # The same VIP and port on VLAN 10, and a VLAN id equal to a VNI.
         {"vip": VIP4, "port": 80, "protocol": "tcp", "segment": {"type": "vlan", "id": 10},
          "backends": [{"mac": B4, "vlan": 100}]},
@@ -247,6 +253,7 @@ def _cases() -> Iterator[Case]:
         yield Case(f"vxlan udp flow {i} onto a Maglev slot", bytes(f), tx, fwd,
                    reencap(f, _backend(svc, src, VIP4, udp, sport, 53)))  # fmt: skip
 
+    yield from _mixed_families()
     yield from _fast_path_edges()
 
     # Two tenants, one VIP: the VNI picks the service.
@@ -305,6 +312,30 @@ def _cases() -> Iterator[Case]:
     yield Case("VLAN 10 to the VIP: the VLAN service", bytes(f), tx, fwd, bytes(out))
 
     yield from _truncations()
+
+
+def _mixed_families() -> Iterator[Case]:
+    """A service whose endpoints are of both families takes three entries per
+    backend: each flow reaches its backend when the endpoint is of the
+    underlay's family (on the fast path, without UDP checksum, and on the
+    general one), and is dropped as a tx error when not."""
+    rng = random.Random(82)
+    svc = _service(VIP4, 82, 1000)
+    seen = set()
+    for i in range(24):
+        src, sport = f"198.51.{rng.randrange(256)}.{rng.randrange(1, 255)}", rng.randrange(1024, 65536)
+        be = _backend(svc, src, VIP4, socket.IPPROTO_UDP, sport, 82)
+        inner = Ether(dst=VIP_MAC, src=TENANT_GW) / IP(src=src, dst=VIP4) / UDP(sport=sport, dport=82) / Raw(b"m")
+        v6, zero = i % 3 == 2, i % 3 == 1
+        f = encap(inner, v6=v6, zero_csum=zero)
+        under = "v6" if v6 else ("v4 without UDP checksum" if zero else "v4")
+        name = f"mixed endpoint families: flow {i} over {under} to a v{be.vtep.version} endpoint"
+        seen.add((v6, be.vtep.version))
+        if be.vtep.version == (6 if v6 else 4):
+            yield Case(name, bytes(f), bpf.XDP_TX, Reason.FORWARDED, reencap(f, be))
+        else:
+            yield Case(name, bytes(f), bpf.XDP_DROP, Reason.TX_ERROR)
+    assert seen == {(False, 4), (False, 6), (True, 4), (True, 6)}  # every combination is a case
 
 
 def _fast_path_edges() -> Iterator[Case]:
@@ -475,6 +506,10 @@ def loaded() -> Iterator[tuple[Dataplane, bpf.Program]]:
         prog.close()
 
 
+def _overlay_packets(st: Stats) -> int:
+    return sum(c.packets for k, c in st.services.items() if k.overlay)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_overlay_packet(loaded: tuple[Dataplane, bpf.Program], case: Case) -> None:
     dp, prog = loaded
@@ -482,7 +517,8 @@ def test_overlay_packet(loaded: tuple[Dataplane, bpf.Program], case: Case) -> No
     run_case(prog, case)
     st1 = read_stats(dp)
     assert st1.reasons[case.reason].packets == st0.reasons[case.reason].packets + 1
-    overlay = st1.reasons[Reason.OVERLAY].packets - st0.reasons[Reason.OVERLAY].packets
+    # A re-encapsulated frame counts under its (overlay) service alone.
+    overlay = _overlay_packets(st1) - _overlay_packets(st0)
     assert overlay == (1 if case.verdict == bpf.XDP_TX and Ether(case.frame).haslayer(UDP) and "VLAN" not in case.name
                        else 0)  # fmt: skip
 
@@ -553,3 +589,19 @@ def test_installed_tunnel_backends_read_back(loaded: tuple[Dataplane, bpf.Progra
         assert [(b.mac, b.vlan, b.weight, b.vni, b.vtep, b.hop_mac) for b in back.backends] == [
             (b.mac, b.vlan, b.weight, b.vni, b.vtep, b.hop_mac) for b in svc.backends
         ]
+
+
+def test_ipv4_endpoints_take_one_aligned_32_byte_entry(loaded: tuple[Dataplane, bpf.Program]) -> None:
+    """An overlay service whose endpoints are all IPv4 has backends of two
+    entries starting at an even entry (32 bytes each: one cache line); with
+    an IPv6 endpoint among them, three; VLAN services one."""
+    entries = read_index(loaded[0])
+    assert {e.backend_stride for k, e in entries.items() if not k.overlay} == {1}
+    assert {e.backend_stride for k, e in entries.items() if k.overlay} == {abi.TUNNEL4_STRIDE, abi.TUNNEL_STRIDE}
+    compact = {k for k, e in entries.items() if e.backend_stride == abi.TUNNEL4_STRIDE}
+    services = {s.key: s for s in SERVICES}
+    want = {k for k, s in services.items() if k.overlay and all(b.vtep and b.vtep.version == 4 for b in s.backends)}
+    assert compact & set(services) == want
+    assert _service(VIP4, 53, 1000).key in want and _service(VIP4, 82, 1000).key not in want
+    # Fragments' entries (port 0) share a service's table, stride included.
+    assert all(entries[k].backend_base % 2 == 0 for k in compact)

@@ -317,3 +317,34 @@ def test_changes_keep_every_key_findable_and_equal_a_full_apply(pin_dir: Path) -
             assert frag.slot_base == index[target].slot_base
         report = apply(small, list(held.values()))
         assert not report.index_swapped and report.tables_written == 0, "a full apply finds nothing to change"
+
+
+def test_ipv4_tunnel_backends_start_at_an_even_entry(dp: Dataplane) -> None:
+    """A tunnel backend with an IPv4 endpoint is two entries (32 bytes): the
+    service's backends start at an even entry, so each is one cache line,
+    however odd the VLAN tables around them; with an IPv6 endpoint among
+    them, three entries each. Applied in turns that free and reuse space."""
+
+    def cfg(turn: int) -> list[Service]:
+        out: list[dict[str, Any]] = []
+        for i in range(6):
+            vlan = [{"mac": f"02:00:00:00:{i:02x}:{j:02x}", "vlan": 100} for j in range(1 + (i + turn) % 3)]
+            out.append({"vip": f"203.0.113.{i + 1}", "port": 80, "protocol": "tcp", "backends": vlan})
+            vteps = [f"192.0.2.{j + 1}" for j in range(1 + (i * turn) % 3)] + (["2001:db8::1"] if i == 5 else [])
+            tunnel = [{"mac": f"02:00:00:01:{i:02x}:{j:02x}", "vni": 7, "vtep": v} for j, v in enumerate(vteps)]
+            out.append({"vip": f"203.0.113.{i + 1}", "port": 81 + turn, "protocol": "tcp",
+                        "segment": {"type": "vxlan", "id": 5}, "backends": tunnel})  # fmt: skip
+        return parse_config({"services": out}).to_services("02:00:00:00:00:fe")
+
+    for turn in range(4):
+        desired = cfg(turn)
+        apply(dp, desired)
+        entries = read_index(dp)
+        for svc in desired:
+            e = entries[svc.key]
+            v6 = any(b.vtep is not None and b.vtep.version == 6 for b in svc.backends)
+            want = 1 if not svc.key.overlay else abi.TUNNEL_STRIDE if v6 else abi.TUNNEL4_STRIDE
+            assert e.backend_stride == want, svc.key
+            if want == abi.TUNNEL4_STRIDE:
+                assert e.backend_base % 2 == 0, svc.key
+        assert sorted((i.service for i in installed(dp)), key=lambda s: s.key) == sorted(desired, key=lambda s: s.key)

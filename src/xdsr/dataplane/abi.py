@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import enum
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 CHUNK_SIZE = 64
 INDEX_PROBES = 32
@@ -20,6 +20,7 @@ MAX_BACKENDS = 65535
 MAX_NARROW = 255
 SEG_TYPE_SHIFT = 24  # a key's segment: its type above this bit, its id below
 TUNNEL_STRIDE = 3  # entries of xdsr_backends per backend of an overlay service
+TUNNEL4_STRIDE = 2  # the same when every endpoint is IPv4: 32 bytes, aligned
 
 
 class SegType(enum.IntEnum):
@@ -46,10 +47,9 @@ class Reason(enum.IntEnum):
     VLAN_PUSH = 9
     VLAN_POP = 10
     ICMP_ERROR = 11
-    OVERLAY = 12
 
 
-REASON_MAX = 13
+REASON_MAX = 12
 
 # What the program does for each reason; the details count forwarded packets
 # a second time and have no verdict of their own.
@@ -66,7 +66,6 @@ REASON_VERDICT = {
     Reason.VLAN_PUSH: "detail",
     Reason.VLAN_POP: "detail",
     Reason.ICMP_ERROR: "detail",
-    Reason.OVERLAY: "detail",
 }
 
 
@@ -93,7 +92,7 @@ class SvcEntry(ctypes.Structure):
         ("backend_base", ctypes.c_uint32),
         ("n_backends", ctypes.c_uint16),
         ("flags", ctypes.c_uint8),
-        ("reserved0", ctypes.c_uint8),
+        ("backend_stride", ctypes.c_uint8),  # entries of xdsr_backends per backend (tables.stride)
         ("stats_id", ctypes.c_uint32),
         ("reserved1", ctypes.c_uint32),
         ("digest", ctypes.c_uint64),
@@ -121,22 +120,23 @@ class Backend(ctypes.Structure):
     ]
 
 
-class BackendVtep(ctypes.Structure):
-    """Second entry of a tunnel backend: its endpoint (IPv4 mapped)."""
-
-    _fields_ = [("addr", ctypes.c_uint8 * 16)]
-
-
 class BackendHop(ctypes.Structure):
-    """Third entry of a tunnel backend: the underlay next hop's MAC."""
+    """Second entry of a tunnel backend: the underlay next hop's MAC, and an
+    IPv4 endpoint (the last entry of a backend in TUNNEL4_STRIDE)."""
 
     _fields_ = [
         ("mac", ctypes.c_uint8 * 6),
         ("family", ctypes.c_uint8),  # Family of the endpoint
         ("reserved0", ctypes.c_uint8),
+        ("addr4", ctypes.c_uint8 * 4),  # the endpoint if IPv4
         ("reserved1", ctypes.c_uint32),
-        ("reserved2", ctypes.c_uint32),
     ]
+
+
+class BackendVtep(ctypes.Structure):
+    """Third entry of a tunnel backend (TUNNEL_STRIDE only): an IPv6 endpoint."""
+
+    _fields_ = [("addr", ctypes.c_uint8 * 16)]
 
 
 class VtepFamilies(enum.IntFlag):
@@ -182,8 +182,8 @@ STRUCTS: dict[str, type[ctypes.Structure] | type[ctypes.Union]] = {
     "xdsr_sel": Sel,
     "xdsr_slot_chunk": SlotChunk,
     "xdsr_backend": Backend,
-    "xdsr_backend_vtep": BackendVtep,
     "xdsr_backend_hop": BackendHop,
+    "xdsr_backend_vtep": BackendVtep,
     "xdsr_counter": Counter,
     "xdsr_meta": Meta,
     "xdsr_prog_cfg": ProgCfg,
@@ -200,8 +200,9 @@ ENUMS: dict[str, dict[str, int]] = {
         "XDSR_MAX_NARROW": MAX_NARROW,
         "XDSR_SEG_TYPE_SHIFT": SEG_TYPE_SHIFT,
         "XDSR_TUNNEL_STRIDE": TUNNEL_STRIDE,
+        "XDSR_TUNNEL4_STRIDE": TUNNEL4_STRIDE,
     },
-    "xdsr_svc_flags": {"XDSR_SVC_USED": SvcFlags.USED, "XDSR_SVC_NARROW": SvcFlags.NARROW},
+    "xdsr_svc_flags": {f"XDSR_SVC_{f.name}": f.value for f in SvcFlags},
     "xdsr_reason": {**{f"XDSR_R_{r.name}": r.value for r in Reason}, "XDSR_R_MAX": REASON_MAX},
     "xdsr_probe": {"XDSR_PROBE_MARK": PROBE_MARK},
     "xdsr_vtep_families": {f"XDSR_VTEP_{f.name}": f.value for f in VtepFamilies},

@@ -171,7 +171,9 @@ class Usage:
 def usage(dp: Dataplane) -> Usage:
     entries = read_index(dp)
     tables_ = {(e.slot_base, tables.slot_chunks(e.table_size, e.n_backends)) for e in entries.values()}
-    backends = {(e.backend_base, tables.backend_entries(e.n_backends, k.overlay)) for k, e in entries.items()}
+    backends = {
+        (e.backend_base, tables.backend_entries(e.n_backends, k.overlay, _compact(e))) for k, e in entries.items()
+    }
     return Usage(
         services=sum(1 for k in entries if k.port),
         max_services=dp.max_services,
@@ -217,23 +219,25 @@ class _Space:
                 del self._refs[ext]
                 del self._extents[bisect.bisect_left(self._extents, ext)]
 
-    def _fits(self, pos: int, length: int) -> int | None:
-        """The first position >= pos where length fits, or None."""
+    def _fits(self, pos: int, length: int, align: int = 1) -> int | None:
+        """The first position >= pos, a multiple of align, where length fits, or None."""
+        pos = -(-pos // align) * align
         i = max(0, bisect.bisect_left(self._extents, (pos, 0)) - 1)
         for s, n in self._extents[i:]:
             if s + n <= pos:
                 continue
             if s >= pos + length:
                 break
-            pos = s + n
+            pos = -(-(s + n) // align) * align
         return pos if pos + length <= self.capacity else None
 
-    def alloc(self, length: int) -> int:
-        """First fit from where the last allocation ended, then from 0."""
+    def alloc(self, length: int, align: int = 1) -> int:
+        """First fit from where the last allocation ended, then from 0 (at
+        a multiple of align)."""
         if length == 0:
             return 0
         for origin in (self._cursor, 0):
-            pos = self._fits(origin, length)
+            pos = self._fits(origin, length, align)
             if pos is not None:
                 self.reserve(pos, length)
                 self._cursor = pos + length
@@ -254,6 +258,7 @@ def _entry(
     stats_id: int,
     digest: int,
     tdigest: int,
+    compact: bool = False,
 ) -> abi.SvcEntry:
     flags = abi.SvcFlags.USED | (abi.SvcFlags.NARROW if tables.narrow(n_backends) else 0)
     e = abi.SvcEntry(
@@ -262,6 +267,7 @@ def _entry(
         backend_base=backend_base,
         n_backends=n_backends,
         flags=int(flags),
+        backend_stride=tables.stride(key.overlay, compact),
         stats_id=stats_id,
         digest=digest,
         table_digest=tdigest,
@@ -369,6 +375,11 @@ def _quiesce(dp: Dataplane, sel: abi.Sel) -> None:
     dp.wait_grace_period()
 
 
+def _compact(e: abi.SvcEntry) -> bool:
+    """The entry's tunnel backends take abi.TUNNEL4_STRIDE entries each."""
+    return int(e.backend_stride) == abi.TUNNEL4_STRIDE
+
+
 def _extents(e: abi.SvcEntry) -> tuple[tuple[int, int], tuple[int, int]]:
     """(slot chunks, backends) an entry's table takes: (start, length) each."""
     n = int(e.n_backends)
@@ -376,7 +387,7 @@ def _extents(e: abi.SvcEntry) -> tuple[tuple[int, int], tuple[int, int]]:
     overlay = e.key.segment >> abi.SEG_TYPE_SHIFT != abi.SegType.VLAN
     return (int(e.slot_base), tables.slot_chunks(e.table_size, n)), (
         int(e.backend_base),
-        tables.backend_entries(n, overlay),
+        tables.backend_entries(n, overlay, _compact(e)),
     )
 
 
@@ -550,14 +561,16 @@ def _apply_locked(
             new_ids.append(stats_id)
             report.created.append(key)
         n = len(svc.backends)
+        compact = key.overlay and tables.tunnel4(svc.backends)
         have = live.table(tdigest)
         if have is not None:
             slot_base, backend_base = int(have.slot_base), int(have.backend_base)
         else:
             chunks = tables.slot_chunks(svc.table_size, n)
             slot_base = live.slots.alloc(chunks)
-            entries_n = tables.backend_entries(n, key.overlay)
-            backend_base = live.backends.alloc(entries_n)
+            entries_n = tables.backend_entries(n, key.overlay, compact)
+            # A compact backend's 32 bytes start at an even entry: one cache line.
+            backend_base = live.backends.alloc(entries_n, abi.TUNNEL4_STRIDE if compact else 1)
             # alloc() reserved them; _ref() below counts the entry's reference.
             live.slots.release(slot_base, chunks)
             live.backends.release(backend_base, entries_n)
@@ -567,14 +580,14 @@ def _apply_locked(
             start = backend_base * tables.BACKEND_SIZE
             dp.backends[start : start + len(data)] = data
             report.tables_written += 1
-        e = _entry(key, slot_base, svc.table_size, backend_base, n, stats_id, svc.digest(), tdigest)
+        e = _entry(key, slot_base, svc.table_size, backend_base, n, stats_id, svc.digest(), tdigest, compact)
         live._ref(e)
         if old is not None:
             dropped.append(old)
         entries[key] = e
         index.set(key, e)
         report.installed[key] = InstalledService(
-            svc, stats_id, int(e.digest), slot_base, tables.table_bytes(svc.table_size, n, key.overlay)
+            svc, stats_id, int(e.digest), slot_base, tables.table_bytes(svc.table_size, n, key.overlay, compact)
         )
     _zero_counters(dp, new_ids)
     for key in removed:
@@ -634,8 +647,8 @@ def installed(dp: Dataplane, with_slots: bool = False) -> list[InstalledService]
             continue  # fragment entries mirror a real service's table
         n = e.n_backends
         start = e.backend_base * tables.BACKEND_SIZE
-        size = tables.backend_entries(n, key.overlay) * tables.BACKEND_SIZE
-        backends = tables.decode_backends(dp.backends[start : start + size], n, key.overlay)
+        size = tables.backend_entries(n, key.overlay, _compact(e)) * tables.BACKEND_SIZE
+        backends = tables.decode_backends(dp.backends[start : start + size], n, key.overlay, _compact(e))
         slots = None
         if with_slots:
             begin = e.slot_base * abi.CHUNK_SIZE
@@ -648,7 +661,7 @@ def installed(dp: Dataplane, with_slots: bool = False) -> list[InstalledService]
                 int(e.stats_id),
                 int(e.digest),
                 int(e.slot_base),
-                tables.table_bytes(e.table_size, n, key.overlay),
+                tables.table_bytes(e.table_size, n, key.overlay, _compact(e)),
                 slots,
             )
         )

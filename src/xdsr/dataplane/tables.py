@@ -3,8 +3,9 @@
 The layout is described in bpf/lb/xdsr_kern_user.h: a service's Maglev slots
 are a run of 64-byte chunks in xdsr_slots holding backend indexes (1 byte
 each up to 255 backends, 2 bytes beyond), and its backends a run of 16-byte
-entries in xdsr_backends (three per backend of an overlay service: the
-backend, its tunnel endpoint, its underlay next hop).
+entries in xdsr_backends (per backend of an overlay service: the backend, its
+underlay next hop with an IPv4 endpoint, and only when some endpoint of the
+service is IPv6 a third entry for that address).
 """
 
 from __future__ import annotations
@@ -35,14 +36,30 @@ def slot_chunks(table_size: int, n_backends: int) -> int:
     return -(-table_size // per_chunk)
 
 
-def backend_entries(n_backends: int, overlay: bool = False) -> int:
+def tunnel4(backends: tuple[Backend, ...]) -> bool:
+    """Every endpoint is IPv4: the overlay service's backends take
+    abi.TUNNEL4_STRIDE entries each (32 bytes, one cache line)."""
+    return all(b.vtep is not None and b.vtep.version == 4 for b in backends)
+
+
+def stride(overlay: bool, compact: bool = False) -> int:
+    """Entries of xdsr_backends per backend; compact: tunnel4() held."""
+    if not overlay:
+        return 1
+    return abi.TUNNEL4_STRIDE if compact else abi.TUNNEL_STRIDE
+
+
+def backend_entries(n_backends: int, overlay: bool = False, compact: bool = False) -> int:
     """Entries of xdsr_backends that n backends of a service take."""
-    return n_backends * (abi.TUNNEL_STRIDE if overlay else 1)
+    return n_backends * stride(overlay, compact)
 
 
-def table_bytes(table_size: int, n_backends: int, overlay: bool = False) -> int:
+def table_bytes(table_size: int, n_backends: int, overlay: bool = False, compact: bool = False) -> int:
     """Bytes of kernel memory a service's table takes: its slots and backends."""
-    return slot_chunks(table_size, n_backends) * abi.CHUNK_SIZE + backend_entries(n_backends, overlay) * BACKEND_SIZE
+    return (
+        slot_chunks(table_size, n_backends) * abi.CHUNK_SIZE
+        + backend_entries(n_backends, overlay, compact) * BACKEND_SIZE
+    )
 
 
 def table_digest(svc: Service) -> int:
@@ -86,26 +103,30 @@ def encode_slots(table_size: int, n_backends: int, slots: np.ndarray) -> bytes:
     return out.tobytes()
 
 
-_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
-
-
-def _encode_tunnel(b: Backend) -> bytes:
+def _encode_tunnel(b: Backend, compact: bool) -> bytes:
     if b.vtep is None or not b.hop_mac:
         raise ValueError(f"backend {b.identity} of an overlay service has no tunnel endpoint or next hop")
     be = abi.Backend(vid=0, weight=b.weight, vni=b.vni)
     ctypes.memmove(be.mac, mac_bytes(b.mac), 6)
-    ep = abi.BackendVtep()
-    ctypes.memmove(ep.addr, (_V4_MAPPED + b.vtep.packed) if b.vtep.version == 4 else b.vtep.packed, 16)
     hop = abi.BackendHop(family=abi.Family.IPV4 if b.vtep.version == 4 else abi.Family.IPV6)
     ctypes.memmove(hop.mac, mac_bytes(b.hop_mac), 6)
-    return bytes(be) + bytes(ep) + bytes(hop)
+    if b.vtep.version == 4:
+        ctypes.memmove(hop.addr4, b.vtep.packed, 4)
+    if compact:
+        return bytes(be) + bytes(hop)
+    ep = abi.BackendVtep()
+    if b.vtep.version == 6:
+        ctypes.memmove(ep.addr, b.vtep.packed, 16)
+    return bytes(be) + bytes(hop) + bytes(ep)
 
 
 def _decode_tunnel(raw: bytes) -> Backend:
     be = abi.Backend.from_buffer_copy(raw, 0)
-    ep = bytes(abi.BackendVtep.from_buffer_copy(raw, BACKEND_SIZE).addr)
-    hop = abi.BackendHop.from_buffer_copy(raw, 2 * BACKEND_SIZE)
-    vtep = ipaddress.ip_address(ep[12:] if hop.family == abi.Family.IPV4 else ep)
+    hop = abi.BackendHop.from_buffer_copy(raw, BACKEND_SIZE)
+    if hop.family == abi.Family.IPV4:
+        vtep: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(bytes(hop.addr4))
+    else:
+        vtep = ipaddress.IPv6Address(bytes(abi.BackendVtep.from_buffer_copy(raw, 2 * BACKEND_SIZE).addr))
     return Backend(mac_str(bytes(be.mac)), 0, be.weight, vni=be.vni, vtep=vtep, hop_mac=mac_str(bytes(hop.mac)))
 
 
@@ -121,9 +142,10 @@ _BACKEND_DTYPE = np.dtype(
 
 def encode_backends(backends: tuple[Backend, ...], overlay: bool = False) -> bytes:
     """The backends' entries (struct xdsr_backend), as the kernel reads them;
-    a backend behind a tunnel takes abi.TUNNEL_STRIDE entries."""
+    a backend behind a tunnel takes stride(True, tunnel4(backends)) entries."""
     if overlay:
-        return b"".join(_encode_tunnel(b) for b in backends)
+        compact = tunnel4(backends)
+        return b"".join(_encode_tunnel(b, compact) for b in backends)
     out = np.zeros(len(backends), dtype=_BACKEND_DTYPE)
     if backends:
         # MACs are normalized ("02:00:00:00:00:01"): the hex digits are the bytes.
@@ -135,9 +157,9 @@ def encode_backends(backends: tuple[Backend, ...], overlay: bool = False) -> byt
     return out.tobytes()
 
 
-def decode_backends(raw: bytes, n_backends: int, overlay: bool = False) -> tuple[Backend, ...]:
+def decode_backends(raw: bytes, n_backends: int, overlay: bool = False, compact: bool = False) -> tuple[Backend, ...]:
     if overlay:
-        size = abi.TUNNEL_STRIDE * BACKEND_SIZE
+        size = stride(True, compact) * BACKEND_SIZE
         return tuple(_decode_tunnel(raw[i * size : (i + 1) * size]) for i in range(n_backends))
     arr = np.frombuffer(raw, dtype=_BACKEND_DTYPE, count=n_backends)
     return tuple(
