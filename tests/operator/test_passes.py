@@ -765,6 +765,51 @@ def test_a_burst_of_creates_is_coalesced_into_few_generations() -> None:
     run(body)
 
 
+def test_creates_trickling_in_during_passes_get_one_true_status_each() -> None:
+    """Creates arriving one by one while passes run and pushes take time
+    (as 8 clients' creates do): a load balancer that came while a pass
+    ran is not judged before the placement pass has looked at it (it would
+    read as "no group can take it", an ERROR the API shows at once), and
+    each is written once: ACTIVE, once every node holds it."""
+
+    async def body() -> None:
+        async with counting_world(0) as w:
+            store = w.store
+            assert isinstance(store, CountingStore)
+            written: list[tuple[LoadBalancerStatus, bool]] = []
+            put = store.put
+
+            async def recording_put(key: str, value: bytes, **kw: object) -> int:
+                if key.startswith(keys.STATUS_PREFIX):
+                    st = LoadBalancerStatus.model_validate_json(value)
+                    everywhere = all(st.id in w.nodes.rules.get(endpoint(x), {}) for x in ("n1", "n2", "n3"))
+                    written.append((st, everywhere))
+                return await put(key, value, **kw)  # type: ignore[arg-type]
+
+            store.put = recording_put  # type: ignore[method-assign]
+            push = w.nodes.push
+
+            async def slow_push(e: str, s: DesiredState) -> tuple[AgentState, int]:
+                await asyncio.sleep(0.01)
+                return await push(e, s)
+
+            w.nodes.push = slow_push  # type: ignore[method-assign]
+            w.op._tasks.append(asyncio.create_task(w.op._loop()))
+            n = 120
+            for i in range(n):
+                lb = load_balancer(f"t{i:03d}", vip=f"198.51.{i // 250}.{i % 250 + 1}")
+                await store.put(keys.lb_key(lb.id), dump(lb), expect=0)
+                await asyncio.sleep(0.001)
+            await until(lambda: len({s.id for s, _ in written}) == n, 20, "every load balancer's status")
+            await until(lambda: not w.op._dirty_lbs, 5, "the statuses to settle")
+            assert [s.error for s, _ in written if s.provisioning_status != "ACTIVE"] == []
+            assert all(s.observed_generation == 1 and everywhere for s, everywhere in written)
+            assert len(written) == n  # once each
+            assert_identical_and_complete(w)
+
+    run(body)
+
+
 class Unlistable(dict):  # type: ignore[type-arg]
     """A group's rules that must not be walked as a whole."""
 

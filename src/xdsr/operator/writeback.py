@@ -46,6 +46,11 @@ class StatusWriter(View):
             if lb.deleting:
                 continue
             group = where.get(lb.id)
+            if group is None and lb.id not in self._unplaced and (self._place_all or lb.id in self._place_dirty):
+                # Not looked at by the placement pass yet (it came while this
+                # pass ran): judging it now would say no group can take it,
+                # an ERROR the API shows at once. That pass marks it again.
+                continue
             placed, needed = placed_all[group][lb.id] if group else (None, 0)
             since = self._on_its_way(group, needed, now) if group else None
             if since is not None:
