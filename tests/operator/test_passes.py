@@ -9,8 +9,9 @@ drives reconcile passes by hand and looks at what the operator wrote.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -26,6 +27,7 @@ from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import Listener, LoadBalancer, LoadBalancerStatus, Member, Pool
 from xdsr.operator.agents import AgentError
 from xdsr.operator.operator import Operator, Settings
+from xdsr.store.base import Conflict, Put
 from xdsr.store.docs import dump, get_doc
 from xdsr.store.memory import MemoryStore
 
@@ -555,10 +557,16 @@ class CountingStore(MemoryStore):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.writes: list[str] = []
+        self.batches: list[int] = []  # the size of each put_many
 
     async def put(self, key: str, value: bytes, *, expect: int | None = None, lease: int | None = None) -> int:
         self.writes.append(key)
         return await super().put(key, value, expect=expect, lease=lease)
+
+    async def put_many(self, puts: Sequence[Put]) -> list[int | Conflict]:
+        self.writes.extend(p.key for p in puts)
+        self.batches.append(len(puts))
+        return await super().put_many(puts)
 
     async def delete(self, key: str, *, expect: int | None = None) -> int:
         self.writes.append(key)
@@ -777,16 +785,17 @@ def test_creates_trickling_in_during_passes_get_one_true_status_each() -> None:
             store = w.store
             assert isinstance(store, CountingStore)
             written: list[tuple[LoadBalancerStatus, bool]] = []
-            put = store.put
+            put_many = store.put_many
 
-            async def recording_put(key: str, value: bytes, **kw: object) -> int:
-                if key.startswith(keys.STATUS_PREFIX):
-                    st = LoadBalancerStatus.model_validate_json(value)
-                    everywhere = all(st.id in w.nodes.rules.get(endpoint(x), {}) for x in ("n1", "n2", "n3"))
-                    written.append((st, everywhere))
-                return await put(key, value, **kw)  # type: ignore[arg-type]
+            async def recording_put_many(puts: Sequence[Put]) -> list[int | Conflict]:
+                for p in puts:
+                    if p.key.startswith(keys.STATUS_PREFIX):
+                        st = LoadBalancerStatus.model_validate_json(p.value)
+                        everywhere = all(st.id in w.nodes.rules.get(endpoint(x), {}) for x in ("n1", "n2", "n3"))
+                        written.append((st, everywhere))
+                return await put_many(puts)
 
-            store.put = recording_put  # type: ignore[method-assign]
+            store.put_many = recording_put_many  # type: ignore[method-assign]
             push = w.nodes.push
 
             async def slow_push(e: str, s: DesiredState) -> tuple[AgentState, int]:
@@ -805,6 +814,9 @@ def test_creates_trickling_in_during_passes_get_one_true_status_each() -> None:
             assert [s.error for s, _ in written if s.provisioning_status != "ACTIVE"] == []
             assert all(s.observed_generation == 1 and everywhere for s, everywhere in written)
             assert len(written) == n  # once each
+            # Many to a store request: the rules of a pass's load balancers
+            # in one, their statuses in another.
+            print("BATCHES", store.batches, len(store.batches), collections.Counter(e for e, _, _ in w.nodes.bodies))
             assert_identical_and_complete(w)
 
     run(body)

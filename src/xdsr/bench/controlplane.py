@@ -214,6 +214,22 @@ def _etcd_writes(endpoint: str) -> float:
     return total
 
 
+def _operator_counts(cluster: LocalCluster) -> dict[str, float]:
+    """From the operator's metrics: its reconcile passes, pushes to nodes and
+    store requests (by operation)."""
+    text = httpx.get(cluster.operator_metrics_url, timeout=10).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("xdsr_operator_reconcile_duration_seconds_count "):
+            out["passes"] = float(line.split()[1])
+        elif line.startswith("xdsr_operator_pushes_total{"):
+            out["pushes"] = out.get("pushes", 0.0) + float(line.split()[1])
+        elif line.startswith("xdsr_store_request_duration_seconds_count{"):
+            op = line.split('op="', 1)[1].split('"', 1)[0]
+            out[f"store_{op}"] = float(line.split()[1])
+    return out
+
+
 _PUSH = re.compile(r"LB node (\S+) at generation \d+: .* \((\d+) bytes\)")
 
 
@@ -441,6 +457,7 @@ def _scale_one(
         # when everything shares the cores. The bench's own: its clients
         # until the API calls are done, then its probes.
         cpu0 = {name: _cpu_seconds(pid) for name, pid in procs.items()}
+        counts0 = _operator_counts(cluster)
         bench0 = _bench_cpu()
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
@@ -462,6 +479,7 @@ def _scale_one(
     # before others'): the operator's CPU on the fill, whole.
     _Meter(cluster).quiet()
     cpu["operator_until_quiet"] = _cpu_seconds(procs["operator"]) - cpu0["operator"]
+    counts = {k: v - counts0.get(k, 0.0) for k, v in _operator_counts(cluster).items()}
 
     meter = _Meter(cluster)
     out: dict[str, list[dict[str, float]]] = {"member_add": [], "lb_create": [], "lb_delete": []}
@@ -549,6 +567,9 @@ def _scale_one(
         / max(1, n - 1)
         * 1000,
         "fill_load_average_1m_before": load,
+        # What the operator did for the fill, until quiet: reconcile passes,
+        # pushes (to all nodes) and store requests by operation.
+        "fill_operator_counts": counts,
         **(
             {
                 "member_add": {

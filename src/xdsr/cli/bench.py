@@ -227,6 +227,9 @@ def _scale_table(doc: dict[str, object]) -> None:
                 f"{sc['fill_load_average_1m_before']:.1f} before): "
                 + ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items())
             )
+        counts = sc.get("fill_operator_counts")
+        if counts:
+            out.print("  the operator over the fill: " + ", ".join(f"{k} {v:.0f}" for k, v in counts.items()))
 
 
 @app.command("bgp")

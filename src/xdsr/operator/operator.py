@@ -107,8 +107,12 @@ class Operator(Placer, NodeDriver, StatusWriter):
                 log.exception("reconcile pass failed")
                 await asyncio.sleep(self.settings.retry)
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a
+            # cancellation that comes as the kick is set (stop() then waits
+            # for this loop forever).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout=max(0.0, next_poll - time.monotonic()))
+                async with asyncio.timeout(max(0.0, next_poll - time.monotonic())):
+                    await self._kick.wait()
 
     async def reconcile(self) -> None:
         self.passes += 1

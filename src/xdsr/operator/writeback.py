@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
 
 from xdsr.model import keys
 from xdsr.model.agent import AgentState
@@ -39,7 +38,7 @@ class StatusWriter(View):
             ids = self._dirty_lbs | {lb_id for g in self._dirty_groups for lb_id in placed_all.get(g, {})}
             todo = [lb for lb in (self.lbs.get(i) for i in ids) if lb is not None]
         self._dirty_lbs, self._dirty_groups, self._all_dirty = set(), set(), False
-        writes: list[Awaitable[None]] = []
+        writes: list[LoadBalancerStatus] = []
         waits: list[float] = []
         stats_due: list[float] = []
         for lb in todo:
@@ -80,7 +79,7 @@ class StatusWriter(View):
                     self._dirty_lbs.add(lb.id)
                     stats_due.append(last + self.settings.stats_interval)
                 continue
-            writes.append(self._put_status(new))
+            writes.append(new)
             self._stats_written[lb.id] = now
             if (
                 prev is None
@@ -97,7 +96,12 @@ class StatusWriter(View):
         wakes = [w + self.settings.status_wait for w in waits] + stats_due
         if wakes:
             asyncio.get_running_loop().call_later(max(min(wakes) - now, 0.0), self._kick.set)
-        await self._concurrently(writes)
+        # Together (one store transaction for many: a burst of creates
+        # brings tens of statuses per pass), each into our copy at once: the
+        # next pass compares with it, and the watch's copy of the same
+        # write is then not parsed again.
+        if writes:
+            await self.statuses.put_many([(st.id, st, dump(st), None) for st in writes])
 
     def _on_its_way(self, group: str, needed: int, now: float) -> float | None:
         """Since when a push bringing rules of revision `needed` to a node of
@@ -116,17 +120,6 @@ class StatusWriter(View):
             if st is None or st.epoch != target.epoch or st.generation < needed:
                 return since
         return None
-
-    async def _put_status(self, status: LoadBalancerStatus) -> None:
-        value = dump(status)
-        self.statuses.expect(status.id, value, status)
-        try:
-            rev = await self.store.put(keys.status_key(status.id), value)
-        finally:
-            self.statuses.forget(status.id)
-        # Into our copy at once: the next pass compares with it, and the
-        # watch's copy of the same write is then not parsed again.
-        self.statuses.apply_local(status.id, status, rev)
 
     def _refusal(self, lb: LoadBalancer, placed: PlacedLoadBalancer | None) -> tuple[str | None, frozenset[str]]:
         """Why (part of) a load balancer is not placed, derived from the group
