@@ -9,7 +9,6 @@ drives reconcile passes by hand and looks at what the operator wrote.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -557,7 +556,7 @@ class CountingStore(MemoryStore):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.writes: list[str] = []
-        self.batches: list[int] = []  # the size of each put_many
+        self.batches: list[list[str]] = []  # the keys of each put_many
 
     async def put(self, key: str, value: bytes, *, expect: int | None = None, lease: int | None = None) -> int:
         self.writes.append(key)
@@ -565,7 +564,7 @@ class CountingStore(MemoryStore):
 
     async def put_many(self, puts: Sequence[Put]) -> list[int | Conflict]:
         self.writes.extend(p.key for p in puts)
-        self.batches.append(len(puts))
+        self.batches.append([p.key for p in puts])
         return await super().put_many(puts)
 
     async def delete(self, key: str, *, expect: int | None = None) -> int:
@@ -574,12 +573,12 @@ class CountingStore(MemoryStore):
 
 
 @contextlib.asynccontextmanager
-async def counting_world(n_lbs: int) -> AsyncIterator[World]:
+async def counting_world(n_lbs: int, **settings: float) -> AsyncIterator[World]:
     """Three nodes on one group holding n_lbs load balancers, settled."""
     clock = Clock()
     store = CountingStore(clock=clock)
     nodes = Nodes()
-    op = Operator(store, "token", Settings(group_size=3, retry=0.01), agents=nodes)  # type: ignore[arg-type]
+    op = Operator(store, "token", Settings(group_size=3, retry=0.01, **settings), agents=nodes)  # type: ignore[arg-type]
     for inf in op._informers():
         inf.start()
     for inf in op._informers():
@@ -814,10 +813,53 @@ def test_creates_trickling_in_during_passes_get_one_true_status_each() -> None:
             assert [s.error for s, _ in written if s.provisioning_status != "ACTIVE"] == []
             assert all(s.observed_generation == 1 and everywhere for s, everywhere in written)
             assert len(written) == n  # once each
-            # Many to a store request: the rules of a pass's load balancers
-            # in one, their statuses in another.
-            print("BATCHES", store.batches, len(store.batches), collections.Counter(e for e, _, _ in w.nodes.bodies))
+            # Few pushes to each node, each carrying many creates; the
+            # statuses written many to a store request.
+            for node in ("n1", "n2", "n3"):
+                assert len([e for e, _, _ in w.nodes.bodies if e == endpoint(node)]) <= n // 10, node
+            status_requests = [b for b in store.batches if b[0].startswith(keys.STATUS_PREFIX)]
+            assert sum(map(len, status_requests)) == n and len(status_requests) <= n // 10
             assert_identical_and_complete(w)
+
+    run(body)
+
+
+def test_pushes_are_paced_only_in_a_burst_and_its_last_changes_are_not_held_back() -> None:
+    """With a push interval no test would wait for: a change alone right
+    after a push still goes at once, a burst goes in few pushes, and its
+    last changes go once no more come, not at the interval's end."""
+
+    async def body() -> None:
+        async with counting_world(2, push_interval=3600.0) as w:
+            push = w.nodes.push
+
+            async def slow_push(e: str, s: DesiredState) -> tuple[AgentState, int]:
+                await asyncio.sleep(0.01)  # as a node's apply takes time, changes pile up meanwhile
+                return await push(e, s)
+
+            w.nodes.push = slow_push  # type: ignore[method-assign]
+            w.op._tasks.append(asyncio.create_task(w.op._loop()))
+            for step in range(3):  # one change at a time, each right after the last push
+                w.nodes.bodies.clear()
+                await w.put_lb(load_balancer("lb0", vip="203.0.113.10", n_members=3 + step, generation=2 + step))
+                await until(
+                    lambda: all(len(held_rules(w, x)["lb0"][0].backends) == 3 + step for x in ("n1", "n2", "n3")),
+                    5,
+                    "a change alone was held back",
+                )
+                assert len(w.nodes.bodies) == 3
+            w.nodes.bodies.clear()
+            n = 40
+            for i in range(n):
+                lb = load_balancer(f"q{i:02d}", vip=f"198.51.100.{i + 1}")
+                await w.store.put(keys.lb_key(lb.id), dump(lb), expect=0)
+                await asyncio.sleep(0.001)
+            await until(
+                lambda: all(len(held_rules(w, x)) == n + 2 for x in ("n1", "n2", "n3")),
+                5,
+                "the burst's last creates were held back",
+            )
+            assert len(w.nodes.bodies) <= 3 * 3  # the first create alone, then what piled up, then the rest
 
     run(body)
 

@@ -131,7 +131,11 @@ class NodeDriver(View):
 
     async def _gather(self, node: Node) -> None:
         """While changes keep coming, until push_interval has passed since the
-        node's last delta; as soon as none came for push_quiet."""
+        node's last delta; as soon as none came for push_quiet. A node's cost
+        per push is largely fixed (a request, an apply and its flip, the
+        Maglev tables of the push built side by side: 20 tables of 10
+        members cost about 0.5 ms each, 100 about 0.3 ms), so a burst of
+        creates is sent in few, large pushes."""
         deadline = node.pushed_at + self.settings.push_interval
         while (left := deadline - time.monotonic()) > 0:
             node.kick.clear()
@@ -162,18 +166,17 @@ class NodeDriver(View):
                     node.acked = wanted.revisions()
                 continue
             state = node.state
-            delta = node.acked is not None and state is not None and state.epoch == wanted.epoch
-            if delta and since is None and time.monotonic() - node.pushed_at < self.settings.push_interval:
-                # In a burst: this push carries what comes meanwhile too. Its
-                # statuses wait for it as for a push on its way (writeback.py).
-                paced = time.monotonic()
-                node.in_flight = (paced, wanted)
-                await self._gather(node)
-                continue
-            if delta:
-                assert state is not None and node.acked is not None
-                node.pushed_at = time.monotonic()
+            if node.acked is not None and state is not None and state.epoch == wanted.epoch:
                 desired, lbs = wanted.delta(state.generation, node.acked)
+                if len(lbs) > 1 and since is None and time.monotonic() - node.pushed_at < self.settings.push_interval:
+                    # Changes piled up since the last push, which was recent:
+                    # a burst. This push carries what comes meanwhile too. Its
+                    # statuses wait for it as for a push on its way (writeback.py).
+                    paced = time.monotonic()
+                    node.in_flight = (paced, wanted)
+                    await self._gather(node)
+                    continue
+                node.pushed_at = time.monotonic()
             else:
                 desired, lbs = wanted.full(), None
             error_before = node.error

@@ -196,11 +196,10 @@ class Settings:
     # written) once, from the answers, rather than once before them too.
     status_wait: float = 1.0
     # A burst of changes (many creates at once) reaches a node in pushes at
-    # most this often, each carrying what came meanwhile: a node's cost per
-    # push (a request, an apply, its Maglev tables built side by side) is
-    # largely fixed. A change after a quiet spell is sent at once, and the
-    # last of a burst once no change came for push_quiet.
-    push_interval: float = 0.25
+    # most this often, each carrying what came meanwhile (nodes.py _gather).
+    # A change alone is sent at once, and the last of a burst once no change
+    # came for push_quiet.
+    push_interval: float = 0.5
     push_quiet: float = 0.02
 
 

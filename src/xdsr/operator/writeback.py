@@ -64,6 +64,10 @@ class StatusWriter(View):
             epoch = group_epoch(group, doc[0]) if group and doc else ""
             placement = Placement(group, placed.generation if placed else 0, needed, reason, refused, epoch)
             prev = self.statuses.get(lb.id)
+            if prev is None and reason is None and not self._reached(group, needed, epoch):
+                # New, and no node has its rules yet: nothing to tell (compute
+                # would find generation 0 observed and no error), unwritten.
+                continue
             new = compute(lb, placement, self._reports(group, lb.id), prev)
             self.judged += 1
             if prev is None and new.observed_generation == 0 and new.error is None:
@@ -102,6 +106,19 @@ class StatusWriter(View):
         # write is then not parsed again.
         if writes:
             await self.statuses.put_many([(st.id, st, dump(st), None) for st in writes])
+
+    def _reached(self, group: str | None, needed: int, epoch: str) -> bool:
+        """Whether a live node of the group holds generation `needed` of the epoch."""
+        doc = self._group_docs().get(group) if group else None
+        if doc is None or not needed:
+            return False
+        live = self._live()
+        for name in doc[0].lbns:
+            node = self.nodes.get(name)
+            st = node.state if node is not None else None
+            if name in live and st is not None and st.epoch == epoch and st.generation >= needed:
+                return True
+        return False
 
     def _on_its_way(self, group: str, needed: int, now: float) -> float | None:
         """Since when a push bringing rules of revision `needed` to a node of
