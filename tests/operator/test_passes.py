@@ -843,7 +843,7 @@ def test_pushes_are_paced_only_in_a_burst_and_its_last_changes_are_not_held_back
                 w.nodes.bodies.clear()
                 await w.put_lb(load_balancer("lb0", vip="203.0.113.10", n_members=3 + step, generation=2 + step))
                 await until(
-                    lambda: all(len(held_rules(w, x)["lb0"][0].backends) == 3 + step for x in ("n1", "n2", "n3")),
+                    lambda k=3 + step: all(len(held_rules(w, x)["lb0"][0].backends) == k for x in ("n1", "n2", "n3")),
                     5,
                     "a change alone was held back",
                 )
