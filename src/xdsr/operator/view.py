@@ -200,7 +200,7 @@ class Settings:
     # A change alone is sent at once, and the last of a burst once no change
     # came for push_quiet.
     push_interval: float = 0.5
-    push_quiet: float = 0.02
+    push_quiet: float = 0.05
 
 
 class View:
