@@ -201,6 +201,10 @@ class Settings:
     # came for push_quiet.
     push_interval: float = 0.5
     push_quiet: float = 0.05
+    # Load balancers changed within this long of a pass that placed some
+    # wait for it to have passed (operator.py): a burst's creates are placed
+    # and their rules written many to a pass, not one or two.
+    place_interval: float = 0.05
 
 
 class View:
