@@ -204,7 +204,7 @@ class Settings:
     # Load balancers changed within this long of a pass that placed some
     # wait for it to have passed (operator.py): a burst's creates are placed
     # and their rules written many to a pass, not one or two.
-    place_interval: float = 0.05
+    place_interval: float = 0.02
 
 
 class View:
