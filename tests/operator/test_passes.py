@@ -777,7 +777,8 @@ def test_creates_trickling_in_during_passes_get_one_true_status_each() -> None:
     (as 8 clients' creates do): a load balancer that came while a pass
     ran is not judged before the placement pass has looked at it (it would
     read as "no group can take it", an ERROR the API shows at once), and
-    each is written once: ACTIVE, once every node holds it."""
+    each is written once: ACTIVE, once every node holds it. Pushes, rules
+    and statuses each go many creates at a time."""
 
     async def body() -> None:
         async with counting_world(0) as w:
@@ -819,6 +820,9 @@ def test_creates_trickling_in_during_passes_get_one_true_status_each() -> None:
                 assert len([e for e, _, _ in w.nodes.bodies if e == endpoint(node)]) <= n // 10, node
             status_requests = [b for b in store.batches if b[0].startswith(keys.STATUS_PREFIX)]
             assert sum(map(len, status_requests)) == n and len(status_requests) <= n // 10
+            # Their rules too: placed several to a pass (place_interval).
+            rules_requests = [b for b in store.batches if b[0].startswith(keys.RULES_PREFIX)]
+            assert sum(map(len, rules_requests)) == n and len(rules_requests) <= n // 4
             assert_identical_and_complete(w)
 
     run(body)
