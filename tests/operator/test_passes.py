@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -26,6 +26,7 @@ from xdsr.model.group import Group, LbnRecord, PlacedLoadBalancer
 from xdsr.model.loadbalancer import Listener, LoadBalancer, LoadBalancerStatus, Member, Pool
 from xdsr.operator.agents import AgentError
 from xdsr.operator.operator import Operator, Settings
+from xdsr.store.base import Conflict, Put
 from xdsr.store.docs import dump, get_doc
 from xdsr.store.memory import MemoryStore
 
@@ -555,10 +556,16 @@ class CountingStore(MemoryStore):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.writes: list[str] = []
+        self.batches: list[list[str]] = []  # the keys of each put_many
 
     async def put(self, key: str, value: bytes, *, expect: int | None = None, lease: int | None = None) -> int:
         self.writes.append(key)
         return await super().put(key, value, expect=expect, lease=lease)
+
+    async def put_many(self, puts: Sequence[Put]) -> list[int | Conflict]:
+        self.writes.extend(p.key for p in puts)
+        self.batches.append([p.key for p in puts])
+        return await super().put_many(puts)
 
     async def delete(self, key: str, *, expect: int | None = None) -> int:
         self.writes.append(key)
@@ -566,12 +573,12 @@ class CountingStore(MemoryStore):
 
 
 @contextlib.asynccontextmanager
-async def counting_world(n_lbs: int) -> AsyncIterator[World]:
+async def counting_world(n_lbs: int, **settings: float) -> AsyncIterator[World]:
     """Three nodes on one group holding n_lbs load balancers, settled."""
     clock = Clock()
     store = CountingStore(clock=clock)
     nodes = Nodes()
-    op = Operator(store, "token", Settings(group_size=3, retry=0.01), agents=nodes)  # type: ignore[arg-type]
+    op = Operator(store, "token", Settings(group_size=3, retry=0.01, **settings), agents=nodes)  # type: ignore[arg-type]
     for inf in op._informers():
         inf.start()
     for inf in op._informers():
@@ -761,6 +768,102 @@ def test_a_burst_of_creates_is_coalesced_into_few_generations() -> None:
             statuses = [k for k in store.writes if k.startswith(keys.STATUS_PREFIX)]
             assert len(statuses) == len(set(statuses)) == n  # each status written once
             assert_identical_and_complete(w)
+
+    run(body)
+
+
+def test_creates_trickling_in_during_passes_get_one_true_status_each() -> None:
+    """Creates arriving one by one while passes run and pushes take time
+    (as 8 clients' creates do): a load balancer that came while a pass
+    ran is not judged before the placement pass has looked at it (it would
+    read as "no group can take it", an ERROR the API shows at once), and
+    each is written once: ACTIVE, once every node holds it. Pushes, rules
+    and statuses each go many creates at a time."""
+
+    async def body() -> None:
+        async with counting_world(0) as w:
+            store = w.store
+            assert isinstance(store, CountingStore)
+            written: list[tuple[LoadBalancerStatus, bool]] = []
+            put_many = store.put_many
+
+            async def recording_put_many(puts: Sequence[Put]) -> list[int | Conflict]:
+                for p in puts:
+                    if p.key.startswith(keys.STATUS_PREFIX):
+                        st = LoadBalancerStatus.model_validate_json(p.value)
+                        everywhere = all(st.id in w.nodes.rules.get(endpoint(x), {}) for x in ("n1", "n2", "n3"))
+                        written.append((st, everywhere))
+                return await put_many(puts)
+
+            store.put_many = recording_put_many  # type: ignore[method-assign]
+            push = w.nodes.push
+
+            async def slow_push(e: str, s: DesiredState) -> tuple[AgentState, int]:
+                await asyncio.sleep(0.01)
+                return await push(e, s)
+
+            w.nodes.push = slow_push  # type: ignore[method-assign]
+            w.op._tasks.append(asyncio.create_task(w.op._loop()))
+            n = 120
+            for i in range(n):
+                lb = load_balancer(f"t{i:03d}", vip=f"198.51.{i // 250}.{i % 250 + 1}")
+                await store.put(keys.lb_key(lb.id), dump(lb), expect=0)
+                await asyncio.sleep(0.001)
+            await until(lambda: len({s.id for s, _ in written}) == n, 20, "every load balancer's status")
+            await until(lambda: not w.op._dirty_lbs, 5, "the statuses to settle")
+            assert [s.error for s, _ in written if s.provisioning_status != "ACTIVE"] == []
+            assert all(s.observed_generation == 1 and everywhere for s, everywhere in written)
+            assert len(written) == n  # once each
+            # Few pushes to each node, each carrying many creates; the
+            # statuses written many to a store request.
+            for node in ("n1", "n2", "n3"):
+                assert len([e for e, _, _ in w.nodes.bodies if e == endpoint(node)]) <= n // 10, node
+            status_requests = [b for b in store.batches if b[0].startswith(keys.STATUS_PREFIX)]
+            assert sum(map(len, status_requests)) == n and len(status_requests) <= n // 10
+            # Their rules too: placed several to a pass (place_interval).
+            rules_requests = [b for b in store.batches if b[0].startswith(keys.RULES_PREFIX)]
+            assert sum(map(len, rules_requests)) == n and len(rules_requests) <= n // 4
+            assert_identical_and_complete(w)
+
+    run(body)
+
+
+def test_pushes_are_paced_only_in_a_burst_and_its_last_changes_are_not_held_back() -> None:
+    """With a push interval no test would wait for: a change alone right
+    after a push still goes at once, a burst goes in few pushes, and its
+    last changes go once no more come, not at the interval's end."""
+
+    async def body() -> None:
+        async with counting_world(2, push_interval=3600.0) as w:
+            push = w.nodes.push
+
+            async def slow_push(e: str, s: DesiredState) -> tuple[AgentState, int]:
+                await asyncio.sleep(0.01)  # as a node's apply takes time, changes pile up meanwhile
+                return await push(e, s)
+
+            w.nodes.push = slow_push  # type: ignore[method-assign]
+            w.op._tasks.append(asyncio.create_task(w.op._loop()))
+            for step in range(3):  # one change at a time, each right after the last push
+                w.nodes.bodies.clear()
+                await w.put_lb(load_balancer("lb0", vip="203.0.113.10", n_members=3 + step, generation=2 + step))
+                await until(
+                    lambda k=3 + step: all(len(held_rules(w, x)["lb0"][0].backends) == k for x in ("n1", "n2", "n3")),
+                    5,
+                    "a change alone was held back",
+                )
+                assert len(w.nodes.bodies) == 3
+            w.nodes.bodies.clear()
+            n = 40
+            for i in range(n):
+                lb = load_balancer(f"q{i:02d}", vip=f"198.51.100.{i + 1}")
+                await w.store.put(keys.lb_key(lb.id), dump(lb), expect=0)
+                await asyncio.sleep(0.001)
+            await until(
+                lambda: all(len(held_rules(w, x)) == n + 2 for x in ("n1", "n2", "n3")),
+                5,
+                "the burst's last creates were held back",
+            )
+            assert len(w.nodes.bodies) <= 3 * 3  # the first create alone, then what piled up, then the rest
 
     run(body)
 

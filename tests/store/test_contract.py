@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from xdsr.store import Compacted, Conflict, Event, Store
+from xdsr.store import Compacted, Conflict, Event, Put, Store
 from xdsr.store.docs import get_doc, update_doc
 from xdsr.store.etcd import EtcdStore
 from xdsr.store.kubernetes import KubernetesStore
@@ -130,6 +130,53 @@ def test_concurrent_updates_lose_nothing(backend: Backend) -> None:
         assert doc.n == 80 and len(doc.writers) == 80
         for s in stores:
             await s.close()
+
+    run(body())
+
+
+def test_put_many_writes_each_and_refuses_only_what_conflicts(backend: Backend) -> None:
+    async def body() -> None:
+        s, p = backend.new(), prefix()
+        r1 = await s.put(p + "a", b"1")
+        got = await s.put_many([Put(p + "a", b"1b", expect=r1), Put(p + "b", b"2", expect=0), Put(p + "c", b"3")])
+        assert all(isinstance(r, int) and r > r1 for r in got)
+        for key, value, rev in zip("abc", (b"1b", b"2", b"3"), got, strict=True):
+            item = await s.get(p + key)
+            assert item is not None and (item.value, item.mod_revision) == (value, rev)
+        # One stale expect: that put is refused, the others still go.
+        got = await s.put_many([Put(p + "a", b"1c", expect=r1), Put(p + "d", b"4"), Put(p + "b", b"2b", expect=0)])
+        assert isinstance(got[0], Conflict) and got[0].key == p + "a"
+        assert isinstance(got[1], int)
+        assert isinstance(got[2], Conflict)
+        assert [(i.key[len(p) :], i.value) for i in (await s.list(p))[0]] == [
+            ("a", b"1b"), ("b", b"2"), ("c", b"3"), ("d", b"4"),
+        ]  # fmt: skip
+        assert await s.put_many([]) == []
+        await s.close()
+
+    run(body())
+
+
+def test_a_watch_sees_every_put_of_a_large_put_many(backend: Backend) -> None:
+    """Many puts written together may come as one watch message far larger
+    than a stream reader's line buffer (etcd: one transaction)."""
+
+    async def body() -> None:
+        s, p = backend.new(), prefix()
+        start = await s.put(p + "start", b"")
+        puts = [Put(f"{p}k{i:03d}", bytes([65 + i % 26]) * 8000) for i in range(40)]
+        await s.put_many(puts)
+        seen: list[Event] = []
+
+        async def consume() -> None:
+            async for ev in s.watch(p, start + 1):
+                seen.append(ev)
+                if len(seen) == len(puts):
+                    return
+
+        await asyncio.wait_for(consume(), 20)
+        assert sorted((e.key, e.value) for e in seen) == [(x.key, x.value) for x in puts]  # in no promised order
+        await s.close()
 
     run(body())
 

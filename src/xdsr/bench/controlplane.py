@@ -21,7 +21,10 @@ import os
 import queue
 import re
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -211,6 +214,22 @@ def _etcd_writes(endpoint: str) -> float:
     return total
 
 
+def _operator_counts(cluster: LocalCluster) -> dict[str, float]:
+    """From the operator's metrics: its reconcile passes, pushes to nodes and
+    store requests (by operation)."""
+    text = httpx.get(cluster.operator_metrics_url, timeout=10).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("xdsr_operator_reconcile_duration_seconds_count "):
+            out["passes"] = float(line.split()[1])
+        elif line.startswith("xdsr_operator_pushes_total{"):
+            out["pushes"] = out.get("pushes", 0.0) + float(line.split()[1])
+        elif line.startswith("xdsr_store_request_duration_seconds_count{"):
+            op = line.split('op="', 1)[1].split('"', 1)[0]
+            out[f"store_{op}"] = float(line.split()[1])
+    return out
+
+
 _PUSH = re.compile(r"LB node (\S+) at generation \d+: .* \((\d+) bytes\)")
 
 
@@ -337,13 +356,17 @@ def run_scale(
     workers: int = 8,
     restart_node: bool = True,
     progress: Callable[[dict[str, object]], None] | None = None,
+    profile_dir: Path | None = None,
 ) -> dict[str, object]:
     """For each N: a fresh deployment, filled with N load balancers of
-    `members` members (8 clients at once); then `runs` times each: one member
-    added, one load balancer created, one deleted, each until every node
-    forwards it (a member: until the load balancer is ACTIVE again, which the
-    operator says once every node applied it), with what each cost. Last, one
-    agent restarted with its maps purged: until it forwards all N again."""
+    `members` members (8 clients at once), with the CPU each process spent on
+    the fill; then `runs` times each (0: none): one member added, one load
+    balancer created, one deleted, each until every node forwards it (a
+    member: until the load balancer is ACTIVE again, which the operator says
+    once every node applied it), with what each cost. Last (unless not
+    restart_node), one agent restarted with its maps purged: until it
+    forwards all N again. profile_dir: py-spy records each process during
+    the fill there (collapsed stacks, one file per process and scale)."""
     results = []
     for n in scales:
         spec = FabricSpec(
@@ -352,14 +375,61 @@ def run_scale(
         with build_fabric(spec) as fab:
             fab.lab.install_signal_handlers()
             with LocalCluster.on_fabric(fab, resync=10.0, health_checks=False) as cluster:
-                results.append(_scale_one(cluster, n, members, runs, workers, restart_node))
+                results.append(_scale_one(cluster, n, members, runs, workers, restart_node, profile_dir))
         if progress is not None:
             progress({"members_each": members, "runs": runs, "scales": results})
     return {"members_each": members, "runs": runs, "scales": results}
 
 
+def _processes(cluster: LocalCluster) -> dict[str, int]:
+    """The deployment's processes by name (pid)."""
+    assert cluster.etcd.proc is not None
+    procs = {"apiserver": cluster.apiserver.pid, "etcd": cluster.etcd.proc.pid, "operator": cluster.operator.pid}
+    procs.update({f"agent {name}": a.pid for name, a in sorted(cluster.agents.items())})
+    return procs
+
+
+def _bench_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+@contextlib.contextmanager
+def _profiled(procs: dict[str, int], out: Path | None, tag: str) -> Iterator[None]:
+    """py-spy records each process (collapsed stacks, out/<tag>-<name>.txt)
+    while the block runs; nothing without `out`."""
+    if out is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out.mkdir(parents=True, exist_ok=True)
+    running = []
+    for name, pid in procs.items():
+        if name == "etcd":
+            continue
+        dest = out / f"{tag}-{name.replace(' ', '-')}.txt"
+        argv = [spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--nonblocking"]
+        argv += ["--output", str(dest)]
+        running.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for p in running:
+            p.send_signal(signal.SIGINT)
+        for p in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(30)
+
+
 def _scale_one(
-    cluster: LocalCluster, n: int, members: int, runs: int, workers: int, restart_node: bool
+    cluster: LocalCluster,
+    n: int,
+    members: int,
+    runs: int,
+    workers: int,
+    restart_node: bool,
+    profile_dir: Path | None = None,
 ) -> dict[str, object]:
     client = cluster.client()
     # A group holds what its nodes' maps hold (4096 services by default): at
@@ -381,17 +451,35 @@ def _scale_one(
             if time.monotonic() > probes_until:
                 raise
             time.sleep(0.1)
-    api_cpu0 = _cpu_seconds(cluster.apiserver.pid)
-    t0 = time.perf_counter()
-    ids += _fill(cluster, bodies[1:], workers)
-    created = time.perf_counter() - t0
+    procs = _processes(cluster)
+    with _profiled(procs, profile_dir, f"fill{n}"):
+        # CPU of every process over the fill: where a create's cost goes
+        # when everything shares the cores. The bench's own: its clients
+        # until the API calls are done, then its probes.
+        cpu0 = {name: _cpu_seconds(pid) for name, pid in procs.items()}
+        counts0 = _operator_counts(cluster)
+        bench0 = _bench_cpu()
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        ids += _fill(cluster, bodies[1:], workers)
+        created = time.perf_counter() - t0
+        bench1 = _bench_cpu()
+        _wait_all(probes, vips, 900)
+        filled = time.perf_counter() - t0
+        cpu = {name: _cpu_seconds(pid) - cpu0[name] for name, pid in procs.items()}
+        cpu["clients"] = bench1 - bench0
+        cpu["probes"] = _bench_cpu() - bench1
     # The API server's CPU per create while everything else shares the
     # cores: one core of it alone would take 1 / this creates per second.
-    fill_api_cpu = (_cpu_seconds(cluster.apiserver.pid) - api_cpu0) / max(1, n - 1)
-    _wait_all(probes, vips, 900)
-    filled = time.perf_counter() - t0
+    fill_api_cpu = cpu["apiserver"] / max(1, n - 1)
     _wait_active(client, ids[-1], 300)
     time.sleep(2.0)  # let the fill settle: its statuses, the first polls
+
+    # Until every status is written (the last create's ACTIVE above may come
+    # before others'): the operator's CPU on the fill, whole.
+    _Meter(cluster).quiet()
+    cpu["operator_until_quiet"] = _cpu_seconds(procs["operator"]) - cpu0["operator"]
+    counts = {k: v - counts0.get(k, 0.0) for k, v in _operator_counts(cluster).items()}
 
     meter = _Meter(cluster)
     out: dict[str, list[dict[str, float]]] = {"member_add": [], "lb_create": [], "lb_delete": []}
@@ -459,7 +547,7 @@ def _scale_one(
     client.close()
 
     def med(xs: list[dict[str, float]]) -> dict[str, float]:
-        return {k: statistics.median(x[k] for x in xs) for k in xs[0]}
+        return {k: statistics.median(x[k] for x in xs) for k in xs[0]} if xs else {}
 
     def spread(xs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
         return {k: {"min": min(x[k] for x in xs), "median": med(xs)[k], "max": max(x[k] for x in xs)} for k in xs[0]}
@@ -471,10 +559,30 @@ def _scale_one(
         "fill_until_all_nodes_forward_s": filled,
         "creates_per_s": (n - 1) / created if created else 0.0,
         "fill_apiserver_cpu_ms_per_create": fill_api_cpu * 1000,
-        "member_add": {**med(out["member_add"]), "p99_s": _percentile([x["seconds"] for x in out["member_add"]], 99)},
-        "lb_create": med(out["lb_create"]),
-        "lb_delete": med(out["lb_delete"]),
-        "spread": {change: spread(xs) for change, xs in out.items()},
+        # CPU seconds of each process over the fill (API calls until every
+        # node forwards every VIP; operator_until_quiet: until its last
+        # status write); load average (1 min) at its start.
+        "fill_cpu_s": cpu,
+        "fill_cpu_ms_per_create": sum(v for k, v in cpu.items() if k not in ("probes", "operator_until_quiet"))
+        / max(1, n - 1)
+        * 1000,
+        "fill_load_average_1m_before": load,
+        # What the operator did for the fill, until quiet: reconcile passes,
+        # pushes (to all nodes) and store requests by operation.
+        "fill_operator_counts": counts,
+        **(
+            {
+                "member_add": {
+                    **med(out["member_add"]),
+                    "p99_s": _percentile([x["seconds"] for x in out["member_add"]], 99),
+                },
+                "lb_create": med(out["lb_create"]),
+                "lb_delete": med(out["lb_delete"]),
+                "spread": {change: spread(xs) for change, xs in out.items()},
+            }
+            if runs
+            else {}
+        ),
         "raw": out,
         "restarted_node_forwards_all_s": resync,
         "restarted_node_started_to_forwarding_all_s": resync_after_start,

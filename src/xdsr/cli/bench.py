@@ -90,6 +90,12 @@ def control_plane(
         ),
     ] = False,
     existing: Annotated[int, typer.Option(help="--api: load balancers created before the rounds")] = 1000,
+    restart: Annotated[
+        bool, typer.Option(help="--scale: last, restart one node with its maps purged and time its resync")
+    ] = True,
+    profile: Annotated[
+        Path | None, typer.Option(help="--scale: py-spy records each process during the fill into this folder")
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write every figure to this file")] = None,
 ) -> None:
     """Time from the API call until all 3 LB nodes forward; convergence of many load balancers.
@@ -112,12 +118,14 @@ def control_plane(
             scales = [int(x) for x in scale.split(",") if x.strip()]
         except ValueError:
             raise typer.BadParameter("--scale: N[,N...] (numbers of load balancers)") from None
-        m, r = members or 10, runs or 3
+        m, r = members or 10, 3 if runs is None else runs
         with out.status(f"control plane at scale: {scales} load balancers x {m} members ..."):
             # Each scale's figures are written as soon as it is done: a large
             # scale takes many minutes, and a failure there keeps the others.
             save = (lambda d: json_out.write_text(json.dumps(d, indent=2))) if json_out else None
-            doc = controlplane.run_scale(scales, members=m, runs=r, progress=save)
+            doc = controlplane.run_scale(
+                scales, members=m, runs=r, restart_node=restart, progress=save, profile_dir=profile
+            )
         _scale_table(doc)
         if json_out:
             json_out.write_text(json.dumps(doc, indent=2))
@@ -185,7 +193,7 @@ def _scale_table(doc: dict[str, object]) -> None:
     )
     labels = (("member_add", "add one member"), ("lb_create", "create one LB"), ("lb_delete", "delete one LB"))
     for sc in doc["scales"]:  # type: ignore[attr-defined]
-        for key, label in labels:
+        for key, label in labels if "member_add" in sc else ():
             med, spread = sc[key], sc.get("spread", {}).get(key, {})
             secs = spread.get("seconds", {"min": med["seconds"], "median": med["seconds"], "max": med["seconds"]})
             t.add_row(
@@ -212,6 +220,16 @@ def _scale_table(doc: dict[str, object]) -> None:
                 else ""
             )
         )
+        cpu = sc.get("fill_cpu_s")
+        if cpu:
+            out.print(
+                f"  CPU over the fill ({sc['fill_cpu_ms_per_create']:.2f} ms per create in all, load average "
+                f"{sc['fill_load_average_1m_before']:.1f} before): "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items())
+            )
+        counts = sc.get("fill_operator_counts")
+        if counts:
+            out.print("  the operator over the fill: " + ", ".join(f"{k} {v:.0f}" for k, v in counts.items()))
 
 
 @app.command("bgp")

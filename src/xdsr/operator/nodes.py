@@ -129,11 +129,32 @@ class NodeDriver(View):
                 ]
         return set(by_lb)
 
+    async def _gather(self, node: Node) -> None:
+        """While changes keep coming, until push_interval has passed since the
+        node's last delta; as soon as none came for push_quiet. A node's cost
+        per push is largely fixed (a request, an apply and its flip, the
+        Maglev tables of the push built side by side: 20 tables of 10
+        members cost about 0.5 ms each, 100 about 0.3 ms), so a burst of
+        creates is sent in few, large pushes."""
+        deadline = node.pushed_at + self.settings.push_interval
+        while (left := deadline - time.monotonic()) > 0:
+            node.kick.clear()
+            try:
+                async with asyncio.timeout(min(left, self.settings.push_quiet)):
+                    await node.kick.wait()
+            except TimeoutError:
+                if left > self.settings.push_quiet:
+                    return  # quiet: nothing more is coming for now
+
     async def _node_worker(self, node: Node) -> None:
         """Keep one node at the generation it should have; one push at a time."""
+        paced: float | None = None  # since when the next push has gathered changes (see _gather)
         while True:
-            await node.kick.wait()
+            if paced is None:
+                await node.kick.wait()
             node.kick.clear()
+            since, paced = paced, None
+            node.in_flight = None
             wanted, rec = node.wanted, node.record
             if node.poll:
                 node.poll = False
@@ -147,10 +168,19 @@ class NodeDriver(View):
             state = node.state
             if node.acked is not None and state is not None and state.epoch == wanted.epoch:
                 desired, lbs = wanted.delta(state.generation, node.acked)
+                if len(lbs) > 1 and since is None and time.monotonic() - node.pushed_at < self.settings.push_interval:
+                    # Changes piled up since the last push, which was recent:
+                    # a burst. This push carries what comes meanwhile too. Its
+                    # statuses wait for it as for a push on its way (writeback.py).
+                    paced = time.monotonic()
+                    node.in_flight = (paced, wanted)
+                    await self._gather(node)
+                    continue
+                node.pushed_at = time.monotonic()
             else:
                 desired, lbs = wanted.full(), None
             error_before = node.error
-            node.in_flight = (time.monotonic(), wanted)
+            node.in_flight = (since or time.monotonic(), wanted)
             try:
                 t0 = time.perf_counter()
                 got, sent = await self.agents.push(rec.endpoint, desired)

@@ -87,14 +87,26 @@ class Operator(Placer, NodeDriver, StatusWriter):
             while not await inf.wait_synced(60):
                 log.warning("waiting for the store (%s)", inf.prefix)
         next_poll = 0.0
+        placed_at = 0.0  # when a pass last placed load balancers
         while True:
             try:
                 if time.monotonic() >= next_poll:
                     await self._poll_nodes()
                     next_poll = time.monotonic() + self.settings.resync
+                # Load balancers that found no room are looked at by every
+                # pass: they neither start nor delay a burst.
+                retried = self._place_dirty & self._unplaced.keys()
+                wait = placed_at + self.settings.place_interval - time.monotonic()
+                if wait > 0 and len(self._place_dirty) > len(retried):
+                    # A burst of creates: let more join this pass, to be
+                    # compiled and written together (pushes are paced anyway).
+                    await asyncio.sleep(wait)
                 self._kick.clear()
+                checked = self.checked
                 with metrics.RECONCILE_SECONDS.time():
                     await self.reconcile()
+                if self.checked - checked > len(retried):
+                    placed_at = time.monotonic()
             except (StoreError, Conflict) as exc:
                 metrics.RECONCILE_ERRORS.inc()
                 self._all_dirty = self._place_all = True  # the pass may have consumed changes it did not finish
@@ -107,8 +119,12 @@ class Operator(Placer, NodeDriver, StatusWriter):
                 log.exception("reconcile pass failed")
                 await asyncio.sleep(self.settings.retry)
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a
+            # cancellation that comes as the kick is set (stop() then waits
+            # for this loop forever).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout=max(0.0, next_poll - time.monotonic()))
+                async with asyncio.timeout(max(0.0, next_poll - time.monotonic())):
+                    await self._kick.wait()
 
     async def reconcile(self) -> None:
         self.passes += 1

@@ -209,32 +209,36 @@ class Placer(View):
         # Each write is conditional on the revision this pass decided from.
         expects = {(g, lb_id): got[1] if (got := self.rules.entry(f"{g}/{lb_id}")) else 0 for g, lb_id, _ in writes}
 
-        async def write(g: str, lb_id: str, rules: PlacedLoadBalancer | None) -> None:
+        def conflict(lb_id: str) -> None:
+            # Someone else wrote it (another operator?): the next pass
+            # sees their version and decides again.
+            self._place_dirty.add(lb_id)
+            self._kick.set()
+
+        async def delete(g: str, lb_id: str) -> None:
             nonlocal last_rule
             self._dirty_lbs.add(lb_id)
-            key = keys.rules_key(g, lb_id)
-            expect = expects[g, lb_id]
             try:
-                if rules is None:
-                    last_rule = max(last_rule, await self.store.delete(key, expect=expect))
-                    deleted_from.add(g)
-                else:
-                    value = dump(rules)
-                    self.rules.expect(f"{g}/{lb_id}", value, rules)
-                    try:
-                        rev = await self.store.put(key, value, expect=expect)
-                    finally:
-                        self.rules.forget(f"{g}/{lb_id}")
-                    # Into our own copy at once (read-your-writes), rather than
-                    # waiting for the watch to bring it back: pushes go out now.
-                    self.rules.apply_local(f"{g}/{lb_id}", rules, rev)
+                last_rule = max(last_rule, await self.store.delete(keys.rules_key(g, lb_id), expect=expects[g, lb_id]))
+                deleted_from.add(g)
             except Conflict:
-                # Someone else wrote it (another operator?): the next pass
-                # sees their version and decides again.
-                self._place_dirty.add(lb_id)
-                self._kick.set()
+                conflict(lb_id)
 
-        await self._concurrently(write(*w) for w in writes)
+        async def put(puts: list[tuple[str, str, PlacedLoadBalancer]]) -> None:
+            # Together (one store transaction for many), each into our own
+            # copy at once (read-your-writes), rather than waiting for the
+            # watch to bring it back: pushes go out now.
+            self._dirty_lbs.update(lb_id for _, lb_id, _ in puts)
+            got = await self.rules.put_many(
+                [(f"{g}/{lb_id}", rules, dump(rules), expects[g, lb_id]) for g, lb_id, rules in puts]
+            )
+            for (_, lb_id, _), rev in zip(puts, got, strict=True):
+                if isinstance(rev, Conflict):
+                    conflict(lb_id)
+
+        puts = [(g, lb_id, rules) for g, lb_id, rules in writes if rules is not None]
+        deletes = [delete(g, lb_id) for g, lb_id, rules in writes if rules is None]
+        await self._concurrently([put(puts), *deletes] if puts else deletes)
         # A deletion must raise the group's generation too: bump the group.
         for g in sorted(deleted_from):
 

@@ -177,6 +177,7 @@ class Node:
     # a change it carries waits for its answer (writeback.py), not longer
     # than settings.status_wait.
     in_flight: tuple[float, Target] | None = None
+    pushed_at: float = 0.0  # monotonic time the last delta was sent (nodes.py paces a burst's pushes)
 
 
 @dataclass
@@ -194,6 +195,16 @@ class Settings:
     # pushes bringing the change to answer, so that it is judged (and
     # written) once, from the answers, rather than once before them too.
     status_wait: float = 1.0
+    # A burst of changes (many creates at once) reaches a node in pushes at
+    # most this often, each carrying what came meanwhile (nodes.py _gather).
+    # A change alone is sent at once, and the last of a burst once no change
+    # came for push_quiet.
+    push_interval: float = 0.5
+    push_quiet: float = 0.05
+    # Load balancers changed within this long of a pass that placed some
+    # wait for it to have passed (operator.py): a burst's creates are placed
+    # and their rules written many to a pass, not one or two.
+    place_interval: float = 0.02
 
 
 class View:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
 
 from xdsr.model import keys
 from xdsr.model.agent import AgentState
@@ -39,13 +38,18 @@ class StatusWriter(View):
             ids = self._dirty_lbs | {lb_id for g in self._dirty_groups for lb_id in placed_all.get(g, {})}
             todo = [lb for lb in (self.lbs.get(i) for i in ids) if lb is not None]
         self._dirty_lbs, self._dirty_groups, self._all_dirty = set(), set(), False
-        writes: list[Awaitable[None]] = []
+        writes: list[LoadBalancerStatus] = []
         waits: list[float] = []
         stats_due: list[float] = []
         for lb in todo:
             if lb.deleting:
                 continue
             group = where.get(lb.id)
+            if group is None and lb.id not in self._unplaced and (self._place_all or lb.id in self._place_dirty):
+                # Not looked at by the placement pass yet (it came while this
+                # pass ran): judging it now would say no group can take it,
+                # an ERROR the API shows at once. That pass marks it again.
+                continue
             placed, needed = placed_all[group][lb.id] if group else (None, 0)
             since = self._on_its_way(group, needed, now) if group else None
             if since is not None:
@@ -60,6 +64,10 @@ class StatusWriter(View):
             epoch = group_epoch(group, doc[0]) if group and doc else ""
             placement = Placement(group, placed.generation if placed else 0, needed, reason, refused, epoch)
             prev = self.statuses.get(lb.id)
+            if prev is None and reason is None and not self._reached(group, needed, epoch):
+                # New, and no node has its rules yet: nothing to tell (compute
+                # would find generation 0 observed and no error), unwritten.
+                continue
             new = compute(lb, placement, self._reports(group, lb.id), prev)
             self.judged += 1
             if prev is None and new.observed_generation == 0 and new.error is None:
@@ -75,7 +83,7 @@ class StatusWriter(View):
                     self._dirty_lbs.add(lb.id)
                     stats_due.append(last + self.settings.stats_interval)
                 continue
-            writes.append(self._put_status(new))
+            writes.append(new)
             self._stats_written[lb.id] = now
             if (
                 prev is None
@@ -92,7 +100,25 @@ class StatusWriter(View):
         wakes = [w + self.settings.status_wait for w in waits] + stats_due
         if wakes:
             asyncio.get_running_loop().call_later(max(min(wakes) - now, 0.0), self._kick.set)
-        await self._concurrently(writes)
+        # Together (one store transaction for many: a burst of creates
+        # brings tens of statuses per pass), each into our copy at once: the
+        # next pass compares with it, and the watch's copy of the same
+        # write is then not parsed again.
+        if writes:
+            await self.statuses.put_many([(st.id, st, dump(st), None) for st in writes])
+
+    def _reached(self, group: str | None, needed: int, epoch: str) -> bool:
+        """Whether a live node of the group holds generation `needed` of the epoch."""
+        doc = self._group_docs().get(group) if group else None
+        if doc is None or not needed:
+            return False
+        live = self._live()
+        for name in doc[0].lbns:
+            node = self.nodes.get(name)
+            st = node.state if node is not None else None
+            if name in live and st is not None and st.epoch == epoch and st.generation >= needed:
+                return True
+        return False
 
     def _on_its_way(self, group: str, needed: int, now: float) -> float | None:
         """Since when a push bringing rules of revision `needed` to a node of
@@ -111,17 +137,6 @@ class StatusWriter(View):
             if st is None or st.epoch != target.epoch or st.generation < needed:
                 return since
         return None
-
-    async def _put_status(self, status: LoadBalancerStatus) -> None:
-        value = dump(status)
-        self.statuses.expect(status.id, value, status)
-        try:
-            rev = await self.store.put(keys.status_key(status.id), value)
-        finally:
-            self.statuses.forget(status.id)
-        # Into our copy at once: the next pass compares with it, and the
-        # watch's copy of the same write is then not parsed again.
-        self.statuses.apply_local(status.id, status, rev)
 
     def _refusal(self, lb: LoadBalancer, placed: PlacedLoadBalancer | None) -> tuple[str | None, frozenset[str]]:
         """Why (part of) a load balancer is not placed, derived from the group

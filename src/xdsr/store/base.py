@@ -9,7 +9,7 @@ modification counter (etcd's revision).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -58,6 +58,15 @@ class Event:
     mod_revision: int  # revision of this change
 
 
+@dataclass(frozen=True)
+class Put:
+    """One write of put_many: as put(key, value, expect=expect)."""
+
+    key: str
+    value: bytes
+    expect: int | None = None
+
+
 class Store(Protocol):
     """Asynchronous key-value store with optimistic concurrency and watches."""
 
@@ -77,6 +86,15 @@ class Store(Protocol):
         exist; expect=n only if the key's mod_revision is n — otherwise
         Conflict, and nothing is written. lease ties the key to a lease.
         """
+        ...
+
+    async def put_many(self, puts: Sequence[Put]) -> list[int | Conflict]:
+        """Each put as put() does it (no lease), in as few requests as the
+        store can: for etcd, one transaction for many of them, unless one's
+        expect fails (then each alone, so the others still go). What each
+        got, in order: its revision, or the Conflict that refused it.
+        Puts written together may share one revision; none is ordered
+        before another (as concurrent puts). A key appears at most once."""
         ...
 
     async def delete(self, key: str, *, expect: int | None = None) -> int:

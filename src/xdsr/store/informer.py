@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from xdsr.store.base import Compacted, Event, Item, Store, StoreUnavailable
+from xdsr.store.base import Compacted, Conflict, Event, Item, Put, Store, StoreUnavailable
 
 log = logging.getLogger("xdsr.informer")
 
@@ -226,6 +226,23 @@ class Informer(Generic[M]):
     def forget(self, name: str) -> None:
         """The write announced with `expect` did not happen."""
         self._expected.pop(name, None)
+
+    async def put_many(self, docs: Sequence[tuple[str, M, bytes, int | None]]) -> list[int | Conflict]:
+        """Write documents under this prefix together (Store.put_many): (name,
+        document, its bytes, expect) each. Each written one is in this copy
+        at once (read-your-writes), and not parsed again when the watch
+        brings it back; what each got, in order (a revision, or a Conflict)."""
+        for name, doc, value, _ in docs:
+            self.expect(name, value, doc)
+        try:
+            got = await self.store.put_many([Put(self.prefix + name, value, expect) for name, _, value, expect in docs])
+        finally:
+            for name, _, _, _ in docs:
+                self.forget(name)
+        for (name, doc, _, _), rev in zip(docs, got, strict=True):
+            if not isinstance(rev, Conflict):
+                self.apply_local(name, doc, rev)
+        return got
 
     def apply_local(self, name: str, doc: M, mod_revision: int) -> None:
         """What this process just wrote at mod_revision, so that it reads its own writes."""

@@ -46,7 +46,7 @@ import os
 import random
 import re
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -58,7 +58,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
 from xdsr.model import keys
-from xdsr.store.base import Compacted, Conflict, Event, Item, StoreError, StoreUnavailable
+from xdsr.store.base import Compacted, Conflict, Event, Item, Put, StoreError, StoreUnavailable
 
 log = logging.getLogger("xdsr.store.kubernetes")
 
@@ -354,6 +354,16 @@ class KubernetesStore:
                     now = await self._get_obj(m.plural, name)
                     raise Conflict(key, expect, _rv(now) if now is not None else 0) from exc
                 # unconditional: someone wrote in between; read again and write over it
+
+    async def put_many(self, puts: Sequence[Put]) -> list[int | Conflict]:
+        # The API writes one object per request: the puts go side by side.
+        async def one(p: Put) -> int | Conflict:
+            try:
+                return await self.put(p.key, p.value, expect=p.expect)
+            except Conflict as exc:
+                return exc
+
+        return list(await asyncio.gather(*(one(p) for p in puts)))
 
     async def _put_status(self, key: str, value: bytes | None, expect: int | None) -> int:
         m = mapping_of(key)

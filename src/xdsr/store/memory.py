@@ -16,10 +16,10 @@ import asyncio
 import bisect
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from xdsr.store.base import Compacted, Conflict, Event, Item, StoreUnavailable
+from xdsr.store.base import Compacted, Conflict, Event, Item, Put, StoreUnavailable
 
 
 @dataclass
@@ -81,6 +81,32 @@ class MemoryStore:
         self._record(Event("put", key, bytes(value), self._revision))
         await self._notify()
         return self._revision
+
+    async def put_many(self, puts: Sequence[Put]) -> list[int | Conflict]:
+        # As etcd's put_many: all in one revision, unless one's expect fails.
+        await self.expire()
+        try:
+            for p in puts:
+                self._check(p.key, p.expect)
+        except Conflict:
+            out: list[int | Conflict] = []
+            for p in puts:
+                try:
+                    out.append(await self.put(p.key, p.value, expect=p.expect))
+                except Conflict as exc:
+                    out.append(exc)
+            return out
+        if not puts:
+            return []
+        self._revision += 1
+        for p in puts:
+            old = self._items.get(p.key)
+            created = old.create_revision if old is not None else self._revision
+            self._items[p.key] = Item(p.key, bytes(p.value), self._revision, created)
+            self._attach(p.key, None)
+            self._record(Event("put", p.key, bytes(p.value), self._revision))
+        await self._notify()
+        return [self._revision] * len(puts)
 
     async def delete(self, key: str, *, expect: int | None = None) -> int:
         await self.expire()
