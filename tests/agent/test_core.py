@@ -396,6 +396,54 @@ def test_the_operator_client_sends_a_large_state_in_parts(kernel: FakeKernel) ->
     run(body())
 
 
+def test_the_operator_client_sends_a_state_over_a_mebibyte_whole(kernel: FakeKernel) -> None:
+    """A body over 1 MiB (a full state in one part) goes out streamed from
+    the same bytes: the agent receives it whole, with its length, and
+    applies it; a delta after it goes out as before."""
+    import warnings
+
+    from xdsr.operator.agents import STREAMED_FROM, AgentClient, split
+
+    token = "t" * 20
+    services = [
+        {
+            "id": f"lb{i}/l",
+            "vip": f"203.0.113.{i % 250 + 1}",
+            "port": 80 + i // 250,
+            "protocol": "tcp",
+            "backends": [
+                {"id": f"lb{i}-m{j}", "mac": f"02:00:00:{i >> 8:02x}:{i & 255:02x}:{j:02x}", "vlan": 100}
+                for j in range(50)
+            ],
+        }
+        for i in range(400)
+    ]
+    state = DesiredState.model_validate({"generation": 3, "epoch": "g1:u", "services": services})
+    (whole,) = split(state)
+    assert len(whole) > STREAMED_FROM
+
+    async def body() -> None:
+        kernel.max_services = 400
+        a = make_agent(kernel, FakeResolver())
+        bodies: list[int] = []
+        client = AgentClient(token)
+        try:
+            async with served(a, token, bodies) as url:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", ResourceWarning)
+                    got, sent = await client.push(url, state)
+                assert got.generation == 3 and len(got.services) == 400
+                assert bodies == [len(whole)] and sent == len(whole)
+                assert len(kernel.applies) == 1 and a.desired == state
+                got, _ = await client.push(url, delta(4, 3, {"lb1": []}))
+                assert got.generation == 4 and len(bodies) == 2
+        finally:
+            await client.close()
+            await a.stop()
+
+    run(body())
+
+
 def test_a_poll_since_its_last_answer_gets_only_what_changed(kernel: FakeKernel) -> None:
     """GET /v1/state?since=: the load balancers whose reports changed after
     the poller's last answer (held or gone), and only their reports; a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import ssl
 
@@ -74,6 +75,12 @@ _JSON = {"Content-Type": "application/json"}
 # Below the agents' keep-alive (uvicorn's 5 s): the operator drops an idle
 # connection before a node does, rather than sending on one being closed.
 KEEPALIVE = 4.0
+# A body larger than this (a full state) is sent from a BytesIO over the
+# same bytes: aiohttp writes it (with its length) 256 KiB at a time as the
+# node takes it, serving the other nodes between, instead of handing the
+# socket all of it at once (and warning that raw bytes this large may
+# block the loop).
+STREAMED_FROM = 1 << 20
 
 
 class AgentClient:
@@ -160,8 +167,9 @@ class AgentClient:
     async def _put(self, endpoint: str, body: bytes) -> tuple[int, AgentState]:
         self._check(endpoint)
         try:
+            data = io.BytesIO(body) if len(body) > STREAMED_FROM else body
             async with self._session().put(
-                f"{endpoint}/v1/state", data=body, headers=_JSON, timeout=self._apply_timeout
+                f"{endpoint}/v1/state", data=data, headers=_JSON, timeout=self._apply_timeout
             ) as resp:
                 status, content = resp.status, await resp.read()
         except _TRANSPORT_ERRORS as exc:
