@@ -5,8 +5,9 @@ appears. No root needed (the end-to-end tests cover the real thing)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import pytest
@@ -318,50 +319,127 @@ def test_a_full_state_in_parts_is_applied_once_whole(kernel: FakeKernel) -> None
     run(body())
 
 
+@contextlib.asynccontextmanager
+async def served(agent: Agent, token: str, bodies: list[int] | None = None) -> AsyncIterator[str]:
+    """The agent's HTTP API served by uvicorn on 127.0.0.1 (a free port) in
+    this loop, for the operator's client to reach over a real connection;
+    its URL. bodies: the size of each request body received is appended."""
+    import socket
+
+    import uvicorn
+
+    from xdsr.agent.api import create_app
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> Any:
+        yield
+
+    app = create_app(agent, token.encode(), lifespan)
+
+    async def counted(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or bodies is None:
+            return await app(scope, receive, send)
+        size = 0
+
+        async def counting() -> Any:
+            nonlocal size
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if not message.get("more_body"):
+                    bodies.append(size)
+            return message
+
+        return await app(scope, counting, send)
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(counted, log_config=None, access_log=False, lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while not server.started:
+            assert not task.done() and asyncio.get_running_loop().time() < deadline, "the agent's API did not start"
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
 def test_the_operator_client_sends_a_large_state_in_parts(kernel: FakeKernel) -> None:
     """AgentClient.push against the agent's HTTP API: a state larger than
     one part arrives in several bodies and is applied once; one that fits
     is sent in one body."""
-    import contextlib
-
-    import httpx
-
-    from xdsr.agent.api import create_app
     from xdsr.operator.agents import AgentClient
 
     token = "t" * 20
 
     async def body() -> None:
         a = make_agent(kernel, FakeResolver())
-
-        @contextlib.asynccontextmanager
-        async def lifespan(_app: Any) -> Any:
-            yield
-
-        app = create_app(a, token.encode(), lifespan)
         bodies: list[int] = []
-
-        async def count(request: httpx.Request) -> None:
-            bodies.append(len(request.content))
-
         client = AgentClient(token)
-        await client._http.aclose()
-        client._http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            headers={"Authorization": f"Bearer {token}"},
-            event_hooks={"request": [count]},
-        )
-        client.part_bytes = 2000
-        got, sent = await client.push("http://agent", many_lbs(7, 20))
-        assert got.generation == 7 and len(got.services) == 20
-        assert len(bodies) > 2 and max(bodies) <= 2000 and sent == sum(bodies)
-        assert len(kernel.applies) == 1
+        async with served(a, token, bodies) as url:
+            client.part_bytes = 2000
+            got, sent = await client.push(url, many_lbs(7, 20))
+            assert got.generation == 7 and len(got.services) == 20
+            assert len(bodies) > 2 and max(bodies) <= 2000 and sent == sum(bodies)
+            assert len(kernel.applies) == 1
 
-        bodies.clear()
-        got, _ = await client.push("http://agent", delta(8, 7, {"lb1": []}))
-        assert got.generation == 8 and len(bodies) == 1
-        await client.close()
+            bodies.clear()
+            got, _ = await client.push(url, delta(8, 7, {"lb1": []}))
+            assert got.generation == 8 and len(bodies) == 1
+            await client.close()
         await a.stop()
+
+    run(body())
+
+
+def test_the_operator_client_sends_a_state_over_a_mebibyte_whole(kernel: FakeKernel) -> None:
+    """A body over 1 MiB (a full state in one part) goes out streamed from
+    the same bytes: the agent receives it whole, with its length, and
+    applies it; a delta after it goes out as before."""
+    import warnings
+
+    from xdsr.operator.agents import STREAMED_FROM, AgentClient, split
+
+    token = "t" * 20
+    services = [
+        {
+            "id": f"lb{i}/l",
+            "vip": f"203.0.113.{i % 250 + 1}",
+            "port": 80 + i // 250,
+            "protocol": "tcp",
+            "backends": [
+                {"id": f"lb{i}-m{j}", "mac": f"02:00:00:{i >> 8:02x}:{i & 255:02x}:{j:02x}", "vlan": 100}
+                for j in range(50)
+            ],
+        }
+        for i in range(400)
+    ]
+    state = DesiredState.model_validate({"generation": 3, "epoch": "g1:u", "services": services})
+    (whole,) = split(state)
+    assert len(whole) > STREAMED_FROM
+
+    async def body() -> None:
+        kernel.max_services = 400
+        a = make_agent(kernel, FakeResolver())
+        bodies: list[int] = []
+        client = AgentClient(token)
+        try:
+            async with served(a, token, bodies) as url:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", ResourceWarning)
+                    got, sent = await client.push(url, state)
+                assert got.generation == 3 and len(got.services) == 400
+                assert bodies == [len(whole)] and sent == len(whole)
+                assert len(kernel.applies) == 1 and a.desired == state
+                got, _ = await client.push(url, delta(4, 3, {"lb1": []}))
+                assert got.generation == 4 and len(bodies) == 2
+        finally:
+            await client.close()
+            await a.stop()
 
     run(body())
 
@@ -371,29 +449,16 @@ def test_a_poll_since_its_last_answer_gets_only_what_changed(kernel: FakeKernel)
     the poller's last answer (held or gone), and only their reports; a
     restarted agent (another instance), or one whose every report changed
     since, answers whole, so that a poller never mixes two agents' reports."""
-    import contextlib
-
-    import httpx
-
-    from xdsr.agent.api import create_app
     from xdsr.operator.agents import AgentClient
 
     token = "t" * 20
 
     async def body() -> None:
         a = make_agent(kernel, FakeResolver())
+        async with served(a, token) as ep:
+            await talk(a, AgentClient(token), ep)
 
-        @contextlib.asynccontextmanager
-        async def lifespan(_app: Any) -> Any:
-            yield
-
-        client = AgentClient(token)
-        await client._http.aclose()
-        client._http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(a, token.encode(), lifespan)),
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        ep = "http://agent"
+    async def talk(a: Agent, client: AgentClient, ep: str) -> None:
         await client.push(ep, many_lbs(1, 6))
         first = await client.get_state(ep)
         assert not first.partial and len(first.services) == 6 and first.instance == a.reports.instance

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import ssl
 
-import httpx
+import aiohttp
 
 from xdsr.model.agent import MAX_PARTS, AgentState, DesiredState
 from xdsr.web.tls import ClientTls
@@ -64,29 +67,76 @@ class AgentError(Exception):
         self.detail = detail or message
 
 
+# What a request to an agent can fail with short of an answer: aiohttp's
+# own errors (refused, reset, TLS, a read timeout), the total timeout
+# (asyncio's TimeoutError) and a socket or TLS error it let through.
+_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+_JSON = {"Content-Type": "application/json"}
+# Below the agents' keep-alive (uvicorn's 5 s): the operator drops an idle
+# connection before a node does, rather than sending on one being closed.
+KEEPALIVE = 4.0
+# A body larger than this (a full state) is sent from a BytesIO over the
+# same bytes: aiohttp writes it (with its length) 256 KiB at a time as the
+# node takes it, serving the other nodes between, instead of handing the
+# socket all of it at once (and warning that raw bytes this large may
+# block the loop).
+STREAMED_FROM = 1 << 20
+
+
 class AgentClient:
     """tls: mutual TLS to the agents (web/tls.py); then an agent that
     advertises a plain http:// endpoint is refused, so the token never
-    travels in the clear. None: plain HTTP (`--insecure-http`)."""
+    travels in the clear. None: plain HTTP (`--insecure-http`).
+
+    On aiohttp, as the etcd client (store/etcd.py): its pool and C parser
+    cost a fraction of httpx's CPU per request, and every change is a
+    request to each node of the group. One session, made in the running
+    loop at the first request, keeps connections to each node; a request
+    on a kept connection the node closed meanwhile is sent again once, on
+    a new one (aiohttp's own retry of idempotent methods: a node answers a
+    state it already has with its own)."""
 
     def __init__(
         self, token: str, timeout: float = 10.0, tls: ClientTls | None = None, apply_timeout: float = 300.0
     ) -> None:
-        verify = tls.context() if tls is not None else True
+        self._ssl: ssl.SSLContext | bool = tls.context() if tls is not None else True
         self._tls = tls is not None
-        self._http = httpx.AsyncClient(timeout=timeout, headers={"Authorization": f"Bearer {token}"}, verify=verify)
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._http: aiohttp.ClientSession | None = None
+        # timeout: for a connection (TLS handshake included) and for each
+        # read of an answer, as httpx's connect/pool/read timeouts did.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout, sock_read=timeout)
         # A full state of thousands of services takes the node a while to
         # parse and apply before it answers: waiting less would only make it
-        # receive the same body again and again.
-        self._apply_timeout = httpx.Timeout(timeout, read=apply_timeout)
+        # receive the same body again and again. aiohttp times no write: a
+        # node that stops reading a large body is given up after the total.
+        self._apply_timeout = aiohttp.ClientTimeout(
+            total=timeout + apply_timeout, connect=timeout, sock_connect=timeout, sock_read=apply_timeout
+        )
         self.part_bytes = PART_BYTES
         # The last state sent and its bodies: the nodes of a group in step
         # are sent the very same state, encoded once.
         self._last: tuple[DesiredState, list[bytes]] | None = None
 
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                # No cap on connections: the operator makes at most a push
+                # and a poll or two to each node at a time.
+                connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl, keepalive_timeout=KEEPALIVE),
+                headers=self._headers,
+                timeout=self._timeout,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
+        return self._http
+
     def _check(self, endpoint: str) -> None:
         if self._tls and not endpoint.startswith("https://"):
             raise AgentError(f"{endpoint}: not https: the operator talks to agents over TLS only")
+
+    @staticmethod
+    def _failed(endpoint: str, exc: BaseException) -> AgentError:
+        return AgentError(f"{endpoint}: {exc.__class__.__name__}: {str(exc) or 'timed out'}")
 
     async def push(self, endpoint: str, state: DesiredState) -> tuple[AgentState, int]:
         """Send a state, in parts if it is a full state too large for one
@@ -117,24 +167,23 @@ class AgentClient:
     async def _put(self, endpoint: str, body: bytes) -> tuple[int, AgentState]:
         self._check(endpoint)
         try:
-            resp = await self._http.put(
-                f"{endpoint}/v1/state",
-                content=body,
-                headers={"Content-Type": "application/json"},
-                timeout=self._apply_timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise AgentError(f"{endpoint}: {exc.__class__.__name__}: {exc}") from exc
-        if resp.status_code in (200, 202, 409):
-            return resp.status_code, AgentState.model_validate_json(resp.content)
+            data = io.BytesIO(body) if len(body) > STREAMED_FROM else body
+            async with self._session().put(
+                f"{endpoint}/v1/state", data=data, headers=_JSON, timeout=self._apply_timeout
+            ) as resp:
+                status, content = resp.status, await resp.read()
+        except _TRANSPORT_ERRORS as exc:
+            raise self._failed(endpoint, exc) from exc
+        if status in (200, 202, 409):
+            return status, AgentState.model_validate_json(content)
         errors: list[tuple[str, str]] = []
         detail = None
         with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
-            body = resp.json()
-            detail = body.get("error") or body.get("detail")
-            errors = [(str(e["field"]), str(e["message"])) for e in body.get("errors", [])]
-        message = f"{endpoint}: HTTP {resp.status_code}: {resp.text[:300]}"
-        raise AgentError(message, resp.status_code, errors, str(detail) if detail else None)
+            answer = json.loads(content)
+            detail = answer.get("error") or answer.get("detail")
+            errors = [(str(e["field"]), str(e["message"])) for e in answer.get("errors", [])]
+        message = f"{endpoint}: HTTP {status}: {content.decode(errors='replace')[:300]}"
+        raise AgentError(message, status, errors, str(detail) if detail else None)
 
     async def get_state(self, endpoint: str, since: tuple[str, int] | None = None) -> AgentState:
         """The node's state; with since (instance, seq of an earlier answer),
@@ -142,12 +191,14 @@ class AgentClient:
         self._check(endpoint)
         params = {"instance": since[0], "since": since[1]} if since is not None else None
         try:
-            resp = await self._http.get(f"{endpoint}/v1/state", params=params)
-        except httpx.HTTPError as exc:
-            raise AgentError(f"{endpoint}: {exc.__class__.__name__}: {exc}") from exc
-        if resp.status_code != 200:
-            raise AgentError(f"{endpoint}: HTTP {resp.status_code}: {resp.text[:300]}")
-        return AgentState.model_validate_json(resp.content)
+            async with self._session().get(f"{endpoint}/v1/state", params=params) as resp:
+                status, content = resp.status, await resp.read()
+        except _TRANSPORT_ERRORS as exc:
+            raise self._failed(endpoint, exc) from exc
+        if status != 200:
+            raise AgentError(f"{endpoint}: HTTP {status}: {content.decode(errors='replace')[:300]}")
+        return AgentState.model_validate_json(content)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
