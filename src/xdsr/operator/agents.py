@@ -8,6 +8,7 @@ import json
 import ssl
 
 import aiohttp
+from pydantic import ValidationError
 
 from xdsr.model.agent import MAX_PARTS, AgentState, DesiredState
 from xdsr.web.tls import ClientTls
@@ -49,6 +50,19 @@ def split(state: DesiredState, part_bytes: int = PART_BYTES) -> list[bytes]:
         # The header without services (the default, left out), then the part's services.
         out.append(_encode(head)[:-1] + b',"services":[' + b",".join(group) + b"]}")
     return out
+
+
+def _answer(endpoint: str, status: int, content: bytes) -> AgentState:
+    """The node's state as it answered it; an answer that is not one is the
+    node's failure (AgentError), like no answer, not the operator's."""
+    try:
+        return AgentState.model_validate_json(content)
+    except ValidationError as exc:
+        raise AgentError(
+            f"{endpoint}: HTTP {status} with no valid state: {exc.error_count()} problem(s), "
+            f"first: {exc.errors()[0]['msg']}",
+            status,
+        ) from exc
 
 
 class AgentError(Exception):
@@ -175,7 +189,7 @@ class AgentClient:
         except _TRANSPORT_ERRORS as exc:
             raise self._failed(endpoint, exc) from exc
         if status in (200, 202, 409):
-            return status, AgentState.model_validate_json(content)
+            return status, _answer(endpoint, status, content)
         errors: list[tuple[str, str]] = []
         detail = None
         with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
@@ -197,7 +211,7 @@ class AgentClient:
             raise self._failed(endpoint, exc) from exc
         if status != 200:
             raise AgentError(f"{endpoint}: HTTP {status}: {content.decode(errors='replace')[:300]}")
-        return AgentState.model_validate_json(content)
+        return _answer(endpoint, status, content)
 
     async def close(self) -> None:
         if self._http is not None:
