@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import ctypes
 import http.client
 import ipaddress
 import json
@@ -198,10 +199,16 @@ def run(
 
 
 def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a local process, from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a local process, every thread's (those gone included), in
+    ns: its CPU-time clock (clock_getcpuclockid(3): ~pid << 3 | CPUCLOCK_SCHED).
+    /proc/<pid>/stat counts in 10 ms ticks, coarser than one change's cost."""
+    clock = ctypes.c_int32((~pid << 3) | 2).value
+    try:
+        return time.clock_gettime(clock)
+    except OSError:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _etcd_writes(endpoint: str) -> float:
