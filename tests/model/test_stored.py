@@ -16,6 +16,7 @@ import pytest
 from pydantic import BaseModel, IPvAnyAddress, TypeAdapter, ValidationError
 
 from tests.model.test_checks_fast import _texts
+from xdsr.model.agent import Segment
 from xdsr.model.checks import StoredAddress
 from xdsr.model.loadbalancer import LoadBalancer, Member
 
@@ -109,7 +110,10 @@ def test_a_deep_copy_is_equal_and_independent() -> None:
         pool.members.append(Member(id="m9", project_id="p", created_at=NOW, address="10.0.0.9", protocol_port=80))
         pool.members[0].tags.append("x")
         pool.members[1].address = ipaddress.ip_address("10.9.9.9")
+        # A segment is frozen (shared by the copies): replaced, never changed.
         assert pool.members[2].segment is not None
-        pool.members[2].segment.id = 30
-        c.vip_segment.id = 11
+        with pytest.raises(ValidationError, match="frozen"):
+            pool.members[2].segment.id = 30
+        pool.members[2].segment = Segment(type="vlan", id=30)
+        c.vip_segment = Segment(type="vlan", id=11)
         assert lb.model_dump_json() == before

@@ -38,7 +38,11 @@ class _Model(BaseModel):
 
 class Segment(_Model):
     """Where a tenant's frames are: a VLAN (id = VID, 0 = untagged) or an
-    overlay reached through tunnel endpoints (VXLAN or Geneve, id = VNI)."""
+    overlay reached through tunnel endpoints (VXLAN or Geneve, id = VNI).
+    Frozen: one segment is shared by the members, documents and copies
+    that name it (a copy of a stored document need not copy it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: SegmentType = "vlan"
     id: Annotated[int, Field(ge=0, le=checks.MAX_VNI)] = 0

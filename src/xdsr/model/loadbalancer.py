@@ -41,7 +41,7 @@ OperatingStatus = Literal["ONLINE", "DRAINING", "OFFLINE", "DEGRADED", "ERROR", 
 
 
 # Values a deep copy shares instead of copying: nothing can change them.
-_IMMUTABLE = (str, int, float, type(None), ipaddress.IPv4Address, ipaddress.IPv6Address)
+_IMMUTABLE = (str, int, float, type(None), ipaddress.IPv4Address, ipaddress.IPv6Address, Segment)
 
 
 def _copied(value: Any, memo: dict[int, Any]) -> Any:
