@@ -9,6 +9,7 @@ modification counter (etcd's revision).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -65,6 +66,20 @@ class Put:
     key: str
     value: bytes
     expect: int | None = None
+
+
+async def put_each(store: Store, puts: Sequence[Put]) -> list[int | Conflict]:
+    """put_many as separate puts, side by side: what each got, a revision
+    or the Conflict that refused it (a store's fallback when its puts
+    cannot, or can no longer, go together)."""
+
+    async def one(p: Put) -> int | Conflict:
+        try:
+            return await store.put(p.key, p.value, expect=p.expect)
+        except Conflict as exc:
+            return exc
+
+    return list(await asyncio.gather(*(one(p) for p in puts)))
 
 
 class Store(Protocol):

@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import Histogram
 
-from xdsr.store.base import Compacted, Conflict, Event, Item, Put, StoreUnavailable
+from xdsr.store.base import Compacted, Conflict, Event, Item, Put, StoreUnavailable, put_each
 
 log = logging.getLogger("xdsr.store")
 
@@ -305,16 +305,10 @@ class EtcdStore:
             size += len(p.value)
         sem = asyncio.Semaphore(_TXN_IN_FLIGHT)
 
-        async def one(p: Put) -> int | Conflict:
-            try:
-                return await self.put(p.key, p.value, expect=p.expect)
-            except Conflict as exc:
-                return exc
-
         async def chunk(ps: list[Put]) -> list[int | Conflict]:
             async with sem:
                 if len(ps) == 1:
-                    return [await one(ps[0])]
+                    return await put_each(self, ps)
                 out = await self._call(
                     "/v3/kv/txn",
                     {
@@ -326,7 +320,7 @@ class EtcdStore:
                     rev = int(out["header"]["revision"])
                     return [rev] * len(ps)
             # One of them was written by someone else meanwhile: each alone.
-            return list(await asyncio.gather(*(one(p) for p in ps)))
+            return await put_each(self, ps)
 
         done = await asyncio.gather(*(chunk(c) for c in chunks))
         return [r for rs in done for r in rs]

@@ -58,7 +58,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
 from xdsr.model import keys
-from xdsr.store.base import Compacted, Conflict, Event, Item, Put, StoreError, StoreUnavailable
+from xdsr.store.base import Compacted, Conflict, Event, Item, Put, StoreError, StoreUnavailable, put_each
 
 log = logging.getLogger("xdsr.store.kubernetes")
 
@@ -357,13 +357,7 @@ class KubernetesStore:
 
     async def put_many(self, puts: Sequence[Put]) -> list[int | Conflict]:
         # The API writes one object per request: the puts go side by side.
-        async def one(p: Put) -> int | Conflict:
-            try:
-                return await self.put(p.key, p.value, expect=p.expect)
-            except Conflict as exc:
-                return exc
-
-        return list(await asyncio.gather(*(one(p) for p in puts)))
+        return await put_each(self, puts)
 
     async def _put_status(self, key: str, value: bytes | None, expect: int | None) -> int:
         m = mapping_of(key)

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from xdsr.store.base import Compacted, Conflict, Event, Item, Put, StoreUnavailable
+from xdsr.store.base import Compacted, Conflict, Event, Item, Put, StoreUnavailable, put_each
 
 
 @dataclass
@@ -89,13 +89,7 @@ class MemoryStore:
             for p in puts:
                 self._check(p.key, p.expect)
         except Conflict:
-            out: list[int | Conflict] = []
-            for p in puts:
-                try:
-                    out.append(await self.put(p.key, p.value, expect=p.expect))
-                except Conflict as exc:
-                    out.append(exc)
-            return out
+            return await put_each(self, puts)
         if not puts:
             return []
         self._revision += 1
