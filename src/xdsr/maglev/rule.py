@@ -50,13 +50,17 @@ class MaglevBackend:
             raise ValueError(f"backend {self.id!r}: weight must be >= 0, got {self.weight}")
 
 
-def permutation_params(backend_id: str, table_size: int) -> tuple[int, int]:
-    """``(offset, skip)`` of a backend: its permutation is ``(offset + j*skip) % M``.
+def _digest(backend_id: str) -> bytes:
+    """16 bytes: two little-endian 64-bit hashes of the backend, for its
+    offset and its skip. blake2b rather than Python's ``hash`` because the
+    table must be the same in every process on every node (``hash`` of str
+    is salted per process)."""
+    return hashlib.blake2b(backend_id.encode(), digest_size=16).digest()
 
-    blake2b rather than Python's ``hash`` because the table must be the same
-    in every process on every node (``hash`` of str is salted per process).
-    """
-    d = hashlib.blake2b(backend_id.encode(), digest_size=16).digest()
+
+def permutation_params(backend_id: str, table_size: int) -> tuple[int, int]:
+    """``(offset, skip)`` of a backend: its permutation is ``(offset + j*skip) % M``."""
+    d = _digest(backend_id)
     h1 = int.from_bytes(d[:8], "little")
     h2 = int.from_bytes(d[8:], "little")
     return h1 % table_size, h2 % (table_size - 1) + 1
@@ -66,7 +70,7 @@ def permutation_params_many(ids: Sequence[str], table_size: int) -> tuple[np.nda
     """The offsets and skips of many backends of one table size, as int64
     arrays: the very numbers :func:`permutation_params` gives one by one
     (a node receiving a whole group computes some 40,000 at once)."""
-    raw = b"".join(hashlib.blake2b(i.encode(), digest_size=16).digest() for i in ids)
+    raw = b"".join(map(_digest, ids))
     h = np.frombuffer(raw, dtype="<u8").reshape(-1, 2)
     offsets = h[:, 0] % np.uint64(table_size)
     skips = h[:, 1] % np.uint64(table_size - 1) + np.uint64(1)
