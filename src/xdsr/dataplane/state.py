@@ -171,9 +171,7 @@ class Usage:
 def usage(dp: Dataplane) -> Usage:
     entries = read_index(dp)
     tables_ = {(e.slot_base, tables.slot_chunks(e.table_size, e.n_backends)) for e in entries.values()}
-    backends = {
-        (e.backend_base, tables.backend_entries(e.n_backends, k.overlay, _compact(e))) for k, e in entries.items()
-    }
+    backends = {(e.backend_base, tables.backend_entries(e.n_backends, e.backend_stride)) for e in entries.values()}
     return Usage(
         services=sum(1 for k in entries if k.port),
         max_services=dp.max_services,
@@ -258,7 +256,7 @@ def _entry(
     stats_id: int,
     digest: int,
     tdigest: int,
-    compact: bool = False,
+    stride: int = 1,
 ) -> abi.SvcEntry:
     flags = abi.SvcFlags.USED | (abi.SvcFlags.NARROW if tables.narrow(n_backends) else 0)
     e = abi.SvcEntry(
@@ -267,7 +265,7 @@ def _entry(
         backend_base=backend_base,
         n_backends=n_backends,
         flags=int(flags),
-        backend_stride=tables.stride(key.overlay, compact),
+        backend_stride=stride,
         stats_id=stats_id,
         digest=digest,
         table_digest=tdigest,
@@ -375,19 +373,13 @@ def _quiesce(dp: Dataplane, sel: abi.Sel) -> None:
     dp.wait_grace_period()
 
 
-def _compact(e: abi.SvcEntry) -> bool:
-    """The entry's tunnel backends take abi.TUNNEL4_STRIDE entries each."""
-    return int(e.backend_stride) == abi.TUNNEL4_STRIDE
-
-
 def _extents(e: abi.SvcEntry) -> tuple[tuple[int, int], tuple[int, int]]:
     """(slot chunks, backends) an entry's table takes: (start, length) each."""
     n = int(e.n_backends)
-    # A backend behind a tunnel takes several entries (tables.backend_entries).
-    overlay = e.key.segment >> abi.SEG_TYPE_SHIFT != abi.SegType.VLAN
+    # A backend behind a tunnel takes several entries: the entry says how many.
     return (int(e.slot_base), tables.slot_chunks(e.table_size, n)), (
         int(e.backend_base),
-        tables.backend_entries(n, overlay, _compact(e)),
+        tables.backend_entries(n, int(e.backend_stride)),
     )
 
 
@@ -561,33 +553,33 @@ def _apply_locked(
             new_ids.append(stats_id)
             report.created.append(key)
         n = len(svc.backends)
-        compact = key.overlay and tables.tunnel4(svc.backends)
+        stride = tables.stride(svc.backends, key.overlay)
         have = live.table(tdigest)
         if have is not None:
             slot_base, backend_base = int(have.slot_base), int(have.backend_base)
         else:
             chunks = tables.slot_chunks(svc.table_size, n)
             slot_base = live.slots.alloc(chunks)
-            entries_n = tables.backend_entries(n, key.overlay, compact)
+            entries_n = tables.backend_entries(n, stride)
             # A compact backend's 32 bytes start at an even entry: one cache line.
-            backend_base = live.backends.alloc(entries_n, abi.TUNNEL4_STRIDE if compact else 1)
+            backend_base = live.backends.alloc(entries_n, abi.TUNNEL4_STRIDE if stride == abi.TUNNEL4_STRIDE else 1)
             # alloc() reserved them; _ref() below counts the entry's reference.
             live.slots.release(slot_base, chunks)
             live.backends.release(backend_base, entries_n)
             data = tables.encode_slots(svc.table_size, n, built[tdigest])
             dp.slots[slot_base * abi.CHUNK_SIZE : slot_base * abi.CHUNK_SIZE + len(data)] = data
-            data = tables.encode_backends(svc.backends, key.overlay)
+            data = tables.encode_backends(svc.backends, stride)
             start = backend_base * tables.BACKEND_SIZE
             dp.backends[start : start + len(data)] = data
             report.tables_written += 1
-        e = _entry(key, slot_base, svc.table_size, backend_base, n, stats_id, svc.digest(), tdigest, compact)
+        e = _entry(key, slot_base, svc.table_size, backend_base, n, stats_id, svc.digest(), tdigest, stride)
         live._ref(e)
         if old is not None:
             dropped.append(old)
         entries[key] = e
         index.set(key, e)
         report.installed[key] = InstalledService(
-            svc, stats_id, int(e.digest), slot_base, tables.table_bytes(svc.table_size, n, key.overlay, compact)
+            svc, stats_id, int(e.digest), slot_base, tables.table_bytes(svc.table_size, n, stride)
         )
     _zero_counters(dp, new_ids)
     for key in removed:
@@ -647,8 +639,8 @@ def installed(dp: Dataplane, with_slots: bool = False) -> list[InstalledService]
             continue  # fragment entries mirror a real service's table
         n = e.n_backends
         start = e.backend_base * tables.BACKEND_SIZE
-        size = tables.backend_entries(n, key.overlay, _compact(e)) * tables.BACKEND_SIZE
-        backends = tables.decode_backends(dp.backends[start : start + size], n, key.overlay, _compact(e))
+        size = tables.backend_entries(n, e.backend_stride) * tables.BACKEND_SIZE
+        backends = tables.decode_backends(dp.backends[start : start + size], n, e.backend_stride)
         slots = None
         if with_slots:
             begin = e.slot_base * abi.CHUNK_SIZE
@@ -661,7 +653,7 @@ def installed(dp: Dataplane, with_slots: bool = False) -> list[InstalledService]
                 int(e.stats_id),
                 int(e.digest),
                 int(e.slot_base),
-                tables.table_bytes(e.table_size, n, key.overlay, _compact(e)),
+                tables.table_bytes(e.table_size, n, e.backend_stride),
                 slots,
             )
         )

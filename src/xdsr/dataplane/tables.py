@@ -36,30 +36,26 @@ def slot_chunks(table_size: int, n_backends: int) -> int:
     return -(-table_size // per_chunk)
 
 
-def tunnel4(backends: tuple[Backend, ...]) -> bool:
-    """Every endpoint is IPv4: the overlay service's backends take
-    abi.TUNNEL4_STRIDE entries each (32 bytes, one cache line)."""
-    return all(b.vtep is not None and b.vtep.version == 4 for b in backends)
-
-
-def stride(overlay: bool, compact: bool = False) -> int:
-    """Entries of xdsr_backends per backend; compact: tunnel4() held."""
+def stride(backends: tuple[Backend, ...], overlay: bool) -> int:
+    """Entries of xdsr_backends per backend of a service (what its index
+    entry's backend_stride holds): 1 on a VLAN; behind tunnels
+    abi.TUNNEL4_STRIDE (32 bytes, one cache line) when every endpoint is
+    IPv4, else abi.TUNNEL_STRIDE (a third entry for an IPv6 address)."""
     if not overlay:
         return 1
-    return abi.TUNNEL4_STRIDE if compact else abi.TUNNEL_STRIDE
+    if all(b.vtep is not None and b.vtep.version == 4 for b in backends):
+        return abi.TUNNEL4_STRIDE
+    return abi.TUNNEL_STRIDE
 
 
-def backend_entries(n_backends: int, overlay: bool = False, compact: bool = False) -> int:
+def backend_entries(n_backends: int, stride: int = 1) -> int:
     """Entries of xdsr_backends that n backends of a service take."""
-    return n_backends * stride(overlay, compact)
+    return n_backends * stride
 
 
-def table_bytes(table_size: int, n_backends: int, overlay: bool = False, compact: bool = False) -> int:
+def table_bytes(table_size: int, n_backends: int, stride: int = 1) -> int:
     """Bytes of kernel memory a service's table takes: its slots and backends."""
-    return (
-        slot_chunks(table_size, n_backends) * abi.CHUNK_SIZE
-        + backend_entries(n_backends, overlay, compact) * BACKEND_SIZE
-    )
+    return slot_chunks(table_size, n_backends) * abi.CHUNK_SIZE + backend_entries(n_backends, stride) * BACKEND_SIZE
 
 
 def table_digest(svc: Service) -> int:
@@ -140,12 +136,11 @@ _BACKEND_DTYPE = np.dtype(
 )
 
 
-def encode_backends(backends: tuple[Backend, ...], overlay: bool = False) -> bytes:
-    """The backends' entries (struct xdsr_backend), as the kernel reads them;
-    a backend behind a tunnel takes stride(True, tunnel4(backends)) entries."""
-    if overlay:
-        compact = tunnel4(backends)
-        return b"".join(_encode_tunnel(b, compact) for b in backends)
+def encode_backends(backends: tuple[Backend, ...], stride: int = 1) -> bytes:
+    """The backends' entries (struct xdsr_backend), as the kernel reads them:
+    `stride` (stride()) entries each."""
+    if stride > 1:
+        return b"".join(_encode_tunnel(b, stride == abi.TUNNEL4_STRIDE) for b in backends)
     out = np.zeros(len(backends), dtype=_BACKEND_DTYPE)
     if backends:
         # MACs are normalized ("02:00:00:00:00:01"): the hex digits are the bytes.
@@ -157,9 +152,9 @@ def encode_backends(backends: tuple[Backend, ...], overlay: bool = False) -> byt
     return out.tobytes()
 
 
-def decode_backends(raw: bytes, n_backends: int, overlay: bool = False, compact: bool = False) -> tuple[Backend, ...]:
-    if overlay:
-        size = stride(True, compact) * BACKEND_SIZE
+def decode_backends(raw: bytes, n_backends: int, stride: int = 1) -> tuple[Backend, ...]:
+    if stride > 1:
+        size = stride * BACKEND_SIZE
         return tuple(_decode_tunnel(raw[i * size : (i + 1) * size]) for i in range(n_backends))
     arr = np.frombuffer(raw, dtype=_BACKEND_DTYPE, count=n_backends)
     return tuple(
