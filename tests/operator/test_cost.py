@@ -19,8 +19,9 @@ from tests.operator.test_passes import (
     run,
     until,
 )
+from xdsr.dataplane import abi
 from xdsr.model import keys
-from xdsr.model.agent import AgentState, DesiredState
+from xdsr.model.agent import AgentState, DesiredState, RuleService
 from xdsr.model.group import PlacedLoadBalancer
 from xdsr.model.loadbalancer import LoadBalancer, Member
 from xdsr.operator.agents import AgentClient
@@ -269,3 +270,33 @@ def test_a_status_waits_no_longer_than_status_wait_for_a_push_that_hangs() -> No
             assert st is not None and st.observed_generation == lb.generation + 1
 
     run(body)
+
+
+def test_a_services_cost_counts_the_backend_entries_the_nodes_apply_takes() -> None:
+    """Behind tunnels a backend takes 2 entries of the backend array (every
+    endpoint IPv4) or 3 (one IPv6): the operator places by what the nodes'
+    apply allocates (dataplane/tables.py), not one entry per backend."""
+
+    def service(segment: dict[str, object], vteps: list[str | None]) -> RuleService:
+        overlay = segment["type"] != "vlan"
+        return RuleService.model_validate(
+            {
+                "vip": "203.0.113.1",
+                "port": 80,
+                "protocol": "tcp",
+                "segment": segment,
+                "table_size": 1009,
+                "backends": [
+                    {"id": f"m{i}", "mac": f"02:00:00:00:00:{i + 1:02x}", "vni": 7 if overlay else None, "vtep": v}
+                    for i, v in enumerate(vteps)
+                ],
+            }
+        )
+
+    vlan = service({"type": "vlan", "id": 10}, [None] * 4)
+    v4 = service({"type": "vxlan", "id": 5000}, ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"])
+    mixed = service({"type": "geneve", "id": 5000}, ["192.0.2.1", "2001:db8::1", "192.0.2.3", "192.0.2.4"])
+    assert cost([vlan])[2] == 4
+    assert cost([v4])[2] == 4 * abi.TUNNEL4_STRIDE == 8
+    assert cost([mixed])[2] == 4 * abi.TUNNEL_STRIDE == 12
+    assert cost([vlan, v4, mixed]) == (3, cost([vlan])[1] * 3, 24)

@@ -14,6 +14,8 @@ import ctypes
 import hashlib
 import ipaddress
 import json
+from collections.abc import Iterable
+from typing import Protocol
 
 import numpy as np
 
@@ -36,7 +38,15 @@ def slot_chunks(table_size: int, n_backends: int) -> int:
     return -(-table_size // per_chunk)
 
 
-def stride(backends: tuple[Backend, ...], overlay: bool) -> int:
+class _Endpointed(Protocol):
+    """A backend as the data plane has it (model.Backend) or as the operator
+    compiles it (model.agent.RuleBackend): both know their tunnel endpoint."""
+
+    @property
+    def vtep(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None: ...
+
+
+def stride(backends: Iterable[_Endpointed], overlay: bool) -> int:
     """Entries of xdsr_backends per backend of a service (what its index
     entry's backend_stride holds): 1 on a VLAN; behind tunnels
     abi.TUNNEL4_STRIDE (32 bytes, one cache line) when every endpoint is

@@ -20,7 +20,9 @@ def cost(services: Iterable[RuleService]) -> Cost:
     for s in services:
         n += 1
         chunks += tables.slot_chunks(s.table_size or 0, len(s.backends))
-        backends += len(s.backends)
+        # Entries of the backend array, as the node's apply takes them: more
+        # than one per backend behind tunnels.
+        backends += tables.backend_entries(len(s.backends), tables.stride(s.backends, s.segment.overlay))
     return (n, chunks, backends)
 
 
